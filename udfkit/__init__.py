@@ -1,0 +1,23 @@
+"""udfkit: run user-defined functions over n-dimensional data sets larger than memory.
+
+Quick start::
+
+    from udfkit import Context, UDF
+    ctx = Context()
+    ds = ctx.load("raw", path="scan.raw", dtype="uint16", nav_shape=(128, 128), sig_shape=(256, 256))
+    res = ctx.run_udf(dataset=ds, udf=MyUDF())
+
+Heavy modules (numba kernels, dask, h5py) are imported only when used.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["Context", "UDF", "Shape", "Slice", "UdfkitError", "DataSetError", "UDFError",
+           "ROIError", "__version__"]
+
+from .api import Context
+from .common import Shape, Slice
+from .errors import DataSetError, ROIError, UdfkitError, UDFError
+from .udf.base import UDF

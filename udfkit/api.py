@@ -1,0 +1,120 @@
+"""The user entry point: :class:`Context`."""
+
+from __future__ import annotations
+
+from .executor import Executor, make_executor
+from .executor.progress import make_reporter
+from .io.formats import make_dataset
+from .udf.base import UDF
+from .udf.driver import UDFRun
+
+__all__ = ["Context"]
+
+
+class Context:
+    """Load data sets and run UDFs on them.
+
+    Parameters
+    ----------
+    executor : Executor, optional
+        Where partitions run; default the inline executor (this release has no other kind).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from udfkit import Context
+    >>> from udfkit.udf import MapUDF
+    >>> with Context.make_with("inline") as ctx:
+    ...     ds = ctx.load("memory", data=np.ones((4, 4, 8, 8), dtype="uint16"))
+    ...     res = ctx.run_udf(dataset=ds, udf=MapUDF(f=lambda frame: frame.max()))
+    >>> res["result"].data.shape
+    (4, 4)
+    """
+
+    def __init__(self, executor: Executor | None = None):
+        if executor is None:
+            executor = make_executor("inline")
+        if not isinstance(executor, Executor):
+            raise TypeError(f"executor: expected an Executor, got {type(executor).__name__}")
+        self.executor = executor
+
+    @classmethod
+    def make_with(cls, kind: str = "inline", **kwargs) -> Context:
+        """A Context with a new executor of ``kind`` (``"inline"``; ``debug=True`` pickles
+        every task and result round trip)."""
+        return cls(executor=make_executor(kind, **kwargs))
+
+    def load(self, filetype: str, **params):
+        """Open a data set: ``ctx.load("raw", path=..., dtype=..., nav_shape=..., sig_shape=...)``.
+
+        Parameters
+        ----------
+        filetype : str
+            ``"raw"``, ``"npy"``, ``"memory"`` or ``"auto"``.
+        **params
+            Parameters of the format (see its class in :mod:`udfkit.io.formats`).
+
+        Raises
+        ------
+        DataSetError
+            When the parameters do not match the file; the message names the file.
+        """
+        ds = make_dataset(filetype, params)
+        return ds.initialize(self.executor)
+
+    def _run(self, dataset, udf, roi, progress, iterate):
+        udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
+        if not udfs:
+            raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
+        run = UDFRun(dataset, udfs, roi=roi)
+        return run.execute(self.executor, iterate=iterate, progress=make_reporter(progress))
+
+    def run_udf(self, dataset, udf, *, roi=None, progress=False):
+        """Run one UDF (returns its result dict) or a list of UDFs in one pass (a list of dicts).
+
+        Parameters
+        ----------
+        dataset : DataSet
+        udf : UDF or list of UDF
+        roi : numpy.ndarray of bool, optional
+            Nav-shaped (or flat) mask of the positions to process.
+        progress : bool or reporter
+            ``True`` shows a progress bar of frames.
+
+        Returns
+        -------
+        dict or list of dict
+            ``{name: BufferResult}`` per UDF.
+        """
+        final = None
+        for final in self._run(dataset, udf, roi, progress, iterate=False):
+            pass
+        return final.buffers if isinstance(udf, (list, tuple)) else final.buffers[0]
+
+    def run_udf_iter(self, dataset, udf, *, roi=None, progress=False):
+        """Like :meth:`run_udf`, but a generator of :class:`~udfkit.udf.RunResults`, one after
+        every merged partition, the last one complete. Closing it early stops the run."""
+        return self._run(dataset, udf, roi, progress, iterate=True)
+
+    def map(self, dataset, f, *, roi=None, progress=False):
+        """Apply ``f`` to every frame; returns a :class:`~udfkit.udf.BufferResult` (``.data``)."""
+        from .udf.map import MapUDF
+
+        return self.run_udf(dataset, MapUDF(f=f), roi=roi, progress=progress)["result"]
+
+    def close(self) -> None:
+        """Shut the executor down."""
+        self.executor.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"Context(executor={self.executor!r})"
+
+
+# re-exported for "from udfkit.api import UDF" ports of LiberTEM scripts
+UDF = UDF

@@ -1,0 +1,62 @@
+"""All exceptions and warnings of udfkit, in one module.
+
+Every exception derives from :class:`UdfkitError`, and also from the builtin exception a
+user would naturally catch (``ValueError`` for bad parameters, ``FileNotFoundError`` for a
+missing path, ...), so both ``except UdfkitError`` and ``except ValueError`` work.
+
+This module sits at the bottom of the layer stack next to :mod:`udfkit.common`: it imports
+nothing from udfkit.
+"""
+
+__all__ = [
+    "UdfkitError",
+    "DataSetError",
+    "DataSetFileNotFoundError",
+    "ROIError",
+    "TilingError",
+    "UDFError",
+    "UDFResultError",
+    "ExecutorError",
+    "IOBackendError",
+    "UdfkitWarning",
+]
+
+
+class UdfkitError(Exception):
+    """Root of all udfkit exceptions."""
+
+
+class DataSetError(UdfkitError, ValueError):
+    """Bad load parameters, or a file that does not match them."""
+
+
+class DataSetFileNotFoundError(DataSetError, FileNotFoundError):
+    """The path given to ``Context.load`` does not exist."""
+
+
+class ROIError(UdfkitError, ValueError):
+    """A region of interest of the wrong shape or type."""
+
+
+class TilingError(UdfkitError, ValueError):
+    """The UDFs' tiling preferences cannot be met by the data set."""
+
+
+class UDFError(UdfkitError, TypeError):
+    """A UDF that breaks the UDF contract (detected before any data is read)."""
+
+
+class UDFResultError(UDFError):
+    """A UDF's ``get_results`` returned something that does not fit its declared buffers."""
+
+
+class ExecutorError(UdfkitError, RuntimeError):
+    """An executor failed to run a task (not an exception raised by the UDF itself)."""
+
+
+class IOBackendError(UdfkitError, OSError):
+    """An I/O backend cannot read a file the way it was asked to."""
+
+
+class UdfkitWarning(UserWarning):
+    """Warnings issued by udfkit."""

@@ -1,0 +1,31 @@
+"""Executors: where partitions run. Registered by kind, imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Executor
+
+__all__ = ["Executor", "make_executor", "EXECUTORS"]
+
+EXECUTORS = {
+    "inline": "udfkit.executor.inline:InlineExecutor",
+}
+
+
+def make_executor(kind: str, **kwargs) -> Executor:
+    """Create the executor registered as ``kind`` with its keyword arguments.
+
+    Examples
+    --------
+    >>> make_executor("inline")
+    InlineExecutor(debug=False)
+    """
+    if kind not in EXECUTORS:
+        raise ValueError(f"executor kind: expected one of {sorted(EXECUTORS)}, got {kind!r}")
+    module, attr = EXECUTORS[kind].split(":")
+    cls = getattr(importlib.import_module(module), attr)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise TypeError(f"executor {kind!r}: {e}") from None

@@ -1,0 +1,45 @@
+"""The executor contract: run picklable tasks, hand back results as they finish.
+
+An executor knows nothing of UDFs or buffers. A *task* is a picklable callable without
+arguments; its return value is picklable too. :meth:`Executor.run_tasks` returns an iterator
+of ``(position, result)`` pairs in completion order, where ``position`` is the task's index
+in the input list. Closing that iterator early (``it.close()``, or a ``for`` loop left by an
+exception) cancels the tasks that have not run yet. An exception raised by a task is
+re-raised from the iterator with its original type.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+
+__all__ = ["Executor"]
+
+
+class Executor(ABC):
+    """Where tasks run (inline, threads, processes, dask)."""
+
+    #: registry name, e.g. ``"inline"``
+    kind: str = "?"
+
+    @property
+    @abstractmethod
+    def num_workers(self) -> int:
+        """How many tasks run at the same time (used to size partitions)."""
+
+    @abstractmethod
+    def run_tasks(self, tasks: Sequence[Callable]) -> Iterator[tuple[int, object]]:
+        """Run ``tasks``; yield ``(index, result)`` as each finishes."""
+
+    def run_function(self, fn: Callable, *args, **kwargs):
+        """Run one function somewhere the data are reachable (default: here)."""
+        return fn(*args, **kwargs)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release workers; the executor is unusable afterwards."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

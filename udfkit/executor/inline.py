@@ -1,0 +1,48 @@
+"""The ``inline`` executor: runs every task in the calling thread (tests, debugging)."""
+
+from __future__ import annotations
+
+from .base import Executor
+
+__all__ = ["InlineExecutor"]
+
+
+class InlineExecutor(Executor):
+    """Run tasks one after the other in the calling thread.
+
+    Parameters
+    ----------
+    debug : bool
+        Pickle every task and every result through cloudpickle and back, as a process or
+        cluster executor would, so that pickling bugs show up without worker processes.
+
+    Examples
+    --------
+    >>> ex = InlineExecutor(debug=True)
+    >>> list(ex.run_tasks([lambda: 1, lambda: 2]))
+    [(0, 1), (1, 2)]
+    """
+
+    kind = "inline"
+
+    def __init__(self, debug: bool = False):
+        self.debug = bool(debug)
+
+    @property
+    def num_workers(self) -> int:
+        return 1
+
+    def run_tasks(self, tasks):
+        if self.debug:
+            import cloudpickle
+
+            def roundtrip(obj):
+                return cloudpickle.loads(cloudpickle.dumps(obj))
+        for i, task in enumerate(tasks):
+            if self.debug:
+                yield i, roundtrip(roundtrip(task)())
+            else:
+                yield i, task()
+
+    def __repr__(self):
+        return f"InlineExecutor(debug={self.debug})"

@@ -1,0 +1,10 @@
+"""The I/O layer: data sets, partitions, tiles, tiling negotiation and I/O backends.
+
+Imports only :mod:`udfkit.common` and :mod:`udfkit.errors`; knows nothing of UDFs.
+"""
+
+from .base import DataSet, DataSetMeta, DataTile, FrameSource, IOBackend, Partition
+from .tiling import Negotiator, TilingConstraints, TilingRequest, TilingScheme
+
+__all__ = ["DataSet", "DataSetMeta", "DataTile", "FrameSource", "IOBackend", "Partition",
+           "Negotiator", "TilingConstraints", "TilingRequest", "TilingScheme"]

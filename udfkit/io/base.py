@@ -1,0 +1,349 @@
+"""Contracts of the I/O layer: data sets, partitions, tiles, I/O backends.
+
+This module holds the abstract classes only; concrete formats live in
+:mod:`udfkit.io.formats`, concrete backends in :mod:`udfkit.io.backends`.
+
+Missing frames
+--------------
+A navigation position *has data* when the file holds the frame that belongs to it. With a
+``sync_offset`` of ``s``, position ``i`` (flattened nav index) reads file frame ``i + s``:
+
+* ``s > 0`` skips the first ``s`` frames of the file; the last ``s`` positions have no frame
+  when the file holds exactly ``nav_size`` frames;
+* ``s < 0`` means the first ``|s|`` positions have no frame;
+* a file that holds fewer frames than ``nav_shape`` needs is an error, unless the user passes
+  ``allow_partial=True`` (an aborted acquisition): then the positions past the end have
+  no frame.
+
+Positions without a frame are never invented: they are excluded from processing exactly
+like positions outside a region of interest. They are reported as ``False`` in
+``valid_mask`` of every nav-shaped result, and their entries in ``.data`` are filled with
+NaN (floats), 0 (integers) or False (bools).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..common import Shape, Slice
+
+__all__ = ["DataTile", "DataSetMeta", "DataSet", "Partition", "IOBackend", "FrameSource"]
+
+
+class DataTile:
+    """One tile of data: ``depth`` consecutive (processed) frames × one part of the signal.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        Shape ``(depth, *sig_part)``. Read-only: it may be a view into the file or a reused
+        buffer, so it must not be modified or kept after the UDF call returns.
+    tile_slice : Slice
+        Where the tile sits, in flattened-nav coordinates: the origin is the flattened nav
+        index of its first frame, the first extent its number of frames. With a ROI the
+        frames need not be consecutive; ``frame_index`` has the exact positions.
+    scheme_idx : int
+        Index of the signal slice in the tiling scheme.
+    frame_index : numpy.ndarray
+        Flattened navigation index (in the full data set) of each frame in the tile.
+    processed_start : int
+        Position of the tile's first frame among the partition's processed frames (the row
+        of partition-sized nav buffers that belongs to it).
+    """
+
+    __slots__ = ("data", "tile_slice", "scheme_idx", "frame_index", "processed_start")
+
+    def __init__(self, data, tile_slice: Slice, scheme_idx: int, frame_index,
+                 processed_start: int = 0):
+        self.data = data
+        self.tile_slice = tile_slice
+        self.scheme_idx = scheme_idx
+        self.frame_index = frame_index
+        self.processed_start = processed_start
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def __repr__(self):
+        return f"DataTile(shape={self.data.shape}, tile_slice={self.tile_slice!r}, scheme_idx={self.scheme_idx})"
+
+
+@dataclass(frozen=True)
+class DataSetMeta:
+    """What a data set knows about itself after ``initialize``.
+
+    Attributes
+    ----------
+    shape : Shape
+        Logical shape (nav + sig) after ``nav_shape`` / ``sig_shape`` overrides.
+    raw_dtype : numpy.dtype
+        The dtype of the bytes as stored (may be non-native byte order).
+    image_count : int
+        Whole frames the file (or array) holds.
+    sync_offset : int
+        See the module docstring.
+    metadata : dict
+        Format-specific extras (path, header size, ...).
+    """
+
+    shape: Shape
+    raw_dtype: np.dtype
+    image_count: int
+    sync_offset: int = 0
+    metadata: dict = field(default_factory=dict)
+
+
+class FrameSource(ABC):
+    """An open handle on the frames of one partition, created on the worker.
+
+    ``read(first, stop)`` returns a flat (1D) array in the stored dtype holding the frames
+    ``first .. stop-1`` (file frame numbers) back to back. The array stays valid until the next
+    call to ``read`` or ``close``.
+    """
+
+    @abstractmethod
+    def read(self, first: int, stop: int) -> np.ndarray:
+        """Flat array of the stored elements of frames ``[first, stop)``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the file handle / mapping."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class IOBackend(ABC):
+    """How bytes leave a file. Instances are small and picklable; they travel with partitions."""
+
+    #: registry name, e.g. ``"mmap"``
+    name: str = "?"
+
+    @property
+    @abstractmethod
+    def supports_zero_copy(self) -> bool:
+        """True when tiles can be views of the stored bytes (no copy)."""
+
+    @abstractmethod
+    def open(self, layout, first: int, stop: int) -> FrameSource:
+        """Open the frames ``[first, stop)`` of a :class:`~udfkit.io.layout.FileLayout`."""
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Partition(ABC):
+    """A contiguous range ``[start, stop)`` of the flattened navigation axis.
+
+    Partitions are small picklable descriptions; the worker that runs one opens the file
+    itself. Subclasses provide :meth:`open_source`; tiling, ROI handling, zero-copy views and
+    decoding are shared (see :mod:`udfkit.io.tiles`).
+    """
+
+    def __init__(self, *, shape: Shape, start: int, stop: int, raw_dtype, image_count: int,
+                 sync_offset: int, index: int):
+        self.shape = shape  # full data set shape (nav may be nD)
+        self.start = int(start)
+        self.stop = int(stop)
+        self.raw_dtype = np.dtype(raw_dtype)
+        self.image_count = int(image_count)
+        self.sync_offset = int(sync_offset)
+        self.index = int(index)
+
+    @property
+    def slice(self) -> Slice:
+        """The partition as a Slice in flattened-nav coordinates."""
+        sig = self.shape.sig.to_tuple()
+        return Slice((self.start,) + (0,) * len(sig),
+                     Shape((self.stop - self.start,) + sig, sig_dims=len(sig)))
+
+    @property
+    def num_frames(self) -> int:
+        """Number of navigation positions in the partition (with or without data)."""
+        return self.stop - self.start
+
+    def valid_range(self) -> tuple[int, int]:
+        """Partition-local ``[lo, hi)`` of the positions that have a frame."""
+        lo = max(0, -self.sync_offset - self.start)
+        hi = min(self.num_frames, self.image_count - self.sync_offset - self.start)
+        lo = min(lo, self.num_frames)
+        return lo, max(lo, hi)
+
+    def selected_positions(self, roi=None) -> np.ndarray:
+        """Partition-local indices of the positions that will be processed.
+
+        Parameters
+        ----------
+        roi : numpy.ndarray of bool, optional
+            Partition-local region of interest (``num_frames`` entries).
+        """
+        lo, hi = self.valid_range()
+        if roi is None:
+            return np.arange(lo, hi, dtype=np.int64)
+        roi = np.asarray(roi, dtype=bool)
+        if roi.shape != (self.num_frames,):
+            raise ValueError(f"partition ROI must have {self.num_frames} entries, got {roi.shape}")
+        idx = np.flatnonzero(roi[lo:hi]).astype(np.int64)
+        idx += lo
+        return idx
+
+    @property
+    @abstractmethod
+    def supports_zero_copy(self) -> bool:
+        """True when tiles of the stored dtype can be views (no copy)."""
+
+    @abstractmethod
+    def open_source(self) -> FrameSource:
+        """Open the frames of this partition (on the worker)."""
+
+    def get_tiles(self, tiling_scheme, dest_dtype="float32", roi=None):
+        """Yield :class:`DataTile` objects covering the processed frames of this partition.
+
+        Parameters
+        ----------
+        tiling_scheme : TilingScheme
+            Signal slices and depth.
+        dest_dtype : dtype
+            The dtype the UDF wants; stored data are converted (and byte-swapped) into it.
+        roi : numpy.ndarray of bool, optional
+            Partition-local region of interest; positions without a frame are skipped anyway.
+        """
+        from .tiles import generate_tiles
+
+        return generate_tiles(self, tiling_scheme, np.dtype(dest_dtype), roi)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.index}: [{self.start}, {self.stop})>"
+
+
+class DataSet(ABC):
+    """A data set of shape ``nav + sig``, cut into partitions along the flattened nav axis.
+
+    Life cycle: construct with the load parameters (cheap, no I/O), then
+    :meth:`initialize` reads headers and checks the parameters against the file; then
+    :meth:`get_partitions` describes the work.
+    """
+
+    def __init__(self, *, nav_shape=None, sig_shape=None, sync_offset: int = 0,
+                 num_partitions: int | None = None, allow_partial: bool = False):
+        self._nav_shape_arg = nav_shape
+        self._sig_shape_arg = sig_shape
+        self._sync_offset_arg = sync_offset
+        self._num_partitions_arg = num_partitions
+        self._allow_partial = bool(allow_partial)
+        self._meta: DataSetMeta | None = None
+        self._num_workers = 1
+
+    # -- life cycle -----------------------------------------------------------------------
+    @abstractmethod
+    def _initialize(self) -> DataSetMeta:
+        """Read headers, check parameters, return the metadata."""
+
+    def initialize(self, executor=None) -> DataSet:
+        """Read headers and check the load parameters; returns ``self``.
+
+        Parameters
+        ----------
+        executor : Executor, optional
+            Used to learn the number of workers (for the default partition count).
+        """
+        if executor is not None:
+            self._num_workers = max(1, int(getattr(executor, "num_workers", 1)))
+        self._meta = self._initialize()
+        return self
+
+    def check_valid(self) -> bool:
+        """Re-check that the underlying file still matches; raise ``DataSetError`` if not."""
+        self._initialize()
+        return True
+
+    def _require_meta(self) -> DataSetMeta:
+        if self._meta is None:
+            raise RuntimeError(f"{type(self).__name__} is not initialized; use Context.load()")
+        return self._meta
+
+    # -- description ----------------------------------------------------------------------
+    @property
+    def meta(self) -> DataSetMeta:
+        """The :class:`DataSetMeta` (after ``initialize``)."""
+        return self._require_meta()
+
+    @property
+    def shape(self) -> Shape:
+        """Logical shape, nav + sig."""
+        return self._require_meta().shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The stored dtype (including its byte order)."""
+        return self._require_meta().raw_dtype
+
+    @property
+    def native_dtype(self) -> np.dtype:
+        """The stored dtype in native byte order: what a UDF gets when it asks for native data."""
+        return self._require_meta().raw_dtype.newbyteorder("=")
+
+    @property
+    def sync_offset(self) -> int:
+        return self._require_meta().sync_offset
+
+    @property
+    def image_count(self) -> int:
+        return self._require_meta().image_count
+
+    def get_valid_mask(self) -> np.ndarray | None:
+        """Flat bool array: which nav positions have a frame; ``None`` when all do."""
+        meta = self._require_meta()
+        n = meta.shape.nav.size
+        lo = max(0, -meta.sync_offset)
+        hi = min(n, meta.image_count - meta.sync_offset)
+        if lo == 0 and hi >= n:
+            return None
+        mask = np.zeros(n, dtype=bool)
+        if hi > lo:
+            mask[lo:hi] = True
+        return mask
+
+    def get_tiling_constraints(self):
+        """What the data set imposes on tiles (see :class:`~udfkit.io.tiling.TilingConstraints`)."""
+        from .tiling import TilingConstraints
+
+        sig = self.shape.sig.to_tuple()
+        return TilingConstraints(base_shape=(1,) * (len(sig) - 1) + (sig[-1],) if len(sig) > 1 else (1,))
+
+    @property
+    def supports_zero_copy(self) -> bool:
+        """True when tiles in the stored dtype can be views of the stored bytes."""
+        return True
+
+    # -- partitions -----------------------------------------------------------------------
+    def partition_bounds(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` of every partition along the flattened nav axis."""
+        from .partitioning import partition_bounds
+
+        meta = self._require_meta()
+        return partition_bounds(
+            nav_size=meta.shape.nav.size,
+            frame_bytes=meta.shape.sig.size * meta.raw_dtype.itemsize,
+            num_partitions=self._num_partitions_arg,
+            num_workers=self._num_workers,
+        )
+
+    def get_num_partitions(self) -> int:
+        """How many partitions :meth:`get_partitions` returns."""
+        return len(self.partition_bounds())
+
+    @abstractmethod
+    def get_partitions(self) -> list[Partition]:
+        """Describe the work: one picklable :class:`Partition` per range of frames."""
+
+    def __repr__(self):
+        if self._meta is None:
+            return f"<{type(self).__name__} (not initialized)>"
+        return f"<{type(self).__name__} shape={tuple(self.shape)} dtype={self.dtype}>"

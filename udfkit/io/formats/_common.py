@@ -1,0 +1,109 @@
+"""Checks shared by the formats: existence of paths, frame counts, sync offsets."""
+
+from __future__ import annotations
+
+import os
+from math import prod
+
+from ...common import normalize_shape
+from ...errors import DataSetError, DataSetFileNotFoundError
+
+MAX_DIMS = 3
+
+
+def check_path(path, what: str) -> str:
+    """Return ``path`` as str; raise if it is missing or not a regular file."""
+    if path is None:
+        raise DataSetError(f"{what}: a path is required")
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataSetFileNotFoundError(f"{what} {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise DataSetError(f"{what} {path!r} is not a regular file")
+    return path
+
+
+def parse_dims(value, name: str, where: str, required: bool = False):
+    """nav_shape / sig_shape with 1–3 positive dimensions (or None when not required)."""
+    if value is None:
+        if required:
+            raise DataSetError(f"{where}: {name} is required")
+        return None
+    return normalize_shape(value, name, min_dims=1, max_dims=MAX_DIMS, error=DataSetError,
+                           where=where)
+
+
+def suggest_nav_shape(nav_shape, frames: int) -> tuple:
+    """A nav shape that fits into ``frames`` frames, keeping the fast axes if possible.
+
+    >>> suggest_nav_shape((128, 128), 1000)
+    (7, 128)
+    >>> suggest_nav_shape((128, 128), 100)
+    (100,)
+    """
+    inner = prod(nav_shape[1:])
+    if len(nav_shape) > 1 and frames >= inner:
+        return (frames // inner,) + tuple(nav_shape[1:])
+    return (frames,)
+
+
+def check_frame_count(where: str, nav_shape, image_count: int, allow_partial: bool,
+                      have: str, need_per_frame: str) -> None:
+    """Error when the file holds fewer frames than nav_shape needs (unless allow_partial)."""
+    nav_size = prod(nav_shape)
+    if image_count == 0:
+        raise DataSetError(f"{where} holds no complete frame ({have}); a frame needs {need_per_frame}")
+    if image_count < nav_size and not allow_partial:
+        raise DataSetError(
+            f"{where} holds {image_count} frames ({have}), but nav_shape {tuple(nav_shape)} needs "
+            f"{nav_size} frames of {need_per_frame}; try nav_shape="
+            f"{suggest_nav_shape(nav_shape, image_count)}, or pass allow_partial=True if the "
+            f"acquisition was aborted (missing frames are then reported in valid_mask)")
+
+
+def check_sync_offset(where: str, sync_offset, nav_size: int, image_count: int) -> int:
+    """``sync_offset`` must leave at least one frame: ``-nav_size < s < image_count``."""
+    if isinstance(sync_offset, bool) or not isinstance(sync_offset, int):
+        try:
+            if int(sync_offset) != sync_offset:
+                raise ValueError
+            sync_offset = int(sync_offset)
+        except (TypeError, ValueError):
+            raise DataSetError(f"{where}: sync_offset: expected an integer, got {sync_offset!r}") from None
+    if not -nav_size < sync_offset < image_count:
+        raise DataSetError(
+            f"{where}: sync_offset {sync_offset} is out of range: with {nav_size} nav positions "
+            f"and {image_count} frames in the file it must be > {-nav_size} and < {image_count}")
+    return sync_offset
+
+
+def resolve_shapes(where: str, native_shape, sig_dims, nav_shape, sig_shape, total_items: int,
+                   allow_partial: bool = False):
+    """Apply nav_shape / sig_shape overrides to an array-like source of ``total_items`` elements.
+
+    Returns ``(nav_shape, sig_shape, image_count)``. The signal shape decides the frame size;
+    the element count must be a whole number of frames.
+    """
+    native_shape = tuple(native_shape)
+    if sig_shape is None:
+        if sig_dims is None:
+            sig_dims = 2 if len(native_shape) >= 3 else 1
+        if len(native_shape) <= sig_dims:
+            raise DataSetError(f"{where}: shape {native_shape} has no navigation axis with "
+                               f"sig_dims={sig_dims}; pass sig_shape or nav_shape explicitly")
+        sig_shape = native_shape[len(native_shape) - sig_dims:]
+    frame_items = prod(sig_shape)
+    if total_items % frame_items:
+        raise DataSetError(f"{where}: its {total_items} elements {native_shape} are not a whole "
+                           f"number of frames of sig_shape {tuple(sig_shape)} ({frame_items} elements)")
+    image_count = total_items // frame_items
+    if nav_shape is None:
+        native_nav = native_shape[: len(native_shape) - len(sig_shape)]
+        nav_shape = native_nav if native_nav and prod(native_nav) == image_count else (image_count,)
+    if prod(nav_shape) > image_count and not allow_partial:
+        raise DataSetError(
+            f"{where}: nav_shape {tuple(nav_shape)} × sig_shape {tuple(sig_shape)} needs "
+            f"{prod(nav_shape) * frame_items} elements, but the data hold {total_items} "
+            f"(shape {native_shape}); try nav_shape={suggest_nav_shape(nav_shape, image_count)}, "
+            f"or pass allow_partial=True to report the missing frames in valid_mask")
+    return tuple(nav_shape), tuple(sig_shape), image_count

@@ -1,0 +1,49 @@
+"""How a data set is cut into partitions.
+
+Rules
+-----
+* A partition is a contiguous range of the flattened navigation axis; sizes differ by at
+  most one frame.
+* ``num_partitions`` given by the user wins (capped at one frame per partition).
+* Otherwise aim for :data:`TARGET_PARTITION_BYTES` of stored data per partition, so that the
+  fixed cost of a partition (task shipping, buffer allocation, merge) stays negligible next
+  to reading it, and use at least two partitions per worker so that a slow partition does
+  not leave the other workers idle at the end of a run.
+* Data sets smaller than two :data:`MIN_PARTITION_BYTES` partitions per worker are not
+  forced apart: for them one partition per :data:`MIN_PARTITION_BYTES` is the most that
+  pays, and a tiny data set is a single partition.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["partition_bounds", "TARGET_PARTITION_BYTES", "MIN_PARTITION_BYTES"]
+
+TARGET_PARTITION_BYTES = 256 << 20
+MIN_PARTITION_BYTES = 8 << 20
+
+
+def partition_bounds(nav_size: int, frame_bytes: int, num_partitions: int | None = None,
+                     num_workers: int = 1) -> list[tuple[int, int]]:
+    """Return ``(start, stop)`` per partition.
+
+    Examples
+    --------
+    >>> partition_bounds(10, 1, num_partitions=3)
+    [(0, 3), (3, 6), (6, 10)]
+    >>> len(partition_bounds(128 * 128, 256 * 256 * 2, num_workers=2))
+    8
+    >>> partition_bounds(64, 4096)
+    [(0, 64)]
+    """
+    if num_partitions is not None:
+        n = int(num_partitions)
+        if n < 1:
+            raise ValueError(f"num_partitions: expected a positive integer, got {num_partitions!r}")
+    else:
+        total = nav_size * frame_bytes
+        n = max(math.ceil(total / TARGET_PARTITION_BYTES), 2 * max(1, num_workers))
+        n = min(n, max(1, total // MIN_PARTITION_BYTES))
+    n = max(1, min(n, nav_size))
+    return [(i * nav_size // n, (i + 1) * nav_size // n) for i in range(n)]

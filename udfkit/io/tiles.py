@@ -1,0 +1,154 @@
+"""Cutting a partition into tiles: zero-copy views or one fused decode pass.
+
+For each block of ``depth`` processed frames (consecutive entries of the partition's
+selected positions) and each signal slice of the scheme, one :class:`DataTile` is yielded:
+
+* **Zero-copy** when the stored bytes already are what the UDF wants: the partition's
+  source supports views, the stored dtype equals the requested dtype in native byte order,
+  and the block's frames are consecutive (no ROI gap or missing frame inside). The tile is
+  a read-only view of the file mapping (or array).
+* **Decoded** otherwise: the numba kernels of :mod:`udfkit.io._decode` read the rows of
+  the tile, swap bytes if needed and convert into one reused, 64-byte aligned buffer. The
+  buffer is overwritten by the next tile, which is why tiles are read-only and must not be
+  kept by a UDF.
+
+Dtype pairs numba cannot handle (``float16``, byte-swapped complex) go through numpy.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+
+from ..common import Shape, Slice
+from .base import DataTile
+
+__all__ = ["generate_tiles", "row_layout", "aligned_empty"]
+
+_ALIGN = 64
+
+
+def aligned_empty(n: int, dtype) -> np.ndarray:
+    """A 1D array of ``n`` elements whose data start on a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    raw = np.empty(n * dtype.itemsize + _ALIGN, dtype=np.uint8)
+    skip = (-raw.ctypes.data) % _ALIGN
+    return raw[skip:skip + n * dtype.itemsize].view(dtype)
+
+
+def row_layout(sig_shape, sig_slice: Slice) -> tuple[np.ndarray, int]:
+    """Element offsets of the contiguous rows of ``sig_slice`` in a C-order frame, and their length.
+
+    Trailing axes that the slice covers completely are merged into one row.
+
+    Examples
+    --------
+    >>> from udfkit.common import Shape, Slice
+    >>> row_layout((4, 8), Slice((1, 0), Shape((2, 8), sig_dims=2)))
+    (array([8]), 16)
+    >>> row_layout((4, 8), Slice((1, 2), Shape((2, 3), sig_dims=2)))
+    (array([10, 18]), 3)
+    """
+    sig_shape = tuple(sig_shape)
+    origin = sig_slice.origin
+    ext = sig_slice.shape.to_tuple()
+    nd = len(sig_shape)
+    # find the first axis from which on the slice is one contiguous run
+    run_axis = nd - 1
+    while run_axis > 0 and ext[run_axis] == sig_shape[run_axis] and origin[run_axis] == 0:
+        run_axis -= 1
+    row_len = prod(ext[run_axis:])
+    strides = [prod(sig_shape[ax + 1:]) for ax in range(nd)]
+    offsets = np.zeros(1, dtype=np.int64)
+    for ax in range(run_axis):
+        steps = (origin[ax] + np.arange(ext[ax], dtype=np.int64)) * strides[ax]
+        offsets = (offsets[:, None] + steps[None, :]).reshape(-1)
+    offsets = offsets + origin[run_axis] * strides[run_axis]
+    return offsets, row_len
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    view = arr.view()
+    view.flags.writeable = False
+    return view
+
+
+def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
+    """Yield the tiles of ``partition`` (see the module docstring)."""
+    sel = partition.selected_positions(roi)
+    if sel.size == 0:
+        return
+    sig_shape = partition.shape.sig.to_tuple()
+    sig_dims = len(sig_shape)
+    frame_items = prod(sig_shape)
+    stored = partition.raw_dtype
+    dest_dtype = np.dtype(dest_dtype)
+    zero_copy_dtype = partition.supports_zero_copy and dest_dtype == stored and stored.isnative
+    depth = scheme.depth
+    file_base = partition.start + partition.sync_offset  # file frame of local position 0
+    layouts = [row_layout(sig_shape, sl) for sl in scheme.slices]
+    decode = None
+
+    with partition.open_source() as source:
+        for k0 in range(0, sel.size, depth):
+            chunk = sel[k0:k0 + depth]
+            n = chunk.size
+            first_local = int(chunk[0])
+            last_local = int(chunk[-1])
+            contiguous = last_local - first_local == n - 1
+            flat = source.read(file_base + first_local, file_base + last_local + 1)
+            frame_index = chunk + partition.start
+            origin_nav = partition.start + first_local
+            if zero_copy_dtype and contiguous:
+                block = flat.reshape((n,) + sig_shape)
+                for idx, sl in enumerate(scheme.slices):
+                    data = block[(slice(None),) + sl.get()]
+                    yield DataTile(_readonly(data), _tile_slice(origin_nav, n, sl, sig_dims), idx,
+                                   frame_index, k0)
+                continue
+            if decode is None:
+                decode = _Decoder(stored, dest_dtype, depth, scheme, layouts)
+            frame_offsets = (chunk - first_local) * frame_items
+            for idx, sl in enumerate(scheme.slices):
+                data = decode(flat, frame_offsets, idx, n)
+                yield DataTile(data, _tile_slice(origin_nav, n, sl, sig_dims), idx, frame_index, k0)
+
+
+def _tile_slice(origin_nav: int, n: int, sl: Slice, sig_dims: int) -> Slice:
+    return Slice((origin_nav,) + sl.origin, Shape((n,) + sl.shape.to_tuple(), sig_dims=sig_dims))
+
+
+class _Decoder:
+    """Holds the reused tile buffer and picks the kernel for a dtype pair."""
+
+    def __init__(self, stored, dest, depth, scheme, layouts):
+        from . import _decode
+
+        self.stored = stored
+        self.dest = dest
+        self.layouts = layouts
+        self.shapes = [sl.shape.to_tuple() for sl in scheme.slices]
+        max_items = max(prod(s) for s in self.shapes)
+        self.buf = aligned_empty(depth * max_items, dest)
+        self.numba = _decode.kernel_supports(stored, dest)
+        self.swapped = not stored.isnative and stored.itemsize > 1
+        self._decode = _decode
+        if self.swapped and self.numba:
+            self.scratch = aligned_empty(max(rl for _, rl in layouts), stored.newbyteorder("="))
+
+    def __call__(self, flat, frame_offsets, idx, n):
+        row_offsets, row_len = self.layouts[idx]
+        shape = (n,) + self.shapes[idx]
+        out = self.buf[: prod(shape)]
+        if not self.numba:
+            rows = (frame_offsets[:, None] + row_offsets[None, :])[..., None] + np.arange(row_len)
+            out[...] = flat[rows.reshape(-1)].astype(self.stored.newbyteorder("="), copy=False)
+        elif self.swapped:
+            self._decode.gather_rows_swapped(flat, frame_offsets, row_offsets, row_len, out,
+                                             self.scratch)
+        else:
+            self._decode.gather_rows(flat, frame_offsets, row_offsets, row_len, out)
+        view = out.reshape(shape)
+        view.flags.writeable = False
+        return view

@@ -1,0 +1,274 @@
+"""Tiling schemes and the negotiator that picks one for a run.
+
+A *tile* is ``depth`` consecutive processed frames times one rectangular part of the
+signal. A :class:`TilingScheme` is the list of signal slices (a grid over the frame, smaller
+at the far edges) plus the depth; all UDFs of one run share one scheme, because the data are
+read once for all of them.
+
+Rules of :class:`Negotiator` (in this order)
+-------------------------------------------
+1. **Partition method.** If any UDF processes whole partitions, a tile is the whole frame and
+   as deep as the largest partition (intent ``"partition"``).
+2. **Whole frames.** If any UDF processes single frames, the signal is not split
+   (intent ``"frame"``); otherwise (only ``process_tile`` UDFs) it may be (intent ``"tile"``).
+3. **Forced tile shape.** A data set may force a tile shape (the ``memory`` format's
+   ``tileshape=`` for tests); it is used as given, except that rule 2 widens its signal part
+   to the whole frame. Depth is capped at the partition size.
+4. **Size budget.** Otherwise tiles are sized by a byte budget counted in the dtype the UDFs
+   receive:
+
+   * copied tiles (conversion, byte swap or ROI gaps) are written by the decoder and read by
+     the UDF right away, so they should stay in the per-core cache: the budget is the L2 size
+     of this machine, clamped to 0.5–4 MiB (:func:`copy_budget`);
+   * zero-copy tiles are views of the file; they cost no copy whatever their size, but
+     a UDF's temporaries are tile-sized, so they are capped at :data:`ZERO_COPY_BUDGET`;
+   * the smallest ``total_size`` any UDF asks for in ``get_tiling_preferences()`` replaces the
+     budget.
+5. **Depth.** If UDFs ask for a ``depth``, the smallest request is used. Otherwise the depth is
+   as many whole frames as fit into the budget (at least 1).
+6. **Signal part.** When a split is allowed and ``depth`` frames do not fit, the signal part
+   grows from the last axis towards the first in multiples of the data set's ``base_shape``
+   (whole rows of a C-order file by default) until the budget is reached; at least one base
+   unit is used. With an explicit depth the part is sized for ``budget / depth``.
+7. Depth never exceeds the largest partition.
+
+The rules produce exact shapes, which the tests check: for a 256×256 ``float32`` result of a
+``uint16`` file with a 1 MiB budget, ``process_tile`` UDFs get tiles of ``(4, 256, 256)``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from math import prod
+
+import numpy as np
+
+from ..common import Shape, Slice, parse_size
+from ..errors import TilingError
+
+__all__ = ["TilingScheme", "TilingRequest", "TilingConstraints", "Negotiator", "copy_budget",
+           "ZERO_COPY_BUDGET"]
+
+ZERO_COPY_BUDGET = 16 << 20
+_MIN_COPY, _MAX_COPY = 512 << 10, 4 << 20
+
+
+@lru_cache(maxsize=1)
+def _l2_cache_bytes() -> int | None:
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(base)):
+            path = os.path.join(base, entry)
+            with open(os.path.join(path, "level")) as f:
+                level = int(f.read())
+            with open(os.path.join(path, "type")) as f:
+                kind = f.read().strip()
+            if level == 2 and kind in ("Unified", "Data"):
+                with open(os.path.join(path, "size")) as f:
+                    return parse_size(f.read().strip())
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def copy_budget() -> int:
+    """Byte budget for copied tiles: the L2 cache size, clamped to 0.5–4 MiB (1 MiB if unknown)."""
+    l2 = _l2_cache_bytes() or (1 << 20)
+    return int(min(max(l2, _MIN_COPY), _MAX_COPY))
+
+
+@dataclass(frozen=True)
+class TilingRequest:
+    """What one UDF needs from the tiling (built by the UDF layer).
+
+    Attributes
+    ----------
+    method : {"frame", "tile", "partition"}
+    depth : int or None
+        Preferred number of frames per tile.
+    total_size : int or None
+        Preferred tile size in bytes.
+    """
+
+    method: str
+    depth: int | None = None
+    total_size: int | None = None
+
+    def __post_init__(self):
+        if self.method not in ("frame", "tile", "partition"):
+            raise TilingError(f"method: expected 'frame', 'tile' or 'partition', got {self.method!r}")
+        if self.depth is not None and int(self.depth) < 1:
+            raise TilingError(f"depth: expected a positive integer, got {self.depth!r}")
+        if self.total_size is not None and int(self.total_size) < 1:
+            raise TilingError(f"total_size: expected a positive byte count, got {self.total_size!r}")
+
+
+@dataclass(frozen=True)
+class TilingConstraints:
+    """What a data set imposes on tiles.
+
+    Attributes
+    ----------
+    base_shape : tuple of int
+        Signal parts are multiples of this (e.g. whole rows).
+    tileshape : tuple of int or None
+        A forced ``(depth, *sig_part)``.
+    """
+
+    base_shape: tuple
+    tileshape: tuple | None = None
+
+
+class TilingScheme:
+    """Signal slices plus depth: how every partition of a run is cut into tiles.
+
+    Parameters
+    ----------
+    slices : sequence of Slice
+        Signal-only slices covering the frame without overlap.
+    depth : int
+        Frames per tile (the last tile of a partition may hold fewer).
+    intent : {"frame", "tile", "partition"}
+    dataset_shape : Shape
+        Shape of the data set (the scheme's signal part must match).
+
+    Examples
+    --------
+    >>> from udfkit.common import Shape
+    >>> s = TilingScheme.make(sig_shape=(8, 8), tile_sig=(4, 8), depth=2, intent="tile")
+    >>> len(s), s.shape
+    (2, (2, 4, 8))
+    >>> [sl.origin for sl in s]
+    [(0, 0), (4, 0)]
+    """
+
+    __slots__ = ("slices", "depth", "intent", "sig_shape")
+
+    def __init__(self, slices, depth: int, intent: str, sig_shape):
+        self.slices = tuple(slices)
+        self.depth = int(depth)
+        self.intent = intent
+        self.sig_shape = tuple(sig_shape)
+
+    @classmethod
+    def make(cls, sig_shape, tile_sig, depth: int, intent: str) -> TilingScheme:
+        """Build a scheme from a signal tile shape (grid over the frame)."""
+        sig_shape = tuple(sig_shape)
+        full = Slice((0,) * len(sig_shape), Shape(sig_shape, sig_dims=len(sig_shape)))
+        return cls(full.subslices(tuple(tile_sig)), depth, intent, sig_shape)
+
+    @property
+    def shape(self) -> tuple:
+        """``(depth, *sig_part)`` of a full tile."""
+        return (self.depth,) + self.slices[0].shape.to_tuple()
+
+    def __len__(self):
+        return len(self.slices)
+
+    def __iter__(self):
+        return iter(self.slices)
+
+    def __getitem__(self, i):
+        return self.slices[i]
+
+    def __eq__(self, other):
+        if not isinstance(other, TilingScheme):
+            return NotImplemented
+        return (self.slices, self.depth, self.intent) == (other.slices, other.depth, other.intent)
+
+    def __reduce__(self):
+        return (TilingScheme, (self.slices, self.depth, self.intent, self.sig_shape))
+
+    def __repr__(self):
+        return f"TilingScheme(shape={self.shape}, slices={len(self.slices)}, intent={self.intent!r})"
+
+
+class Negotiator:
+    """Choose the :class:`TilingScheme` for a run (rules in the module docstring).
+
+    Parameters
+    ----------
+    copy_size : int or str, optional
+        Budget for copied tiles; default :func:`copy_budget`.
+    zero_copy_size : int or str, optional
+        Budget for zero-copy tiles; default :data:`ZERO_COPY_BUDGET`.
+    """
+
+    def __init__(self, copy_size=None, zero_copy_size=None):
+        self.copy_size = parse_size(copy_size) if copy_size is not None else copy_budget()
+        self.zero_copy_size = (parse_size(zero_copy_size) if zero_copy_size is not None
+                               else ZERO_COPY_BUDGET)
+
+    def get_scheme(self, requests, *, sig_shape, dtype, max_partition_frames: int,
+                   constraints: TilingConstraints | None = None,
+                   zero_copy: bool = False) -> TilingScheme:
+        """Return the scheme for UDFs with these ``requests`` on a data set.
+
+        Parameters
+        ----------
+        requests : list of TilingRequest
+        sig_shape : tuple of int
+        dtype : dtype
+            What the UDFs receive (the budget counts bytes of this dtype).
+        max_partition_frames : int
+        constraints : TilingConstraints, optional
+        zero_copy : bool
+            Whether tiles will be views of the stored bytes.
+        """
+        requests = list(requests)
+        if not requests:
+            raise TilingError("no UDFs to negotiate a tiling for")
+        sig_shape = tuple(int(x) for x in sig_shape)
+        if constraints is None:
+            constraints = TilingConstraints(base_shape=(1,) * (len(sig_shape) - 1) + (sig_shape[-1],))
+        max_depth = max(1, int(max_partition_frames))
+        methods = {r.method for r in requests}
+
+        if "partition" in methods:
+            return TilingScheme.make(sig_shape, sig_shape, max_depth, "partition")
+        intent = "frame" if "frame" in methods else "tile"
+
+        if constraints.tileshape is not None:
+            depth = min(int(constraints.tileshape[0]), max_depth)
+            tile_sig = tuple(constraints.tileshape[1:])
+            if len(tile_sig) != len(sig_shape):
+                raise TilingError(f"tileshape {constraints.tileshape} does not match sig_shape {sig_shape}")
+            if intent == "frame":
+                tile_sig = sig_shape
+            tile_sig = tuple(min(t, s) for t, s in zip(tile_sig, sig_shape))
+            return TilingScheme.make(sig_shape, tile_sig, depth, intent)
+
+        itemsize = np.dtype(dtype).itemsize
+        budget = self.zero_copy_size if zero_copy else self.copy_size
+        sizes = [r.total_size for r in requests if r.total_size is not None]
+        if sizes:
+            budget = min(sizes)
+        budget_items = max(1, budget // itemsize)
+        frame_items = prod(sig_shape)
+        depths = [r.depth for r in requests if r.depth is not None]
+
+        if depths:
+            depth = min(min(depths), max_depth)
+        else:
+            depth = min(max(1, budget_items // frame_items), max_depth)
+
+        if intent == "frame" or depth * frame_items <= budget_items:
+            return TilingScheme.make(sig_shape, sig_shape, depth, intent)
+        tile_sig = _grow_sig_part(sig_shape, constraints.base_shape, max(1, budget_items // depth))
+        return TilingScheme.make(sig_shape, tile_sig, depth, intent)
+
+
+def _grow_sig_part(sig_shape, base_shape, budget_items: int) -> tuple:
+    """Largest signal part (multiples of ``base_shape``, filled from the last axis) within budget."""
+    base = tuple(min(int(b), s) for b, s in zip(base_shape, sig_shape))
+    part = list(base)
+    for ax in reversed(range(len(sig_shape))):
+        inner = prod(part[ax + 1:])
+        fits = budget_items // inner
+        n = max(base[ax], (fits // base[ax]) * base[ax])
+        part[ax] = min(sig_shape[ax], n)
+        if part[ax] < sig_shape[ax]:
+            break
+    return tuple(part)

@@ -1,0 +1,201 @@
+"""Planning and merging a run on the main process.
+
+Protocol of a run
+-----------------
+1. **Check** every UDF (process method, picklable parameters, input dtype preference) before
+   anything is read; normalise the ROI.
+2. **Plan**: the input dtype is numpy's promotion of all preferences with the stored dtype;
+   the effective ROI is the user's ROI combined with the positions that have a frame; the
+   negotiator picks one tiling scheme for all UDFs; each partition with at least one
+   processed frame becomes a :class:`~udfkit.udf.runner.PartitionTask`.
+3. **Prepare** the full-size buffers on the main process and run ``preprocess`` on them.
+4. **Execute**: the executor runs the tasks (in any order) and hands back partition results.
+5. **Merge** each partition result as it arrives: nav buffers are merged into the rows that
+   belong to the partition's processed frames, sig and single buffers as a whole, through the
+   UDF's ``merge(dest, src)``.
+6. **Finish**: ``get_results`` on the merged buffers, checked against the declarations, wrapped
+   in :class:`~udfkit.udf.results.BufferResult` objects. Partial results (``run_udf_iter``)
+   go through the same step after every merge, with ``valid_mask`` showing what is merged.
+
+The executor is only asked to run picklable callables; it knows nothing of buffers, so new
+executors slot in without changes here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..common import normalize_roi
+from ..errors import ROIError
+from ..io.tiling import Negotiator
+from .buffers import AuxData, Namespace, buffer_shape
+from .meta import UDFMeta
+from .results import BufferResult, RunResults
+from .runner import PartitionTask
+from .validation import check_buffers, check_results, check_udf, preferred_dtype, tiling_request
+
+__all__ = ["UDFRun"]
+
+
+class UDFRun:
+    """One pass of several UDFs over a data set (see the module docstring).
+
+    Parameters
+    ----------
+    dataset : DataSet
+        An initialized data set.
+    udfs : list of UDF
+    roi : array_like of bool, optional
+    negotiator : Negotiator, optional
+    """
+
+    def __init__(self, dataset, udfs, roi=None, negotiator=None):
+        self.dataset = dataset
+        self.udfs = list(udfs)
+        self.methods = [check_udf(u) for u in self.udfs]
+        shape = dataset.shape
+        self.nav_shape = shape.nav.to_tuple()
+        self.sig_shape = shape.sig.to_tuple()
+        nav_size = shape.nav.size
+        user_roi = normalize_roi(roi, self.nav_shape, error=ROIError,
+                                 where=f"data set of nav shape {self.nav_shape}")
+        valid = dataset.get_valid_mask()
+        if user_roi is None:
+            self.roi = valid
+        elif valid is None:
+            self.roi = user_roi
+        else:
+            self.roi = user_roi & valid
+        self.input_dtype = np.result_type(*[preferred_dtype(u) for u in self.udfs],
+                                          dataset.native_dtype)
+        for u in self.udfs:
+            u.meta = UDFMeta(dataset_shape=shape, dataset_dtype=dataset.dtype,
+                             input_dtype=self.input_dtype, roi=self.roi)
+        self.specs = [check_buffers(u) for u in self.udfs]
+
+        self.partitions = dataset.get_partitions()
+        self.counts = []
+        self.offsets = []
+        offset = 0
+        for p in self.partitions:
+            n = int(p.selected_positions(self._part_roi(p)).size)
+            self.offsets.append(offset)
+            self.counts.append(n)
+            offset += n
+        self.total_frames = offset
+        self.positions = None if self.roi is None else np.flatnonzero(self.roi)
+        if self.positions is not None and self.positions.size == nav_size:
+            self.positions = None
+
+        negotiator = negotiator or Negotiator()
+        stored = dataset.dtype
+        self.scheme = negotiator.get_scheme(
+            [tiling_request(u, m) for u, m in zip(self.udfs, self.methods)],
+            sig_shape=self.sig_shape, dtype=self.input_dtype,
+            max_partition_frames=max(p.num_frames for p in self.partitions),
+            constraints=dataset.get_tiling_constraints(),
+            zero_copy=dataset.supports_zero_copy and stored.isnative and stored == self.input_dtype)
+        for u in self.udfs:
+            u.meta.tiling_scheme = self.scheme
+
+    def _part_roi(self, p):
+        return None if self.roi is None else self.roi[p.start:p.stop]
+
+    def tasks(self) -> list:
+        """One :class:`PartitionTask` per partition that has frames to process."""
+        tasks = []
+        for p, n in zip(self.partitions, self.counts):
+            if n == 0:
+                continue
+            part_roi = self._part_roi(p)
+            sel = None
+            udfs = []
+            for u in self.udfs:
+                kwargs = u._kwargs
+                if any(isinstance(v, AuxData) for v in kwargs.values()):
+                    if sel is None:
+                        sel = p.selected_positions(part_roi) + p.start
+                    kwargs = {k: self._cut_aux(v, sel, u) if isinstance(v, AuxData) else v
+                              for k, v in kwargs.items()}
+                udfs.append((type(u), kwargs))
+            tasks.append(PartitionTask(
+                partition=p, udfs=udfs, methods=self.methods, scheme=self.scheme,
+                input_dtype=self.input_dtype, roi=part_roi, run_roi=self.roi,
+                dataset_shape=self.dataset.shape, dataset_dtype=self.dataset.dtype))
+        return tasks
+
+    def _cut_aux(self, aux: AuxData, sel, udf) -> AuxData:
+        flat = aux.flat(int(np.prod(self.nav_shape)), f"{type(udf).__name__}")
+        return AuxData(flat[sel], kind=aux.kind, extra_shape=aux.extra_shape, dtype=aux.dtype)
+
+    # -- main-side buffers ------------------------------------------------------------------
+    def _allocate(self):
+        self.buffers = []
+        for u, specs in zip(self.udfs, self.specs):
+            arrays = {name: np.zeros(buffer_shape(spec, self.total_frames, self.sig_shape),
+                                     dtype=spec.dtype)
+                      for name, spec in specs.items() if spec.use != "result_only"}
+            self.buffers.append(arrays)
+            u.results = Namespace(arrays)
+            aux = {k: v.flat(int(np.prod(self.nav_shape)), type(u).__name__)
+                   for k, v in u._kwargs.items() if isinstance(v, AuxData)}
+            u.params = Namespace(dict(u._kwargs, **{
+                k: (v if self.positions is None else v[self.positions]) for k, v in aux.items()}))
+            u.preprocess()
+        self.merged_rows = np.zeros(self.total_frames, dtype=bool)
+        self.frames_done = 0
+
+    def _merge(self, result):
+        i = self.partitions_by_index[result.partition_index]
+        off, n = self.offsets[i], self.counts[i]
+        for u, specs, arrays, src in zip(self.udfs, self.specs, self.buffers, result.buffers):
+            dest = Namespace({name: (arrays[name][off:off + n] if specs[name].kind == "nav"
+                                     else arrays[name])
+                              for name in src})
+            u.merge(dest, Namespace(src))
+        self.merged_rows[off:off + n] = True
+        self.frames_done += n
+
+    def _results(self, complete: bool) -> RunResults:
+        out = []
+        rows_valid = None if complete else self.merged_rows.copy()
+        for u, specs, arrays in zip(self.udfs, self.specs, self.buffers):
+            u.results = Namespace(arrays)
+            raw = check_results(u, specs, u.get_results(), self.total_frames, self.nav_shape,
+                                self.sig_shape, self.roi)
+            out.append({name: BufferResult(arr, kind=specs[name].kind, nav_shape=self.nav_shape,
+                                           extra_shape=specs[name].extra_shape,
+                                           positions=self.positions, rows_valid=rows_valid)
+                        for name, arr in raw.items()})
+        damage = np.zeros(int(np.prod(self.nav_shape)), dtype=bool)
+        rows = self.merged_rows if not complete else np.ones(self.total_frames, dtype=bool)
+        damage[rows.nonzero()[0] if self.positions is None else self.positions[rows]] = True
+        return RunResults(out, damage.reshape(self.nav_shape), self.frames_done,
+                          self.total_frames, complete)
+
+    def execute(self, executor, *, iterate: bool = False, progress=None):
+        """Run on ``executor``; a generator of :class:`RunResults`.
+
+        With ``iterate`` a partial result is yielded after every merge, then the final one;
+        without, only the final one. Closing the generator early cancels the remaining tasks.
+        """
+        tasks = self.tasks()
+        self.partitions_by_index = {p.index: i for i, p in enumerate(self.partitions)}
+        self._allocate()
+        if progress is not None:
+            progress.start(self.total_frames)
+        stream = executor.run_tasks(tasks)
+        try:
+            for _, result in stream:
+                self._merge(result)
+                if progress is not None:
+                    progress.advance(result.frames)
+                if iterate and self.frames_done < self.total_frames:
+                    yield self._results(complete=False)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+            if progress is not None:
+                progress.close()
+        yield self._results(complete=True)

@@ -1,0 +1,136 @@
+"""Result objects returned by ``Context.run_udf``: :class:`BufferResult` and :class:`RunResults`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .buffers import fill_value
+
+__all__ = ["BufferResult", "RunResults"]
+
+
+class BufferResult:
+    """One result of a UDF.
+
+    Attributes
+    ----------
+    kind : {"nav", "sig", "single"}
+    raw_data : numpy.ndarray
+        The buffer as stored: for nav results one entry per processed frame (a ROI or missing
+        frames make it shorter than the nav axis), in flattened nav order.
+    data : numpy.ndarray
+        Nav results reshaped to ``nav_shape + extra_shape``, with NaN (floats), 0 (integers)
+        or False (bools) at positions that were not processed (outside the ROI, no frame in
+        the file, or not merged yet in a partial result); other kinds as stored.
+    valid_mask : numpy.ndarray of bool
+        Same shape as ``data``: True where ``data`` holds a computed value.
+    masked_data : numpy.ma.MaskedArray
+        ``data`` masked where ``valid_mask`` is False.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = BufferResult(np.array([1.0, 2.0]), kind="nav", nav_shape=(2, 2),
+    ...                  positions=np.array([0, 3]))
+    >>> r.data
+    array([[ 1., nan],
+           [nan,  2.]])
+    >>> r.valid_mask
+    array([[ True, False],
+           [False,  True]])
+    """
+
+    def __init__(self, raw_data, *, kind: str, nav_shape, extra_shape=(), positions=None,
+                 rows_valid=None):
+        self.raw_data = raw_data
+        self.kind = kind
+        self.extra_shape = tuple(extra_shape)
+        self._nav_shape = tuple(nav_shape)
+        self._positions = positions  # flat nav index of each raw row, None = all, in order
+        self._rows_valid = rows_valid  # bool per raw row (partial results), None = all
+        self._data = None
+        self._valid = None
+
+    @property
+    def dtype(self):
+        return self.raw_data.dtype
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def _complete(self) -> bool:
+        return self._positions is None and self._rows_valid is None
+
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:
+            if self.kind != "nav":
+                self._data = self.raw_data
+            elif self._complete():
+                self._data = self.raw_data.reshape(self._nav_shape + self.extra_shape)
+            else:
+                nav_size = int(np.prod(self._nav_shape, dtype=np.int64))
+                out = np.full((nav_size,) + self.extra_shape, fill_value(self.dtype), dtype=self.dtype)
+                pos, rows = self._scatter_index(nav_size)
+                out[pos] = self.raw_data[rows]
+                self._data = out.reshape(self._nav_shape + self.extra_shape)
+        return self._data
+
+    def _scatter_index(self, nav_size):
+        rows = np.arange(self.raw_data.shape[0]) if self._rows_valid is None \
+            else np.flatnonzero(self._rows_valid)
+        pos = rows if self._positions is None else np.asarray(self._positions)[rows]
+        return pos, rows
+
+    @property
+    def valid_mask(self) -> np.ndarray:
+        if self._valid is None:
+            if self.kind != "nav" or self._complete():
+                self._valid = np.ones(self.data.shape, dtype=bool)
+            else:
+                nav_size = int(np.prod(self._nav_shape, dtype=np.int64))
+                flat = np.zeros(nav_size, dtype=bool)
+                flat[self._scatter_index(nav_size)[0]] = True
+                mask = flat.reshape(self._nav_shape + (1,) * len(self.extra_shape))
+                self._valid = np.broadcast_to(mask, self._nav_shape + self.extra_shape).copy()
+        return self._valid
+
+    @property
+    def masked_data(self) -> np.ma.MaskedArray:
+        return np.ma.masked_array(self.data, mask=~self.valid_mask)
+
+    def __array__(self, dtype=None, copy=None):
+        data = self.data
+        if dtype is not None:
+            return data.astype(dtype, copy=bool(copy))
+        return data.copy() if copy else data
+
+    def __repr__(self):
+        return f"<BufferResult kind={self.kind!r} shape={self.data.shape} dtype={self.dtype}>"
+
+
+class RunResults:
+    """Partial or final results of a run, as yielded by ``Context.run_udf_iter``.
+
+    Attributes
+    ----------
+    buffers : list of dict
+        One ``{name: BufferResult}`` per UDF.
+    damage : numpy.ndarray of bool
+        Nav-shaped: positions processed so far.
+    frames_done, frames_total : int
+    complete : bool
+        True for the last yield, once every partition has been merged.
+    """
+
+    def __init__(self, buffers, damage, frames_done: int, frames_total: int, complete: bool):
+        self.buffers = buffers
+        self.damage = damage
+        self.frames_done = frames_done
+        self.frames_total = frames_total
+        self.complete = complete
+
+    def __repr__(self):
+        return (f"<RunResults {self.frames_done}/{self.frames_total} frames, "
+                f"{'complete' if self.complete else 'partial'}>")

@@ -1,0 +1,201 @@
+"""Running a list of UDFs over one partition (the worker side).
+
+A :class:`PartitionTask` is what an executor ships to a worker: the partition description,
+the UDF classes with their keyword arguments, the tiling scheme, the input dtype and the
+partition's part of the ROI. Calling it rebuilds the UDFs, allocates partition-sized
+buffers, streams the tiles through every UDF, and returns a :class:`PartitionResult` with
+the public buffers. All UDFs of a run see the same tiles, so the data are read once.
+
+Per-tile work is kept small: signal-buffer views are made once per signal slice of the
+scheme, nav views are plain slices, and ``self.meta`` builds ``slice`` and ``coordinates``
+only when a UDF asks for them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..common import Shape, Slice
+from .buffers import AuxData, Namespace, buffer_shape
+from .meta import UDFMeta
+
+__all__ = ["PartitionTask", "PartitionResult", "run_partition"]
+
+
+class PartitionResult:
+    """What a worker sends back: the public buffers of every UDF for one partition.
+
+    Attributes
+    ----------
+    partition_index : int
+    buffers : list of dict
+        One ``{name: ndarray}`` per UDF (partition-sized nav buffers, full sig buffers).
+    frames : int
+        Number of frames processed.
+    """
+
+    __slots__ = ("partition_index", "buffers", "frames")
+
+    def __init__(self, partition_index: int, buffers: list, frames: int):
+        self.partition_index = partition_index
+        self.buffers = buffers
+        self.frames = frames
+
+    def __reduce__(self):
+        return (PartitionResult, (self.partition_index, self.buffers, self.frames))
+
+
+class PartitionTask:
+    """Run UDFs over one partition; picklable, called on a worker.
+
+    Parameters
+    ----------
+    partition : Partition
+    udfs : list of (type, dict)
+        UDF classes and constructor kwargs (aux data already cut to this partition).
+    methods : list of str
+    scheme : TilingScheme
+    input_dtype : numpy.dtype
+    roi : numpy.ndarray or None
+        Partition-local ROI (bool per position of the partition).
+    run_roi : numpy.ndarray or None
+        The run's flat ROI over the whole data set (for ``self.meta.roi``).
+    dataset_shape : Shape
+    dataset_dtype : numpy.dtype
+    """
+
+    def __init__(self, *, partition, udfs, methods, scheme, input_dtype, roi, run_roi,
+                 dataset_shape, dataset_dtype):
+        self.partition = partition
+        self.udfs = udfs
+        self.methods = methods
+        self.scheme = scheme
+        self.input_dtype = np.dtype(input_dtype)
+        self.roi = roi
+        self.run_roi = run_roi
+        self.dataset_shape = dataset_shape
+        self.dataset_dtype = np.dtype(dataset_dtype)
+
+    @property
+    def index(self) -> int:
+        return self.partition.index
+
+    @property
+    def frames(self) -> int:
+        """Frames this task will process (for progress reporting)."""
+        return int(self.partition.selected_positions(self.roi).size)
+
+    def __call__(self) -> PartitionResult:
+        return run_partition(self)
+
+    def __repr__(self):
+        return f"PartitionTask({self.partition!r}, udfs={[c.__name__ for c, _ in self.udfs]})"
+
+
+class _Bound:
+    """One UDF instance on a worker with its buffers and precomputed views."""
+
+    def __init__(self, udf, method, specs, n, sig_shape, scheme):
+        self.udf = udf
+        self.method = method
+        self.specs = specs
+        self.arrays = {name: np.zeros(buffer_shape(spec, n, sig_shape), dtype=spec.dtype)
+                       for name, spec in specs.items() if spec.use != "result_only"}
+        self.nav = [(name, arr, bool(specs[name].extra_shape))
+                    for name, arr in self.arrays.items() if specs[name].kind == "nav"]
+        self.aux = [(name, v.data, bool(v.extra_shape)) for name, v in udf._kwargs.items()
+                    if isinstance(v, AuxData)]
+        fixed = {name: arr for name, arr in self.arrays.items() if specs[name].kind == "single"}
+        sig = {name: arr for name, arr in self.arrays.items() if specs[name].kind == "sig"}
+        if method == "tile":
+            self.per_slice = [dict(fixed, **{name: arr[sl.get()] for name, arr in sig.items()})
+                              for sl in scheme.slices]
+        else:
+            self.per_slice = [dict(fixed, **sig)] * len(scheme.slices)
+
+    def bind_whole(self):
+        """Views for the whole partition (preprocess, process_partition, postprocess)."""
+        self.udf.results = Namespace(self.arrays)
+        params = self.udf.params.__dict__
+        for name, arr, _ in self.aux:
+            params[name] = arr
+
+
+def run_partition(task: PartitionTask) -> PartitionResult:
+    """Process one partition (see the module docstring)."""
+    part = task.partition
+    scheme = task.scheme
+    sig_shape = task.dataset_shape.sig.to_tuple()
+    n = int(part.selected_positions(task.roi).size)
+    meta = UDFMeta(dataset_shape=task.dataset_shape, dataset_dtype=task.dataset_dtype,
+                   input_dtype=task.input_dtype, roi=task.run_roi, tiling_scheme=scheme,
+                   partition_shape=Shape((n,) + sig_shape, sig_dims=len(sig_shape)))
+    bound = []
+    try:
+        for (cls, kwargs), method in zip(task.udfs, task.methods):
+            udf = cls(**kwargs)
+            udf.meta = meta
+            specs = udf.get_result_buffers()
+            udf.task_data = Namespace(udf.get_task_data() or {})
+            b = _Bound(udf, method, specs, n, sig_shape, scheme)
+            b.bind_whole()
+            udf.preprocess()
+            bound.append(b)
+        if n:
+            _process(part, task, bound, meta, sig_shape)
+        for b in bound:
+            b.bind_whole()
+            meta._set_unit(None, None)
+            b.udf.postprocess()
+        buffers = [{name: arr for name, arr in b.arrays.items() if b.specs[name].use is None}
+                   for b in bound]
+    finally:
+        for b in bound:
+            b.udf.cleanup()
+    return PartitionResult(part.index, buffers, n)
+
+
+def _process(part, task, bound, meta, sig_shape):
+    scheme = task.scheme
+    full_sig = Slice((0,) * len(sig_shape), Shape(sig_shape, sig_dims=len(sig_shape)))
+    tile_udfs = [b for b in bound if b.method in ("tile", "partition")]
+    frame_udfs = [b for b in bound if b.method == "frame"]
+    frame_shape = Shape((1,) + sig_shape, sig_dims=len(sig_shape))
+    for tile in part.get_tiles(scheme, task.input_dtype, task.roi):
+        k0 = tile.processed_start
+        data = tile.data
+        depth = data.shape[0]
+        idx = tile.scheme_idx
+        for b in tile_udfs:
+            udf = b.udf
+            views = dict(b.per_slice[idx])
+            for name, arr, _ in b.nav:
+                views[name] = arr[k0:k0 + depth]
+            udf.results = Namespace(views)
+            params = udf.params.__dict__
+            for name, arr, _ in b.aux:
+                params[name] = arr[k0:k0 + depth]
+            meta._set_unit(tile.frame_index, scheme.slices[idx], tile.tile_slice)
+            if b.method == "tile":
+                udf.process_tile(data)
+            else:
+                udf.process_partition(data)
+        if not frame_udfs:
+            continue
+        for i in range(depth):
+            k = k0 + i
+            fidx = tile.frame_index[i:i + 1]
+            frame = data[i]
+            unit = Slice((int(fidx[0]),) + full_sig.origin, frame_shape)
+            for b in frame_udfs:
+                udf = b.udf
+                views = dict(b.per_slice[idx])
+                for name, arr, extra in b.nav:
+                    views[name] = arr[k] if extra else arr[k:k + 1]
+                udf.results = Namespace(views)
+                params = udf.params.__dict__
+                for name, arr, extra in b.aux:
+                    params[name] = arr[k] if extra else arr[k:k + 1]
+                meta._set_unit(fidx, full_sig, unit)
+                udf.process_frame(frame)
+

@@ -1,0 +1,159 @@
+"""Checks of a UDF against the contract, on the main process, before any data is read.
+
+Each check raises a :class:`~udfkit.errors.UDFError` that names the UDF class and says
+what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+
+from ..common import parse_size
+from ..errors import UDFError, UDFResultError
+from ..io.tiling import TilingRequest
+from .base import UDF, _overrides
+from .buffers import AuxData, BufferSpec, buffer_shape, check_buffer_name
+
+__all__ = ["check_udf", "check_buffers", "check_results", "tiling_request", "preferred_dtype"]
+
+METHODS = ("tile", "frame", "partition")
+
+
+def _name(udf) -> str:
+    return type(udf).__name__
+
+
+def check_udf(udf) -> str:
+    """Check class, process method and picklability; return the method name."""
+    if not isinstance(udf, UDF):
+        raise UDFError(f"expected a UDF instance, got {type(udf).__name__}: {udf!r}")
+    where = _name(udf)
+    method = udf.get_method()
+    implemented = [m for m in METHODS if _overrides(type(udf), f"process_{m}")]
+    if not implemented:
+        raise UDFError(f"{where} has no process method: implement one of process_frame, "
+                       "process_tile or process_partition")
+    if method not in METHODS:
+        raise UDFError(f"{where}.get_method() returned {method!r}; expected one of {METHODS}")
+    if method not in implemented:
+        raise UDFError(f"{where}.get_method() returned {method!r}, but {where} does not "
+                       f"implement process_{method} (it implements {implemented})")
+    check_picklable(udf)
+    return method
+
+
+def check_picklable(udf) -> None:
+    """The UDF's class and kwargs must survive cloudpickle (they travel to the workers)."""
+    import cloudpickle
+
+    try:
+        # protocol 5 with a buffer callback: large arrays are not copied by this check
+        cloudpickle.dumps((type(udf), udf._kwargs), protocol=5, buffer_callback=lambda b: None)
+    except (pickle.PicklingError, TypeError, AttributeError) as e:
+        raise UDFError(f"{_name(udf)}: its parameters cannot be pickled, but every worker needs "
+                       f"them: {type(e).__name__}: {e}") from None
+    except Exception as e:
+        raise UDFError(f"{_name(udf)}: its parameters cannot be pickled: {type(e).__name__}: {e}") from None
+
+
+def preferred_dtype(udf) -> np.dtype:
+    """The UDF's input dtype preference, checked."""
+    value = udf.get_preferred_input_dtype()
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        raise UDFError(f"{_name(udf)}.get_preferred_input_dtype() returned {value!r}; "
+                       "expected a numpy dtype or UDF.USE_NATIVE_DTYPE") from None
+    if dt.kind not in "biufc":
+        raise UDFError(f"{_name(udf)}.get_preferred_input_dtype() returned {dt}; expected a numeric dtype")
+    return dt
+
+
+def tiling_request(udf, method: str) -> TilingRequest:
+    """The UDF's tiling preferences as a :class:`TilingRequest`."""
+    prefs = udf.get_tiling_preferences() or {}
+    if not isinstance(prefs, dict):
+        raise UDFError(f"{_name(udf)}.get_tiling_preferences() returned {type(prefs).__name__}; "
+                       "expected a dict with optional keys 'depth' and 'total_size'")
+    unknown = set(prefs) - {"depth", "total_size"}
+    if unknown:
+        raise UDFError(f"{_name(udf)}.get_tiling_preferences(): unknown keys {sorted(unknown)}; "
+                       "expected 'depth' and/or 'total_size'")
+    depth = prefs.get("depth")
+    total = prefs.get("total_size")
+    try:
+        depth = None if depth is None else int(depth)
+        total = None if total is None else parse_size(total)
+        return TilingRequest(method=method, depth=depth, total_size=total)
+    except (TypeError, ValueError) as e:
+        raise UDFError(f"{_name(udf)}.get_tiling_preferences(): {e}") from None
+
+
+def check_buffers(udf) -> dict:
+    """Call ``get_result_buffers`` and check the declarations; return ``{name: BufferSpec}``."""
+    where = _name(udf)
+    specs = udf.get_result_buffers()
+    if not isinstance(specs, dict):
+        raise UDFError(f"{where}.get_result_buffers() returned {type(specs).__name__}; "
+                       "expected a dict {name: self.buffer(...)}")
+    if not specs:
+        raise UDFError(f"{where}.get_result_buffers() declared no buffer")
+    aux_names = {k for k, v in udf._kwargs.items() if isinstance(v, AuxData)}
+    for name, spec in specs.items():
+        check_buffer_name(name, f"{where}.get_result_buffers()")
+        if not isinstance(spec, BufferSpec):
+            raise UDFError(f"{where}.get_result_buffers()[{name!r}] is {type(spec).__name__}; "
+                           "expected self.buffer(kind=..., dtype=...)")
+        if name in aux_names:
+            raise UDFError(f"{where}: buffer name {name!r} clashes with the aux_data parameter of "
+                           "the same name; rename one of them")
+    merged = [n for n, s in specs.items() if s.kind != "nav" and s.use is None]
+    if merged and not _overrides(type(udf), "merge"):
+        raise UDFError(f"{where} has {'/'.join(sorted({specs[n].kind for n in merged}))} buffers "
+                       f"{merged} but no merge(dest, src); the default merge only handles nav buffers")
+    result_only = [n for n, s in specs.items() if s.use == "result_only"]
+    if result_only and not _overrides(type(udf), "get_results"):
+        raise UDFError(f"{where} declares result_only buffers {result_only} but does not "
+                       "implement get_results() to produce them")
+    return specs
+
+
+def check_results(udf, specs: dict, results, n_nav: int, nav_shape, sig_shape, roi=None) -> dict:
+    """Check what ``get_results`` returned; return ``{name: ndarray}`` in storage shape.
+
+    Nav results may be returned either with one entry per processed frame or in the full
+    nav shape (then only the processed entries are kept).
+    """
+    where = f"{_name(udf)}.get_results()"
+    if not isinstance(results, dict):
+        raise UDFResultError(f"{where} returned {type(results).__name__}; expected a dict")
+    public = {n for n, s in specs.items() if s.use != "private"}
+    undeclared = set(results) - public
+    if undeclared:
+        private = sorted(undeclared & set(specs))
+        extra = f" ({private} are private buffers, which are never returned)" if private else ""
+        raise UDFResultError(f"{where} returned {sorted(undeclared)}, which are not declared "
+                             f"result buffers{extra}; declared: {sorted(public)}")
+    missing = [n for n, s in specs.items() if s.use == "result_only" and n not in results]
+    if missing:
+        raise UDFResultError(f"{where} did not return its result_only buffers {missing}")
+    out = {}
+    for name, value in results.items():
+        spec = specs[name]
+        arr = np.asarray(value)
+        want = buffer_shape(spec, n_nav, sig_shape)
+        full_nav = tuple(nav_shape) + spec.extra_shape
+        if spec.kind == "nav" and arr.shape == full_nav and arr.shape != want:
+            arr = arr.reshape((-1,) + spec.extra_shape)
+            if roi is not None:
+                arr = arr[roi]
+        if arr.shape != want:
+            raise UDFResultError(f"{where}[{name!r}] has shape {arr.shape}; the {spec.kind} buffer "
+                                 f"needs {want}" + (f" or {full_nav}" if spec.kind == "nav" else ""))
+        if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
+            raise UDFResultError(f"{where}[{name!r}] has dtype {arr.dtype}, which cannot be stored "
+                                 f"in the declared dtype {spec.dtype}")
+        out[name] = arr.astype(spec.dtype, copy=False)
+    return out
