@@ -10,8 +10,9 @@ A tile's signal part is a hyper-rectangle of a C-order frame, i.e. a list of con
 ``dst``            flat, contiguous output (the tile buffer), in the dtype the UDF wants
 
 and do the read, byte swap and conversion in one pass, so the stored bytes are touched once
-and the output stays in cache for the UDF. The inner loop runs over contiguous memory and
-vectorizes. Byte-swapped data is read as unsigned integers, swapped into a one-row scratch
+and the output stays in cache for the UDF. The inner loops run over one-row slices with a
+local index: with ``dst[o + z]`` numba cannot rule out a negative index, keeps its wraparound
+check and the loop does not vectorize (3 GB/s instead of 30 GB/s for uint16 → float32). Byte-swapped data is read as unsigned integers, swapped into a one-row scratch
 buffer and read back through a view of that scratch in the true (native) dtype, which
 handles swapped floats and signed integers without bit tricks on floats.
 
@@ -42,8 +43,10 @@ def _gather(src, frame_offsets, row_offsets, row_len, dst):
         fo = frame_offsets[i]
         for r in range(row_offsets.shape[0]):
             s = fo + row_offsets[r]
+            d = dst[o:o + row_len]
+            v = src[s:s + row_len]
             for z in range(row_len):
-                dst[o + z] = src[s + z]
+                d[z] = v[z]
             o += row_len
 
 
@@ -54,11 +57,13 @@ def _gather_swap16(src, frame_offsets, row_offsets, row_len, dst, scratch_u, scr
         fo = frame_offsets[i]
         for r in range(row_offsets.shape[0]):
             s = fo + row_offsets[r]
+            sv = src[s:s + row_len]
+            d = dst[o:o + row_len]
             for z in range(row_len):
-                v = np.uint64(src[s + z])
+                v = np.uint64(sv[z])
                 scratch_u[z] = ((v >> _U8) & _FF) | ((v & _FF) << _U8)
             for z in range(row_len):
-                dst[o + z] = scratch_t[z]
+                d[z] = scratch_t[z]
             o += row_len
 
 
@@ -69,12 +74,14 @@ def _gather_swap32(src, frame_offsets, row_offsets, row_len, dst, scratch_u, scr
         fo = frame_offsets[i]
         for r in range(row_offsets.shape[0]):
             s = fo + row_offsets[r]
+            sv = src[s:s + row_len]
+            d = dst[o:o + row_len]
             for z in range(row_len):
-                v = np.uint64(src[s + z])
+                v = np.uint64(sv[z])
                 scratch_u[z] = (((v >> _U24) & _FF) | (((v >> _U16) & _FF) << _U8)
                                 | (((v >> _U8) & _FF) << _U16) | ((v & _FF) << _U24))
             for z in range(row_len):
-                dst[o + z] = scratch_t[z]
+                d[z] = scratch_t[z]
             o += row_len
 
 
@@ -85,14 +92,16 @@ def _gather_swap64(src, frame_offsets, row_offsets, row_len, dst, scratch_u, scr
         fo = frame_offsets[i]
         for r in range(row_offsets.shape[0]):
             s = fo + row_offsets[r]
+            sv = src[s:s + row_len]
+            d = dst[o:o + row_len]
             for z in range(row_len):
-                v = src[s + z]
+                v = sv[z]
                 scratch_u[z] = (((v >> _U56) & _FF) | (((v >> _U48) & _FF) << _U8)
                                 | (((v >> _U40) & _FF) << _U16) | (((v >> _U32) & _FF) << _U24)
                                 | (((v >> _U24) & _FF) << _U32) | (((v >> _U16) & _FF) << _U40)
                                 | (((v >> _U8) & _FF) << _U48) | ((v & _FF) << _U56))
             for z in range(row_len):
-                dst[o + z] = scratch_t[z]
+                d[z] = scratch_t[z]
             o += row_len
 
 
