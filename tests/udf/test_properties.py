@@ -21,9 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from udfkit import Context, UDF
+from udfkit import UDF, Context
 
-DTYPES = ["uint8", "uint16", "int32", "float32", "float64", ">u2", ">f4"]
+DTYPES = ["uint8", "uint16", "int32", "float32", "float64", ">u2", ">f4",
+          # beyond the brief: more byte orders and sizes, float16 (decoded through numpy)
+          "int8", "uint32", ">i4", ">f8", "float16"]
 FORMATS = ["memory", "raw", "npy"]
 EXECUTORS = {"inline": {}, "inline-debug": {"debug": True}}
 
@@ -33,13 +35,15 @@ MAX_ELEMENTS = 20_000
 # -- UDFs under test -------------------------------------------------------------------------
 
 class SumUDF(UDF):
-    """Sum over all processed frames (sig buffer, process_tile, merge adds)."""
+    """Sum over all processed frames (sig buffer, process_tile, merge adds), and a sig buffer
+    with extra_shape (sum, sum of squares) seen through the tiles' signal slices."""
 
     def __init__(self, depth=None, total_size=None):
         super().__init__(depth=depth, total_size=total_size)
 
     def get_result_buffers(self):
-        return {"intensity": self.buffer(kind="sig", dtype="float64")}
+        return {"intensity": self.buffer(kind="sig", dtype="float64"),
+                "moments": self.buffer(kind="sig", extra_shape=(2,), dtype="float64")}
 
     def get_tiling_preferences(self):
         prefs = {}
@@ -50,20 +54,29 @@ class SumUDF(UDF):
         return prefs
 
     def process_tile(self, tile):
-        self.results.intensity[:] += tile.sum(axis=0, dtype=np.float64)
+        t = tile.astype(np.float64)
+        self.results.intensity[:] += t.sum(axis=0)
+        self.results.moments[..., 0] += t.sum(axis=0)
+        self.results.moments[..., 1] += (t * t).sum(axis=0)
 
     def merge(self, dest, src):
         dest.intensity[:] += src.intensity
+        dest.moments[:] += src.moments
 
 
 class SumSigUDF(UDF):
-    """Per-frame sum (nav buffer), accumulated over the signal parts of the tiles."""
+    """Per-frame sum (nav buffer) and [min, max] (nav, extra_shape), accumulated over the signal
+    parts of the tiles; preprocess initialises the minimum / maximum."""
 
     def __init__(self, depth=None, total_size=None):
         super().__init__(depth=depth, total_size=total_size)
 
     def get_result_buffers(self):
-        return {"intensity": self.buffer(kind="nav", dtype="float64")}
+        return {"intensity": self.buffer(kind="nav", dtype="float64"),
+                "minmax": self.buffer(kind="nav", extra_shape=(2,), dtype="float64")}
+
+    def preprocess(self):
+        self.results.minmax[:] = [np.inf, -np.inf]
 
     def get_tiling_preferences(self):
         prefs = {}
@@ -74,7 +87,11 @@ class SumSigUDF(UDF):
         return prefs
 
     def process_tile(self, tile):
-        self.results.intensity[:] += tile.reshape(tile.shape[0], -1).sum(axis=1, dtype=np.float64)
+        flat = tile.reshape(tile.shape[0], -1)
+        self.results.intensity[:] += flat.sum(axis=1, dtype=np.float64)
+        mm = self.results.minmax
+        np.minimum(mm[:, 0], flat.min(axis=1), out=mm[:, 0])
+        np.maximum(mm[:, 1], flat.max(axis=1), out=mm[:, 1])
 
 
 class StatsUDF(UDF):
@@ -106,7 +123,7 @@ class Case:
     """One drawn example: data, load parameters, ROI and the numpy reference."""
 
     def __init__(self, *, nav_shape, sig_shape, dtype, image_count, sync_offset, num_partitions,
-                 tileshape, roi, depth, total_size, seed):
+                 tileshape, roi, depth, total_size, seed, nav_shaped_input=False):
         self.nav_shape = tuple(nav_shape)
         self.sig_shape = tuple(sig_shape)
         self.dtype = np.dtype(dtype)
@@ -117,6 +134,8 @@ class Case:
         self.roi = roi
         self.depth = depth
         self.total_size = total_size
+        # give the data in their nav + sig shape and let the format infer the shapes
+        self.nav_shaped_input = nav_shaped_input and image_count == prod(self.nav_shape)
         rng = np.random.default_rng(seed)
         shape = (image_count,) + self.sig_shape
         if self.dtype.kind == "u":
@@ -149,13 +168,14 @@ class Case:
                 f"image_count={self.image_count}, sync_offset={self.sync_offset}, "
                 f"num_partitions={self.num_partitions}, tileshape={self.tileshape}, "
                 f"depth={self.depth}, total_size={self.total_size}, "
+                f"nav_shaped_input={self.nav_shaped_input}, "
                 f"roi={'None' if self.roi is None else self.roi.astype(int).tolist()})")
 
 
 @st.composite
 def cases(draw):
-    nav_shape = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=3)))
-    sig_shape = tuple(draw(st.lists(st.integers(1, 7), min_size=1, max_size=3)))
+    nav_shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=3)))
+    sig_shape = tuple(draw(st.lists(st.integers(1, 9), min_size=1, max_size=3)))
     nav_size = prod(nav_shape)
     # a few frames more or (with allow_partial) fewer than the nav shape needs
     image_count = draw(st.one_of(st.just(nav_size),
@@ -164,37 +184,48 @@ def cases(draw):
         sig_shape = sig_shape[-1:]
     dtype = draw(st.sampled_from(DTYPES))
     sync_offset = draw(st.one_of(st.just(0), st.integers(-nav_size + 1, image_count - 1)))
-    num_partitions = draw(st.integers(1, min(nav_size, 6)))
+    num_partitions = draw(st.integers(1, min(nav_size + 2, 8)))  # more than frames: capped
     tileshape = draw(st.one_of(
         st.none(),
         st.tuples(st.integers(1, 6), *[st.integers(1, s) for s in sig_shape])))
     depth = draw(st.one_of(st.none(), st.integers(1, 5)))
     total_size = draw(st.sampled_from([None, 8, 64, 256, 4096]))
-    if draw(st.booleans()):
+    seed = draw(st.integers(0, 2**32 - 1))
+    roi_density = draw(st.sampled_from([None, None, 0.0, 0.3, 0.8, 0.8, 1.0]))
+    if roi_density is None:
         roi = None
     else:
-        bits = draw(st.lists(st.booleans(), min_size=nav_size, max_size=nav_size))
-        roi = np.array(bits, dtype=bool).reshape(nav_shape)
-    seed = draw(st.integers(0, 2**32 - 1))
+        roi = np.random.default_rng(seed + 1).random(nav_shape) < roi_density
+        if roi_density > 0 and not roi.any():
+            roi.flat[nav_size // 2] = True
     return Case(nav_shape=nav_shape, sig_shape=sig_shape, dtype=dtype, image_count=image_count,
                 sync_offset=sync_offset, num_partitions=num_partitions, tileshape=tileshape,
-                roi=roi, depth=depth, total_size=total_size, seed=seed)
+                roi=roi, depth=depth, total_size=total_size, seed=seed,
+                nav_shaped_input=draw(st.booleans()))
 
 
 def load(ctx, case: Case, fmt: str, tmpdir: str):
-    common = dict(nav_shape=case.nav_shape, sig_shape=case.sig_shape,
-                  sync_offset=case.sync_offset, num_partitions=case.num_partitions)
+    common = dict(sync_offset=case.sync_offset, num_partitions=case.num_partitions)
+    shapes = dict(nav_shape=case.nav_shape, sig_shape=case.sig_shape)
     if case.partial:
         common["allow_partial"] = True
+    data = case.stored
+    if case.nav_shaped_input and fmt != "raw":
+        data = data.reshape(case.nav_shape + case.sig_shape)
+        shapes = dict(sig_dims=len(case.sig_shape))
     if fmt == "memory":
-        return ctx.load("memory", data=case.stored, tileshape=case.tileshape, **common)
-    if fmt == "raw":
+        ds = ctx.load("memory", data=data, tileshape=case.tileshape, **shapes, **common)
+    elif fmt == "raw":
         path = os.path.join(tmpdir, "data.raw")
-        case.stored.tofile(path)
-        return ctx.load("raw", path=path, dtype=case.dtype.str, **common)
-    path = os.path.join(tmpdir, "data.npy")
-    np.save(path, case.stored)
-    return ctx.load("npy", path=path, **common)
+        data.tofile(path)
+        ds = ctx.load("raw", path=path, dtype=case.dtype.str, **shapes, **common)
+    else:
+        path = os.path.join(tmpdir, "data.npy")
+        np.save(path, data)
+        ds = ctx.load("npy", path=path, **shapes, **common)
+    assert ds.shape.to_tuple() == case.nav_shape + case.sig_shape
+    assert ds.dtype == case.dtype
+    return ds
 
 
 # -- checks ----------------------------------------------------------------------------------
@@ -223,11 +254,16 @@ def check_sum(res, case: Case):
     assert r.data.shape == case.sig_shape
     np.testing.assert_allclose(r.data, case.frames.sum(axis=0), rtol=1e-6, atol=0)
     assert r.valid_mask.shape == case.sig_shape and r.valid_mask.all()
+    moments = np.stack([case.frames.sum(axis=0), (case.frames ** 2).sum(axis=0)], axis=-1)
+    assert res["moments"].data.shape == case.sig_shape + (2,)
+    np.testing.assert_allclose(res["moments"].data, moments, rtol=1e-6, atol=0)
 
 
 def check_sumsig(res, case: Case):
-    expected = case.frames.reshape(case.frames.shape[0], prod(case.sig_shape)).sum(axis=1)
-    assert_nav(res["intensity"], expected, case, np.nan)
+    flat = case.frames.reshape(case.frames.shape[0], prod(case.sig_shape))
+    assert_nav(res["intensity"], flat.sum(axis=1), case, np.nan)
+    minmax = np.stack([flat.min(axis=1, initial=np.inf), flat.max(axis=1, initial=-np.inf)], -1)
+    assert_nav(res["minmax"], minmax.reshape(-1, 2), case, np.nan)
 
 
 def check_stats(res, case: Case):
@@ -257,29 +293,55 @@ def run_all(ctx, ds, case: Case):
         check(ctx.run_udf(dataset=ds, udf=udf, roi=case.roi), case)
 
 
+def check_iter(ctx, ds, case: Case):
+    """run_udf_iter: one partial result per merged partition, valid_mask growing, nav values
+    final as soon as they are valid, the last result complete and equal to run_udf."""
+    final = ctx.run_udf(dataset=ds, udf=tile_udfs(case) + [StatsUDF()], roi=case.roi)
+    parts = list(ctx.run_udf_iter(dataset=ds, udf=tile_udfs(case) + [StatsUDF()], roi=case.roi))
+    nonempty = sum(bool(case.processed[p.start:p.stop].any()) for p in ds.get_partitions())
+    assert len(parts) == max(1, nonempty)
+    assert [p.complete for p in parts] == [False] * (len(parts) - 1) + [True]
+    processed = case.processed.reshape(case.nav_shape)
+    prev = np.zeros(case.nav_shape, bool)
+    for p in parts:
+        valid = p.buffers[1]["intensity"].valid_mask
+        np.testing.assert_array_equal(p.damage, valid)
+        assert not (valid & ~processed).any() and not (prev & ~valid).any()
+        for i, name in ((1, "intensity"), (1, "minmax"), (2, "stats"), (2, "nonzero")):
+            r, f = p.buffers[i][name], final[i][name]
+            np.testing.assert_array_equal(r.data[r.valid_mask], f.data[r.valid_mask])
+        prev = valid
+    np.testing.assert_array_equal(prev, processed)
+    for got, want in zip(parts[-1].buffers, final):
+        for name in want:
+            np.testing.assert_array_equal(got[name].data, want[name].data, err_msg=name)
+            np.testing.assert_array_equal(got[name].valid_mask, want[name].valid_mask)
+
+
 # -- the properties --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("executor", sorted(EXECUTORS))
 @pytest.mark.parametrize("fmt", FORMATS)
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases())
 def test_results_equal_numpy(fmt, executor, case):
     with tempfile.TemporaryDirectory() as tmpdir:
         with Context.make_with("inline", **EXECUTORS[executor]) as ctx:
             ds = load(ctx, case, fmt, tmpdir)
             run_all(ctx, ds, case)
+            check_iter(ctx, ds, case)
 
 
-@settings(max_examples=40, deadline=None)
-@given(case=cases(), fmt=st.sampled_from(FORMATS))
+@settings(max_examples=100, deadline=None)
+@given(case=cases(), fmt=st.sampled_from(["raw", "npy"]))
 def test_formats_agree_exactly(case, fmt):
     """The same data give bit-identical results from memory and from a file."""
     with tempfile.TemporaryDirectory() as tmpdir:
         ctx = Context.make_with("inline")
-        ref = ctx.run_udf(dataset=load(ctx, case, "memory", tmpdir), udf=tile_udfs(case) + [StatsUDF()],
-                          roi=case.roi)
-        got = ctx.run_udf(dataset=load(ctx, case, fmt, tmpdir), udf=tile_udfs(case) + [StatsUDF()],
-                          roi=case.roi)
+        ref = ctx.run_udf(dataset=load(ctx, case, "memory", tmpdir),
+                          udf=tile_udfs(case) + [StatsUDF()], roi=case.roi)
+        got = ctx.run_udf(dataset=load(ctx, case, fmt, tmpdir),
+                          udf=tile_udfs(case) + [StatsUDF()], roi=case.roi)
         for r, g in zip(ref, got):
             assert r.keys() == g.keys()
             for name in r:

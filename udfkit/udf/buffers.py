@@ -116,13 +116,15 @@ class AuxData:
         self.kind = kind
         self.extra_shape = tuple(extra_shape) if extra_shape else ()
 
-    def flat(self, nav_size: int, where: str) -> np.ndarray:
-        """The values as ``(nav_size, *extra_shape)``; a clear error when the size is off."""
-        need = nav_size * prod(self.extra_shape)
-        if self.data.size != need:
-            raise UDFError(f"{where}: aux_data has {self.data.size} values (shape {self.data.shape}), "
-                           f"expected nav size {nav_size} × extra_shape {self.extra_shape} = {need}")
-        return self.data.reshape((nav_size,) + self.extra_shape)
+    def flat(self, nav_shape, where: str) -> np.ndarray:
+        """The values as ``(nav_size, *extra_shape)``; a clear error when the shape is off."""
+        nav_shape = tuple(nav_shape)
+        nav_size = prod(nav_shape)
+        accepted = (nav_shape + self.extra_shape, (nav_size,) + self.extra_shape)
+        if self.data.shape not in accepted:
+            raise UDFError(f"{where}: aux_data has shape {self.data.shape}; expected "
+                           f"{accepted[0]} (nav_shape + extra_shape) or {accepted[1]}")
+        return self.data.reshape(accepted[1])
 
     def __repr__(self):
         return f"AuxData(shape={self.data.shape}, dtype={self.dtype}, extra_shape={self.extra_shape})"

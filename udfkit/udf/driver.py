@@ -125,7 +125,7 @@ class UDFRun:
         return tasks
 
     def _cut_aux(self, aux: AuxData, sel, udf) -> AuxData:
-        flat = aux.flat(int(np.prod(self.nav_shape)), f"{type(udf).__name__}")
+        flat = aux.flat(self.nav_shape, f"{type(udf).__name__}")
         return AuxData(flat[sel], kind=aux.kind, extra_shape=aux.extra_shape, dtype=aux.dtype)
 
     # -- main-side buffers ------------------------------------------------------------------
@@ -137,7 +137,7 @@ class UDFRun:
                       for name, spec in specs.items() if spec.use != "result_only"}
             self.buffers.append(arrays)
             u.results = Namespace(arrays)
-            aux = {k: v.flat(int(np.prod(self.nav_shape)), type(u).__name__)
+            aux = {k: v.flat(self.nav_shape, type(u).__name__)
                    for k, v in u._kwargs.items() if isinstance(v, AuxData)}
             u.params = Namespace(dict(u._kwargs, **{
                 k: (v if self.positions is None else v[self.positions]) for k, v in aux.items()}))
@@ -160,9 +160,13 @@ class UDFRun:
         out = []
         rows_valid = None if complete else self.merged_rows.copy()
         for u, specs, arrays in zip(self.udfs, self.specs, self.buffers):
-            u.results = Namespace(arrays)
+            # private buffers are worker scratch: never merged, so not offered to get_results
+            u.results = Namespace({n: a for n, a in arrays.items() if specs[n].use is None})
             raw = check_results(u, specs, u.get_results(), self.total_frames, self.nav_shape,
                                 self.sig_shape, self.roi)
+            if not complete:
+                # a partial result must not change when later partitions are merged
+                raw = {name: np.array(arr, copy=True) for name, arr in raw.items()}
             out.append({name: BufferResult(arr, kind=specs[name].kind, nav_shape=self.nav_shape,
                                            extra_shape=specs[name].extra_shape,
                                            positions=self.positions, rows_valid=rows_valid)

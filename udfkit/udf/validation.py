@@ -31,6 +31,9 @@ def check_udf(udf) -> str:
     if not isinstance(udf, UDF):
         raise UDFError(f"expected a UDF instance, got {type(udf).__name__}: {udf!r}")
     where = _name(udf)
+    if not hasattr(udf, "_kwargs") or not hasattr(udf, "params"):
+        raise UDFError(f"{where}.__init__ did not call super().__init__(**kwargs); the UDF is "
+                       "rebuilt on every worker from the keyword arguments given to UDF.__init__")
     method = udf.get_method()
     implemented = [m for m in METHODS if _overrides(type(udf), f"process_{m}")]
     if not implemented:
@@ -42,6 +45,12 @@ def check_udf(udf) -> str:
         raise UDFError(f"{where}.get_method() returned {method!r}, but {where} does not "
                        f"implement process_{method} (it implements {implemented})")
     check_picklable(udf)
+    try:
+        type(udf)(**udf._kwargs)
+    except Exception as e:
+        raise UDFError(f"{where} cannot be rebuilt as {where}(**kwargs) from the keyword arguments "
+                       f"it passed to UDF.__init__ ({sorted(udf._kwargs)}), which is how every "
+                       f"worker creates it: {type(e).__name__}: {e}") from None
     return method
 
 
@@ -153,13 +162,16 @@ def check_results(udf, specs: dict, results, n_nav: int, nav_shape, sig_shape, r
         arr = np.asarray(value)
         want = buffer_shape(spec, n_nav, sig_shape)
         full_nav = tuple(nav_shape) + spec.extra_shape
-        if spec.kind == "nav" and arr.shape == full_nav and arr.shape != want:
+        flat_nav = (int(np.prod(nav_shape)),) + spec.extra_shape
+        if spec.kind == "nav" and arr.shape in (full_nav, flat_nav) and arr.shape != want:
             arr = arr.reshape((-1,) + spec.extra_shape)
             if roi is not None:
                 arr = arr[roi]
         if arr.shape != want:
+            shapes = [want] + ([s for s in (flat_nav, full_nav) if s != want]
+                               if spec.kind == "nav" else [])
             raise UDFResultError(f"{where}[{name!r}] has shape {arr.shape}; the {spec.kind} buffer "
-                                 f"needs {want}" + (f" or {full_nav}" if spec.kind == "nav" else ""))
+                                 f"needs {' or '.join(str(s) for s in shapes)}")
         if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
             raise UDFResultError(f"{where}[{name!r}] has dtype {arr.dtype}, which cannot be stored "
                                  f"in the declared dtype {spec.dtype}")
