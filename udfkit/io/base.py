@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..common import Shape, Slice
+from ..errors import DataSetError
+from .partitioning import check_num_partitions
 
 __all__ = ["DataTile", "DataSetMeta", "DataSet", "Partition", "IOBackend", "FrameSource"]
 
@@ -255,7 +257,12 @@ class DataSet(ABC):
         """
         if executor is not None:
             self._num_workers = max(1, int(getattr(executor, "num_workers", 1)))
-        self._meta = self._initialize()
+        meta = self._initialize()
+        where = meta.metadata.get("path")
+        where = f"{type(self).__name__} {where!r}" if where else type(self).__name__
+        self._num_partitions_arg = check_num_partitions(where, self._num_partitions_arg,
+                                                        error=DataSetError)
+        self._meta = meta
         return self
 
     def check_valid(self) -> bool:

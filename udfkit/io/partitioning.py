@@ -17,8 +17,10 @@ Rules
 from __future__ import annotations
 
 import math
+import numbers
 
-__all__ = ["partition_bounds", "TARGET_PARTITION_BYTES", "MIN_PARTITION_BYTES"]
+__all__ = ["partition_bounds", "check_num_partitions", "TARGET_PARTITION_BYTES",
+           "MIN_PARTITION_BYTES"]
 
 TARGET_PARTITION_BYTES = 256 << 20
 MIN_PARTITION_BYTES = 8 << 20
@@ -47,3 +49,13 @@ def partition_bounds(nav_size: int, frame_bytes: int, num_partitions: int | None
         n = min(n, max(1, total // MIN_PARTITION_BYTES))
     n = max(1, min(n, nav_size))
     return [(i * nav_size // n, (i + 1) * nav_size // n) for i in range(n)]
+
+
+def check_num_partitions(where: str, num_partitions, error=ValueError):
+    """``None`` or a positive integer."""
+    if num_partitions is None:
+        return None
+    if isinstance(num_partitions, bool) or not isinstance(num_partitions, numbers.Integral) \
+            or num_partitions < 1:
+        raise error(f"{where}: num_partitions: expected a positive integer, got {num_partitions!r}")
+    return int(num_partitions)

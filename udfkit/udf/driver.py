@@ -94,7 +94,9 @@ class UDFRun:
             sig_shape=self.sig_shape, dtype=self.input_dtype,
             max_partition_frames=max(p.num_frames for p in self.partitions),
             constraints=dataset.get_tiling_constraints(),
-            zero_copy=dataset.supports_zero_copy and stored.isnative and stored == self.input_dtype)
+            # with a ROI most tiles have gaps and are copied: size them for the cache
+            zero_copy=(dataset.supports_zero_copy and stored.isnative
+                       and stored == self.input_dtype and self.roi is None))
         for u in self.udfs:
             u.meta.tiling_scheme = self.scheme
 

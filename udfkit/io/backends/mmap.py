@@ -85,6 +85,11 @@ class _MMapSource(FrameSource):
         start = layout.header_bytes + first * layout.frame_bytes
         length = (stop - first) * layout.frame_bytes
         aligned = start - start % mmap.ALLOCATIONGRANULARITY
+        size = os.fstat(self._fd).st_size
+        if size < start + length:
+            raise DataSetError(
+                f"file {layout.path!r} has {size} bytes, but frames {first}..{stop - 1} need "
+                f"bytes up to {start + length}; the file was truncated while it was being read")
         mm = mmap.mmap(self._fd, length + (start - aligned), access=mmap.ACCESS_READ,
                        offset=aligned)
         if hasattr(mm, "madvise"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from math import prod
 
@@ -47,12 +48,17 @@ def suggest_nav_shape(nav_shape, frames: int) -> tuple:
     return (frames,)
 
 
+def check_some_frames(where: str, image_count: int, have: str, need_per_frame: str) -> None:
+    """Error when not even one frame is there."""
+    if image_count == 0:
+        raise DataSetError(f"{where} holds no complete frame ({have}); a frame needs {need_per_frame}")
+
+
 def check_frame_count(where: str, nav_shape, image_count: int, allow_partial: bool,
                       have: str, need_per_frame: str) -> None:
     """Error when the file holds fewer frames than nav_shape needs (unless allow_partial)."""
     nav_size = prod(nav_shape)
-    if image_count == 0:
-        raise DataSetError(f"{where} holds no complete frame ({have}); a frame needs {need_per_frame}")
+    check_some_frames(where, image_count, have, need_per_frame)
     if image_count < nav_size and not allow_partial:
         raise DataSetError(
             f"{where} holds {image_count} frames ({have}), but nav_shape {tuple(nav_shape)} needs "
@@ -63,13 +69,11 @@ def check_frame_count(where: str, nav_shape, image_count: int, allow_partial: bo
 
 def check_sync_offset(where: str, sync_offset, nav_size: int, image_count: int) -> int:
     """``sync_offset`` must leave at least one frame: ``-nav_size < s < image_count``."""
-    if isinstance(sync_offset, bool) or not isinstance(sync_offset, int):
-        try:
-            if int(sync_offset) != sync_offset:
-                raise ValueError
-            sync_offset = int(sync_offset)
-        except (TypeError, ValueError):
-            raise DataSetError(f"{where}: sync_offset: expected an integer, got {sync_offset!r}") from None
+    integral_float = isinstance(sync_offset, float) and sync_offset.is_integer()
+    if isinstance(sync_offset, bool) or not (isinstance(sync_offset, numbers.Integral)
+                                             or integral_float):
+        raise DataSetError(f"{where}: sync_offset: expected an integer, got {sync_offset!r}")
+    sync_offset = int(sync_offset)
     if not -nav_size < sync_offset < image_count:
         raise DataSetError(
             f"{where}: sync_offset {sync_offset} is out of range: with {nav_size} nav positions "
@@ -77,17 +81,42 @@ def check_sync_offset(where: str, sync_offset, nav_size: int, image_count: int) 
     return sync_offset
 
 
+def matching_nav_shape(nav_shape, frames: int) -> tuple:
+    """A nav shape of exactly ``frames`` positions, keeping the fast axes when they divide it.
+
+    >>> matching_nav_shape((16, 16), 64)
+    (4, 16)
+    >>> matching_nav_shape((16, 16), 50)
+    (50,)
+    """
+    inner = prod(nav_shape[1:])
+    if len(nav_shape) > 1 and frames % inner == 0:
+        return (frames // inner,) + tuple(nav_shape[1:])
+    return (frames,)
+
+
 def resolve_shapes(where: str, native_shape, sig_dims, nav_shape, sig_shape, total_items: int,
                    allow_partial: bool = False):
     """Apply nav_shape / sig_shape overrides to an array-like source of ``total_items`` elements.
 
-    Returns ``(nav_shape, sig_shape, image_count)``. The signal shape decides the frame size;
-    the element count must be a whole number of frames.
+    Returns ``(nav_shape, sig_shape, image_count)``. An override is a reshape: the signal
+    shape decides the frame size and the element count must be a whole number of frames.
+    ``nav_shape`` may use fewer frames than the data hold (frames past it are ignored, like
+    in a raw file; with a positive ``sync_offset`` they fill the end), but not more, unless
+    ``allow_partial``. Without a ``nav_shape`` the longest run of leading axes that holds
+    all frames is kept.
     """
     native_shape = tuple(native_shape)
+    if 0 in native_shape:
+        raise DataSetError(f"{where}: shape {native_shape} has an axis of length 0; there is no "
+                           "frame to process")
     if sig_shape is None:
         if sig_dims is None:
             sig_dims = 2 if len(native_shape) >= 3 else 1
+        if isinstance(sig_dims, bool) or not isinstance(sig_dims, numbers.Integral) \
+                or not 1 <= sig_dims <= MAX_DIMS:
+            raise DataSetError(f"{where}: sig_dims: expected an integer from 1 to {MAX_DIMS}, "
+                               f"got {sig_dims!r}")
         if len(native_shape) <= sig_dims:
             raise DataSetError(f"{where}: shape {native_shape} has no navigation axis with "
                                f"sig_dims={sig_dims}; pass sig_shape or nav_shape explicitly")
@@ -98,12 +127,25 @@ def resolve_shapes(where: str, native_shape, sig_dims, nav_shape, sig_shape, tot
                            f"number of frames of sig_shape {tuple(sig_shape)} ({frame_items} elements)")
     image_count = total_items // frame_items
     if nav_shape is None:
-        native_nav = native_shape[: len(native_shape) - len(sig_shape)]
-        nav_shape = native_nav if native_nav and prod(native_nav) == image_count else (image_count,)
-    if prod(nav_shape) > image_count and not allow_partial:
+        nav_shape = (image_count,)
+        n_sig = len(sig_shape)
+        if len(native_shape) > n_sig and native_shape[len(native_shape) - n_sig:] == tuple(sig_shape):
+            nav_shape = native_shape[:len(native_shape) - n_sig]
+        else:
+            # the leading axes that hold exactly the frames (the sig part takes at least one axis)
+            for k in range(len(native_shape) - 1, 0, -1):
+                if prod(native_shape[:k]) == image_count:
+                    nav_shape = native_shape[:k]
+                    break
+        if len(nav_shape) > MAX_DIMS:
+            raise DataSetError(f"{where}: shape {native_shape} leaves {len(nav_shape)} navigation "
+                               f"axes {nav_shape}; at most {MAX_DIMS} are supported, pass nav_shape "
+                               f"(e.g. nav_shape={(image_count,)})")
+    nav_size = prod(nav_shape)
+    if nav_size > image_count and not allow_partial:
         raise DataSetError(
             f"{where}: nav_shape {tuple(nav_shape)} × sig_shape {tuple(sig_shape)} needs "
-            f"{prod(nav_shape) * frame_items} elements, but the data hold {total_items} "
-            f"(shape {native_shape}); try nav_shape={suggest_nav_shape(nav_shape, image_count)}, "
-            f"or pass allow_partial=True to report the missing frames in valid_mask")
+            f"{nav_size * frame_items} elements, but the data hold {total_items} (shape "
+            f"{native_shape}); try nav_shape={matching_nav_shape(nav_shape, image_count)}, or pass "
+            "allow_partial=True to report the missing frames in valid_mask")
     return tuple(nav_shape), tuple(sig_shape), image_count

@@ -113,7 +113,9 @@ class MemoryPartition(Partition):
         return True
 
     def open_source(self) -> FrameSource:
-        return _ArraySource(self.frames, self.first_frame)
+        # pickle protocols < 5 turn byte-swapped arrays into native ones: restore the
+        # stored byte order that raw_dtype promises (a no-op when it is unchanged)
+        return _ArraySource(self.frames.astype(self.raw_dtype, copy=False), self.first_frame)
 
 
 class _ArraySource(FrameSource):

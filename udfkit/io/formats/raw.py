@@ -10,7 +10,7 @@ from ...errors import DataSetError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout
-from ._common import (check_frame_count, check_path, check_sync_offset, parse_dims,
+from ._common import (check_frame_count, check_path, check_some_frames, check_sync_offset, parse_dims,
                       suggest_nav_shape)
 
 __all__ = ["RawFileDataSet"]
@@ -35,6 +35,12 @@ class RawFileDataSet(FileDataSet):
     allow_partial : bool
         Accept a file with fewer frames than ``nav_shape`` needs (an aborted acquisition); the
         positions past the end are reported invalid instead of raising an error.
+
+    Notes
+    -----
+    A raw file has no shape of its own: ``nav_shape`` says how many frames to use. A file
+    holding more whole frames than that is accepted (the rest is ignored); fewer whole frames,
+    or a partial frame at the end, is an error unless ``allow_partial=True``.
 
     Examples
     --------
@@ -61,7 +67,8 @@ class RawFileDataSet(FileDataSet):
                                   ("nav_shape", self._nav_shape_arg),
                                   ("sig_shape", self._sig_shape_arg)) if v is None]
         if missing:
-            raise DataSetError(f"raw format: {', '.join(missing)} missing; a raw file has no header, "
+            what = f"raw file {os.fspath(self._path_arg)!r}" if self._path_arg is not None else "raw format"
+            raise DataSetError(f"{what}: {', '.join(missing)} missing; a raw file has no header, "
                                "so ctx.load('raw', path=..., dtype=..., nav_shape=..., sig_shape=...) "
                                "needs all four")
         path = check_path(self._path_arg, "raw file")
@@ -73,6 +80,7 @@ class RawFileDataSet(FileDataSet):
         frame_bytes = prod(sig_shape) * dtype.itemsize
         image_count, rest = divmod(size, frame_bytes)
         desc = f"sig_shape {sig_shape} × {dtype} = {frame_bytes} bytes"
+        check_some_frames(where, image_count, f"{size} bytes", desc)
         if rest and not self._allow_partial:
             raise DataSetError(
                 f"{where} has {size} bytes, which is not a whole number of frames of {desc}: "
