@@ -332,6 +332,17 @@ def test_results_equal_numpy(fmt, executor, case):
             check_iter(ctx, ds, case)
 
 
+@pytest.mark.slow
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), fmt=st.sampled_from(FORMATS), debug=st.booleans())
+def test_results_equal_numpy_many_examples(case, fmt, debug):
+    """The central property with 15× the examples of the default run (``-m slow``)."""
+    with tempfile.TemporaryDirectory() as tmpdir:
+        with Context.make_with("inline", debug=debug) as ctx:
+            ds = load(ctx, case, fmt, tmpdir)
+            run_all(ctx, ds, case)
+
+
 @settings(max_examples=100, deadline=None)
 @given(case=cases(), fmt=st.sampled_from(["raw", "npy"]))
 def test_formats_agree_exactly(case, fmt):
