@@ -257,12 +257,9 @@ class DataSet(ABC):
         """
         if executor is not None:
             self._num_workers = max(1, int(getattr(executor, "num_workers", 1)))
-        meta = self._initialize()
-        where = meta.metadata.get("path")
-        where = f"{type(self).__name__} {where!r}" if where else type(self).__name__
-        self._num_partitions_arg = check_num_partitions(where, self._num_partitions_arg,
+        self._meta = self._initialize()
+        self._num_partitions_arg = check_num_partitions(self.description, self._num_partitions_arg,
                                                         error=DataSetError)
-        self._meta = meta
         return self
 
     def check_valid(self) -> bool:
@@ -303,6 +300,14 @@ class DataSet(ABC):
     @property
     def image_count(self) -> int:
         return self._require_meta().image_count
+
+    @property
+    def description(self) -> str:
+        """How error messages name this data set: the format and the file, if any."""
+        meta = self._require_meta()
+        path = meta.metadata.get("path")
+        name = type(self).__name__
+        return f"{name} {path!r}" if path else name
 
     def get_valid_mask(self) -> np.ndarray | None:
         """Flat bool array: which nav positions have a frame; ``None`` when all do."""

@@ -58,7 +58,7 @@ class UDFRun:
         self.sig_shape = shape.sig.to_tuple()
         nav_size = shape.nav.size
         user_roi = normalize_roi(roi, self.nav_shape, error=ROIError,
-                                 where=f"data set of nav shape {self.nav_shape}")
+                                 where=f"{dataset.description} (nav shape {self.nav_shape})")
         valid = dataset.get_valid_mask()
         if user_roi is None:
             self.roi = valid
