@@ -43,7 +43,8 @@ def make_files(datadir):
     rng = np.random.default_rng(0)
     for key, spec in DATASETS.items():
         path = os.path.join(datadir, spec["file"])
-        nbytes = int(np.prod(spec["nav_shape"]) * np.prod(spec["sig_shape"])) * np.dtype(spec["dtype"]).itemsize
+        nbytes = (int(np.prod(spec["nav_shape"]) * np.prod(spec["sig_shape"]))
+                  * np.dtype(spec["dtype"]).itemsize)
         if os.path.exists(path) and os.path.getsize(path) == nbytes:
             continue
         with open(path, "wb") as f:
@@ -98,7 +99,9 @@ ds = ctx.load("raw", path=spec["path"], dtype=spec["dtype"], nav_shape=spec["nav
 t0 = time.perf_counter(); res = ctx.run_udf(dataset=ds, udf=TileSumUDF()); first = time.perf_counter() - t0
 times = []
 for _ in range(repeats):
-    t0 = time.perf_counter(); res = ctx.run_udf(dataset=ds, udf=TileSumUDF()); times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    res = ctx.run_udf(dataset=ds, udf=TileSumUDF())
+    times.append(time.perf_counter() - t0)
 from udfkit.udf.driver import UDFRun
 scheme = UDFRun(ds, [TileSumUDF()]).scheme
 print(json.dumps(dict(first=first, times=times, tile=list(scheme.shape),
@@ -129,7 +132,8 @@ print(np.median(ts), min(ts))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("BENCH_DATA"), help="data directory")
     ap.add_argument("--make", action="store_true", help="write the data files if missing")
     ap.add_argument("--datasets", default="u16,f32")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from udfkit import Context, UDF
+from udfkit import UDF, Context
 from udfkit.executor.inline import InlineExecutor
 from udfkit.executor.progress import ProgressReporter, make_reporter
 

@@ -19,5 +19,5 @@ __all__ = ["Context", "UDF", "Shape", "Slice", "UdfkitError", "DataSetError", "U
 
 from .api import Context
 from .common import Shape, Slice
-from .errors import DataSetError, ROIError, UdfkitError, UDFError
+from .errors import DataSetError, ROIError, UDFError, UdfkitError
 from .udf.base import UDF

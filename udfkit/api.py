@@ -86,9 +86,8 @@ class Context:
         dict or list of dict
             ``{name: BufferResult}`` per UDF.
         """
-        final = None
-        for final in self._run(dataset, udf, roi, progress, iterate=False):
-            pass
+        # without iterate the run yields exactly one, final, result
+        (final,) = self._run(dataset, udf, roi, progress, iterate=False)
         return final.buffers if isinstance(udf, (list, tuple)) else final.buffers[0]
 
     def run_udf_iter(self, dataset, udf, *, roi=None, progress=False):

@@ -12,8 +12,10 @@ A tile's signal part is a hyper-rectangle of a C-order frame, i.e. a list of con
 and do the read, byte swap and conversion in one pass, so the stored bytes are touched once
 and the output stays in cache for the UDF. The inner loops run over one-row slices with a
 local index: with ``dst[o + z]`` numba cannot rule out a negative index, keeps its wraparound
-check and the loop does not vectorize (3 GB/s instead of 30 GB/s for uint16 → float32). Byte-swapped data is read as unsigned integers, swapped into a one-row scratch
-buffer and read back through a view of that scratch in the true (native) dtype, which
+check and the loop does not vectorize (3 GB/s instead of 30 GB/s for uint16 → float32).
+
+Byte-swapped data is read as unsigned integers, swapped into a one-row scratch buffer and
+read back through a view of that scratch in the true (native) dtype, which
 handles swapped floats and signed integers without bit tricks on floats.
 
 Kernels are compiled with ``cache=True``: a second process loads them from disk.

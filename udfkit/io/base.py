@@ -71,7 +71,8 @@ class DataTile:
         return self.data.shape
 
     def __repr__(self):
-        return f"DataTile(shape={self.data.shape}, tile_slice={self.tile_slice!r}, scheme_idx={self.scheme_idx})"
+        return (f"DataTile(shape={self.data.shape}, tile_slice={self.tile_slice!r}, "
+                f"scheme_idx={self.scheme_idx})")
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ from ...errors import DataSetError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout
-from ._common import (check_frame_count, check_path, check_sync_offset, parse_dims,
-                      resolve_shapes)
+from ._common import check_frame_count, check_path, check_sync_offset, parse_dims, resolve_shapes
 
 __all__ = ["NPYDataSet", "read_npy_header"]
 

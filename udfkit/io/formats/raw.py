@@ -10,8 +10,14 @@ from ...errors import DataSetError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout
-from ._common import (check_frame_count, check_path, check_some_frames, check_sync_offset, parse_dims,
-                      suggest_nav_shape)
+from ._common import (
+    check_frame_count,
+    check_path,
+    check_some_frames,
+    check_sync_offset,
+    parse_dims,
+    suggest_nav_shape,
+)
 
 __all__ = ["RawFileDataSet"]
 
