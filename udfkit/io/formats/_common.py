@@ -34,16 +34,21 @@ def parse_dims(value, name: str, where: str, required: bool = False):
                            where=where)
 
 
-def suggest_nav_shape(nav_shape, frames: int) -> tuple:
-    """A nav shape that fits into ``frames`` frames, keeping the fast axes if possible.
+def suggest_nav_shape(nav_shape, frames: int, exact: bool = False) -> tuple:
+    """A nav shape that fits into ``frames`` frames (uses all of them with ``exact``),
+    keeping the fast axes if possible.
 
     >>> suggest_nav_shape((128, 128), 1000)
     (7, 128)
     >>> suggest_nav_shape((128, 128), 100)
     (100,)
+    >>> suggest_nav_shape((16, 16), 64, exact=True)
+    (4, 16)
+    >>> suggest_nav_shape((16, 16), 50, exact=True)
+    (50,)
     """
     inner = prod(nav_shape[1:])
-    if len(nav_shape) > 1 and frames >= inner:
+    if len(nav_shape) > 1 and frames >= inner and (not exact or frames % inner == 0):
         return (frames // inner,) + tuple(nav_shape[1:])
     return (frames,)
 
@@ -79,20 +84,6 @@ def check_sync_offset(where: str, sync_offset, nav_size: int, image_count: int) 
             f"{where}: sync_offset {sync_offset} is out of range: with {nav_size} nav positions "
             f"and {image_count} frames in the file it must be > {-nav_size} and < {image_count}")
     return sync_offset
-
-
-def matching_nav_shape(nav_shape, frames: int) -> tuple:
-    """A nav shape of exactly ``frames`` positions, keeping the fast axes when they divide it.
-
-    >>> matching_nav_shape((16, 16), 64)
-    (4, 16)
-    >>> matching_nav_shape((16, 16), 50)
-    (50,)
-    """
-    inner = prod(nav_shape[1:])
-    if len(nav_shape) > 1 and frames % inner == 0:
-        return (frames // inner,) + tuple(nav_shape[1:])
-    return (frames,)
 
 
 def resolve_shapes(where: str, native_shape, sig_dims, nav_shape, sig_shape, total_items: int,
@@ -146,6 +137,6 @@ def resolve_shapes(where: str, native_shape, sig_dims, nav_shape, sig_shape, tot
         raise DataSetError(
             f"{where}: nav_shape {tuple(nav_shape)} × sig_shape {tuple(sig_shape)} needs "
             f"{nav_size * frame_items} elements, but the data hold {total_items} (shape "
-            f"{native_shape}); try nav_shape={matching_nav_shape(nav_shape, image_count)}, or pass "
-            "allow_partial=True to report the missing frames in valid_mask")
+            f"{native_shape}); try nav_shape={suggest_nav_shape(nav_shape, image_count, exact=True)}, "
+            "or pass allow_partial=True to report the missing frames in valid_mask")
     return tuple(nav_shape), tuple(sig_shape), image_count
