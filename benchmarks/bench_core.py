@@ -72,8 +72,7 @@ def best(fn, repeats):
     return min(times), float(np.median(times)), out
 
 
-CHILD = r"""
-import json, sys, time
+USER_UDF = r"""
 import numpy as np
 from udfkit import Context, UDF
 
@@ -84,6 +83,10 @@ class TileSumUDF(UDF):
         self.results.intensity[:] += np.sum(tile, axis=0)
     def merge(self, dest, src):
         dest.intensity[:] += src.intensity
+"""
+
+CHILD = USER_UDF + r"""
+import json, sys, time
 
 def peak_rss_mib():
     # VmHWM of this process image; ru_maxrss would include the parent's peak from before exec

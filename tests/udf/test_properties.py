@@ -34,7 +34,19 @@ MAX_ELEMENTS = 20_000
 
 # -- UDFs under test -------------------------------------------------------------------------
 
-class SumUDF(UDF):
+class TilingPrefsFromParams:
+    """get_tiling_preferences from the ``depth`` / ``total_size`` parameters (None = no wish)."""
+
+    def get_tiling_preferences(self):
+        prefs = {}
+        if self.params.depth is not None:
+            prefs["depth"] = self.params.depth
+        if self.params.total_size is not None:
+            prefs["total_size"] = self.params.total_size
+        return prefs
+
+
+class SumUDF(TilingPrefsFromParams, UDF):
     """Sum over all processed frames (sig buffer, process_tile, merge adds), and a sig buffer
     with extra_shape (sum, sum of squares) seen through the tiles' signal slices."""
 
@@ -44,14 +56,6 @@ class SumUDF(UDF):
     def get_result_buffers(self):
         return {"intensity": self.buffer(kind="sig", dtype="float64"),
                 "moments": self.buffer(kind="sig", extra_shape=(2,), dtype="float64")}
-
-    def get_tiling_preferences(self):
-        prefs = {}
-        if self.params.depth is not None:
-            prefs["depth"] = self.params.depth
-        if self.params.total_size is not None:
-            prefs["total_size"] = self.params.total_size
-        return prefs
 
     def process_tile(self, tile):
         t = tile.astype(np.float64)
@@ -64,7 +68,7 @@ class SumUDF(UDF):
         dest.moments[:] += src.moments
 
 
-class SumSigUDF(UDF):
+class SumSigUDF(TilingPrefsFromParams, UDF):
     """Per-frame sum (nav buffer) and [min, max] (nav, extra_shape), accumulated over the signal
     parts of the tiles; preprocess initialises the minimum / maximum."""
 
@@ -77,14 +81,6 @@ class SumSigUDF(UDF):
 
     def preprocess(self):
         self.results.minmax[:] = [np.inf, -np.inf]
-
-    def get_tiling_preferences(self):
-        prefs = {}
-        if self.params.depth is not None:
-            prefs["depth"] = self.params.depth
-        if self.params.total_size is not None:
-            prefs["total_size"] = self.params.total_size
-        return prefs
 
     def process_tile(self, tile):
         flat = tile.reshape(tile.shape[0], -1)

@@ -87,7 +87,6 @@ def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
     zero_copy_dtype = partition.supports_zero_copy and dest_dtype == stored and stored.isnative
     depth = scheme.depth
     file_base = partition.start + partition.sync_offset  # file frame of local position 0
-    layouts = [row_layout(sig_shape, sl) for sl in scheme.slices]
     decode = None
 
     with partition.open_source() as source:
@@ -108,7 +107,7 @@ def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
                                    frame_index, k0)
                 continue
             if decode is None:
-                decode = _Decoder(stored, dest_dtype, depth, scheme, layouts)
+                decode = _Decoder(stored, dest_dtype, depth, scheme, sig_shape)
             frame_offsets = (chunk - first_local) * frame_items
             for idx, sl in enumerate(scheme.slices):
                 data = decode(flat, frame_offsets, idx, n)
@@ -122,12 +121,12 @@ def _tile_slice(origin_nav: int, n: int, sl: Slice, sig_dims: int) -> Slice:
 class _Decoder:
     """Holds the reused tile buffer and picks the kernel for a dtype pair."""
 
-    def __init__(self, stored, dest, depth, scheme, layouts):
+    def __init__(self, stored, dest, depth, scheme, sig_shape):
         from . import _decode
 
         self.stored = stored
         self.dest = dest
-        self.layouts = layouts
+        self.layouts = [row_layout(sig_shape, sl) for sl in scheme.slices]
         self.shapes = [sl.shape.to_tuple() for sl in scheme.slices]
         max_items = max(prod(s) for s in self.shapes)
         self.buf = aligned_empty(depth * max_items, dest)
@@ -135,7 +134,7 @@ class _Decoder:
         self.swapped = not stored.isnative and stored.itemsize > 1
         self._decode = _decode
         if self.swapped and self.numba:
-            self.scratch = aligned_empty(max(rl for _, rl in layouts), stored.newbyteorder("="))
+            self.scratch = aligned_empty(max(rl for _, rl in self.layouts), stored.newbyteorder("="))
 
     def __call__(self, flat, frame_offsets, idx, n):
         row_offsets, row_len = self.layouts[idx]
