@@ -97,7 +97,7 @@ class Context:
 
     def map(self, dataset, f, *, roi=None, progress=False):
         """Apply ``f`` to every frame; returns a :class:`~udfkit.udf.BufferResult` (``.data``)."""
-        from .udf.map import MapUDF
+        from .udf.builtins.map import MapUDF
 
         return self.run_udf(dataset, MapUDF(f=f), roi=roi, progress=progress)["result"]
 

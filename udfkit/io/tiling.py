@@ -10,10 +10,12 @@ Rules of :class:`Negotiator` (in this order)
 1. **Partition method.** If any UDF processes whole partitions, a tile is the whole frame and
    as deep as the largest partition (intent ``"partition"``).
 2. **Whole frames.** If any UDF processes single frames, the signal is not split
-   (intent ``"frame"``); otherwise (only ``process_tile`` UDFs) it may be (intent ``"tile"``).
+   (intent ``"frame"``); otherwise (only ``process_tile`` UDFs) it may be (intent ``"tile"``),
+   unless a UDF asks for ``whole_frames`` (it needs every pixel of a frame at once, e.g. a
+   per-frame minimum).
 3. **Forced tile shape.** A data set may force a tile shape (the ``memory`` format's
    ``tileshape=`` for tests); it is used as given, except that rule 2 widens its signal part
-   to the whole frame. Depth is capped at the partition size.
+   to the whole frame (as does ``whole_frames``). Depth is capped at the partition size.
 4. **Size budget.** Otherwise tiles are sized by a byte budget counted in the dtype the UDFs
    receive:
 
@@ -102,11 +104,14 @@ class TilingRequest:
         Preferred number of frames per tile.
     total_size : int or None
         Preferred tile size in bytes.
+    whole_frames : bool
+        The signal must not be split (tiles hold whole frames).
     """
 
     method: str
     depth: int | None = None
     total_size: int | None = None
+    whole_frames: bool = False
 
     def __post_init__(self):
         if self.method not in ("frame", "tile", "partition"):
@@ -241,13 +246,14 @@ class Negotiator:
         if "partition" in methods:
             return TilingScheme.make(sig_shape, sig_shape, max_depth, "partition")
         intent = "frame" if "frame" in methods else "tile"
+        whole = intent == "frame" or any(r.whole_frames for r in requests)
 
         if constraints.tileshape is not None:
             depth = min(int(constraints.tileshape[0]), max_depth)
             tile_sig = tuple(constraints.tileshape[1:])
             if len(tile_sig) != len(sig_shape):
                 raise TilingError(f"tileshape {constraints.tileshape} does not match sig_shape {sig_shape}")
-            if intent == "frame":
+            if whole:
                 tile_sig = sig_shape
             tile_sig = tuple(min(t, s) for t, s in zip(tile_sig, sig_shape))
             return TilingScheme.make(sig_shape, tile_sig, depth, intent)
@@ -266,7 +272,7 @@ class Negotiator:
         else:
             depth = min(max(1, budget_items // frame_items), max_depth)
 
-        if intent == "frame" or depth * frame_items <= budget_items:
+        if whole or depth * frame_items <= budget_items:
             return TilingScheme.make(sig_shape, sig_shape, depth, intent)
         tile_sig = _grow_sig_part(sig_shape, constraints.base_shape, max(1, budget_items // depth))
         return TilingScheme.make(sig_shape, tile_sig, depth, intent)

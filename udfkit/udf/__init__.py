@@ -1,9 +1,22 @@
-"""The UDF layer: the :class:`UDF` base class, buffers, results and the partition runner."""
+"""The UDF layer: the :class:`UDF` base class, buffers, results, the partition runner and the
+built-in UDFs."""
 
 from .base import UDF
 from .buffers import AuxData, BufferSpec
-from .map import MapUDF
+from .builtins import (
+    ApplyMasksUDF,
+    LogsumUDF,
+    MapUDF,
+    PickUDF,
+    RecordUDF,
+    StatsUDF,
+    StdDevUDF,
+    SumSigUDF,
+    SumUDF,
+)
 from .meta import UDFMeta
 from .results import BufferResult, RunResults
 
-__all__ = ["UDF", "AuxData", "BufferSpec", "MapUDF", "UDFMeta", "BufferResult", "RunResults"]
+__all__ = ["UDF", "AuxData", "BufferSpec", "UDFMeta", "BufferResult", "RunResults",
+           "SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMasksUDF",
+           "LogsumUDF", "MapUDF", "RecordUDF"]

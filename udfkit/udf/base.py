@@ -101,7 +101,10 @@ class UDF:
         return np.float32
 
     def get_tiling_preferences(self) -> dict:
-        """``{"depth": int, "total_size": bytes}``, both optional."""
+        """``{"depth": int, "total_size": bytes, "whole_frames": bool}``, all optional.
+
+        ``whole_frames=True`` keeps the signal unsplit, so ``process_tile`` sees whole frames.
+        """
         return {}
 
     def get_task_data(self) -> dict:

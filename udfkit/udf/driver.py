@@ -66,11 +66,14 @@ class UDFRun:
             self.roi = user_roi
         else:
             self.roi = user_roi & valid
+        # the meta comes first: a UDF may look at the data set to choose its input dtype
+        for u in self.udfs:
+            u.meta = UDFMeta(dataset_shape=shape, dataset_dtype=dataset.dtype,
+                             input_dtype=dataset.native_dtype, roi=self.roi)
         self.input_dtype = np.result_type(*[preferred_dtype(u) for u in self.udfs],
                                           dataset.native_dtype)
         for u in self.udfs:
-            u.meta = UDFMeta(dataset_shape=shape, dataset_dtype=dataset.dtype,
-                             input_dtype=self.input_dtype, roi=self.roi)
+            u.meta.input_dtype = self.input_dtype
         self.specs = [check_buffers(u) for u in self.udfs]
 
         self.partitions = dataset.get_partitions()

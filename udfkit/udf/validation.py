@@ -93,17 +93,18 @@ def tiling_request(udf, method: str) -> TilingRequest:
     prefs = udf.get_tiling_preferences() or {}
     if not isinstance(prefs, dict):
         raise UDFError(f"{_name(udf)}.get_tiling_preferences() returned {type(prefs).__name__}; "
-                       "expected a dict with optional keys 'depth' and 'total_size'")
-    unknown = set(prefs) - {"depth", "total_size"}
+                       "expected a dict with optional keys 'depth', 'total_size' and 'whole_frames'")
+    unknown = set(prefs) - {"depth", "total_size", "whole_frames"}
     if unknown:
         raise UDFError(f"{_name(udf)}.get_tiling_preferences(): unknown keys {sorted(unknown)}; "
-                       "expected 'depth' and/or 'total_size'")
+                       "expected 'depth', 'total_size' and/or 'whole_frames'")
     depth = prefs.get("depth")
     total = prefs.get("total_size")
     try:
         depth = None if depth is None else int(depth)
         total = None if total is None else parse_size(total)
-        return TilingRequest(method=method, depth=depth, total_size=total)
+        return TilingRequest(method=method, depth=depth, total_size=total,
+                             whole_frames=bool(prefs.get("whole_frames", False)))
     except (TypeError, ValueError) as e:
         raise UDFError(f"{_name(udf)}.get_tiling_preferences(): {e}") from None
 

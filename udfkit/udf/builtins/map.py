@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import UDF
+from ..base import UDF
 
 __all__ = ["MapUDF"]
 

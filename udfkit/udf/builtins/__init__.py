@@ -1,0 +1,16 @@
+"""The built-in UDFs (also importable from :mod:`udfkit.udf`).
+
+None of these modules imports numba at import time; the kernels in ``_kernels`` are
+loaded on the first tile.
+"""
+
+from .logsum import LogsumUDF
+from .map import MapUDF
+from .masks import ApplyMasksUDF
+from .pick import PickUDF
+from .record import RecordUDF
+from .stddev import StatsUDF, StdDevUDF
+from .sum import SumSigUDF, SumUDF
+
+__all__ = ["SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMasksUDF",
+           "LogsumUDF", "MapUDF", "RecordUDF"]
