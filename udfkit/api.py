@@ -101,6 +101,47 @@ class Context:
 
         return self.run_udf(dataset, MapUDF(f=f), roi=roi, progress=progress)["result"]
 
+    def export(self, dataset, path, *, roi=None, overwrite=False, format=None, progress=False):
+        """Write the data set (or the frames in ``roi``) to ``path``, streaming.
+
+        Parameters
+        ----------
+        dataset : DataSet
+        path : str or os.PathLike
+            ``.npy`` gets a numpy header; any other name is written raw next to a JSON
+            sidecar ``<path>.json`` with ``dtype``, ``nav_shape`` and ``sig_shape``.
+        roi : numpy.ndarray of bool, optional
+            Only these frames, as an array ``(n, *sig_shape)`` in flattened nav order.
+        overwrite : bool
+            Replace an existing file (default: refuse with ``FileExistsError``).
+        format : {"npy", "raw"}, optional
+            Override the choice made from the file name.
+        progress : bool or reporter
+
+        Returns
+        -------
+        pathlib.Path
+            The written file.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from udfkit import Context
+        >>> ctx = Context.make_with("inline")
+        >>> data = np.arange(2 * 2 * 3 * 3, dtype="int16").reshape(2, 2, 3, 3)
+        >>> out = ctx.export(ctx.load("memory", data=data), os.path.join(tempfile.mkdtemp(), "d.npy"))
+        >>> np.array_equal(np.load(out), data)
+        True
+        """
+        import pathlib
+
+        from .udf.builtins.record import RecordUDF
+
+        udf = RecordUDF(path=path, overwrite=overwrite, format=format)
+        self.run_udf(dataset, udf, roi=roi, progress=progress)
+        return pathlib.Path(udf.params.path)
+
     def close(self) -> None:
         """Shut the executor down."""
         self.executor.close()

@@ -6,7 +6,7 @@ at the far edges) plus the depth; all UDFs of one run share one scheme, because 
 read once for all of them.
 
 Rules of :class:`Negotiator` (in this order)
--------------------------------------------
+--------------------------------------------
 1. **Partition method.** If any UDF processes whole partitions, a tile is the whole frame and
    as deep as the largest partition (intent ``"partition"``).
 2. **Whole frames.** If any UDF processes single frames, the signal is not split

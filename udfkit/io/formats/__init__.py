@@ -11,7 +11,7 @@ import os
 
 from ...errors import DataSetError, DataSetFileNotFoundError
 
-__all__ = ["FORMATS", "get_format", "detect_format", "make_dataset"]
+__all__ = ["FORMATS", "get_format", "detect_format", "make_dataset", "with_sidecar"]
 
 FORMATS = {
     "raw": "udfkit.io.formats.raw:RawFileDataSet",
@@ -53,7 +53,7 @@ def detect_format(params: dict) -> str:
     if head.startswith(_HDF5_MAGIC):
         raise DataSetError(f"file {path!r} is an HDF5 file; HDF5 is not a supported format of this "
                            f"udfkit version (supported: {sorted(FORMATS)})")
-    if path.lower().endswith(_RAW_EXTENSIONS):
+    if path.lower().endswith(_RAW_EXTENSIONS) or os.path.isfile(path + SIDECAR_SUFFIX):
         needed = [k for k in ("dtype", "nav_shape", "sig_shape") if params.get(k) is None]
         if needed:
             raise DataSetError(
@@ -65,9 +65,47 @@ def detect_format(params: dict) -> str:
                        f"name it explicitly, one of {sorted(FORMATS)}")
 
 
+SIDECAR_SUFFIX = ".json"
+_SIDECAR_KEYS = ("dtype", "nav_shape", "sig_shape")
+
+
+def with_sidecar(params: dict) -> dict:
+    """Fill missing raw parameters from ``<path>.json`` (written by ``Context.export``).
+
+    The sidecar holds ``dtype``, ``nav_shape`` and ``sig_shape``; given parameters win.
+    """
+    path = params.get("path")
+    if path is None or all(params.get(k) is not None for k in _SIDECAR_KEYS):
+        return params
+    side = os.fspath(path) + SIDECAR_SUFFIX
+    if not os.path.isfile(side):
+        return params
+    import json
+
+    try:
+        with open(side) as f:
+            found = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DataSetError(f"sidecar {side!r} of raw file {os.fspath(path)!r} cannot be read: {e}") from None
+    if not isinstance(found, dict):
+        raise DataSetError(f"sidecar {side!r}: expected a JSON object with {list(_SIDECAR_KEYS)}")
+    out = dict(params)
+    for key in _SIDECAR_KEYS:
+        if out.get(key) is None and found.get(key) is not None:
+            out[key] = found[key]
+    return out
+
+
 def make_dataset(filetype: str, params: dict):
-    """Construct (not initialize) the data set for ``filetype`` and load parameters."""
-    if isinstance(filetype, str) and filetype.lower() == "auto":
+    """Construct (not initialize) the data set for ``filetype`` and load parameters.
+
+    Raw files written by ``Context.export`` carry a JSON sidecar; its values fill the
+    parameters that are not given.
+    """
+    is_auto = isinstance(filetype, str) and filetype.lower() == "auto"
+    if is_auto or (isinstance(filetype, str) and filetype.lower() == "raw"):
+        params = with_sidecar(params)
+    if is_auto:
         filetype = detect_format(params)
     cls = get_format(filetype)
     try:

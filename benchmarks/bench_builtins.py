@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Built-in UDFs on the inline executor, next to numpy on the same file, in the same run.
+
+    python benchmarks/bench_builtins.py --data DIR [--datasets u16,f32] [--udfs sum,...]
+        [--repeats 3] [--out results.jsonl]
+
+DIR is made by ``python ../shared/bench/make_data.py DIR`` (``u16.raw``: nav 128×128, sig
+256×256 uint16, 2 GiB; ``f32.raw``: nav 64×64, float32, 1 GiB). Page cache hot: each file is
+read once with ``cat`` before its block. Per data set the script prints
+
+* ``page cache read``: ``readinto`` of the whole file in 16 MiB blocks on one core (the
+  physical limit of getting the bytes to a single-threaded reader);
+* per built-in: udfkit (best / median of ``--repeats`` warm runs after one run that compiles
+  the kernels) and the naive numpy way on an ``np.memmap`` of the same file (the same result,
+  computed in chunks of 256 frames so that it streams too), GB/s of file data, and whether
+  the two results agree.
+
+Targets (issue 3, inline, hot): Sum and SumSig ≥ 8 GB/s on uint16, StdDev ≥ 4 on uint16 and
+float32, ApplyMasks with 16 dense masks ≥ 2.5 on uint16.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+GB = 1e9
+CHUNK = 256
+DATASETS = {
+    "u16": dict(file="u16.raw", dtype="uint16", nav_shape=(128, 128), sig_shape=(256, 256)),
+    "f32": dict(file="f32.raw", dtype="float32", nav_shape=(64, 64), sig_shape=(256, 256)),
+}
+ALL = ["sum", "sumsig", "stddev", "stats", "masks1", "masks16", "logsum", "pick"]
+
+
+def masks(n, sig_shape, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.random((n,) + tuple(sig_shape), dtype=np.float32)
+
+
+def make_udf(name, sig_shape):
+    from udfkit import udf
+
+    if name == "sum":
+        return udf.SumUDF(), "intensity"
+    if name == "sumsig":
+        return udf.SumSigUDF(), "intensity"
+    if name == "stddev":
+        return udf.StdDevUDF(), "var"
+    if name == "stats":
+        return udf.StatsUDF(), "max"
+    if name.startswith("masks"):
+        m = masks(int(name[5:]), sig_shape)
+        return udf.ApplyMasksUDF(mask_factories=lambda: m, mask_dtype=np.float32), "intensity"
+    if name == "logsum":
+        return udf.LogsumUDF(), "logsum"
+    if name == "pick":
+        return udf.PickUDF(), "intensity"
+    raise ValueError(name)
+
+
+def pick_roi(nav_shape):
+    roi = np.zeros(nav_shape, dtype=bool)
+    roi.reshape(-1)[:: max(1, roi.size // 64)] = True  # 64 frames spread over the scan
+    return roi
+
+
+def numpy_way(name, mm, sig_shape):
+    """The same result with numpy on a memmap, in chunks of frames."""
+    flat = mm.reshape(-1, *sig_shape)
+    n = flat.shape[0]
+    chunks = [flat[i:i + CHUNK] for i in range(0, n, CHUNK)]
+    if name == "sum":
+        acc = np.zeros(sig_shape)
+        for c in chunks:
+            acc += c.sum(axis=0, dtype=np.float64)
+        return acc
+    if name == "sumsig":
+        return np.concatenate([c.sum(axis=(1, 2), dtype=np.float64) for c in chunks])
+    if name in ("stddev", "stats"):
+        s1 = np.zeros(sig_shape)
+        s2 = np.zeros(sig_shape)
+        lo = None
+        hi = None
+        for c in chunks:
+            c64 = c.astype(np.float64)
+            s1 += c64.sum(axis=0)
+            s2 += (c64 * c64).sum(axis=0)
+            if name == "stats":
+                lo = c.min(axis=0) if lo is None else np.minimum(lo, c.min(axis=0))
+                hi = c.max(axis=0) if hi is None else np.maximum(hi, c.max(axis=0))
+        return hi if name == "stats" else s2 / n - (s1 / n) ** 2
+    if name.startswith("masks"):
+        m = masks(int(name[5:]), sig_shape).reshape(int(name[5:]), -1)
+        return np.concatenate([c.reshape(len(c), -1).astype(np.float32) @ m.T for c in chunks])
+    if name == "logsum":
+        acc = np.zeros(sig_shape)
+        for c in chunks:
+            c64 = c.astype(np.float64)
+            acc += np.log(c64 - c64.min(axis=(1, 2), keepdims=True) + 1).sum(axis=0)
+        return acc
+    if name == "pick":
+        return flat[pick_roi(mm.shape[:-len(sig_shape)]).reshape(-1)]
+    raise ValueError(name)
+
+
+def warm(path):
+    with open(os.devnull, "wb") as dn:
+        subprocess.run(["cat", path], stdout=dn, check=True)
+
+
+def timed(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), float(np.median(times)), out
+
+
+def page_cache_read(path, repeats):
+    buf = bytearray(16 << 20)
+    mv = memoryview(buf)
+
+    def read():
+        with open(path, "rb", buffering=0) as f:
+            while f.readinto(mv):
+                pass
+    return timed(read, repeats)[0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=os.environ.get("BENCH_DATA"), required="BENCH_DATA" not in os.environ)
+    ap.add_argument("--datasets", default="u16,f32")
+    ap.add_argument("--udfs", default=",".join(ALL))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+
+    from udfkit import Context
+
+    ctx = Context.make_with("inline")
+    rows = []
+    for key in args.datasets.split(","):
+        spec = DATASETS[key]
+        path = os.path.join(args.data, spec["file"])
+        nbytes = os.path.getsize(path)
+        warm(path)
+        limit = page_cache_read(path, args.repeats)
+        print(f"\n{key}: {path} ({nbytes / 2**30:.1f} GiB), page cache read {nbytes / limit / GB:.1f} GB/s")
+        print(f"{'udf':10s} {'udfkit GB/s (best / median)':>28s} {'numpy memmap GB/s':>18s}  "
+              f"{'first run s':>11s}  tile shape        agree")
+        ds = ctx.load("raw", path=path, dtype=spec["dtype"], nav_shape=spec["nav_shape"],
+                      sig_shape=spec["sig_shape"])
+        for name in args.udfs.split(","):
+            roi = pick_roi(spec["nav_shape"]) if name == "pick" else None
+            share = 1.0 if roi is None else roi.sum() / roi.size
+            t0 = time.perf_counter()
+            udf, result = make_udf(name, spec["sig_shape"])
+            ctx.run_udf(dataset=ds, udf=udf, roi=roi)
+            first = time.perf_counter() - t0
+            best, median, res = timed(
+                lambda: ctx.run_udf(dataset=ds, udf=make_udf(name, spec["sig_shape"])[0], roi=roi),
+                args.repeats)
+            from udfkit.udf.driver import UDFRun
+
+            scheme = UDFRun(ds, [make_udf(name, spec["sig_shape"])[0]], roi=roi).scheme
+            mm = np.memmap(path, dtype=spec["dtype"], mode="r",
+                           shape=tuple(spec["nav_shape"]) + tuple(spec["sig_shape"]))
+            np_best, _, ref = timed(lambda: numpy_way(name, mm, spec["sig_shape"]), args.repeats)
+            del mm
+            got = res[result].raw_data if name in ("sumsig", "masks1", "masks16") else res[result].data
+            got = np.asarray(got).reshape(np.shape(ref))
+            tol = 1e-4 if name.startswith("masks") else 1e-6
+            agree = bool(np.allclose(got, ref, rtol=tol, atol=tol * float(np.abs(ref).max())))
+            data_bytes = nbytes * share
+            row = dict(dataset=key, udf=name, udfkit_gbs=data_bytes / best / GB,
+                       udfkit_median_gbs=data_bytes / median / GB, numpy_gbs=data_bytes / np_best / GB,
+                       page_cache_gbs=nbytes / limit / GB, first_s=first, tile=list(scheme.shape),
+                       agree=agree)
+            rows.append(row)
+            print(f"{name:10s} {row['udfkit_gbs']:>13.2f} / {row['udfkit_median_gbs']:<12.2f} "
+                  f"{row['numpy_gbs']:>18.2f}  {first:>11.2f}  {str(tuple(scheme.shape)):17s} {agree}")
+            sys.stdout.flush()
+    if args.out:
+        with open(args.out, "a") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

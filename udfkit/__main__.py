@@ -1,0 +1,7 @@
+"""``python -m udfkit``: the ``udfkit`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
