@@ -112,3 +112,17 @@ def test_import_is_light():
             "'cloudpickle', 'tqdm') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_map_probe_on_zeros_does_not_warn():
+    """Context.map calls f once on a frame of zeros: a division by zero there is not reported."""
+    import warnings
+
+    data = np.random.default_rng(0).random((3, 4, 5, 6)) + 0.5
+    ctx = Context.make_with("inline")
+    ds = ctx.load("memory", data=data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = ctx.map(dataset=ds, f=lambda fr: (np.indices(fr.shape) * fr).sum(axis=(1, 2)) / fr.sum())
+    ref = (np.indices((5, 6))[None, None] * data[:, :, None]).sum(axis=(3, 4)) / data.sum(axis=(2, 3))[..., None]
+    np.testing.assert_allclose(res.data, ref)

@@ -393,12 +393,19 @@ def test_input_dtype(any_ctx, tmp_path, dtype, native, method, fmt):
     np.testing.assert_array_equal(res["first"].data, data[..., 0, 0].astype(np.float64))
 
 
-def test_input_dtype_is_promoted_over_udfs(ctx):
-    """One UDF wants native uint16, one the default float32: both get float32."""
-    ds = ctx.load("memory", data=_dtype_data(">u2"), sig_dims=2)
-    a, b = ctx.run_udf(dataset=ds, udf=[DtypeUDF(native=True, expect="float32"),
-                                        DtypeUDF(native=False, expect="float32")])
-    assert a["dtype_ok"].data.all() and b["dtype_ok"].data.all()
+@pytest.mark.parametrize("method", ["tile", "frame"])
+@pytest.mark.parametrize("stored", [">u2", "<u2", "float32"])
+def test_input_dtype_is_per_udf(ctx, method, stored):
+    """In one pass, each UDF gets its own preference promoted with the stored dtype."""
+    data = _dtype_data(stored)
+    ds = ctx.load("memory", data=data, sig_dims=2, num_partitions=2)
+    native = np.dtype(stored).newbyteorder("=").name
+    a, b, c = ctx.run_udf(dataset=ds, udf=[DtypeUDF(native=True, expect=native, method=method),
+                                           DtypeUDF(native=False, expect="float32", method=method),
+                                           DtypeUDF(native=True, expect=native, method="tile")])
+    for r in (a, b, c):
+        assert r["dtype_ok"].data.all()
+        np.testing.assert_array_equal(r["first"].data, data[..., 0, 0].astype(np.float64))
 
 
 def test_float64_preference(ctx):

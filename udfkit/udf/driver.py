@@ -4,7 +4,8 @@ Protocol of a run
 -----------------
 1. **Check** every UDF (process method, picklable parameters, input dtype preference) before
    anything is read; normalise the ROI.
-2. **Plan**: the input dtype is numpy's promotion of all preferences with the stored dtype;
+2. **Plan**: each UDF's input dtype is numpy's promotion of its preference with the stored
+   dtype (UDFs with different input dtypes share the reads, each gets its own tiles);
    the effective ROI is the user's ROI combined with the positions that have a frame; the
    negotiator picks one tiling scheme for all UDFs; each partition with at least one
    processed frame becomes a :class:`~udfkit.udf.runner.PartitionTask`.
@@ -67,13 +68,16 @@ class UDFRun:
         else:
             self.roi = user_roi & valid
         # the meta comes first: a UDF may look at the data set to choose its input dtype
+        native = dataset.native_dtype
         for u in self.udfs:
             u.meta = UDFMeta(dataset_shape=shape, dataset_dtype=dataset.dtype,
-                             input_dtype=dataset.native_dtype, roi=self.roi)
-        self.input_dtype = np.result_type(*[preferred_dtype(u) for u in self.udfs],
-                                          dataset.native_dtype)
-        for u in self.udfs:
-            u.meta.input_dtype = self.input_dtype
+                             input_dtype=native, roi=self.roi)
+        # each UDF gets its own preference promoted with the stored dtype: a UDF that reads
+        # the stored dtype keeps its fast path next to one that wants float32
+        self.input_dtypes = [np.result_type(preferred_dtype(u), native) for u in self.udfs]
+        for u, dtype in zip(self.udfs, self.input_dtypes):
+            u.meta.input_dtype = dtype
+        self.input_dtype = np.result_type(*self.input_dtypes)
         self.specs = [check_buffers(u) for u in self.udfs]
 
         self.partitions = dataset.get_partitions()
@@ -98,8 +102,8 @@ class UDFRun:
             max_partition_frames=max(p.num_frames for p in self.partitions),
             constraints=dataset.get_tiling_constraints(),
             # with a ROI most tiles have gaps and are copied: size them for the cache
-            zero_copy=(dataset.supports_zero_copy and stored.isnative
-                       and stored == self.input_dtype and self.roi is None))
+            zero_copy=(dataset.supports_zero_copy and stored.isnative and self.roi is None
+                       and all(dtype == stored for dtype in self.input_dtypes)))
         for u in self.udfs:
             u.meta.tiling_scheme = self.scheme
 
@@ -125,7 +129,7 @@ class UDFRun:
                 udfs.append((type(u), kwargs))
             tasks.append(PartitionTask(
                 partition=p, udfs=udfs, methods=self.methods, scheme=self.scheme,
-                input_dtype=self.input_dtype, roi=part_roi, run_roi=self.roi,
+                input_dtypes=self.input_dtypes, roi=part_roi, run_roi=self.roi,
                 dataset_shape=self.dataset.shape, dataset_dtype=self.dataset.dtype))
         return tasks
 

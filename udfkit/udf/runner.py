@@ -55,7 +55,8 @@ class PartitionTask:
         UDF classes and constructor kwargs (aux data already cut to this partition).
     methods : list of str
     scheme : TilingScheme
-    input_dtype : numpy.dtype
+    input_dtypes : list of numpy.dtype
+        One per UDF: the dtype its tiles arrive in.
     roi : numpy.ndarray or None
         Partition-local ROI (bool per position of the partition).
     run_roi : numpy.ndarray or None
@@ -64,13 +65,13 @@ class PartitionTask:
     dataset_dtype : numpy.dtype
     """
 
-    def __init__(self, *, partition, udfs, methods, scheme, input_dtype, roi, run_roi,
+    def __init__(self, *, partition, udfs, methods, scheme, input_dtypes, roi, run_roi,
                  dataset_shape, dataset_dtype):
         self.partition = partition
         self.udfs = udfs
         self.methods = methods
         self.scheme = scheme
-        self.input_dtype = np.dtype(input_dtype)
+        self.input_dtypes = [np.dtype(dt) for dt in input_dtypes]
         self.roi = roi
         self.run_roi = run_roi
         self.dataset_shape = dataset_shape
@@ -127,14 +128,16 @@ def run_partition(task: PartitionTask) -> PartitionResult:
     scheme = task.scheme
     sig_shape = task.dataset_shape.sig.to_tuple()
     n = int(part.selected_positions(task.roi).size)
-    meta = UDFMeta(dataset_shape=task.dataset_shape, dataset_dtype=task.dataset_dtype,
-                   input_dtype=task.input_dtype, roi=task.run_roi, tiling_scheme=scheme,
-                   partition_shape=Shape((n,) + sig_shape, sig_dims=len(sig_shape)))
+    partition_shape = Shape((n,) + sig_shape, sig_dims=len(sig_shape))
+    metas = {dtype: UDFMeta(dataset_shape=task.dataset_shape, dataset_dtype=task.dataset_dtype,
+                            input_dtype=dtype, roi=task.run_roi, tiling_scheme=scheme,
+                            partition_shape=partition_shape)
+             for dtype in task.input_dtypes}
     bound = []
     try:
-        for (cls, kwargs), method in zip(task.udfs, task.methods):
+        for (cls, kwargs), method, dtype in zip(task.udfs, task.methods, task.input_dtypes):
             udf = cls(**kwargs)
-            udf.meta = meta
+            udf.meta = metas[dtype]
             specs = udf.get_result_buffers()
             udf.task_data = Namespace(udf.get_task_data() or {})
             b = _Bound(udf, method, specs, n, sig_shape, scheme)
@@ -142,10 +145,10 @@ def run_partition(task: PartitionTask) -> PartitionResult:
             udf.preprocess()
             bound.append(b)
         if n:
-            _process(part, task, bound, meta, sig_shape)
+            _process(part, task, bound, sig_shape)
         for b in bound:
             b.bind_whole()
-            meta._set_unit(None, None)
+            b.udf.meta._set_unit(None, None)
             b.udf.postprocess()
         buffers = [{name: arr for name, arr in b.arrays.items() if b.specs[name].use is None}
                    for b in bound]
@@ -155,18 +158,45 @@ def run_partition(task: PartitionTask) -> PartitionResult:
     return PartitionResult(part.index, buffers, n)
 
 
-def _process(part, task, bound, meta, sig_shape):
-    scheme = task.scheme
-    full_sig = Slice((0,) * len(sig_shape), Shape(sig_shape, sig_dims=len(sig_shape)))
-    tile_udfs = [b for b in bound if b.method in ("tile", "partition")]
-    frame_udfs = [b for b in bound if b.method == "frame"]
-    frame_shape = Shape((1,) + sig_shape, sig_dims=len(sig_shape))
-    for tile in part.get_tiles(scheme, task.input_dtype, task.roi):
+def _process(part, task, bound, sig_shape):
+    """Stream the partition's tiles through the UDFs.
+
+    UDFs are grouped by input dtype; each group has its own tile stream, and the streams
+    advance in lockstep (same scheme, same frames), so every tile's bytes are read while
+    they are still in the cache (zero-copy views cost nothing; a decoded stream reads its
+    tile once).
+    """
+    by_dtype = {}
+    for b, dtype in zip(bound, task.input_dtypes):
+        by_dtype.setdefault(dtype, []).append(b)
+    feeders = [_Feeder(group, task.scheme, sig_shape) for group in by_dtype.values()]
+    streams = [part.get_tiles(task.scheme, dtype, task.roi) for dtype in by_dtype]
+    if len(streams) == 1:
+        feed = feeders[0]
+        for tile in streams[0]:
+            feed(tile)
+        return
+    for tiles in zip(*streams):
+        for tile, feed in zip(tiles, feeders):
+            feed(tile)
+
+
+class _Feeder:
+    """Hands tiles (or their frames) to the UDFs of one dtype group."""
+
+    def __init__(self, bound, scheme, sig_shape):
+        self.scheme = scheme
+        self.tile_udfs = [b for b in bound if b.method in ("tile", "partition")]
+        self.frame_udfs = [b for b in bound if b.method == "frame"]
+        self.full_sig = Slice((0,) * len(sig_shape), Shape(sig_shape, sig_dims=len(sig_shape)))
+        self.frame_shape = Shape((1,) + sig_shape, sig_dims=len(sig_shape))
+
+    def __call__(self, tile):
         k0 = tile.processed_start
         data = tile.data
         depth = data.shape[0]
         idx = tile.scheme_idx
-        for b in tile_udfs:
+        for b in self.tile_udfs:
             udf = b.udf
             views = dict(b.per_slice[idx])
             for name, arr, _ in b.nav:
@@ -175,19 +205,22 @@ def _process(part, task, bound, meta, sig_shape):
             params = udf.params.__dict__
             for name, arr, _ in b.aux:
                 params[name] = arr[k0:k0 + depth]
-            meta._set_unit(tile.frame_index, scheme.slices[idx], tile.tile_slice)
+            udf.meta._set_unit(tile.frame_index, self.scheme.slices[idx], tile.tile_slice)
             if b.method == "tile":
                 udf.process_tile(data)
             else:
                 udf.process_partition(data)
-        if not frame_udfs:
-            continue
+        if self.frame_udfs:
+            self._frames(tile, k0, data, depth, idx)
+
+    def _frames(self, tile, k0, data, depth, idx):
+        full_sig = self.full_sig
         for i in range(depth):
             k = k0 + i
             fidx = tile.frame_index[i:i + 1]
             frame = data[i]
-            unit = Slice((int(fidx[0]),) + full_sig.origin, frame_shape)
-            for b in frame_udfs:
+            unit = Slice((int(fidx[0]),) + full_sig.origin, self.frame_shape)
+            for b in self.frame_udfs:
                 udf = b.udf
                 views = dict(b.per_slice[idx])
                 for name, arr, extra in b.nav:
@@ -196,6 +229,5 @@ def _process(part, task, bound, meta, sig_shape):
                 params = udf.params.__dict__
                 for name, arr, extra in b.aux:
                     params[name] = arr[k] if extra else arr[k:k + 1]
-                meta._set_unit(fidx, full_sig, unit)
+                udf.meta._set_unit(fidx, full_sig, unit)
                 udf.process_frame(frame)
-

@@ -88,12 +88,14 @@ class RawFileDataSet(FileDataSet):
         desc = f"sig_shape {sig_shape} × {dtype} = {frame_bytes} bytes"
         check_some_frames(where, image_count, f"{size} bytes", desc)
         if rest and not self._allow_partial:
+            suggested = suggest_nav_shape(nav_shape, image_count)
+            hint = (f"; nav_shape={suggested} fits the whole frames" if suggested != tuple(nav_shape)
+                    else "")
             raise DataSetError(
                 f"{where} has {size} bytes, which is not a whole number of frames of {desc}: "
                 f"{image_count} frames and {rest} bytes left over; check sig_shape and dtype "
                 f"(with nav_shape {nav_shape} the file would need "
-                f"{prod(nav_shape) * frame_bytes} bytes; nav_shape="
-                f"{suggest_nav_shape(nav_shape, image_count)} fits the whole frames)")
+                f"{prod(nav_shape) * frame_bytes} bytes{hint})")
         nav_size = prod(nav_shape)
         if image_count < nav_size and not self._allow_partial:
             raise DataSetError(

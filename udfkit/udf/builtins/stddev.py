@@ -60,7 +60,7 @@ class StdDevUDF(UDF):
 
     def get_tiling_preferences(self):
         itemsize = self.meta.input_dtype.itemsize if self.meta is not None else 4
-        return {"total_size": _TILE_DEPTH * _TILE_PIXELS * itemsize}
+        return {"depth": _TILE_DEPTH, "total_size": _TILE_DEPTH * _TILE_PIXELS * itemsize}
 
     def _sum_dtype(self):
         return np.dtype(np.complex128 if self.meta.input_dtype.kind == "c" else np.float64)
