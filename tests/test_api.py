@@ -124,5 +124,6 @@ def test_map_probe_on_zeros_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         res = ctx.map(dataset=ds, f=lambda fr: (np.indices(fr.shape) * fr).sum(axis=(1, 2)) / fr.sum())
-    ref = (np.indices((5, 6))[None, None] * data[:, :, None]).sum(axis=(3, 4)) / data.sum(axis=(2, 3))[..., None]
+    weighted = (np.indices((5, 6))[None, None] * data[:, :, None]).sum(axis=(3, 4))
+    ref = weighted / data.sum(axis=(2, 3))[..., None]
     np.testing.assert_allclose(res.data, ref)
