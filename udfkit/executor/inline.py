@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from .base import Executor
+from .threadpools import single_threaded
 
 __all__ = ["InlineExecutor"]
 
 
 class InlineExecutor(Executor):
     """Run tasks one after the other in the calling thread.
+
+    While a task runs, BLAS and OpenMP libraries are limited to one thread (see
+    :mod:`udfkit.executor.threadpools`).
 
     Parameters
     ----------
@@ -39,10 +43,10 @@ class InlineExecutor(Executor):
             def roundtrip(obj):
                 return cloudpickle.loads(cloudpickle.dumps(obj))
         for i, task in enumerate(tasks):
-            if self.debug:
-                yield i, roundtrip(roundtrip(task)())
-            else:
-                yield i, task()
+            # the caller's code between tasks keeps its BLAS threads; the task gets one
+            with single_threaded():
+                result = roundtrip(roundtrip(task)()) if self.debug else task()
+            yield i, result
 
     def __repr__(self):
         return f"InlineExecutor(debug={self.debug})"
