@@ -10,18 +10,25 @@ it, so the caller's own numpy code keeps its threads.
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
-from functools import lru_cache
 
 __all__ = ["single_threaded"]
 
 
-@lru_cache(maxsize=1)
-def _controller():
-    # finding the loaded libraries costs about a millisecond: do it once per process
-    from threadpoolctl import ThreadpoolController
+_cached = {"modules": -1, "controller": None}
 
-    return ThreadpoolController()
+
+def _controller():
+    # finding the loaded libraries costs about a millisecond, too much per task of a tiny run;
+    # a BLAS library only appears with an import, so look again when sys.modules has grown
+    n = len(sys.modules)
+    if _cached["modules"] != n:
+        from threadpoolctl import ThreadpoolController
+
+        _cached["controller"] = ThreadpoolController()
+        _cached["modules"] = len(sys.modules)
+    return _cached["controller"]
 
 
 @contextmanager

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["accumulator_dtype", "extreme_values"]
+__all__ = ["accumulator_dtype", "extreme_values", "kernel_input_dtype"]
+
+
+def kernel_input_dtype(meta):
+    """What a built-in with a numba kernel asks for: the stored dtype, or float32 for the
+    dtypes numba's kernels do not take (float16, bool)."""
+    from ..base import UDF
+
+    dtype = meta.dataset_dtype if meta is not None else None
+    if dtype is not None and (dtype.kind == "b" or (dtype.kind == "f" and dtype.itemsize < 4)):
+        return np.float32
+    return UDF.USE_NATIVE_DTYPE
 
 
 def accumulator_dtype(input_dtype, requested="float64") -> np.dtype:

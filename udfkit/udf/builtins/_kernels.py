@@ -88,10 +88,12 @@ def moments(flat, stride, depth, n, n_before, total, varsum, shift, s1, s2):
     """
     first = flat[0:n]
     for j in range(n):
-        shift[j] = first[j]
+        v = first[j]
+        # inf or NaN as the shift would turn inf into NaN (inf - inf): shift by 0 there
+        shift[j] = v if np.isfinite(v) else 0
         s1[j] = 0.0
         s2[j] = 0.0
-    for i in range(1, depth):
+    for i in range(depth):  # frame 0 adds nothing unless its value was not a usable shift
         row = flat[i * stride:i * stride + n]
         for j in range(n):
             d = row[j] - shift[j]

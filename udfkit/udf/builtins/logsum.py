@@ -6,6 +6,7 @@ import numpy as np
 
 from ...errors import UDFError
 from ..base import UDF
+from ._dtypes import kernel_input_dtype
 from ._targets import flat_target
 
 __all__ = ["LogsumUDF"]
@@ -36,7 +37,7 @@ class LogsumUDF(UDF):
         super().__init__()
 
     def get_preferred_input_dtype(self):
-        return self.USE_NATIVE_DTYPE
+        return kernel_input_dtype(self.meta)
 
     def get_tiling_preferences(self):
         return {"whole_frames": True}

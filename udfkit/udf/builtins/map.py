@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from ...errors import UDFError
 from ..base import UDF
 
 __all__ = ["MapUDF"]
@@ -33,6 +34,8 @@ class MapUDF(UDF):
     """
 
     def __init__(self, f=None):
+        if not callable(f):
+            raise UDFError(f"MapUDF: f must be a callable taking a frame, got {type(f).__name__}")
         super().__init__(f=f)
 
     def _probe(self):

@@ -71,6 +71,10 @@ class ApplyMasksUDF(UDF):
                            "returning masks of the signal shape)")
         if use_sparse not in (None, True, False):
             raise UDFError(f"ApplyMasksUDF: use_sparse must be True, False or None, got {use_sparse!r}")
+        if mask_count is not None and (isinstance(mask_count, bool)
+                                       or not isinstance(mask_count, (int, np.integer))
+                                       or mask_count < 0):
+            raise UDFError(f"ApplyMasksUDF: mask_count must be a non-negative integer, got {mask_count!r}")
         super().__init__(mask_factories=mask_factories, use_sparse=use_sparse,
                          mask_count=mask_count, mask_dtype=mask_dtype)
 
@@ -135,11 +139,13 @@ _cache_lock = threading.Lock()
 
 
 def _cached_masks(factories, sig_shape, use_sparse, mask_dtype, mask_count) -> _Masks:
-    settings = (tuple(sig_shape), use_sparse, None if mask_dtype is None else np.dtype(mask_dtype).str,
+    settings = (tuple(sig_shape), use_sparse, None if mask_dtype is None else str(mask_dtype),
                 mask_count)
     with _cache_lock:
+        # callables by identity (a factory is expected to return the same masks each time);
+        # arrays may have been changed in place, so they are always looked up by content
         for key, (obj, masks) in _cache.items():
-            if obj is factories and key[1:] == settings:
+            if obj is factories and key[1:] == settings and _only_callables(factories):
                 _cache.move_to_end(key)
                 return masks
     key = (_content_hash(factories),) + settings
@@ -154,6 +160,10 @@ def _cached_masks(factories, sig_shape, use_sparse, mask_dtype, mask_count) -> _
         while len(_cache) > _CACHE_ENTRIES:
             _cache.popitem(last=False)
     return masks
+
+
+def _only_callables(factories) -> bool:
+    return all(callable(item) for item in _items(factories))
 
 
 def _content_hash(obj) -> str:
@@ -209,9 +219,19 @@ def _build(factories, sig_shape, use_sparse, mask_dtype, mask_count) -> _Masks:
                            f"or a stack (k, *{sig_shape})")
         if mask.dtype.kind not in "biufc":
             raise UDFError(f"{where} has dtype {mask.dtype}; expected numbers")
-    if not rows:
+    if not rows or sum(m.shape[0] for _, m in rows) == 0:
         raise UDFError("ApplyMasksUDF: mask_factories gave no masks")
     sparse = any_sparse if use_sparse is None else bool(use_sparse)
+    if mask_dtype is not None:
+        try:
+            mask_dtype = np.dtype(mask_dtype)
+        except TypeError:
+            raise UDFError(f"ApplyMasksUDF: mask_dtype={mask_dtype!r} is not a numpy dtype") from None
+        if mask_dtype.kind not in "fc":
+            raise UDFError(f"ApplyMasksUDF: mask_dtype must be a float or complex dtype, got {mask_dtype}")
+        if mask_dtype.kind != "c" and any(m.dtype.kind == "c" for _, m in rows):
+            raise UDFError(f"ApplyMasksUDF: the masks are complex, but mask_dtype={mask_dtype} is "
+                           "real and would drop their imaginary part; use a complex mask_dtype")
     if mask_dtype is None:
         # float32 (complex64) unless asked: twice the speed of float64 in the matrix product
         complex_ = any(m.dtype.kind == "c" for _, m in rows)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...errors import UDFError
 from ..base import UDF
-from ._dtypes import extreme_values
+from ._dtypes import extreme_values, kernel_input_dtype
 from ._targets import flat_target
 
 __all__ = ["StdDevUDF", "StatsUDF"]
@@ -56,7 +56,7 @@ class StdDevUDF(UDF):
         super().__init__()
 
     def get_preferred_input_dtype(self):
-        return self.USE_NATIVE_DTYPE
+        return kernel_input_dtype(self.meta)
 
     def get_tiling_preferences(self):
         itemsize = self.meta.input_dtype.itemsize if self.meta is not None else 4

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..base import UDF
-from ._dtypes import accumulator_dtype
+from ._dtypes import accumulator_dtype, kernel_input_dtype
 from ._targets import flat_target
 
 __all__ = ["SumUDF", "SumSigUDF"]
@@ -38,7 +38,7 @@ class SumUDF(UDF):
         super().__init__(dtype=dtype)
 
     def get_preferred_input_dtype(self):
-        return self.USE_NATIVE_DTYPE
+        return kernel_input_dtype(self.meta)
 
     def get_result_buffers(self):
         dtype = accumulator_dtype(self.meta.input_dtype, self.params.dtype)
@@ -79,7 +79,7 @@ class SumSigUDF(UDF):
         super().__init__(dtype=dtype)
 
     def get_preferred_input_dtype(self):
-        return self.USE_NATIVE_DTYPE
+        return kernel_input_dtype(self.meta)
 
     def get_result_buffers(self):
         dtype = accumulator_dtype(self.meta.input_dtype, self.params.dtype)
