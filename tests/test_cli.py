@@ -199,3 +199,22 @@ def test_console_script_and_module(tmp_path):
                            text=True, timeout=60)
         assert r.returncode == 1
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_cli_page_names_only_real_options(capsys):
+    """Every --flag and subcommand the CLI page of the docs mentions exists."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).parent.parent / "docs" / "cli.rst").read_text()
+    helps = ""
+    for cmd in ([], ["demo"], ["info"], ["run"], ["export"]):
+        with pytest.raises(SystemExit):
+            main(cmd + ["--help"])
+        helps += capsys.readouterr().out
+    flags = set(re.findall(r"(--[a-z][a-z-]+)", page))
+    assert flags, "no options found on the page"
+    missing = sorted(f for f in flags if f not in helps)
+    assert not missing, f"docs/cli.rst mentions options the command does not have: {missing}"
+    for sub in re.findall(r"``udfkit ([a-z]+)", page):
+        assert sub in ("demo", "info", "run", "export"), sub

@@ -209,9 +209,7 @@ def plans(draw, case_strategy=None, names=None, min_udfs=1, max_udfs=4):
     case = draw(case_strategy if case_strategy is not None else cases())
     complex_ = case.dtype.kind == "c"
     allowed = [n for n in (names or UDF_NAMES)
-               if not (complex_ and n in ("stats", "logsum"))
-               # an all-false selection breaks PickUDF: test_pick_empty_selection (xfail)
-               and not (n == "pick" and case.n == 0)]
+               if not (complex_ and n in ("stats", "logsum"))]
     chosen = draw(st.lists(st.sampled_from(allowed), min_size=min_udfs, max_size=max_udfs,
                            unique=True))
     kw = {}
@@ -453,11 +451,6 @@ def test_stddev_integers_with_large_offset(dtype, num_partitions, seed, tileshap
     np.testing.assert_array_equal(res["max"].data, values.max(axis=(0, 1)))
 
 
-@pytest.mark.xfail(strict=True, reason="PRECISION: StdDevUDF merges partial moments with "
-                   "delta = sum_b/n_b - sum_a/n_a (stddev.py merge, _kernels.py moments); for "
-                   "32-bit integers around 4e9 each mean carries ~2.4e-7 absolute rounding, so "
-                   "var (0.25) is off by ~1e-7 relative, where numpy's two-pass var is exact to "
-                   "1e-15. delta = (n_a*sum_b - n_b*sum_a) / (n_a*n_b) is exact for integer sums")
 @pytest.mark.parametrize("dtype", ["uint32", "int32"])
 def test_stddev_32bit_integers_with_large_offset_exact(dtype):
     base = 4_000_000_000 if dtype == "uint32" else 2_000_000_000
@@ -636,9 +629,6 @@ def test_pick_native_dtype(case, debug):
     np.testing.assert_array_equal(r.data, case.native_frames)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: PickUDF with an all-false ROI raises UDFError "
-                   "'extra_shape: expected positive integers, got (0, ...)' (pick.py:59) "
-                   "instead of returning an empty (0, *sig) result")
 @pytest.mark.parametrize("how", ["roi", "sync_offset_and_roi"])
 def test_pick_empty_selection(how):
     data = np.arange(3 * 4 * 2 * 5, dtype="uint16").reshape(12, 2, 5)

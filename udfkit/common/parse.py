@@ -16,8 +16,8 @@ __all__ = ["normalize_shape", "normalize_dtype", "parse_size", "normalize_roi"]
 
 
 def normalize_shape(value, name: str = "shape", *, min_dims=1, max_dims=None,
-                    error=ValueError, where: str = "") -> tuple[int, ...]:
-    """Return ``value`` as a tuple of positive ints.
+                    error=ValueError, where: str = "", allow_zero: bool = False) -> tuple[int, ...]:
+    """Return ``value`` as a tuple of positive ints (non-negative with ``allow_zero``).
 
     Examples
     --------
@@ -45,8 +45,9 @@ def normalize_shape(value, name: str = "shape", *, min_dims=1, max_dims=None,
     if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
         raise error(f"{prefix}: expected a tuple of positive integers, got {value!r}")
     dims = tuple(int(d) for d in dims)
-    if any(d <= 0 for d in dims):
-        raise error(f"{prefix}: expected positive integers, got {value!r}")
+    if any(d < 0 or (d == 0 and not allow_zero) for d in dims):
+        kind = "non-negative" if allow_zero else "positive"
+        raise error(f"{prefix}: expected {kind} integers, got {value!r}")
     upper = max_dims if max_dims is not None else "any number of"
     if len(dims) < min_dims or (max_dims is not None and len(dims) > max_dims):
         raise error(f"{prefix}: expected {min_dims} to {upper} dimensions, got {value!r} "

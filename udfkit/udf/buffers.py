@@ -56,7 +56,9 @@ class BufferSpec:
         if extra_shape is None or extra_shape == ():
             extra_shape = ()
         else:
-            extra_shape = normalize_shape(extra_shape, "extra_shape", min_dims=0, error=UDFError)
+            # zero-length axes are allowed: e.g. PickUDF with nothing selected
+            extra_shape = normalize_shape(extra_shape, "extra_shape", min_dims=0, error=UDFError,
+                                          allow_zero=True)
         try:
             dtype = np.dtype(dtype)
         except TypeError:

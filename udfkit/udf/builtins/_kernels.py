@@ -109,8 +109,10 @@ def moments(flat, stride, depth, n, n_before, total, varsum, shift, s1, s2):
     w = na * nb / (na + nb)
     for j in range(n):
         m2 = s2[j] - (s1[j].real * s1[j].real + s1[j].imag * s1[j].imag) / nb
-        delta = shift[j] + s1[j] / nb - total[j] / na
-        total[j] += shift[j] * nb + s1[j]
+        tile_sum = shift[j] * nb + s1[j]
+        # difference of the means from the sums: exact for integer data (sums below 2**53)
+        delta = (na * tile_sum - nb * total[j]) / (na * nb)
+        total[j] += tile_sum
         varsum[j] += m2 + (delta.real * delta.real + delta.imag * delta.imag) * w
 
 

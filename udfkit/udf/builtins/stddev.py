@@ -125,7 +125,8 @@ class StdDevUDF(UDF):
             dest.sum[...] = src.sum
             dest.varsum[...] = src.varsum
         else:
-            delta = src.sum / nb - dest.sum / na
+            # difference of the means from the sums: exact for integer data (sums below 2**53)
+            delta = (na * src.sum - nb * dest.sum) / (na * nb)
             dest.varsum += src.varsum + (delta.real ** 2 + delta.imag ** 2) * (na * nb / (na + nb))
             dest.sum += src.sum
         dest.num_frames[:] = na + nb
