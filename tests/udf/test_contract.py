@@ -171,7 +171,7 @@ class BadDtype(Recording):
 
 class BadExtraShape(Recording):
     def get_result_buffers(self):
-        return {"x": self.buffer(kind="nav", extra_shape=(2, 0))}
+        return {"x": self.buffer(kind="nav", extra_shape=(2, -1))}
 
 
 class BadInputDtype(Recording):

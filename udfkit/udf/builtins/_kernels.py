@@ -57,11 +57,25 @@ def as_rows(tile: np.ndarray):
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def sum_frames(flat, stride, depth, n, acc):
-    """``acc[j] += sum_i row_i[j]`` (the sum over frames of each pixel)."""
-    for i in range(depth):
+    """``acc[j] += sum_i row_i[j]`` (the sum over frames of each pixel).
+
+    Four frames are added per pass over ``acc``: a 256×256 frame has 512 KiB of float64
+    sums, which would otherwise be read and written back from L2 once per frame.
+    """
+    i = 0
+    while i + 4 <= depth:
+        r0 = flat[i * stride:i * stride + n]
+        r1 = flat[(i + 1) * stride:(i + 1) * stride + n]
+        r2 = flat[(i + 2) * stride:(i + 2) * stride + n]
+        r3 = flat[(i + 3) * stride:(i + 3) * stride + n]
+        for j in range(n):
+            acc[j] += (acc.dtype.type(r0[j]) + r1[j]) + (acc.dtype.type(r2[j]) + r3[j])
+        i += 4
+    while i < depth:
         row = flat[i * stride:i * stride + n]
         for j in range(n):
             acc[j] += row[j]
+        i += 1
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_REASSOC)
