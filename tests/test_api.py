@@ -130,12 +130,12 @@ def test_map_probe_on_zeros_does_not_warn():
 
 
 def test_export_refuses_its_own_source(tmp_path):
-    from udfkit.errors import DataSetError
+    from udfkit.errors import UDFError
 
     path = tmp_path / "d.npy"
     data = np.arange(2 * 2 * 3 * 3, dtype="uint16").reshape(2, 2, 3, 3)
     np.save(path, data)
     ctx = Context.make_with("inline")
-    with pytest.raises(DataSetError, match="file of the data set"):
+    with pytest.raises(UDFError, match="file of the data set"):
         ctx.export(ctx.load("npy", path=str(path)), path, overwrite=True)
     np.testing.assert_array_equal(np.load(path), data)

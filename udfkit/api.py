@@ -134,17 +134,11 @@ class Context:
         >>> np.array_equal(np.load(out), data)
         True
         """
-        import os
         import pathlib
 
         from .udf.builtins.record import RecordUDF
 
-        source = dataset.meta.metadata.get("path") if hasattr(dataset, "meta") else None
-        if source is not None and os.path.exists(path) and os.path.samefile(source, path):
-            from .errors import DataSetError
-
-            raise DataSetError(f"export: the target {os.fspath(path)!r} is the file of the data set "
-                               "being exported; choose another path")
+        # RecordUDF refuses to overwrite the data set's own file
         udf = RecordUDF(path=path, overwrite=overwrite, format=format)
         self.run_udf(dataset, udf, roi=roi, progress=progress)
         return pathlib.Path(udf.params.path)

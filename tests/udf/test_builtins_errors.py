@@ -221,9 +221,6 @@ def test_record_bad_parameters():
     raises_clear(UDFError, lambda: RecordUDF(path="x.h5", format="hdf5"), match="format")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: RecordUDF(path=<the data set's own file>, "
-                   "overwrite=True) truncates the file that is being read (record.py _create "
-                   "opens it with 'wb') and writes garbage: the data are lost; it should refuse")
 @pytest.mark.parametrize("fmt", ["raw", "npy"])
 def test_record_onto_its_own_source_refused(tmp_path, fmt):
     data = np.arange(3 * 4 * 5 * 6, dtype="uint16").reshape(3, 4, 5, 6)

@@ -75,8 +75,10 @@ class UDFRun:
         # each UDF gets its own preference promoted with the stored dtype: a UDF that reads
         # the stored dtype keeps its fast path next to one that wants float32
         self.input_dtypes = [np.result_type(preferred_dtype(u), native) for u in self.udfs]
+        paths = tuple(p for p in [dataset.meta.metadata.get("path")] if p is not None)
         for u, dtype in zip(self.udfs, self.input_dtypes):
             u.meta.input_dtype = dtype
+            u.meta.dataset_paths = paths
         self.input_dtype = np.result_type(*self.input_dtypes)
         self.specs = [check_buffers(u) for u in self.udfs]
 

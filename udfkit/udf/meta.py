@@ -35,6 +35,9 @@ class UDFMeta:
         The signal part of ``slice``.
     coordinates : numpy.ndarray or None
         Shape ``(frames, nav_dims)``: nav coordinates of every frame of the current unit.
+    dataset_paths : tuple of str
+        The files the data set reads (empty for data in memory); set on the main process,
+        for UDFs that write files and must not overwrite their own input.
     """
 
     def __init__(self, *, dataset_shape: Shape, dataset_dtype, input_dtype, roi=None,
@@ -45,6 +48,7 @@ class UDFMeta:
         self.roi = roi
         self.tiling_scheme = tiling_scheme
         self.partition_shape = partition_shape
+        self.dataset_paths = ()
         self.sig_slice: Slice | None = None
         self._frame_index = None
         self._slice = None

@@ -122,8 +122,13 @@ class RecordUDF(UDF):
 
     def _create(self, header, shape, dtype):
         path = self.params.path
-        if os.path.exists(path) and not self.params.overwrite:
-            raise FileExistsError(f"RecordUDF: {path} exists; pass overwrite=True to replace it")
+        if os.path.exists(path):
+            for source in self.meta.dataset_paths:
+                if os.path.exists(source) and os.path.samefile(source, path):
+                    raise UDFError(f"RecordUDF: the target {path!r} is the file of the data set "
+                                   "being read; choose another path")
+            if not self.params.overwrite:
+                raise FileExistsError(f"RecordUDF: {path} exists; pass overwrite=True to replace it")
         total = len(header) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         with open(path, "wb") as f:
             f.write(header)
