@@ -107,12 +107,31 @@ def moments(flat, stride, depth, n, n_before, total, varsum, shift, s1, s2):
         shift[j] = v if np.isfinite(v) else 0
         s1[j] = 0.0
         s2[j] = 0.0
-    for i in range(depth):  # frame 0 adds nothing unless its value was not a usable shift
+    # frame 0 adds nothing unless its value was not a usable shift; four frames per pass
+    # over the per-pixel arrays, which would otherwise go to L2 and back for every frame
+    i = 0
+    while i + 4 <= depth:
+        r0 = flat[i * stride:i * stride + n]
+        r1 = flat[(i + 1) * stride:(i + 1) * stride + n]
+        r2 = flat[(i + 2) * stride:(i + 2) * stride + n]
+        r3 = flat[(i + 3) * stride:(i + 3) * stride + n]
+        for j in range(n):
+            c = shift[j]
+            d0 = r0[j] - c
+            d1 = r1[j] - c
+            d2 = r2[j] - c
+            d3 = r3[j] - c
+            s1[j] += (d0 + d1) + (d2 + d3)
+            s2[j] += ((d0.real * d0.real + d0.imag * d0.imag) + (d1.real * d1.real + d1.imag * d1.imag)) \
+                + ((d2.real * d2.real + d2.imag * d2.imag) + (d3.real * d3.real + d3.imag * d3.imag))
+        i += 4
+    while i < depth:
         row = flat[i * stride:i * stride + n]
         for j in range(n):
             d = row[j] - shift[j]
             s1[j] += d
             s2[j] += d.real * d.real + d.imag * d.imag
+        i += 1
     nb = float(depth)
     if n_before == 0:
         for j in range(n):
@@ -130,19 +149,44 @@ def moments(flat, stride, depth, n, n_before, total, varsum, shift, s1, s2):
         varsum[j] += m2 + (delta.real * delta.real + delta.imag * delta.imag) * w
 
 
+@numba.njit(inline="always")
+def _lower(a, b):
+    """The smaller of ``a`` and ``b``, NaN if either is NaN (like ``np.minimum``)."""
+    return a if (a < b or a != a) else b
+
+
+@numba.njit(inline="always")
+def _higher(a, b):
+    """The larger of ``a`` and ``b``, NaN if either is NaN (like ``np.maximum``)."""
+    return a if (a > b or a != a) else b
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def minmax(flat, stride, depth, n, lo, hi):
-    """Per-pixel minimum and maximum over frames; NaN propagates, as in ``np.min``."""
-    for i in range(depth):
+    """Per-pixel minimum and maximum over frames; NaN propagates, as in ``np.min``.
+
+    Four frames per pass over ``lo`` and ``hi``, as in :func:`sum_frames`.
+    """
+    i = 0
+    while i + 4 <= depth:
+        r0 = flat[i * stride:i * stride + n]
+        r1 = flat[(i + 1) * stride:(i + 1) * stride + n]
+        r2 = flat[(i + 2) * stride:(i + 2) * stride + n]
+        r3 = flat[(i + 3) * stride:(i + 3) * stride + n]
+        for j in range(n):
+            a = r0[j]
+            b = r1[j]
+            c = r2[j]
+            d = r3[j]
+            lo[j] = _lower(lo[j], _lower(_lower(a, b), _lower(c, d)))
+            hi[j] = _higher(hi[j], _higher(_higher(a, b), _higher(c, d)))
+        i += 4
+    while i < depth:
         row = flat[i * stride:i * stride + n]
         for j in range(n):
-            v = row[j]
-            if v < lo[j] or v != v:
-                if lo[j] == lo[j]:
-                    lo[j] = v
-            if v > hi[j] or v != v:
-                if hi[j] == hi[j]:
-                    hi[j] = v
+            lo[j] = _lower(lo[j], row[j])
+            hi[j] = _higher(hi[j], row[j])
+        i += 1
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_REASSOC)
