@@ -55,6 +55,13 @@ def as_rows(tile: np.ndarray):
     return flat, stride, depth, n
 
 
+@numba.njit(inline="always")
+def _four_rows(flat, stride, i, n):
+    """Rows ``i`` to ``i + 3`` of a tile (the kernels add four frames per pass)."""
+    return (flat[i * stride:i * stride + n], flat[(i + 1) * stride:(i + 1) * stride + n],
+            flat[(i + 2) * stride:(i + 2) * stride + n], flat[(i + 3) * stride:(i + 3) * stride + n])
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def sum_frames(flat, stride, depth, n, acc):
     """``acc[j] += sum_i row_i[j]`` (the sum over frames of each pixel).
@@ -64,10 +71,7 @@ def sum_frames(flat, stride, depth, n, acc):
     """
     i = 0
     while i + 4 <= depth:
-        r0 = flat[i * stride:i * stride + n]
-        r1 = flat[(i + 1) * stride:(i + 1) * stride + n]
-        r2 = flat[(i + 2) * stride:(i + 2) * stride + n]
-        r3 = flat[(i + 3) * stride:(i + 3) * stride + n]
+        r0, r1, r2, r3 = _four_rows(flat, stride, i, n)
         for j in range(n):
             acc[j] += (acc.dtype.type(r0[j]) + r1[j]) + (acc.dtype.type(r2[j]) + r3[j])
         i += 4
@@ -111,10 +115,7 @@ def moments(flat, stride, depth, n, n_before, total, varsum, shift, s1, s2):
     # over the per-pixel arrays, which would otherwise go to L2 and back for every frame
     i = 0
     while i + 4 <= depth:
-        r0 = flat[i * stride:i * stride + n]
-        r1 = flat[(i + 1) * stride:(i + 1) * stride + n]
-        r2 = flat[(i + 2) * stride:(i + 2) * stride + n]
-        r3 = flat[(i + 3) * stride:(i + 3) * stride + n]
+        r0, r1, r2, r3 = _four_rows(flat, stride, i, n)
         for j in range(n):
             c = shift[j]
             d0 = r0[j] - c
@@ -169,10 +170,7 @@ def minmax(flat, stride, depth, n, lo, hi):
     """
     i = 0
     while i + 4 <= depth:
-        r0 = flat[i * stride:i * stride + n]
-        r1 = flat[(i + 1) * stride:(i + 1) * stride + n]
-        r2 = flat[(i + 2) * stride:(i + 2) * stride + n]
-        r3 = flat[(i + 3) * stride:(i + 3) * stride + n]
+        r0, r1, r2, r3 = _four_rows(flat, stride, i, n)
         for j in range(n):
             a = r0[j]
             b = r1[j]

@@ -9,7 +9,20 @@ from ._targets import flat_target
 __all__ = ["SumUDF", "SumSigUDF"]
 
 
-class SumUDF(UDF):
+class _NativeSum(UDF):
+    """What both sums share: a ``dtype`` parameter and the stored dtype as input."""
+
+    def __init__(self, dtype="float64"):
+        super().__init__(dtype=dtype)
+
+    def get_preferred_input_dtype(self):
+        return kernel_input_dtype(self.meta)
+
+    def _sum_dtype(self):
+        return accumulator_dtype(self.meta.input_dtype, self.params.dtype)
+
+
+class SumUDF(_NativeSum):
     """Sum of all frames: one sig-shaped result, ``intensity``.
 
     The stored data are read as they are (no conversion to float first) and summed in a
@@ -34,15 +47,8 @@ class SumUDF(UDF):
     True
     """
 
-    def __init__(self, dtype="float64"):
-        super().__init__(dtype=dtype)
-
-    def get_preferred_input_dtype(self):
-        return kernel_input_dtype(self.meta)
-
     def get_result_buffers(self):
-        dtype = accumulator_dtype(self.meta.input_dtype, self.params.dtype)
-        return {"intensity": self.buffer(kind="sig", dtype=dtype)}
+        return {"intensity": self.buffer(kind="sig", dtype=self._sum_dtype())}
 
     def process_tile(self, tile):
         from ._kernels import as_rows, sum_frames
@@ -54,7 +60,7 @@ class SumUDF(UDF):
         dest.intensity += src.intensity
 
 
-class SumSigUDF(UDF):
+class SumSigUDF(_NativeSum):
     """Sum over the signal of every frame: one nav-shaped result, ``intensity``.
 
     Parameters
@@ -75,15 +81,8 @@ class SumSigUDF(UDF):
            [ 888., 1144., 1400.]])
     """
 
-    def __init__(self, dtype="float64"):
-        super().__init__(dtype=dtype)
-
-    def get_preferred_input_dtype(self):
-        return kernel_input_dtype(self.meta)
-
     def get_result_buffers(self):
-        dtype = accumulator_dtype(self.meta.input_dtype, self.params.dtype)
-        return {"intensity": self.buffer(kind="nav", dtype=dtype)}
+        return {"intensity": self.buffer(kind="nav", dtype=self._sum_dtype())}
 
     def process_tile(self, tile):
         from ._kernels import as_rows, sum_signal
