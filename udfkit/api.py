@@ -17,7 +17,8 @@ class Context:
     Parameters
     ----------
     executor : Executor, optional
-        Where partitions run; default the inline executor (this release has no other kind).
+        Where partitions run; default the inline executor (processes come next). Use
+        :meth:`make_with` for ``"threads"``.
 
     Examples
     --------
@@ -40,8 +41,12 @@ class Context:
 
     @classmethod
     def make_with(cls, kind: str = "inline", **kwargs) -> Context:
-        """A Context with a new executor of ``kind`` (``"inline"``; ``debug=True`` pickles
-        every task and result round trip)."""
+        """A Context with a new executor of ``kind``.
+
+        ``"inline"`` runs partitions one by one in this thread (``debug=True`` pickles every
+        task and result round trip); ``"threads"`` runs them on a pool of ``cpus`` threads
+        (default: one per physical core).
+        """
         return cls(executor=make_executor(kind, **kwargs))
 
     def load(self, filetype: str, **params):

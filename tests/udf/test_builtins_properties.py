@@ -12,6 +12,7 @@ equal the numpy computation on the processed frames (``builtins_strategies``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -53,7 +54,15 @@ from udfkit.udf import (
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                         HealthCheck.data_too_large])
-EXECUTORS = {"inline": {}, "inline-debug": {"debug": True}}
+EXECUTORS = {"inline": ("inline", {}), "inline-debug": ("inline", {"debug": True}),
+             "threads": ("threads", {"cpus": 2})}
+
+
+@functools.cache
+def shared_context(name):
+    """One Context per executor kind for the whole module (thread pools are reused)."""
+    kind, kwargs = EXECUTORS[name]
+    return Context.make_with(kind, **kwargs)
 UDF_NAMES = ["sum", "sumsig", "stddev", "stats", "pick", "logsum", "masks", "map", "record"]
 NATIVE = {"sum", "sumsig", "stddev", "stats", "pick", "logsum", "record"}
 
@@ -240,8 +249,7 @@ def test_builtins_equal_numpy(drawn, executor):
     """A drawn list of built-in UDFs in one pass over a drawn data set equals numpy."""
     case, names, kw = drawn
     with tempfile.TemporaryDirectory() as tmpdir:
-        with Context.make_with("inline", **EXECUTORS[executor]) as ctx:
-            run_plan(ctx, case, names, kw, tmpdir)
+        run_plan(shared_context(executor), case, names, kw, tmpdir)
 
 
 @pytest.mark.slow
@@ -251,8 +259,7 @@ def test_builtins_equal_numpy_many_examples(drawn, executor):
     """The central property with many more examples and longer UDF lists (``-m slow``)."""
     case, names, kw = drawn
     with tempfile.TemporaryDirectory() as tmpdir:
-        with Context.make_with("inline", **EXECUTORS[executor]) as ctx:
-            run_plan(ctx, case, names, kw, tmpdir)
+        run_plan(shared_context(executor), case, names, kw, tmpdir)
 
 
 @settings(max_examples=60, **SETTINGS)

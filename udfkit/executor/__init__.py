@@ -10,6 +10,7 @@ __all__ = ["Executor", "make_executor", "EXECUTORS"]
 
 EXECUTORS = {
     "inline": "udfkit.executor.inline:InlineExecutor",
+    "threads": "udfkit.executor.threads:ThreadsExecutor",
 }
 
 

@@ -6,6 +6,14 @@ of ``(position, result)`` pairs in completion order, where ``position`` is the t
 in the input list. Closing that iterator early (``it.close()``, or a ``for`` loop left by an
 exception) cancels the tasks that have not run yet. An exception raised by a task is
 re-raised from the iterator with its original type.
+
+Progress while tasks run
+------------------------
+With ``progress=callback``, each task is called as ``task(progress=report)``, and the task
+calls ``report(frames)`` on the worker as it gets on. The executor delivers every report as
+``callback(index, frames)`` **in the thread that iterates** over :meth:`run_tasks` (so a
+progress bar or a GUI is only touched from there), at the latest when the next result is
+handed back. Tasks rate-limit their reports.
 """
 
 from __future__ import annotations
@@ -28,8 +36,16 @@ class Executor(ABC):
         """How many tasks run at the same time (used to size partitions)."""
 
     @abstractmethod
-    def run_tasks(self, tasks: Sequence[Callable]) -> Iterator[tuple[int, object]]:
-        """Run ``tasks``; yield ``(index, result)`` as each finishes."""
+    def run_tasks(self, tasks: Sequence[Callable], progress=None) -> Iterator[tuple[int, object]]:
+        """Run ``tasks``; yield ``(index, result)`` as each finishes.
+
+        Parameters
+        ----------
+        tasks : sequence of callable
+        progress : callable, optional
+            ``progress(index, frames)``, called in the iterating thread (see the module
+            docstring); the tasks are then called with ``progress=``.
+        """
 
     def run_function(self, fn: Callable, *args, **kwargs):
         """Run one function somewhere the data are reachable (default: here)."""

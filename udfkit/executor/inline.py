@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from .base import Executor
 from .threadpools import single_threaded
 
@@ -36,16 +38,18 @@ class InlineExecutor(Executor):
     def num_workers(self) -> int:
         return 1
 
-    def run_tasks(self, tasks):
+    def run_tasks(self, tasks, progress=None):
         if self.debug:
             import cloudpickle
 
             def roundtrip(obj):
                 return cloudpickle.loads(cloudpickle.dumps(obj))
         for i, task in enumerate(tasks):
+            # the task runs in this thread, so its reports can go straight to the callback
+            kwargs = {} if progress is None else {"progress": partial(progress, i)}
             # the caller's code between tasks keeps its BLAS threads; the task gets one
             with single_threaded():
-                result = roundtrip(roundtrip(task)()) if self.debug else task()
+                result = roundtrip(roundtrip(task)(**kwargs)) if self.debug else task(**kwargs)
             yield i, result
 
     def __repr__(self):

@@ -197,14 +197,22 @@ class UDFRun:
         tasks = self.tasks()
         self.partitions_by_index = {p.index: i for i, p in enumerate(self.partitions)}
         self._allocate()
+        reported = {}
+        on_report = None
         if progress is not None:
             progress.start(self.total_frames)
-        stream = executor.run_tasks(tasks)
+
+            def on_report(index, frames):
+                # frames done inside a running partition (called in this thread)
+                reported[index] = reported.get(index, 0) + frames
+                progress.advance(frames)
+
+        stream = executor.run_tasks(tasks, progress=on_report)
         try:
-            for _, result in stream:
+            for index, result in stream:
                 self._merge(result)
                 if progress is not None:
-                    progress.advance(result.frames)
+                    progress.advance(result.frames - reported.pop(index, 0))
                 if iterate and self.frames_done < self.total_frames:
                     yield self._results(complete=False)
         finally:

@@ -13,6 +13,8 @@ only when a UDF asks for them.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..common import Shape, Slice
@@ -86,8 +88,8 @@ class PartitionTask:
         """Frames this task will process (for progress reporting)."""
         return int(self.partition.selected_positions(self.roi).size)
 
-    def __call__(self) -> PartitionResult:
-        return run_partition(self)
+    def __call__(self, progress=None) -> PartitionResult:
+        return run_partition(self, progress)
 
     def __repr__(self):
         return f"PartitionTask({self.partition!r}, udfs={[c.__name__ for c, _ in self.udfs]})"
@@ -122,8 +124,31 @@ class _Bound:
             params[name] = arr
 
 
-def run_partition(task: PartitionTask) -> PartitionResult:
-    """Process one partition (see the module docstring)."""
+class _ProgressReports:
+    """Frames done, reported at most every ``interval`` seconds (the last ones come with
+    the result)."""
+
+    def __init__(self, report, interval=0.2):
+        self.report = report
+        self.interval = interval
+        self.pending = 0
+        self.last = time.monotonic()
+
+    def __call__(self, frames: int) -> None:
+        self.pending += frames
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.report(self.pending)
+            self.pending = 0
+            self.last = now
+
+
+def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
+    """Process one partition (see the module docstring).
+
+    ``progress(frames)``, if given, is called now and then with the frames done since the
+    last call (frames still unreported when the partition ends are not reported).
+    """
     part = task.partition
     scheme = task.scheme
     sig_shape = task.dataset_shape.sig.to_tuple()
@@ -145,7 +170,8 @@ def run_partition(task: PartitionTask) -> PartitionResult:
             udf.preprocess()
             bound.append(b)
         if n:
-            _process(part, task, bound, sig_shape)
+            _process(part, task, bound, sig_shape,
+                     None if progress is None else _ProgressReports(progress))
         for b in bound:
             b.bind_whole()
             b.udf.meta._set_unit(None, None)
@@ -158,7 +184,7 @@ def run_partition(task: PartitionTask) -> PartitionResult:
     return PartitionResult(part.index, buffers, n)
 
 
-def _process(part, task, bound, sig_shape):
+def _process(part, task, bound, sig_shape, progress=None):
     """Stream the partition's tiles through the UDFs.
 
     UDFs are grouped by input dtype; each group has its own tile stream, and the streams
@@ -171,14 +197,19 @@ def _process(part, task, bound, sig_shape):
         by_dtype.setdefault(dtype, []).append(b)
     feeders = [_Feeder(group, task.scheme, sig_shape) for group in by_dtype.values()]
     streams = [part.get_tiles(task.scheme, dtype, task.roi) for dtype in by_dtype]
+    last_slice = len(task.scheme) - 1
     if len(streams) == 1:
         feed = feeders[0]
         for tile in streams[0]:
             feed(tile)
+            if progress is not None and tile.scheme_idx == last_slice:
+                progress(tile.data.shape[0])
         return
     for tiles in zip(*streams):
         for tile, feed in zip(tiles, feeders):
             feed(tile)
+        if progress is not None and tiles[0].scheme_idx == last_slice:
+            progress(tiles[0].data.shape[0])
 
 
 class _Feeder:
