@@ -55,7 +55,7 @@ from udfkit.udf import (
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                         HealthCheck.data_too_large])
 EXECUTORS = {"inline": ("inline", {}), "inline-debug": ("inline", {"debug": True}),
-             "threads": ("threads", {"cpus": 2})}
+             "threads": ("threads", {"cpus": 2}), "processes": ("processes", {"cpus": 2})}
 
 
 @functools.cache

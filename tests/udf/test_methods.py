@@ -29,10 +29,28 @@ def ctx():
         yield c
 
 
-@pytest.fixture(params=[("inline", {}), ("inline", {"debug": True}), ("threads", {"cpus": 2})],
-                ids=["inline", "inline-debug", "threads"])
+def skip_if_in_other_processes(ctx):
+    if ctx.executor.kind == "processes":
+        pytest.skip("the UDF hooks log into this process's memory; on worker processes that log "
+                    "is not visible (tests/executor/test_processes.py covers the executor)")
+
+
+@pytest.fixture(scope="module")
+def processes_ctx():
+    # worker processes are started once for the module: a run costs milliseconds, a start
+    # (with the workers' imports) about half a second
+    with Context.make_with("processes", cpus=2) as c:
+        yield c
+
+
+@pytest.fixture(params=[("inline", {}), ("inline", {"debug": True}), ("threads", {"cpus": 2}),
+                        ("processes", {})],
+                ids=["inline", "inline-debug", "threads", "processes"])
 def any_ctx(request):
     kind, kwargs = request.param
+    if kind == "processes":
+        yield request.getfixturevalue("processes_ctx")
+        return
     with Context.make_with(kind, **kwargs) as c:
         yield c
 
@@ -810,6 +828,7 @@ class HookUDF(UDF):
 
 @pytest.mark.parametrize("num_partitions", [1, 3])
 def test_hook_order_and_cleanup(any_ctx, num_partitions):
+    skip_if_in_other_processes(any_ctx)
     HOOK_LOG.clear()
     ds = any_ctx.load("memory", data=make_data(), sig_dims=2, num_partitions=num_partitions)
     any_ctx.run_udf(dataset=ds, udf=HookUDF())
@@ -911,6 +930,7 @@ def test_run_udf_iter_list_of_udfs(ctx):
 
 
 def test_run_udf_iter_close_early(any_ctx):
+    skip_if_in_other_processes(any_ctx)
     HOOK_LOG.clear()
     data = make_data()
     ds = any_ctx.load("memory", data=data, sig_dims=2, num_partitions=5)  # 3 frames each

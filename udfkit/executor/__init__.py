@@ -11,6 +11,7 @@ __all__ = ["Executor", "make_executor", "EXECUTORS"]
 EXECUTORS = {
     "inline": "udfkit.executor.inline:InlineExecutor",
     "threads": "udfkit.executor.threads:ThreadsExecutor",
+    "processes": "udfkit.executor.processes:ProcessesExecutor",
 }
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "default_workers"]
 
 
 class Executor(ABC):
@@ -59,3 +59,18 @@ class Executor(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def default_workers() -> int:
+    """One worker per physical core (``psutil``), at least 1."""
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        n = None
+    if not n:
+        import os
+
+        n = os.cpu_count() or 1
+    return max(1, int(n))

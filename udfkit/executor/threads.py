@@ -14,28 +14,13 @@ from __future__ import annotations
 import queue
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-from .base import Executor
+from .base import Executor, default_workers
 from .threadpools import single_threaded
 
-__all__ = ["ThreadsExecutor", "default_workers"]
+__all__ = ["ThreadsExecutor"]
 
 #: how often the iterating thread wakes up to hand on progress reports, seconds
 _POLL = 0.1
-
-
-def default_workers() -> int:
-    """One worker per physical core (``psutil``), at least 1."""
-    try:
-        import psutil
-
-        n = psutil.cpu_count(logical=False)
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        n = None
-    if not n:
-        import os
-
-        n = os.cpu_count() or 1
-    return max(1, int(n))
 
 
 class ThreadsExecutor(Executor):

@@ -1,0 +1,240 @@
+"""The processes executor: results, failures, cancellation, no leaks."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from udfkit import UDF, Context, UDFError
+from udfkit.errors import ExecutorError
+from udfkit.udf import StdDevUDF, SumSigUDF, SumUDF
+
+NAV, SIG = (6, 8), (16, 12)
+
+
+def shm_segments():
+    return sorted(n for n in os.listdir("/dev/shm") if n.startswith(("udfkit_", "psm_")))
+
+
+def children():
+    """Live worker processes of this process (not multiprocessing's resource tracker)."""
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def pctx():
+    before = shm_segments()
+    ctx = Context.make_with("processes", cpus=2)
+    yield ctx
+    ctx.close()
+    assert shm_segments() == before
+
+
+def make_ds(ctx, num_partitions=4, tileshape=None, nav=NAV):
+    data = np.random.default_rng(5).integers(0, 1000, nav + SIG).astype(np.uint16)
+    return data, ctx.load("memory", data=data, num_partitions=num_partitions, tileshape=tileshape)
+
+
+def test_results_equal_inline(pctx):
+    data, ds = make_ds(pctx, num_partitions=5)
+    inline = Context.make_with("inline")
+    _, ds_inline = make_ds(inline, num_partitions=5)
+    udfs = lambda: [SumUDF(), SumSigUDF(), StdDevUDF()]  # noqa: E731
+    got = pctx.run_udf(dataset=ds, udf=udfs())
+    ref = inline.run_udf(dataset=ds_inline, udf=udfs())
+    for g, r in zip(got, ref):
+        for name in r:
+            np.testing.assert_allclose(g[name].data, r[name].data, rtol=1e-12)
+    np.testing.assert_array_equal(got[0]["intensity"].data, data.sum(axis=(0, 1)))
+
+
+def test_large_results_travel_through_shared_memory(pctx):
+    # per-partition buffers of 4 MiB: out of band, and nothing left in /dev/shm afterwards
+    class Big(UDF):
+        def get_result_buffers(self):
+            return {"frames": self.buffer(kind="nav", extra_shape=(256, 256), dtype="float64")}
+
+        def process_tile(self, tile):
+            self.results.frames[:] = tile.reshape(len(tile), -1).sum(axis=1)[:, None, None]
+
+    data, ds = make_ds(pctx, num_partitions=2)
+    before = shm_segments()
+    res = pctx.run_udf(dataset=ds, udf=Big())
+    np.testing.assert_allclose(res["frames"].data[..., 0, 0], data.sum(axis=(2, 3)))
+    assert shm_segments() == before
+
+
+class Boom(ValueError):
+    pass
+
+
+class RaisesOnPartition(UDF):
+    def get_result_buffers(self):
+        return {"x": self.buffer(kind="nav")}
+
+    def process_tile(self, tile):
+        if self.meta.frame_index[0] >= 24:
+            raise Boom(f"bad frame {self.meta.frame_index[0]}")
+
+
+def test_exception_keeps_type_and_worker_traceback(pctx):
+    data, ds = make_ds(pctx)
+    with pytest.raises(Boom, match="bad frame") as info:
+        pctx.run_udf(dataset=ds, udf=RaisesOnPartition())
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "worker traceback" in notes and "process_tile" in notes
+    res = pctx.run_udf(dataset=ds, udf=SumUDF())
+    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
+
+
+class Unpicklable(UDF):
+    def __init__(self, lock=None):
+        super().__init__(lock=lock)
+
+    def get_result_buffers(self):
+        return {"x": self.buffer(kind="nav")}
+
+    def process_tile(self, tile):
+        pass
+
+
+def test_unpicklable_kwargs_fail_before_anything_runs(pctx):
+    _, ds = make_ds(pctx)
+    with pytest.raises(UDFError, match="pickle"):
+        pctx.run_udf(dataset=ds, udf=Unpicklable(lock=threading.Lock()))
+
+
+class SlowTiles(UDF):
+    def get_result_buffers(self):
+        return {"x": self.buffer(kind="nav")}
+
+    def process_tile(self, tile):
+        time.sleep(0.05)
+
+
+class KillOnFirstReport:
+    """A progress reporter that kills a busy worker once the run is under way."""
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.done = False
+
+    def start(self, total):
+        pass
+
+    def advance(self, n):
+        if not self.done:
+            self.done = True
+            busy = [w for w in self.executor._workers if w.busy is not None]
+            os.kill(busy[0].process.pid, signal.SIGKILL)
+
+    def close(self):
+        pass
+
+
+def test_killed_worker_gives_clear_error_and_is_replaced(pctx):
+    data, ds = make_ds(pctx, num_partitions=2, tileshape=(1,) + SIG)
+    pids = sorted(w.process.pid for w in pctx.executor._workers)
+    t0 = time.perf_counter()
+    with pytest.raises(ExecutorError, match="died .*killed by signal 9.*replaced"):
+        pctx.run_udf(dataset=ds, udf=SlowTiles(), progress=KillOnFirstReport(pctx.executor))
+    assert time.perf_counter() - t0 < 10
+    assert sorted(w.process.pid for w in pctx.executor._workers) != pids
+    assert len(children()) == 2
+    res = pctx.run_udf(dataset=ds, udf=SumUDF())
+    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
+
+
+class InterruptAfter:
+    def __init__(self, frames):
+        self.frames = frames
+        self.seen = 0
+
+    def start(self, total):
+        pass
+
+    def advance(self, n):
+        self.seen += n
+        if self.seen >= self.frames:
+            raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+def test_interrupt_returns_fast_and_context_stays_usable(pctx):
+    data, ds = make_ds(pctx, num_partitions=2, tileshape=(1,) + SIG)  # 24 × 0.05 s per partition
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        pctx.run_udf(dataset=ds, udf=SlowTiles(), progress=InterruptAfter(4))
+    assert time.perf_counter() - t0 < 2.5
+    assert len(children()) == 2
+    res = pctx.run_udf(dataset=ds, udf=SumUDF())
+    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
+
+
+def test_progress_from_running_partitions(pctx):
+    _, ds = make_ds(pctx, num_partitions=1, tileshape=(2,) + SIG)
+    calls = []
+
+    class Rec:
+        def start(self, total):
+            self.total = total
+
+        def advance(self, n):
+            calls.append((n, threading.get_ident()))
+
+        def close(self):
+            pass
+
+    rec = Rec()
+    pctx.run_udf(dataset=ds, udf=SlowTiles(), progress=rec)
+    assert sum(n for n, _ in calls) == rec.total == 48
+    assert len(calls) >= 3
+    assert {t for _, t in calls} == {threading.get_ident()}
+
+
+def test_close_early_iter_then_run_again(pctx):
+    data, ds = make_ds(pctx, num_partitions=6)
+    gen = pctx.run_udf_iter(dataset=ds, udf=SumUDF())
+    next(gen)
+    gen.close()
+    res = pctx.run_udf(dataset=ds, udf=SumUDF())
+    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
+
+
+def test_soak_no_growth(pctx):
+    _, ds = make_ds(pctx, num_partitions=2)
+    me = psutil.Process()
+    for _ in range(20):
+        pctx.run_udf(dataset=ds, udf=SumUDF())
+    rss0, fds0 = me.memory_info().rss, me.num_fds()
+    for _ in range(200):
+        pctx.run_udf(dataset=ds, udf=SumUDF())
+    assert me.memory_info().rss - rss0 < 50 << 20
+    assert me.num_fds() - fds0 <= 2
+
+
+def test_start_and_close_are_fast_and_leave_nothing():
+    before = children()
+    t0 = time.perf_counter()
+    ctx = Context.make_with("processes", cpus=2)
+    ctx.close()
+    assert time.perf_counter() - t0 < 1.0
+    assert children() == before
+
+
+def test_bad_cpus():
+    with pytest.raises(ValueError, match="cpus"):
+        Context.make_with("processes", cpus=0)
