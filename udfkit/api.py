@@ -67,14 +67,15 @@ class Context:
         ds = make_dataset(filetype, params)
         return ds.initialize(self.executor)
 
-    def _run(self, dataset, udf, roi, progress, iterate):
+    def _run(self, dataset, udf, roi, progress, iterate, deterministic=False):
         udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
         if not udfs:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
         run = UDFRun(dataset, udfs, roi=roi)
-        return run.execute(self.executor, iterate=iterate, progress=make_reporter(progress))
+        return run.execute(self.executor, iterate=iterate, progress=make_reporter(progress),
+                           deterministic=deterministic)
 
-    def run_udf(self, dataset, udf, *, roi=None, progress=False):
+    def run_udf(self, dataset, udf, *, roi=None, progress=False, deterministic=False):
         """Run one UDF (returns its result dict) or a list of UDFs in one pass (a list of dicts).
 
         Parameters
@@ -85,6 +86,10 @@ class Context:
             Nav-shaped (or flat) mask of the positions to process.
         progress : bool or reporter
             ``True`` shows a progress bar of frames.
+        deterministic : bool
+            Merge partition results in partition order, not as they arrive: floating-point
+            results are then bit-identical whatever the executor (at the cost of holding
+            early results until their predecessors are merged).
 
         Returns
         -------
@@ -92,13 +97,13 @@ class Context:
             ``{name: BufferResult}`` per UDF.
         """
         # without iterate the run yields exactly one, final, result
-        (final,) = self._run(dataset, udf, roi, progress, iterate=False)
+        (final,) = self._run(dataset, udf, roi, progress, iterate=False, deterministic=deterministic)
         return final.buffers if isinstance(udf, (list, tuple)) else final.buffers[0]
 
-    def run_udf_iter(self, dataset, udf, *, roi=None, progress=False):
+    def run_udf_iter(self, dataset, udf, *, roi=None, progress=False, deterministic=False):
         """Like :meth:`run_udf`, but a generator of :class:`~udfkit.udf.RunResults`, one after
         every merged partition, the last one complete. Closing it early stops the run."""
-        return self._run(dataset, udf, roi, progress, iterate=True)
+        return self._run(dataset, udf, roi, progress, iterate=True, deterministic=deterministic)
 
     def map(self, dataset, f, *, roi=None, progress=False):
         """Apply ``f`` to every frame; returns a :class:`~udfkit.udf.BufferResult` (``.data``)."""

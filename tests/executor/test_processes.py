@@ -238,3 +238,37 @@ def test_start_and_close_are_fast_and_leave_nothing():
 def test_bad_cpus():
     with pytest.raises(ValueError, match="cpus"):
         Context.make_with("processes", cpus=0)
+
+
+class FloatSum(UDF):
+    """float32 sums whose rounding depends on the merge order."""
+
+    def get_result_buffers(self):
+        return {"total": self.buffer(kind="sig", dtype="float32")}
+
+    def process_tile(self, tile):
+        self.results.total[:] += tile.sum(axis=0)
+
+    def merge(self, dest, src):
+        dest.total[:] += src.total
+
+
+@pytest.mark.parametrize("kind", ["threads", "processes"])
+def test_deterministic_merge_is_bit_identical_to_inline(kind, pctx):
+    data = (np.random.default_rng(9).random((16, 16) + SIG) * 1e4).astype(np.float32)
+    ref_ctx = Context.make_with("inline")
+    ref = ref_ctx.run_udf(dataset=ref_ctx.load("memory", data=data, num_partitions=16),
+                          udf=FloatSum())["total"].data
+    ctx = pctx if kind == "processes" else Context.make_with("threads", cpus=2)
+    ds = ctx.load("memory", data=data, num_partitions=16)
+    for _ in range(3):
+        got = ctx.run_udf(dataset=ds, udf=FloatSum(), deterministic=True)["total"].data
+        assert np.array_equal(got, ref)
+
+
+def test_dead_worker_error_names_the_partition(pctx):
+    _, ds = make_ds(pctx, num_partitions=2, tileshape=(1,) + SIG)
+    with pytest.raises(ExecutorError) as info:
+        pctx.run_udf(dataset=ds, udf=SlowTiles(), progress=KillOnFirstReport(pctx.executor))
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "partition" in notes and "frames [" in notes and "MemoryDataSet" in notes

@@ -210,8 +210,10 @@ class ProcessesExecutor(Executor):
         worker.busy = None
         self._replace(worker)
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        raise ExecutorError(f"worker process {pid} died ({how}) while running task {index} "
-                            f"(partition {index} of this run); it has been replaced")
+        error = ExecutorError(f"worker process {pid} died ({how}) while running task {index} "
+                              "of this run; it has been replaced")
+        error.task_index = index
+        raise error
 
     def close(self) -> None:
         if self._closed:

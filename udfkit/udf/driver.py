@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..common import normalize_roi
-from ..errors import ROIError
+from ..errors import ExecutorError, ROIError
 from ..io.tiling import Negotiator
 from .buffers import AuxData, Namespace, buffer_shape
 from .meta import UDFMeta
@@ -188,11 +188,24 @@ class UDFRun:
         return RunResults(out, damage.reshape(self.nav_shape), self.frames_done,
                           self.total_frames, complete)
 
-    def execute(self, executor, *, iterate: bool = False, progress=None):
+    def _where(self, tasks, error) -> str:
+        """Which partitions a failed run was working on, for the error message."""
+        index = getattr(error, "task_index", None)
+        if index is not None and 0 <= index < len(tasks):
+            part = tasks[index].partition
+            return (f"the task was partition {part.index} of {self.dataset.description}: "
+                    f"frames [{part.start}, {part.stop}) of the flattened nav axis")
+        return f"while running partitions of {self.dataset.description}"
+
+    def execute(self, executor, *, iterate: bool = False, progress=None,
+                deterministic: bool = False):
         """Run on ``executor``; a generator of :class:`RunResults`.
 
         With ``iterate`` a partial result is yielded after every merge, then the final one;
         without, only the final one. Closing the generator early cancels the remaining tasks.
+        With ``deterministic``, results are merged in partition order (early ones wait for
+        their predecessors), so floating-point results do not depend on which worker finished
+        first: they are bit-identical to the inline executor's.
         """
         tasks = self.tasks()
         self.partitions_by_index = {p.index: i for i, p in enumerate(self.partitions)}
@@ -208,13 +221,27 @@ class UDFRun:
                 progress.advance(frames)
 
         stream = executor.run_tasks(tasks, progress=on_report)
+        waiting = {}
+        next_index = 0
         try:
             for index, result in stream:
-                self._merge(result)
                 if progress is not None:
                     progress.advance(result.frames - reported.pop(index, 0))
-                if iterate and self.frames_done < self.total_frames:
-                    yield self._results(complete=False)
+                if deterministic:
+                    waiting[index] = result
+                    ready = []
+                    while next_index in waiting:
+                        ready.append(waiting.pop(next_index))
+                        next_index += 1
+                else:
+                    ready = [result]
+                for r in ready:
+                    self._merge(r)
+                    if iterate and self.frames_done < self.total_frames:
+                        yield self._results(complete=False)
+        except ExecutorError as e:
+            e.add_note(self._where(tasks, e))
+            raise
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
