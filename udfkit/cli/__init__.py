@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import demo, info, run
+    from . import demo, info, run, worker
 
     parser = _Parser(prog="udfkit", description="Run user-defined functions over large "
                                                 "n-dimensional data sets.")
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     info.add_parser(sub)
     run.add_parsers(sub)
+    worker.add_parser(sub)
     return parser
 
 
@@ -45,6 +46,8 @@ def main(argv=None) -> int:
         return 2
     from ..api import Context
 
+    if not getattr(args, "needs_context", True):
+        return args.func(args)
     try:
         with Context() as ctx:
             return args.func(args, ctx)

@@ -12,6 +12,7 @@ EXECUTORS = {
     "inline": "udfkit.executor.inline:InlineExecutor",
     "threads": "udfkit.executor.threads:ThreadsExecutor",
     "processes": "udfkit.executor.processes:ProcessesExecutor",
+    "dask": "udfkit.executor.dask:DaskExecutor",
 }
 
 

@@ -1,0 +1,161 @@
+"""The ``dask`` executor: partitions as tasks on a ``distributed`` cluster.
+
+``Context.make_with("dask", cpus=N)`` starts a local cluster of ``N`` single-threaded worker
+processes bound to 127.0.0.1; ``Context.make_with("dask", scheduler="tcp://host:port")`` (or
+:meth:`DaskExecutor.connect`) uses a running scheduler, whose workers are best started with
+``udfkit worker ADDRESS`` (or ``dask worker ADDRESS --preload udfkit.preload``).
+
+One task per partition; at most ``2 ×`` workers tasks are submitted at a time, more as results
+come back. Partition results are gathered and merged on the client. Progress reports of
+running partitions travel through a ``distributed.Queue`` named after the run. An exception
+in a UDF comes back with its type and remote traceback (dask keeps both); a task whose
+workers keep dying ends the run with :class:`~udfkit.errors.ExecutorError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+from ..errors import ExecutorError
+from .base import Executor, default_workers
+
+__all__ = ["DaskExecutor"]
+
+_POLL = 0.1
+
+
+def _run_task(payload, queue_name, index):
+    """What a dask worker runs: the task, with progress reports into the run's queue.
+
+    The task arrives as cloudpickle bytes: dask pickles with the standard pickle first,
+    which refers to classes by module name, and a scheduler or worker that cannot import
+    the module (a user's module registered with ``cloudpickle.register_pickle_by_value``)
+    would fail to load it.
+    """
+    import cloudpickle
+
+    task = cloudpickle.loads(payload)
+    if queue_name is None:
+        return task()
+    from distributed import Queue
+
+    queue = Queue(queue_name)
+    return task(progress=lambda frames: queue.put((index, frames)))
+
+
+class DaskExecutor(Executor):
+    """Run tasks on a dask.distributed cluster.
+
+    Parameters
+    ----------
+    cpus : int, optional
+        Workers of a new local cluster (default one per physical core); ignored with
+        ``scheduler``.
+    scheduler : str, optional
+        Address of a running scheduler (``"tcp://host:port"``) to connect to.
+    client : distributed.Client, optional
+        An existing client to use (not closed by :meth:`close`).
+    """
+
+    kind = "dask"
+
+    def __init__(self, cpus: int | None = None, scheduler: str | None = None, client=None):
+        from distributed import Client, LocalCluster
+
+        self._own_client = client is None
+        self._cluster = None
+        if client is not None:
+            self.client = client
+        elif scheduler is not None:
+            try:
+                self.client = Client(scheduler, timeout="10s")
+            except OSError as e:
+                raise ExecutorError(f"cannot connect to the dask scheduler at {scheduler!r}: {e}") from None
+        else:
+            n = default_workers() if cpus is None else cpus
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"cpus: expected a positive integer, got {cpus!r}")
+            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                         host="127.0.0.1", dashboard_address=None,
+                                         preload=["udfkit.preload"], silence_logs=40)
+            self.client = Client(self._cluster)
+        self._runs = itertools.count(1)
+
+    @classmethod
+    def connect(cls, address: str) -> DaskExecutor:
+        """An executor on the running scheduler at ``address``."""
+        return cls(scheduler=address)
+
+    @property
+    def num_workers(self) -> int:
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def run_tasks(self, tasks, progress=None):
+        import cloudpickle
+        from distributed import Queue, wait
+        from distributed.scheduler import KilledWorker
+
+        queue_name = None if progress is None else f"udfkit-progress-{uuid.uuid4().hex}"
+        queue = None if queue_name is None else Queue(queue_name, client=self.client)
+        todo = iter(enumerate(tasks))
+        pending = {}
+        limit = 2 * self.num_workers
+
+        def submit_next() -> bool:
+            for index, task in todo:
+                try:
+                    payload = cloudpickle.dumps(task)
+                except Exception as e:
+                    raise ExecutorError(f"task {index} cannot be pickled for a dask worker: "
+                                        f"{type(e).__name__}: {e}") from None
+                future = self.client.submit(_run_task, payload, queue_name, index, pure=False,
+                                            key=f"udfkit-task-{uuid.uuid4().hex}-{index}")
+                pending[future] = index
+                return True
+            return False
+
+        def hand_on_reports():
+            if queue is None:
+                return
+            for index, frames in queue.get(batch=True):
+                progress(index, frames)
+
+        try:
+            while len(pending) < limit and submit_next():
+                pass
+            while pending:
+                try:
+                    done, _ = wait(list(pending), timeout=_POLL, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    done = ()
+                hand_on_reports()
+                for future in done:
+                    index = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except KilledWorker as e:
+                        error = ExecutorError(f"task {index} failed: the dask workers running it "
+                                              f"died ({e})")
+                        error.task_index = index
+                        raise error from None
+                    yield index, result
+                    submit_next()
+        finally:
+            if pending:
+                self.client.cancel(list(pending), force=True)
+            if queue is not None:
+                try:
+                    queue.close()
+                except Exception:  # pragma: no cover - best effort on shutdown
+                    pass
+
+    def close(self) -> None:
+        if self._own_client:
+            self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def __repr__(self):
+        return f"DaskExecutor({self.client.scheduler.address!r})"
