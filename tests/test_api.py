@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from udfkit import UDF, Context
-from udfkit.executor.inline import InlineExecutor
 from udfkit.executor.progress import ProgressReporter, make_reporter
 
 
@@ -35,12 +34,24 @@ def data():
     return np.arange(6 * 5 * 4 * 3, dtype=np.float32).reshape(6, 5, 4, 3)
 
 
-def test_default_context_is_inline_and_closes(data):
+def test_default_context_is_processes_and_closes(data):
+    import time
+
+    import psutil
+
+    from udfkit.executor.processes import ProcessesExecutor
+
+    t0 = time.perf_counter()
     with Context() as ctx:
-        assert isinstance(ctx.executor, InlineExecutor)
-        ds = ctx.load("memory", data=data)
-        res = ctx.run_udf(dataset=ds, udf=SumSig())
+        assert isinstance(ctx.executor, ProcessesExecutor)
+        assert ctx.load("memory", data=data).shape.nav.size == 30
+    assert time.perf_counter() - t0 < 0.5  # start + close, no run
+    with Context() as ctx:
+        res = ctx.run_udf(dataset=ctx.load("memory", data=data), udf=SumSig())
     np.testing.assert_array_equal(res["s"].data, data.sum(axis=(2, 3)))
+    workers = [p for p in psutil.Process().children(recursive=True)
+               if "resource_tracker" not in " ".join(p.cmdline())]
+    assert workers == []
 
 
 def test_make_with_unknown_kind():

@@ -17,8 +17,10 @@ class Context:
     Parameters
     ----------
     executor : Executor, optional
-        Where partitions run; default the inline executor (processes come next). Use
-        :meth:`make_with` for ``"threads"``.
+        Where partitions run; default: worker processes, one per physical core (they start
+        with the first run). :meth:`make_with` gives the other kinds. A script that uses the
+        default must keep its work under ``if __name__ == "__main__":``, because the worker
+        processes are spawned and import the script.
 
     Examples
     --------
@@ -34,7 +36,7 @@ class Context:
 
     def __init__(self, executor: Executor | None = None):
         if executor is None:
-            executor = make_executor("inline")
+            executor = make_executor("processes")
         if not isinstance(executor, Executor):
             raise TypeError(f"executor: expected an Executor, got {type(executor).__name__}")
         self.executor = executor
@@ -44,8 +46,10 @@ class Context:
         """A Context with a new executor of ``kind``.
 
         ``"inline"`` runs partitions one by one in this thread (``debug=True`` pickles every
-        task and result round trip); ``"threads"`` runs them on a pool of ``cpus`` threads
-        (default: one per physical core).
+        task and result round trip); ``"threads"`` runs them on a pool of ``cpus`` threads,
+        ``"processes"`` on ``cpus`` spawned worker processes (both default to one per
+        physical core); ``"dask"`` on a local dask cluster of ``cpus`` workers bound to
+        127.0.0.1, or, with ``scheduler="tcp://host:port"``, on a running cluster.
         """
         return cls(executor=make_executor(kind, **kwargs))
 

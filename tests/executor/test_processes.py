@@ -272,3 +272,19 @@ def test_dead_worker_error_names_the_partition(pctx):
         pctx.run_udf(dataset=ds, udf=SlowTiles(), progress=KillOnFirstReport(pctx.executor))
     notes = "\n".join(getattr(info.value, "__notes__", []))
     assert "partition" in notes and "frames [" in notes and "MemoryDataSet" in notes
+
+
+def test_script_without_main_guard_gets_a_hint(tmp_path):
+    """The default Context spawns workers, which import the script: without a main guard
+    the user gets an error that says so (not a hang)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "noguard.py"
+    script.write_text("import numpy as np\nfrom udfkit import Context\nfrom udfkit.udf import SumUDF\n"
+                      "ctx = Context()\nds = ctx.load('memory', data=np.ones((4, 4, 8, 8)))\n"
+                      "ctx.run_udf(dataset=ds, udf=SumUDF())\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
+    assert r.returncode != 0
+    assert "ExecutorError" in r.stderr and '__name__ == "__main__"' in r.stderr

@@ -70,7 +70,10 @@ class ProcessesExecutor(Executor):
         self._mp = multiprocessing.get_context("spawn")
         self._runs = itertools.count(1)
         self._closed = False
-        self._workers = [self._start() for _ in range(cpus)]
+        self._n = cpus
+        # started with the first run: a Context that only loads data sets or reads files
+        # (e.g. ``udfkit info``) starts no processes
+        self._workers = []
 
     # -- workers ----------------------------------------------------------------------------
     def _start(self) -> _Worker:
@@ -113,7 +116,11 @@ class ProcessesExecutor(Executor):
 
     @property
     def num_workers(self) -> int:
-        return len(self._workers)
+        return self._n
+
+    def _ensure_started(self) -> None:
+        if not self._workers:
+            self._workers = [self._start() for _ in range(self._n)]
 
     # -- running ----------------------------------------------------------------------------
     def run_tasks(self, tasks, progress=None):
@@ -121,6 +128,7 @@ class ProcessesExecutor(Executor):
             raise RuntimeError("this ProcessesExecutor is closed")
         import cloudpickle
 
+        self._ensure_started()
         run_id = next(self._runs)
         todo = iter(enumerate(tasks))
         want_progress = progress is not None
@@ -210,8 +218,13 @@ class ProcessesExecutor(Executor):
         worker.busy = None
         self._replace(worker)
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        hint = ""
+        if code is not None and code > 0:
+            hint = ("; a worker that exits with an error at once is often a script that runs "
+                    "udfkit at import time: workers are spawned and import the script, so put "
+                    "the script's work under `if __name__ == \"__main__\":`")
         error = ExecutorError(f"worker process {pid} died ({how}) while running task {index} "
-                              "of this run; it has been replaced")
+                              f"of this run; it has been replaced{hint}")
         error.task_index = index
         raise error
 
@@ -225,7 +238,7 @@ class ProcessesExecutor(Executor):
         self._workers = []
 
     def __repr__(self):
-        return f"ProcessesExecutor(cpus={len(self._workers)})"
+        return f"ProcessesExecutor(cpus={self._n})"
 
 
 def _remove_segments_of(pid: int) -> None:
