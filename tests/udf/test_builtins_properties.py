@@ -12,7 +12,6 @@ equal the numpy computation on the processed frames (``builtins_strategies``).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import tempfile
@@ -55,14 +54,28 @@ from udfkit.udf import (
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                         HealthCheck.data_too_large])
 EXECUTORS = {"inline": ("inline", {}), "inline-debug": ("inline", {"debug": True}),
-             "threads": ("threads", {"cpus": 2}), "processes": ("processes", {"cpus": 2})}
+             "threads": ("threads", {"cpus": 2}), "processes": ("processes", {"cpus": 2}),
+             "dask": ("dask", {"cpus": 2})}
 
 
-@functools.cache
+_SHARED = {}
+
+
 def shared_context(name):
-    """One Context per executor kind for the whole module (thread pools are reused)."""
-    kind, kwargs = EXECUTORS[name]
-    return Context.make_with(kind, **kwargs)
+    """One Context per executor kind for the whole module (workers are reused)."""
+    if name not in _SHARED:
+        kind, kwargs = EXECUTORS[name]
+        _SHARED[name] = Context.make_with(kind, **kwargs)
+    return _SHARED[name]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_shared_contexts():
+    yield
+    while _SHARED:
+        _SHARED.popitem()[1].close()
+
+
 UDF_NAMES = ["sum", "sumsig", "stddev", "stats", "pick", "logsum", "masks", "map", "record"]
 NATIVE = {"sum", "sumsig", "stddev", "stats", "pick", "logsum", "record"}
 
