@@ -288,3 +288,57 @@ def test_script_without_main_guard_gets_a_hint(tmp_path):
                        cwd=tmp_path)
     assert r.returncode != 0
     assert "ExecutorError" in r.stderr and '__name__ == "__main__"' in r.stderr
+
+
+SIGINT_SCRIPT = """
+import sys, time
+import numpy as np
+from udfkit import Context, UDF
+
+class Slow(UDF):
+    def get_result_buffers(self):
+        return {"x": self.buffer(kind="nav")}
+    def process_tile(self, tile):
+        time.sleep(0.05)
+
+class Started:
+    def start(self, total):
+        print("started", flush=True)
+    def advance(self, n):
+        pass
+    def close(self):
+        pass
+
+if __name__ == "__main__":
+    with Context() as ctx:
+        ds = ctx.load("memory", data=np.zeros((16, 16, 8, 8)), tileshape=(1, 8, 8), num_partitions=4)
+        try:
+            ctx.run_udf(dataset=ds, udf=Slow(), progress=Started())
+        except KeyboardInterrupt:
+            # the Context is still usable after the interrupt
+            r = ctx.run_udf(dataset=ctx.load("memory", data=np.ones((2, 2, 4, 4))), udf=Slow())
+            print("interrupted, then ran", r["x"].data.shape, flush=True)
+            sys.exit(3)
+"""
+
+
+def test_real_sigint_stops_the_run(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "sigint.py"
+    script.write_text(SIGINT_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.5)  # the workers are busy with 12.8 s of tiles
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3, err
+    assert "interrupted, then ran (2, 2)" in out
+    assert time.perf_counter() - t0 < 5
+    time.sleep(0.2)
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE
+                and "resource_tracker" not in " ".join(k.cmdline())]
