@@ -8,12 +8,11 @@ import time
 import numpy as np
 import psutil
 import pytest
+from executor_helpers import SIG, Boom, RaisesOnPartition, SlowTiles, make_ds
 
 from udfkit import UDF, Context, UDFError
 from udfkit.errors import ExecutorError
 from udfkit.udf import StdDevUDF, SumSigUDF, SumUDF
-
-NAV, SIG = (6, 8), (16, 12)
 
 
 def shm_segments():
@@ -40,10 +39,6 @@ def pctx():
     ctx.close()
     assert shm_segments() == before
 
-
-def make_ds(ctx, num_partitions=4, tileshape=None, nav=NAV):
-    data = np.random.default_rng(5).integers(0, 1000, nav + SIG).astype(np.uint16)
-    return data, ctx.load("memory", data=data, num_partitions=num_partitions, tileshape=tileshape)
 
 
 def test_results_equal_inline(pctx):
@@ -75,17 +70,6 @@ def test_large_results_travel_through_shared_memory(pctx):
     assert shm_segments() == before
 
 
-class Boom(ValueError):
-    pass
-
-
-class RaisesOnPartition(UDF):
-    def get_result_buffers(self):
-        return {"x": self.buffer(kind="nav")}
-
-    def process_tile(self, tile):
-        if self.meta.frame_index[0] >= 24:
-            raise Boom(f"bad frame {self.meta.frame_index[0]}")
 
 
 def test_exception_keeps_type_and_worker_traceback(pctx):
@@ -114,13 +98,6 @@ def test_unpicklable_kwargs_fail_before_anything_runs(pctx):
     with pytest.raises(UDFError, match="pickle"):
         pctx.run_udf(dataset=ds, udf=Unpicklable(lock=threading.Lock()))
 
-
-class SlowTiles(UDF):
-    def get_result_buffers(self):
-        return {"x": self.buffer(kind="nav")}
-
-    def process_tile(self, tile):
-        time.sleep(0.05)
 
 
 class KillOnFirstReport:

@@ -5,18 +5,12 @@ import time
 
 import numpy as np
 import pytest
+from executor_helpers import SIG, Boom, RaisesOnPartition, SlowTiles, make_ds
 
 from udfkit import UDF, Context
 from udfkit.executor import make_executor
 from udfkit.executor.threads import ThreadsExecutor
 from udfkit.udf import StdDevUDF, SumSigUDF, SumUDF
-
-NAV, SIG = (6, 8), (16, 12)
-
-
-def make_ds(ctx, num_partitions=4, tileshape=None):
-    data = np.random.default_rng(5).integers(0, 1000, NAV + SIG).astype(np.uint16)
-    return data, ctx.load("memory", data=data, num_partitions=num_partitions, tileshape=tileshape)
 
 
 @pytest.fixture
@@ -48,17 +42,6 @@ def test_default_workers_and_bad_cpus():
         list(ex.run_tasks([lambda: 1]))
 
 
-class Boom(ValueError):
-    pass
-
-
-class RaisesOnPartition(UDF):
-    def get_result_buffers(self):
-        return {"x": self.buffer(kind="nav")}
-
-    def process_tile(self, tile):
-        if self.meta.frame_index[0] >= 24:
-            raise Boom(f"bad frame {self.meta.frame_index[0]}")
 
 
 def test_exception_reaches_caller_and_context_stays_usable(threads_ctx):
@@ -93,13 +76,6 @@ def test_partitions_run_in_parallel_but_bounded():
         ctx.run_udf(dataset=ds, udf=Concurrency())
     assert 2 <= Concurrency.running[1] <= 3
 
-
-class SlowTiles(UDF):
-    def get_result_buffers(self):
-        return {"x": self.buffer(kind="nav")}
-
-    def process_tile(self, tile):
-        time.sleep(0.03)
 
 
 class Recorder:
