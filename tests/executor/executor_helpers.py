@@ -39,3 +39,22 @@ class SlowTiles(UDF):
 
     def process_tile(self, tile):
         time.sleep(0.05)
+
+
+def check_equals_inline(ctx):
+    """Sum, SumSig and StdDev on ``ctx`` equal the inline executor's results and numpy."""
+    from udfkit import Context
+    from udfkit.udf import StdDevUDF, SumSigUDF, SumUDF
+
+    def udfs():
+        return [SumUDF(), SumSigUDF(), StdDevUDF()]
+
+    data, ds = make_ds(ctx, num_partitions=5)
+    inline = Context.make_with("inline")
+    _, ds_inline = make_ds(inline, num_partitions=5)
+    got = ctx.run_udf(dataset=ds, udf=udfs())
+    ref = inline.run_udf(dataset=ds_inline, udf=udfs())
+    for g, r in zip(got, ref):
+        for name in r:
+            np.testing.assert_allclose(g[name].data, r[name].data, rtol=1e-12)
+    np.testing.assert_array_equal(got[0]["intensity"].data, data.sum(axis=(0, 1)))

@@ -8,11 +8,11 @@ import time
 import numpy as np
 import psutil
 import pytest
-from executor_helpers import SIG, Boom, RaisesOnPartition, SlowTiles, make_ds
+from executor_helpers import SIG, Boom, RaisesOnPartition, SlowTiles, check_equals_inline, make_ds
 
 from udfkit import UDF, Context, UDFError
 from udfkit.errors import ExecutorError
-from udfkit.udf import StdDevUDF, SumSigUDF, SumUDF
+from udfkit.udf import SumUDF
 
 
 def shm_segments():
@@ -42,16 +42,7 @@ def pctx():
 
 
 def test_results_equal_inline(pctx):
-    data, ds = make_ds(pctx, num_partitions=5)
-    inline = Context.make_with("inline")
-    _, ds_inline = make_ds(inline, num_partitions=5)
-    udfs = lambda: [SumUDF(), SumSigUDF(), StdDevUDF()]  # noqa: E731
-    got = pctx.run_udf(dataset=ds, udf=udfs())
-    ref = inline.run_udf(dataset=ds_inline, udf=udfs())
-    for g, r in zip(got, ref):
-        for name in r:
-            np.testing.assert_allclose(g[name].data, r[name].data, rtol=1e-12)
-    np.testing.assert_array_equal(got[0]["intensity"].data, data.sum(axis=(0, 1)))
+    check_equals_inline(pctx)
 
 
 def test_large_results_travel_through_shared_memory(pctx):

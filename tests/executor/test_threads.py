@@ -5,12 +5,12 @@ import time
 
 import numpy as np
 import pytest
-from executor_helpers import SIG, Boom, RaisesOnPartition, SlowTiles, make_ds
+from executor_helpers import SIG, Boom, RaisesOnPartition, SlowTiles, check_equals_inline, make_ds
 
 from udfkit import UDF, Context
 from udfkit.executor import make_executor
 from udfkit.executor.threads import ThreadsExecutor
-from udfkit.udf import StdDevUDF, SumSigUDF, SumUDF
+from udfkit.udf import SumUDF
 
 
 @pytest.fixture
@@ -20,16 +20,7 @@ def threads_ctx():
 
 
 def test_results_equal_inline(threads_ctx):
-    data, ds = make_ds(threads_ctx, num_partitions=5)
-    inline = Context.make_with("inline")
-    _, ds_inline = make_ds(inline, num_partitions=5)
-    udfs = lambda: [SumUDF(), SumSigUDF(), StdDevUDF()]  # noqa: E731
-    got = threads_ctx.run_udf(dataset=ds, udf=udfs())
-    ref = inline.run_udf(dataset=ds_inline, udf=udfs())
-    for g, r in zip(got, ref):
-        for name in r:
-            np.testing.assert_allclose(g[name].data, r[name].data, rtol=1e-12)
-    np.testing.assert_array_equal(got[0]["intensity"].data, data.sum(axis=(0, 1)))
+    check_equals_inline(threads_ctx)
 
 
 def test_default_workers_and_bad_cpus():
