@@ -371,7 +371,7 @@ def test_io_backend_invalid(inline_ctx, tmp_path, fmt, backend):
     path = str(tmp_path / "b.npy")
     np.save(path, np.zeros((2, 3, 3)))
     kw = dict(dtype="float64", nav_shape=(2,), sig_shape=(3, 3)) if fmt == "raw" else {}
-    pattern = rf"io_backend: expected one of \['mmap'\].*got {backend!r}"
+    pattern = rf"io_backend: expected one of \['buffered', 'direct', 'mmap'\].*got {backend!r}"
     with pytest.raises(DataSetError, match=pattern):
         inline_ctx.load(fmt, path=path, io_backend=backend, **kw)
 

@@ -101,19 +101,21 @@ class DataSetMeta:
 
 
 class FrameSource(ABC):
-    """An open handle on the frames of one partition, created on the worker.
+    """An open handle on the frames one partition will read, created on the worker.
 
-    ``read(first, stop)`` returns a flat (1D) array in the stored dtype holding the frames
-    ``first .. stop-1`` (file frame numbers) back to back. The array stays valid until the next
-    call to ``read`` or ``close``.
+    It is opened with the sorted list of file frame numbers to read and the tile depth;
+    ``read(i0, i1)`` returns the frames ``frames[i0:i1]`` (one tile's worth, ``i0`` a
+    multiple of the depth) as ``(flat, offsets)``: a flat (1D) array in the stored dtype and
+    the element offset of each frame's first element in it. The arrays stay valid until the
+    next call to ``read`` or ``close``.
     """
 
     @abstractmethod
-    def read(self, first: int, stop: int) -> np.ndarray:
-        """Flat array of the stored elements of frames ``[first, stop)``."""
+    def read(self, i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(flat, offsets)`` of the frames ``frames[i0:i1]`` given at open."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release the file handle / mapping."""
+        """Release the file handles, mappings and buffers."""
 
     def __enter__(self):
         return self
@@ -131,11 +133,17 @@ class IOBackend(ABC):
     @property
     @abstractmethod
     def supports_zero_copy(self) -> bool:
-        """True when tiles can be views of the stored bytes (no copy)."""
+        """True when tiles can be views of what the backend holds (no decode pass)."""
+
+    @property
+    def block_bytes(self) -> int | None:
+        """Bytes read into a buffer at a time; tiles must fit (``None``: no limit)."""
+        return None
 
     @abstractmethod
-    def open(self, layout, first: int, stop: int) -> FrameSource:
-        """Open the frames ``[first, stop)`` of a :class:`~udfkit.io.layout.FileLayout`."""
+    def open(self, fileset, frames: np.ndarray, depth: int) -> FrameSource:
+        """Open the frames ``frames`` (sorted global frame numbers) of a
+        :class:`~udfkit.io.layout.FileSet`, to be read ``depth`` frames at a time."""
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -202,8 +210,9 @@ class Partition(ABC):
         """True when tiles of the stored dtype can be views (no copy)."""
 
     @abstractmethod
-    def open_source(self) -> FrameSource:
-        """Open the frames of this partition (on the worker)."""
+    def open_source(self, frames: np.ndarray, depth: int) -> FrameSource:
+        """Open the file frames ``frames`` (sorted) of this partition on the worker, to be
+        read ``depth`` frames at a time."""
 
     def get_tiles(self, tiling_scheme, dest_dtype="float32", roi=None):
         """Yield :class:`DataTile` objects covering the processed frames of this partition.

@@ -1,6 +1,8 @@
-"""File-based data sets and their partitions: a :class:`FileLayout` plus an I/O backend."""
+"""File-based data sets and their partitions: a :class:`FileSet` plus an I/O backend."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from .backends import get_backend
 from .base import DataSet, FrameSource, Partition
@@ -9,54 +11,66 @@ __all__ = ["FilePartition", "FileDataSet"]
 
 
 class FilePartition(Partition):
-    """A range of frames of a file; the worker opens the file through ``backend``.
+    """A range of frames of a file set; the worker opens the files through ``backend``.
 
     Parameters
     ----------
-    layout : FileLayout
+    fileset : FileSet
     backend : IOBackend
     **kwargs
         See :class:`~udfkit.io.base.Partition`.
     """
 
-    def __init__(self, *, layout, backend, **kwargs):
-        super().__init__(raw_dtype=layout.dtype, image_count=layout.image_count, **kwargs)
-        self.layout = layout
+    def __init__(self, *, fileset, backend, **kwargs):
+        super().__init__(raw_dtype=fileset.dtype, image_count=fileset.image_count, **kwargs)
+        self.fileset = fileset
         self.backend = backend
 
     @property
     def supports_zero_copy(self) -> bool:
         return self.backend.supports_zero_copy
 
-    def open_source(self) -> FrameSource:
-        lo, hi = self.valid_range()
-        base = self.start + self.sync_offset
-        return self.backend.open(self.layout, base + lo, base + hi)
+    def open_source(self, frames, depth) -> FrameSource:
+        return self.backend.open(self.fileset, frames, depth)
 
 
 class FileDataSet(DataSet):
-    """Base of formats that store C-order frames in one file (raw, npy).
+    """Base of formats whose frames are stored in C order in files (raw, npy).
 
-    Subclasses set ``self._layout`` in ``_initialize``; partitions and backend handling are
-    shared.
+    Subclasses set ``self._fileset`` (a :class:`~udfkit.io.layout.FileSet`) in
+    ``_initialize``; partitions, tiling limits and backend handling are shared.
     """
 
     def __init__(self, *, io_backend=None, **kwargs):
         super().__init__(**kwargs)
         self._backend = get_backend(io_backend)
-        self._layout = None
+        self._fileset = None
 
     @property
     def io_backend(self):
-        """The :class:`~udfkit.io.base.IOBackend` used to read the file."""
+        """The :class:`~udfkit.io.base.IOBackend` used to read the files."""
         return self._backend
+
+    @property
+    def fileset(self):
+        """The :class:`~udfkit.io.layout.FileSet` of the data set (after ``initialize``)."""
+        self._require_meta()
+        return self._fileset
 
     @property
     def supports_zero_copy(self) -> bool:
         return self._backend.supports_zero_copy
 
+    def get_tiling_constraints(self):
+        constraints = super().get_tiling_constraints()
+        block = self._backend.block_bytes
+        if block is None:
+            return constraints
+        frame_bytes = self._require_meta().shape.sig.size * self.dtype.itemsize
+        return replace(constraints, max_depth=max(1, block // frame_bytes))
+
     def get_partitions(self):
         meta = self._require_meta()
-        return [FilePartition(layout=self._layout, backend=self._backend, shape=meta.shape,
+        return [FilePartition(fileset=self._fileset, backend=self._backend, shape=meta.shape,
                               start=start, stop=stop, sync_offset=meta.sync_offset, index=i)
                 for i, (start, stop) in enumerate(self.partition_bounds())]

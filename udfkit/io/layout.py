@@ -1,4 +1,14 @@
-"""Where the frames of a file-based data set are: :class:`FileLayout`."""
+"""Where the frames of a file-based data set are: :class:`FileLayout` and :class:`FileSet`.
+
+A format describes its files; the read planner (:mod:`udfkit.io.readplan`) and the I/O
+backends do the rest. A file holds a header, then frames at a fixed stride; each frame may
+carry its own header and footer (detector formats often stamp every frame)::
+
+    | file header | fh | frame 0 | ff | fh | frame 1 | ff | ...
+
+A data set may be split over several files, each holding the next range of frames
+(:class:`FileSet`).
+"""
 
 from __future__ import annotations
 
@@ -7,23 +17,25 @@ from math import prod
 
 import numpy as np
 
-__all__ = ["FileLayout"]
+__all__ = ["FileLayout", "FileSet"]
 
 
 @dataclass(frozen=True)
 class FileLayout:
-    """A file holding C-order frames back to back after a header.
+    """One file of C-order frames.
 
     Attributes
     ----------
     path : str
     header_bytes : int
-        Bytes before the first frame.
+        Bytes before the first frame (before its frame header).
     dtype : numpy.dtype
         Stored dtype, byte order included.
     sig_shape : tuple of int
     image_count : int
         Whole frames in the file.
+    frame_header_bytes, frame_footer_bytes : int
+        Bytes before / after every frame.
     """
 
     path: str
@@ -31,6 +43,8 @@ class FileLayout:
     dtype: np.dtype
     sig_shape: tuple
     image_count: int
+    frame_header_bytes: int = 0
+    frame_footer_bytes: int = 0
 
     @property
     def frame_items(self) -> int:
@@ -38,4 +52,92 @@ class FileLayout:
 
     @property
     def frame_bytes(self) -> int:
+        """Bytes of the data of one frame (without its header and footer)."""
         return self.frame_items * np.dtype(self.dtype).itemsize
+
+    @property
+    def stride(self) -> int:
+        """Bytes from one frame to the next."""
+        return self.frame_header_bytes + self.frame_bytes + self.frame_footer_bytes
+
+    def frame_offset(self, k: int) -> int:
+        """Byte offset of the data of frame ``k`` of this file."""
+        return self.header_bytes + k * self.stride + self.frame_header_bytes
+
+    @property
+    def end(self) -> int:
+        """Bytes the file needs to hold all its frames."""
+        return self.header_bytes + self.image_count * self.stride
+
+
+class FileSet:
+    """Files that hold consecutive ranges of the frames of one data set.
+
+    Parameters
+    ----------
+    files : sequence of FileLayout
+        In frame order; all with the same dtype and ``sig_shape``.
+
+    Examples
+    --------
+    >>> a = FileLayout("a.raw", 0, np.dtype("uint16"), (4, 4), 10)
+    >>> b = FileLayout("b.raw", 0, np.dtype("uint16"), (4, 4), 5)
+    >>> fs = FileSet([a, b])
+    >>> fs.image_count, fs.file_of(12)
+    (15, 1)
+    """
+
+    def __init__(self, files):
+        files = tuple(files)
+        if not files:
+            raise ValueError("a FileSet needs at least one file")
+        first = files[0]
+        for f in files[1:]:
+            if np.dtype(f.dtype) != np.dtype(first.dtype) or tuple(f.sig_shape) != tuple(first.sig_shape):
+                raise ValueError(f"file {f.path!r} has dtype {f.dtype} and sig_shape {f.sig_shape}; "
+                                 f"{first.path!r} has {first.dtype} and {first.sig_shape}")
+        self.files = files
+        self.dtype = np.dtype(first.dtype)
+        self.sig_shape = tuple(first.sig_shape)
+        counts = np.array([f.image_count for f in files], dtype=np.int64)
+        #: global frame number of the first frame of each file, plus the total at the end
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # per-file arrays for the planner (numba wants plain arrays)
+        self.header_bytes = np.array([f.header_bytes for f in files], dtype=np.int64)
+        self.strides = np.array([f.stride for f in files], dtype=np.int64)
+        self.frame_headers = np.array([f.frame_header_bytes for f in files], dtype=np.int64)
+
+    @property
+    def image_count(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def frame_items(self) -> int:
+        return prod(self.sig_shape)
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.frame_items * self.dtype.itemsize
+
+    @property
+    def paths(self) -> tuple:
+        return tuple(f.path for f in self.files)
+
+    def file_of(self, frame: int) -> int:
+        """Index of the file holding global frame ``frame``."""
+        return int(np.searchsorted(self.starts, frame, side="right") - 1)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __eq__(self, other):
+        return isinstance(other, FileSet) and self.files == other.files
+
+    def __hash__(self):
+        return hash(self.files)
+
+    def __reduce__(self):
+        return (FileSet, (self.files,))
+
+    def __repr__(self):
+        return f"FileSet({len(self.files)} files, {self.image_count} frames of {self.sig_shape} {self.dtype})"

@@ -5,8 +5,9 @@ selected positions) and each signal slice of the scheme, one :class:`DataTile` i
 
 * **Zero-copy** when the stored bytes already are what the UDF wants: the partition's
   source supports views, the stored dtype equals the requested dtype in native byte order,
-  and the block's frames are consecutive (no ROI gap or missing frame inside). The tile is
-  a read-only view of the file mapping (or array).
+  and the block's frames lie back to back in what the source returned (no ROI gap, frame
+  header or file boundary inside). The tile is a read-only view of the file mapping, the
+  array, or the backend's read buffer.
 * **Decoded** otherwise: the numba kernels of :mod:`udfkit.io._decode` read the rows of
   the tile, swap bytes if needed and convert into one reused, 64-byte aligned buffer. The
   buffer is overwritten by the next tile, which is why tiles are read-only and must not be
@@ -89,18 +90,18 @@ def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
     file_base = partition.start + partition.sync_offset  # file frame of local position 0
     decode = None
 
-    with partition.open_source() as source:
+    with partition.open_source(sel + file_base, depth) as source:
         for k0 in range(0, sel.size, depth):
             chunk = sel[k0:k0 + depth]
             n = chunk.size
-            first_local = int(chunk[0])
-            last_local = int(chunk[-1])
-            contiguous = last_local - first_local == n - 1
-            flat = source.read(file_base + first_local, file_base + last_local + 1)
+            flat, offsets = source.read(k0, k0 + n)
             frame_index = chunk + partition.start
-            origin_nav = partition.start + first_local
+            origin_nav = partition.start + int(chunk[0])
+            # offsets grow by at least a frame each: this span means back to back
+            contiguous = int(offsets[-1]) - int(offsets[0]) == (n - 1) * frame_items
             if zero_copy_dtype and contiguous:
-                block = flat.reshape((n,) + sig_shape)
+                o = int(offsets[0])
+                block = flat[o:o + n * frame_items].reshape((n,) + sig_shape)
                 for idx, sl in enumerate(scheme.slices):
                     data = block[(slice(None),) + sl.get()]
                     yield DataTile(_readonly(data), _tile_slice(origin_nav, n, sl, sig_dims), idx,
@@ -108,9 +109,8 @@ def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
                 continue
             if decode is None:
                 decode = _Decoder(stored, dest_dtype, depth, scheme, sig_shape)
-            frame_offsets = (chunk - first_local) * frame_items
             for idx, sl in enumerate(scheme.slices):
-                data = decode(flat, frame_offsets, idx, n)
+                data = decode(flat, offsets, idx, n)
                 yield DataTile(data, _tile_slice(origin_nav, n, sl, sig_dims), idx, frame_index, k0)
 
 

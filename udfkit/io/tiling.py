@@ -35,7 +35,9 @@ Rules of :class:`Negotiator` (in this order)
    grows from the last axis towards the first in multiples of the data set's ``base_shape``
    (whole rows of a C-order file by default) until the budget is reached; at least one base
    unit is used. With an explicit depth the part is sized for ``budget / depth``.
-7. Depth never exceeds the largest partition.
+7. Depth never exceeds the largest partition, nor the frames that fit into the read buffer
+   of a block I/O backend (``buffered``, ``direct``: ``max_depth`` of the constraints), so
+   that a tile is always one slice of one read.
 
 The rules produce exact shapes, which the tests check: for a 256×256 ``float32`` result of a
 ``uint16`` file with a 1 MiB budget, ``process_tile`` UDFs get tiles of ``(4, 256, 256)``.
@@ -132,10 +134,14 @@ class TilingConstraints:
         Signal parts are multiples of this (e.g. whole rows).
     tileshape : tuple of int or None
         A forced ``(depth, *sig_part)``.
+    max_depth : int or None
+        At most this many frames per tile: what fits into the read buffer of a block I/O
+        backend (``None``: no limit).
     """
 
     base_shape: tuple
     tileshape: tuple | None = None
+    max_depth: int | None = None
 
 
 class TilingScheme:
@@ -241,6 +247,8 @@ class Negotiator:
         if constraints is None:
             constraints = TilingConstraints(base_shape=(1,) * (len(sig_shape) - 1) + (sig_shape[-1],))
         max_depth = max(1, int(max_partition_frames))
+        if constraints.max_depth is not None:
+            max_depth = min(max_depth, max(1, int(constraints.max_depth)))
         methods = {r.method for r in requests}
 
         if "partition" in methods:

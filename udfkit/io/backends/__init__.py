@@ -1,7 +1,11 @@
 """I/O backends, registered by name and imported lazily.
 
 ``io_backend`` accepts ``None`` (the default, ``"mmap"``), a registered name, or an
-:class:`~udfkit.io.base.IOBackend` instance (for backends with parameters).
+:class:`~udfkit.io.base.IOBackend` instance (for backends with parameters):
+
+* ``"mmap"``: views of memory-mapped files; the default;
+* ``"buffered"``: large ``preadv`` reads into reused buffers;
+* ``"direct"``: the same with ``O_DIRECT``, bypassing the page cache (data larger than RAM).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ __all__ = ["get_backend", "BACKENDS", "DEFAULT_BACKEND"]
 
 BACKENDS = {
     "mmap": "udfkit.io.backends.mmap:MMapBackend",
+    "buffered": "udfkit.io.backends.buffered:BufferedBackend",
+    "direct": "udfkit.io.backends.direct:DirectBackend",
 }
 DEFAULT_BACKEND = "mmap"
 
@@ -26,10 +32,10 @@ def get_backend(spec=None) -> IOBackend:
     --------
     >>> get_backend(None)
     MMapBackend()
-    >>> get_backend("tape")
+    >>> get_backend("tape")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    udfkit.errors.DataSetError: io_backend: expected one of ['mmap'] or an IOBackend instance, got 'tape'
+    udfkit.errors.DataSetError: io_backend: expected one of ['buffered', 'direct', 'mmap'] ... got 'tape'
     """
     if spec is None:
         spec = DEFAULT_BACKEND

@@ -5,6 +5,10 @@ copy at all); everything else is decoded from the mapping in one pass. A partiti
 mapped in windows, so address space and resident memory stay bounded. The size of the
 file is checked when the mapping is made: touching a mapping beyond the end of a file that
 shrank would kill the process with SIGBUS instead of raising an error.
+
+Frames of one tile that lie in different files, or whose offset is not a multiple of the
+item size (an odd per-frame header), cannot be one aligned view; they are copied into a
+scratch buffer with ``pread``.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import os
 
 import numpy as np
 
-from ...errors import DataSetError
 from ..base import FrameSource, IOBackend
+from ._files import check_size, needed_ends, open_files, read_exactly
 
 __all__ = ["MMapBackend", "WINDOW_BYTES"]
 
@@ -29,13 +33,14 @@ class MMapBackend(IOBackend):
     Examples
     --------
     >>> import numpy as np, tempfile, os
-    >>> from udfkit.io.layout import FileLayout
+    >>> from udfkit.io.layout import FileLayout, FileSet
     >>> d = tempfile.mkdtemp(); p = os.path.join(d, "f.raw")
     >>> np.arange(24, dtype="uint16").tofile(p)
-    >>> layout = FileLayout(p, 0, np.dtype("uint16"), (2, 3), 4)
-    >>> with MMapBackend().open(layout, 1, 3) as src:
-    ...     src.read(2, 3).tolist()
-    [12, 13, 14, 15, 16, 17]
+    >>> files = FileSet([FileLayout(p, 0, np.dtype("uint16"), (2, 3), 4)])
+    >>> with MMapBackend().open(files, np.array([2, 3]), 2) as src:
+    ...     flat, offsets = src.read(0, 2)
+    ...     flat.tolist(), offsets.tolist()
+    ([12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23], [0, 6])
     """
 
     name = "mmap"
@@ -44,74 +49,86 @@ class MMapBackend(IOBackend):
     def supports_zero_copy(self) -> bool:
         return True
 
-    def open(self, layout, first: int, stop: int) -> FrameSource:
-        return _MMapSource(layout, first, stop)
+    def open(self, fileset, frames, depth) -> FrameSource:
+        return _MMapSource(fileset, np.asarray(frames, dtype=np.int64))
 
 
 class _MMapSource(FrameSource):
-    """Maps the partition in windows of about :data:`WINDOW_BYTES`.
+    """Maps the files in windows of about :data:`WINDOW_BYTES`.
 
     Mapped pages count towards a process' resident memory, so mapping a whole partition
     would make the peak RSS grow with the partition size. A window is unmapped as soon as the
     last view into it is gone (tiles must not be kept, so that is right after the read moves on).
     """
 
-    def __init__(self, layout, first: int, stop: int):
-        self._layout = layout
-        self._first = first
-        self._stop = stop
-        self._items = layout.frame_items
-        self._frames_per_window = max(1, WINDOW_BYTES // max(1, layout.frame_bytes))
-        self._win = (0, 0)
+    def __init__(self, fileset, frames):
+        self._fs = fileset
+        self._frames = frames
+        self._itemsize = fileset.dtype.itemsize
+        self._items = fileset.frame_items
+        self._win = (-1, 0, 0)  # file, first and end byte of the mapped data
         self._flat = None
-        self._fd = None
-        if stop <= first:
-            return
-        try:
-            self._fd = os.open(layout.path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise DataSetError(f"file {layout.path!r} disappeared after it was loaded") from None
-        end = layout.header_bytes + stop * layout.frame_bytes
-        size = os.fstat(self._fd).st_size
-        if size < end:
-            self.close()
-            raise DataSetError(
-                f"file {layout.path!r} has {size} bytes, but frames {first}..{stop - 1} need "
-                f"bytes up to {end}; the file was truncated after it was loaded")
+        self._scratch = None
+        self._fds = open_files(fileset, frames)
+        # the last byte this partition needs from each file: windows stop there
+        self._ends = {f: end for f, (_, _, end) in needed_ends(fileset, frames).items()}
 
-    def _map(self, first: int, stop: int) -> None:
-        layout = self._layout
-        stop = min(max(stop, first + self._frames_per_window), self._stop)
-        start = layout.header_bytes + first * layout.frame_bytes
-        length = (stop - first) * layout.frame_bytes
-        aligned = start - start % mmap.ALLOCATIONGRANULARITY
-        size = os.fstat(self._fd).st_size
-        if size < start + length:
-            raise DataSetError(
-                f"file {layout.path!r} has {size} bytes, but frames {first}..{stop - 1} need "
-                f"bytes up to {start + length}; the file was truncated while it was being read")
-        mm = mmap.mmap(self._fd, length + (start - aligned), access=mmap.ACCESS_READ,
-                       offset=aligned)
+    def _offsets(self, frames):
+        fs = self._fs
+        f = fs.file_of(int(frames[0]))
+        layout = fs.files[f]
+        local = frames - int(fs.starts[f])
+        return f, layout.header_bytes + local * layout.stride + layout.frame_header_bytes
+
+    def read(self, i0, i1):
+        frames = self._frames[i0:i1]
+        f, offsets = self._offsets(frames)
+        fs = self._fs
+        same_file = int(frames[-1]) < int(fs.starts[f + 1])
+        if not same_file or np.any(offsets % self._itemsize):
+            return self._copy(frames)
+        lo, hi = int(offsets[0]), int(offsets[-1]) + fs.frame_bytes
+        wf, wlo, whi = self._win
+        if not (wf == f and wlo <= lo and hi <= whi):
+            self._flat = None
+            self._map(f, lo, hi)
+            wlo = lo
+        return self._flat, (offsets - wlo) // self._itemsize
+
+    def _map(self, f, lo, hi):
+        # map at least a window's worth (whole frames: the stride keeps items aligned)
+        end = min(max(hi, lo + WINDOW_BYTES), self._ends[f])
+        aligned = lo - lo % mmap.ALLOCATIONGRANULARITY
+        fd = self._fds[f]
+        check_size(fd, self._fs.files[f].path, end, when="while it was being read")
+        mm = mmap.mmap(fd, end - aligned, access=mmap.ACCESS_READ, offset=aligned)
         if hasattr(mm, "madvise"):
             mm.madvise(mmap.MADV_SEQUENTIAL)
         # the array keeps the mapping alive; dropping the last view unmaps it
-        self._flat = np.frombuffer(mm, dtype=layout.dtype, count=(stop - first) * self._items,
-                                   offset=start - aligned)
-        self._win = (first, stop)
+        self._flat = np.frombuffer(mm, dtype=self._fs.dtype, count=(end - lo) // self._itemsize,
+                                   offset=lo - aligned)
+        self._win = (f, lo, end)
 
-    def read(self, first: int, stop: int) -> np.ndarray:
-        if first < self._first or stop > self._stop:
-            raise IndexError(f"frames [{first}, {stop}) outside the opened range "
-                             f"[{self._first}, {self._stop})")
-        lo, hi = self._win
-        if not (lo <= first and stop <= hi):
-            self._flat = None
-            self._map(first, stop)
-            lo = first
-        return self._flat[(first - lo) * self._items:(stop - lo) * self._items]
+    def _copy(self, frames):
+        """Frames that cannot be one aligned view: ``pread`` each into a scratch buffer."""
+        from ..tiles import aligned_empty
+
+        fs = self._fs
+        n = frames.size
+        nbytes = fs.frame_bytes
+        if self._scratch is None or self._scratch.size < n * nbytes:
+            self._scratch = aligned_empty(n * nbytes, np.uint8)
+        view = memoryview(self._scratch)
+        for k, fr in enumerate(frames):
+            f = fs.file_of(int(fr))
+            layout = fs.files[f]
+            off = layout.frame_offset(int(fr) - int(fs.starts[f]))
+            read_exactly(self._fds[f], view[k * nbytes:(k + 1) * nbytes], off, nbytes, layout.path)
+        flat = self._scratch[:n * nbytes].view(fs.dtype)
+        return flat, np.arange(n, dtype=np.int64) * self._items
 
     def close(self) -> None:
         self._flat = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)

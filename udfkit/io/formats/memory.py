@@ -112,14 +112,16 @@ class MemoryPartition(Partition):
     def supports_zero_copy(self) -> bool:
         return True
 
-    def open_source(self) -> FrameSource:
+    def open_source(self, frames, depth) -> FrameSource:
         # pickle protocols < 5 turn byte-swapped arrays into native ones: restore the
         # stored byte order that raw_dtype promises (a no-op when it is unchanged)
-        return _ArraySource(self.frames.astype(self.raw_dtype, copy=False), self.first_frame)
+        return _ArraySource(self.frames.astype(self.raw_dtype, copy=False), self.first_frame, frames)
 
 
 class _ArraySource(FrameSource):
-    def __init__(self, frames, first_frame):
+    """Views of the array: the span from the first to the last wanted frame."""
+
+    def __init__(self, frames, first_frame, wanted):
         flat = np.ascontiguousarray(frames).reshape(-1)
         if flat.flags.writeable:
             flat = flat.view()
@@ -127,6 +129,10 @@ class _ArraySource(FrameSource):
         self._flat = flat
         self._first = first_frame
         self._items = prod(frames.shape[1:])
+        self._wanted = np.asarray(wanted, dtype=np.int64)
 
-    def read(self, first, stop):
-        return self._flat[(first - self._first) * self._items:(stop - self._first) * self._items]
+    def read(self, i0, i1):
+        local = self._wanted[i0:i1] - self._first
+        lo = int(local[0])
+        flat = self._flat[lo * self._items:(int(local[-1]) + 1) * self._items]
+        return flat, (local - lo) * self._items

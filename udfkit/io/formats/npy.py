@@ -11,7 +11,7 @@ from ...common import Shape
 from ...errors import DataSetError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
-from ..layout import FileLayout
+from ..layout import FileLayout, FileSet
 from ._common import check_frame_count, check_path, check_sync_offset, parse_dims, resolve_shapes
 
 __all__ = ["NPYDataSet", "read_npy_header"]
@@ -43,8 +43,10 @@ class NPYDataSet(FileDataSet):
         axes are the signal (the last one for 2D arrays).
     sig_dims : int, optional
         Number of signal axes when ``sig_shape`` is not given.
-    sync_offset, io_backend, num_partitions, allow_partial
+    sync_offset, num_partitions, allow_partial
         As for the raw format.
+    io_backend : str or IOBackend, optional
+        ``"mmap"`` (default), ``"buffered"`` or ``"direct"``, or a backend instance.
 
     Examples
     --------
@@ -93,7 +95,7 @@ class NPYDataSet(FileDataSet):
         check_frame_count(where, nav_shape, image_count, self._allow_partial,
                           f"{size} bytes", f"sig_shape {sig_shape} × {dtype} = {frame_bytes} bytes")
         sync_offset = check_sync_offset(where, self._sync_offset_arg, prod(nav_shape), image_count)
-        self._layout = FileLayout(path, header, dtype, sig_shape, image_count)
+        self._fileset = FileSet([FileLayout(path, header, dtype, sig_shape, image_count)])
         return DataSetMeta(shape=Shape(nav_shape + sig_shape, sig_dims=len(sig_shape)),
                            raw_dtype=dtype, image_count=image_count, sync_offset=sync_offset,
                            metadata={"path": path, "file_bytes": size, "header_bytes": header,

@@ -1,7 +1,8 @@
-"""The ``raw`` format: a headerless file of C-order frames."""
+"""The ``raw`` format: C-order frames in one file or several, optionally with headers."""
 
 from __future__ import annotations
 
+import numbers
 import os
 from math import prod
 
@@ -9,7 +10,7 @@ from ...common import Shape, normalize_dtype
 from ...errors import DataSetError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
-from ..layout import FileLayout
+from ..layout import FileLayout, FileSet
 from ._common import (
     check_frame_count,
     check_path,
@@ -23,11 +24,13 @@ __all__ = ["RawFileDataSet"]
 
 
 class RawFileDataSet(FileDataSet):
-    """A headerless file of frames stored back to back in C order.
+    """Frames stored one after the other in C order, in one file or several.
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str or os.PathLike, or a list of them
+        One file, or the files of a data set split over several, in frame order (each
+        holds the next frames).
     dtype : dtype
         Stored dtype, any numeric dtype numpy knows, including byte-swapped ones (``">u2"``).
     nav_shape, sig_shape : tuple of int
@@ -36,11 +39,16 @@ class RawFileDataSet(FileDataSet):
         Positive: skip that many frames at the start of the file; negative: the first
         ``|sync_offset|`` positions have no frame.
     io_backend : str or IOBackend, optional
-        ``"mmap"`` (default).
+        ``"mmap"`` (default), ``"buffered"`` or ``"direct"``, or a backend instance such as
+        ``BufferedBackend(buffer_size="16MiB")``.
     num_partitions : int, optional
     allow_partial : bool
         Accept a file with fewer frames than ``nav_shape`` needs (an aborted acquisition); the
         positions past the end are reported invalid instead of raising an error.
+    file_header_bytes : int
+        Bytes at the start of every file, before its first frame.
+    frame_header_bytes, frame_footer_bytes : int
+        Bytes before and after every frame (per-frame headers of detector formats).
 
     Notes
     -----
@@ -61,53 +69,96 @@ class RawFileDataSet(FileDataSet):
     """
 
     def __init__(self, path=None, dtype=None, nav_shape=None, sig_shape=None, sync_offset=0,
-                 io_backend=None, num_partitions=None, allow_partial=False):
+                 io_backend=None, num_partitions=None, allow_partial=False, file_header_bytes=0,
+                 frame_header_bytes=0, frame_footer_bytes=0):
         super().__init__(nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions, allow_partial=allow_partial,
                          io_backend=io_backend)
         self._path_arg = path
         self._dtype_arg = dtype
+        self._headers_arg = {"file_header_bytes": file_header_bytes,
+                             "frame_header_bytes": frame_header_bytes,
+                             "frame_footer_bytes": frame_footer_bytes}
 
     def _initialize(self) -> DataSetMeta:
         missing = [n for n, v in (("path", self._path_arg), ("dtype", self._dtype_arg),
                                   ("nav_shape", self._nav_shape_arg),
                                   ("sig_shape", self._sig_shape_arg)) if v is None]
         if missing:
-            what = f"raw file {os.fspath(self._path_arg)!r}" if self._path_arg is not None else "raw format"
+            first = self._path_arg[0] if isinstance(self._path_arg, (list, tuple)) and self._path_arg \
+                else self._path_arg
+            what = f"raw file {os.fspath(first)!r}" if first is not None else "raw format"
             raise DataSetError(f"{what}: {', '.join(missing)} missing; a raw file has no header, "
                                "so ctx.load('raw', path=..., dtype=..., nav_shape=..., sig_shape=...) "
                                "needs all four")
-        path = check_path(self._path_arg, "raw file")
-        where = f"raw file {path!r}"
+        paths = self._path_arg if isinstance(self._path_arg, (list, tuple)) else [self._path_arg]
+        if not paths:
+            raise DataSetError("raw format: path is an empty list; give a file or a list of files")
+        paths = [check_path(p, "raw file") for p in paths]
+        path = paths[0]
+        where = (f"raw file {path!r}" if len(paths) == 1
+                 else f"raw files {path!r} ... {paths[-1]!r} ({len(paths)} files)")
         dtype = normalize_dtype(self._dtype_arg, error=DataSetError, where=where)
         nav_shape = parse_dims(self._nav_shape_arg, "nav_shape", where, required=True)
         sig_shape = parse_dims(self._sig_shape_arg, "sig_shape", where, required=True)
-        size = os.path.getsize(path)
+        file_header, frame_header, frame_footer = (
+            _byte_count(self._headers_arg[k], k, where)
+            for k in ("file_header_bytes", "frame_header_bytes", "frame_footer_bytes"))
         frame_bytes = prod(sig_shape) * dtype.itemsize
-        image_count, rest = divmod(size, frame_bytes)
+        stride = frame_header + frame_bytes + frame_footer
         desc = f"sig_shape {sig_shape} × {dtype} = {frame_bytes} bytes"
+        if stride != frame_bytes:
+            desc += f" (+ {stride - frame_bytes} bytes of frame header and footer)"
+        sizes = [os.path.getsize(p) for p in paths]
+        counts = []
+        rest = 0
+        for i, (p, size_i) in enumerate(zip(paths, sizes)):
+            if size_i < file_header:
+                raise DataSetError(f"raw file {p!r} has {size_i} bytes, fewer than its "
+                                   f"file_header_bytes={file_header}")
+            n_i, rest = divmod(size_i - file_header, stride)
+            if rest and len(paths) > 1 and (i < len(paths) - 1 or not self._allow_partial):
+                raise DataSetError(
+                    f"raw file {p!r} (file {i + 1} of {len(paths)}) has {size_i} bytes: "
+                    f"{file_header} header bytes, {n_i} frames of {desc} and {rest} bytes left "
+                    "over; every file of a multi-file data set must hold whole frames")
+            counts.append(n_i)
+        image_count = sum(counts)
+        size = sum(sizes)
+        need = len(paths) * file_header + prod(nav_shape) * stride
         check_some_frames(where, image_count, f"{size} bytes", desc)
-        if rest and not self._allow_partial:
+        if rest and len(paths) == 1 and not self._allow_partial:
             suggested = suggest_nav_shape(nav_shape, image_count)
             hint = (f"; nav_shape={suggested} fits the whole frames" if suggested != tuple(nav_shape)
                     else "")
             raise DataSetError(
                 f"{where} has {size} bytes, which is not a whole number of frames of {desc}: "
                 f"{image_count} frames and {rest} bytes left over; check sig_shape and dtype "
-                f"(with nav_shape {nav_shape} the file would need "
-                f"{prod(nav_shape) * frame_bytes} bytes{hint})")
+                f"(with nav_shape {nav_shape} the file would need {need} bytes{hint})")
         nav_size = prod(nav_shape)
         if image_count < nav_size and not self._allow_partial:
             raise DataSetError(
                 f"{where} is too small: it has {size} bytes, but nav_shape {nav_shape} × "
-                f"{desc} needs {nav_size * frame_bytes} bytes; it holds {image_count} whole frames, "
+                f"{desc} needs {need} bytes; it holds {image_count} whole frames, "
                 f"so nav_shape={suggest_nav_shape(nav_shape, image_count)} would fit (or pass "
                 f"allow_partial=True for an aborted acquisition)")
         check_frame_count(where, nav_shape, image_count, self._allow_partial,
                           f"{size} bytes", desc)
         sync_offset = check_sync_offset(where, self._sync_offset_arg, nav_size, image_count)
-        self._layout = FileLayout(path, 0, dtype, sig_shape, image_count)
+        self._fileset = FileSet([FileLayout(p, file_header, dtype, sig_shape, n, frame_header,
+                                            frame_footer) for p, n in zip(paths, counts)])
+        metadata = {"path": path, "file_bytes": size, "header_bytes": file_header,
+                    "io_backend": self._backend.name}
+        if len(paths) > 1:
+            metadata["paths"] = tuple(paths)
+        if frame_header or frame_footer:
+            metadata.update(frame_header_bytes=frame_header, frame_footer_bytes=frame_footer)
         return DataSetMeta(shape=Shape(nav_shape + sig_shape, sig_dims=len(sig_shape)),
                            raw_dtype=dtype, image_count=image_count, sync_offset=sync_offset,
-                           metadata={"path": path, "file_bytes": size, "header_bytes": 0,
-                                     "io_backend": self._backend.name})
+                           metadata=metadata)
+
+
+def _byte_count(value, name: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise DataSetError(f"{where}: {name}: expected a number of bytes >= 0, got {value!r}")
+    return int(value)

@@ -1,0 +1,71 @@
+"""Opening the files of a partition, with the checks every backend needs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ...errors import DataSetError
+
+__all__ = ["open_files", "needed_ends", "check_size", "read_exactly"]
+
+
+def needed_ends(fileset, frames: np.ndarray) -> dict:
+    """``{file index: (first frame, last frame, bytes the file must hold)}`` for ``frames``."""
+    if frames.size == 0:
+        return {}
+    idx = np.searchsorted(fileset.starts, frames, side="right") - 1
+    ends = {}
+    for f in np.unique(idx):
+        mine = frames[idx == f]
+        last = int(mine.max())
+        layout = fileset.files[f]
+        ends[int(f)] = (int(mine.min()), last,
+                        layout.frame_offset(last - int(fileset.starts[f])) + layout.frame_bytes)
+    return ends
+
+
+def check_size(fd: int, path: str, need: int, frames: str = "the frames to read",
+               when: str = "after it was loaded") -> None:
+    """Raise when the file behind ``fd`` holds fewer than ``need`` bytes (truncated)."""
+    size = os.fstat(fd).st_size
+    if size < need:
+        raise DataSetError(f"file {path!r} has {size} bytes, but {frames} need bytes up "
+                           f"to {need}; the file was truncated {when}")
+
+
+def open_files(fileset, frames: np.ndarray, flags: int = 0) -> dict:
+    """Open the files holding ``frames`` and check their sizes: ``{file index: fd}``."""
+    fds = {}
+    try:
+        for f, (first, last, need) in needed_ends(fileset, frames).items():
+            path = fileset.files[f].path
+            try:
+                fd = os.open(path, os.O_RDONLY | flags)
+            except FileNotFoundError:
+                raise DataSetError(f"file {path!r} disappeared after it was loaded") from None
+            fds[f] = fd
+            check_size(fd, path, need, f"frames {first}..{last}")
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
+
+
+def read_exactly(fd: int, view: memoryview, offset: int, need: int, path: str) -> None:
+    """Read into ``view`` from ``offset`` until at least ``need`` bytes arrived.
+
+    A read may return fewer bytes than asked (signals, network file systems, the end of
+    the file for an aligned direct read); only running out before ``need`` is an error.
+    """
+    got = 0
+    total = len(view)
+    while got < need:
+        n = os.preadv(fd, [view[got:total]], offset + got)
+        if n == 0:
+            raise DataSetError(f"file {path!r} ended at byte {offset + got}, but the frames to read "
+                               f"need bytes up to {offset + need}; the file was truncated while "
+                               "it was being read")
+        got += n
