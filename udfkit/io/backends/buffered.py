@@ -14,7 +14,7 @@ works on the current one (I/O and compute overlap; it helps when the file is not
 from __future__ import annotations
 
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -112,7 +112,8 @@ class BlockSource(FrameSource):
         self._buffers = [_page_aligned(size) for _ in range(2 if readahead else 1)]
         self._current = -1  # batch in self._buffers[0]
         self._scratch = None
-        self._ahead = None  # (batch, thread, [error]) filling self._buffers[1]
+        self._ahead = None  # (batch, future) filling self._buffers[1]
+        self._reader = None
 
     def _load(self, b: int, buf: np.ndarray) -> None:
         plan = self._plan
@@ -125,24 +126,15 @@ class BlockSource(FrameSource):
     def _start_ahead(self, b: int) -> None:
         if b >= self._plan.num_batches:
             return
-        errors = []
-
-        def work():
-            try:
-                self._load(b, self._buffers[1])
-            except BaseException as e:  # handed to the reading thread
-                errors.append(e)
-
-        thread = threading.Thread(target=work, name="udfkit-readahead", daemon=True)
-        thread.start()
-        self._ahead = (b, thread, errors)
+        if self._reader is None:
+            # one thread for the source's life, not one per batch
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="udfkit-readahead")
+        self._ahead = (b, self._reader.submit(self._load, b, self._buffers[1]))
 
     def _finish_ahead(self):
-        b, thread, errors = self._ahead
+        b, future = self._ahead
         self._ahead = None
-        thread.join()
-        if errors:
-            raise errors[0]
+        future.result()  # re-raises a read error in the reading thread
         return b
 
     def _switch_to(self, b: int) -> None:
@@ -184,6 +176,9 @@ class BlockSource(FrameSource):
                 self._finish_ahead()
             except BaseException:
                 pass  # the run is over; an error of a batch nobody reads does not matter
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
+            self._reader = None
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
