@@ -43,7 +43,8 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sync-offset", type=int, default=None, metavar="N",
                    help="skip N frames at the start (negative: N positions have no frame)")
     p.add_argument("--num-partitions", type=int, default=None, metavar="N")
-    p.add_argument("--io-backend", default=None, metavar="NAME", help="default: mmap")
+    p.add_argument("--io-backend", default=None, metavar="NAME",
+                   help="mmap (default), buffered or direct")
 
 
 def dataset_params(args) -> tuple[str, dict]:
