@@ -105,6 +105,19 @@ def test_run_matches_api(kind, raw_file, npy_file, data, tmp_path, capsys):
     assert "GB/s" in out
 
 
+@pytest.mark.parametrize("backend", ["buffered", "direct"])
+def test_run_with_io_backend(backend, raw_file, data, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    code, out, err = run_cli(["run", "sum", raw_file, *RAW_ARGS, "--io-backend", backend,
+                              "-o", str(out_dir)], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(out_dir / "sum_intensity.npy"),
+                                  data.astype(np.float64).sum(axis=(0, 1)))
+    code, out, err = run_cli(["run", "sum", raw_file, *RAW_ARGS, "--io-backend", "tape",
+                              "-o", str(out_dir)], capsys)
+    assert code == 1 and "io_backend" in err and "buffered" in err
+
+
 def test_run_npz_and_masks(raw_file, data, tmp_path, capsys):
     masks = np.random.default_rng(2).random((3,) + SIG).astype(np.float32)
     np.save(tmp_path / "masks.npy", masks)
