@@ -71,15 +71,16 @@ class Context:
         ds = make_dataset(filetype, params)
         return ds.initialize(self.executor)
 
-    def _run(self, dataset, udf, roi, progress, iterate, deterministic=False):
+    def _run(self, dataset, udf, roi, progress, iterate, deterministic=False, corrections=None):
         udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
         if not udfs:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
-        run = UDFRun(dataset, udfs, roi=roi)
+        run = UDFRun(dataset, udfs, roi=roi, corrections=corrections)
         return run.execute(self.executor, iterate=iterate, progress=make_reporter(progress),
                            deterministic=deterministic)
 
-    def run_udf(self, dataset, udf, *, roi=None, progress=False, deterministic=False):
+    def run_udf(self, dataset, udf, *, roi=None, corrections=None, progress=False,
+                deterministic=False):
         """Run one UDF (returns its result dict) or a list of UDFs in one pass (a list of dicts).
 
         Parameters
@@ -88,6 +89,10 @@ class Context:
         udf : UDF or list of UDF
         roi : numpy.ndarray of bool, optional
             Nav-shaped (or flat) mask of the positions to process.
+        corrections : CorrectionSet, optional
+            Dark frame, gain map and excluded pixels, applied to every frame before the UDFs
+            see it; frames then arrive as float (at least ``float32``). See
+            :class:`~udfkit.CorrectionSet` for the exact rules.
         progress : bool or reporter
             ``True`` shows a progress bar of frames.
         deterministic : bool
@@ -99,21 +104,33 @@ class Context:
         -------
         dict or list of dict
             ``{name: BufferResult}`` per UDF.
+
+        Raises
+        ------
+        CorrectionError
+            When ``corrections`` do not fit the data set (checked before any data is read).
         """
         # without iterate the run yields exactly one, final, result
-        (final,) = self._run(dataset, udf, roi, progress, iterate=False, deterministic=deterministic)
+        (final,) = self._run(dataset, udf, roi, progress, iterate=False, deterministic=deterministic,
+                             corrections=corrections)
         return final.buffers if isinstance(udf, (list, tuple)) else final.buffers[0]
 
-    def run_udf_iter(self, dataset, udf, *, roi=None, progress=False, deterministic=False):
+    def run_udf_iter(self, dataset, udf, *, roi=None, corrections=None, progress=False,
+                     deterministic=False):
         """Like :meth:`run_udf`, but a generator of :class:`~udfkit.udf.RunResults`, one after
         every merged partition, the last one complete. Closing it early stops the run."""
-        return self._run(dataset, udf, roi, progress, iterate=True, deterministic=deterministic)
+        return self._run(dataset, udf, roi, progress, iterate=True, deterministic=deterministic,
+                         corrections=corrections)
 
-    def map(self, dataset, f, *, roi=None, progress=False):
-        """Apply ``f`` to every frame; returns a :class:`~udfkit.udf.BufferResult` (``.data``)."""
+    def map(self, dataset, f, *, roi=None, corrections=None, progress=False):
+        """Apply ``f`` to every frame; returns a :class:`~udfkit.udf.BufferResult` (``.data``).
+
+        With ``corrections`` (a :class:`~udfkit.CorrectionSet`), ``f`` sees corrected frames.
+        """
         from .udf.builtins.map import MapUDF
 
-        return self.run_udf(dataset, MapUDF(f=f), roi=roi, progress=progress)["result"]
+        return self.run_udf(dataset, MapUDF(f=f), roi=roi, corrections=corrections,
+                            progress=progress)["result"]
 
     def export(self, dataset, path, *, roi=None, overwrite=False, format=None, progress=False):
         """Write the data set (or the frames in ``roi``) to ``path``, streaming.

@@ -14,6 +14,7 @@ __all__ = [
     "DataSetFileNotFoundError",
     "ROIError",
     "TilingError",
+    "CorrectionError",
     "UDFError",
     "UDFResultError",
     "ExecutorError",
@@ -40,6 +41,10 @@ class ROIError(UdfkitError, ValueError):
 
 class TilingError(UdfkitError, ValueError):
     """The UDFs' tiling preferences cannot be met by the data set."""
+
+
+class CorrectionError(UdfkitError, ValueError):
+    """Detector corrections (dark, gain, excluded pixels) that do not fit the data set."""
 
 
 class UDFError(UdfkitError, TypeError):

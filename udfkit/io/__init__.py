@@ -4,7 +4,8 @@ Imports only :mod:`udfkit.common` and :mod:`udfkit.errors`; knows nothing of UDF
 """
 
 from .base import DataSet, DataSetMeta, DataTile, FrameSource, IOBackend, Partition
+from .corrections import CorrectionSet
 from .tiling import Negotiator, TilingConstraints, TilingRequest, TilingScheme
 
 __all__ = ["DataSet", "DataSetMeta", "DataTile", "FrameSource", "IOBackend", "Partition",
-           "Negotiator", "TilingConstraints", "TilingRequest", "TilingScheme"]
+           "CorrectionSet", "Negotiator", "TilingConstraints", "TilingRequest", "TilingScheme"]

@@ -5,10 +5,13 @@ Protocol of a run
 1. **Check** every UDF (process method, picklable parameters, input dtype preference) before
    anything is read; normalise the ROI.
 2. **Plan**: each UDF's input dtype is numpy's promotion of its preference with the stored
-   dtype (UDFs with different input dtypes share the reads, each gets its own tiles);
-   the effective ROI is the user's ROI combined with the positions that have a frame; the
-   negotiator picks one tiling scheme for all UDFs; each partition with at least one
-   processed frame becomes a :class:`~udfkit.udf.runner.PartitionTask`.
+   dtype, and with ``float32`` when corrections are given (UDFs with different input dtypes
+   share the reads, each gets its own tiles); the effective ROI is the user's ROI combined
+   with the positions that have a frame; corrections are checked against the signal shape
+   and their neighbour table is built; the negotiator picks one tiling scheme for all UDFs
+   (whole frames when pixels are excluded, sized for the cache whenever tiles are copies);
+   each partition with at least one processed frame becomes a
+   :class:`~udfkit.udf.runner.PartitionTask`, which carries the corrections.
 3. **Prepare** the full-size buffers on the main process and run ``preprocess`` on them.
 4. **Execute**: the executor runs the tasks (in any order) and hands back partition results.
 5. **Merge** each partition result as it arrives: nav buffers are merged into the rows that
@@ -28,7 +31,8 @@ import numpy as np
 
 from ..common import normalize_roi
 from ..errors import ExecutorError, ROIError
-from ..io.tiling import Negotiator
+from ..io.corrections import CorrectionSet
+from ..io.tiling import Negotiator, TilingRequest
 from .buffers import AuxData, Namespace, buffer_shape
 from .meta import UDFMeta
 from .results import BufferResult, RunResults
@@ -48,9 +52,11 @@ class UDFRun:
     udfs : list of UDF
     roi : array_like of bool, optional
     negotiator : Negotiator, optional
+    corrections : CorrectionSet, optional
+        Applied to every frame before the UDFs see it (see :mod:`udfkit.io.corrections`).
     """
 
-    def __init__(self, dataset, udfs, roi=None, negotiator=None):
+    def __init__(self, dataset, udfs, roi=None, negotiator=None, corrections=None):
         self.dataset = dataset
         self.udfs = list(udfs)
         self.methods = [check_udf(u) for u in self.udfs]
@@ -67,6 +73,7 @@ class UDFRun:
             self.roi = user_roi
         else:
             self.roi = user_roi & valid
+        self.corrections = self._plan_corrections(corrections)
         # the meta comes first: a UDF may look at the data set to choose its input dtype
         native = dataset.native_dtype
         for u in self.udfs:
@@ -74,7 +81,9 @@ class UDFRun:
                              input_dtype=native, roi=self.roi)
         # each UDF gets its own preference promoted with the stored dtype: a UDF that reads
         # the stored dtype keeps its fast path next to one that wants float32
-        self.input_dtypes = [np.result_type(preferred_dtype(u), native) for u in self.udfs]
+        # corrected frames are float: at least float32, wider by promotion
+        floor = () if self.corrections is None else (np.float32,)
+        self.input_dtypes = [np.result_type(preferred_dtype(u), native, *floor) for u in self.udfs]
         paths = tuple(p for p in [dataset.meta.metadata.get("path")] if p is not None)
         for u, dtype in zip(self.udfs, self.input_dtypes):
             u.meta.input_dtype = dtype
@@ -98,16 +107,31 @@ class UDFRun:
 
         negotiator = negotiator or Negotiator()
         stored = dataset.dtype
+        requests = [tiling_request(u, m) for u, m in zip(self.udfs, self.methods)]
+        if self.corrections is not None and self.corrections.needs_whole_frames:
+            # a neighbourhood of an excluded pixel must not cross a tile border
+            requests.append(TilingRequest(method="tile", whole_frames=True))
         self.scheme = negotiator.get_scheme(
-            [tiling_request(u, m) for u, m in zip(self.udfs, self.methods)],
+            requests,
             sig_shape=self.sig_shape, dtype=self.input_dtype,
             max_partition_frames=max(p.num_frames for p in self.partitions),
             constraints=dataset.get_tiling_constraints(),
             # with a ROI most tiles have gaps and are copied: size them for the cache
             zero_copy=(dataset.supports_zero_copy and stored.isnative and self.roi is None
+                       and self.corrections is None
                        and all(dtype == stored for dtype in self.input_dtypes)))
         for u in self.udfs:
             u.meta.tiling_scheme = self.scheme
+
+    def _plan_corrections(self, corrections):
+        if corrections is None:
+            return None
+        if not isinstance(corrections, CorrectionSet):
+            raise TypeError(f"corrections: expected a CorrectionSet or None, got "
+                            f"{type(corrections).__name__}")
+        if corrections.is_empty:
+            return None
+        return corrections.plan(self.sig_shape, where=self.dataset.description)
 
     def _part_roi(self, p):
         return None if self.roi is None else self.roi[p.start:p.stop]
@@ -132,7 +156,8 @@ class UDFRun:
             tasks.append(PartitionTask(
                 partition=p, udfs=udfs, methods=self.methods, scheme=self.scheme,
                 input_dtypes=self.input_dtypes, roi=part_roi, run_roi=self.roi,
-                dataset_shape=self.dataset.shape, dataset_dtype=self.dataset.dtype))
+                dataset_shape=self.dataset.shape, dataset_dtype=self.dataset.dtype,
+                corrections=self.corrections))
         return tasks
 
     def _cut_aux(self, aux: AuxData, sel, udf) -> AuxData:

@@ -9,6 +9,10 @@ the public buffers. All UDFs of a run see the same tiles, so the data are read o
 Per-tile work is kept small: signal-buffer views are made once per signal slice of the
 scheme, nav views are plain slices, and ``self.meta`` builds ``slice`` and ``coordinates``
 only when a UDF asks for them.
+
+With corrections, the partition is read once, in the stored dtype where the correction
+kernel can read it directly, and each input dtype's group of UDFs gets the tiles corrected
+(and converted) in one pass into its own reused buffer; the source tiles are never written.
 """
 
 from __future__ import annotations
@@ -65,10 +69,12 @@ class PartitionTask:
         The run's flat ROI over the whole data set (for ``self.meta.roi``).
     dataset_shape : Shape
     dataset_dtype : numpy.dtype
+    corrections : CorrectionPlan or None
+        Applied to every tile before the UDFs see it.
     """
 
     def __init__(self, *, partition, udfs, methods, scheme, input_dtypes, roi, run_roi,
-                 dataset_shape, dataset_dtype):
+                 dataset_shape, dataset_dtype, corrections=None):
         self.partition = partition
         self.udfs = udfs
         self.methods = methods
@@ -78,6 +84,7 @@ class PartitionTask:
         self.run_roi = run_roi
         self.dataset_shape = dataset_shape
         self.dataset_dtype = np.dtype(dataset_dtype)
+        self.corrections = corrections
 
     @property
     def index(self) -> int:
@@ -196,8 +203,11 @@ def _process(part, task, bound, sig_shape, progress=None):
     for b, dtype in zip(bound, task.input_dtypes):
         by_dtype.setdefault(dtype, []).append(b)
     feeders = [_Feeder(group, task.scheme, sig_shape) for group in by_dtype.values()]
-    streams = [part.get_tiles(task.scheme, dtype, task.roi) for dtype in by_dtype]
     last_slice = len(task.scheme) - 1
+    if task.corrections is not None:
+        _process_corrected(part, task, list(by_dtype), feeders, progress, last_slice)
+        return
+    streams = [part.get_tiles(task.scheme, dtype, task.roi) for dtype in by_dtype]
     if len(streams) == 1:
         feed = feeders[0]
         for tile in streams[0]:
@@ -210,6 +220,19 @@ def _process(part, task, bound, sig_shape, progress=None):
             feed(tile)
         if progress is not None and tiles[0].scheme_idx == last_slice:
             progress(tiles[0].data.shape[0])
+
+
+def _process_corrected(part, task, dtypes, feeders, progress, last_slice):
+    """One source stream; each dtype group gets it corrected into its own buffer."""
+    plan = task.corrections
+    correctors = [plan.corrector(task.scheme, dtype) for dtype in dtypes]
+    source = part.get_tiles(task.scheme, plan.source_dtype(part.raw_dtype, dtypes), task.roi)
+    pairs = list(zip(correctors, feeders))
+    for tile in source:
+        for correct, feed in pairs:
+            feed(correct(tile))
+        if progress is not None and tile.scheme_idx == last_slice:
+            progress(tile.data.shape[0])
 
 
 class _Feeder:
