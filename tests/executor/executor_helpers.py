@@ -32,13 +32,17 @@ class RaisesOnPartition(UDF):
 
 
 class SlowTiles(UDF):
-    """50 ms per tile: long enough to interrupt or kill a worker in the middle of a run."""
+    """``delay`` (50 ms) per tile: long enough to interrupt or kill a worker in the middle
+    of a run."""
+
+    def __init__(self, delay=0.05):
+        super().__init__(delay=delay)
 
     def get_result_buffers(self):
         return {"x": self.buffer(kind="nav")}
 
     def process_tile(self, tile):
-        time.sleep(0.05)
+        time.sleep(self.params.delay)
 
 
 def check_equals_inline(ctx):

@@ -7,7 +7,10 @@ processes bound to 127.0.0.1; ``Context.make_with("dask", scheduler="tcp://host:
 
 One task per partition; at most ``2 ×`` workers tasks are submitted at a time, more as results
 come back. Partition results are gathered and merged on the client. Progress reports of
-running partitions travel through a ``distributed.Queue`` named after the run. An exception
+running partitions travel through a ``distributed.Queue`` named after the run. A run that
+stops early (an error, Ctrl-C, a ``run_udf_iter`` generator closed) cancels its tasks; those
+already running stop at their next progress report, so the next run does not wait for
+them. A task whose worker dies is run again on another worker by dask. An exception
 in a UDF comes back with its type and remote traceback (dask keeps both); a task whose
 workers keep dying ends the run with :class:`~udfkit.errors.ExecutorError`.
 """
@@ -32,16 +35,50 @@ def _run_task(payload, queue_name, index):
     which refers to classes by module name, and a scheduler or worker that cannot import
     the module (a user's module registered with ``cloudpickle.register_pickle_by_value``)
     would fail to load it.
+
+    The task always gets a ``progress`` callback, even when nobody watches the progress:
+    each (rate-limited) report is where a cancelled task stops itself (see
+    :func:`_cancelled`).
     """
     import cloudpickle
 
     task = cloudpickle.loads(payload)
-    if queue_name is None:
-        return task()
-    from distributed import Queue
+    queue = None
+    if queue_name is not None:
+        from distributed import Queue
 
-    queue = Queue(queue_name)
-    return task(progress=lambda frames: queue.put((index, frames)))
+        queue = Queue(queue_name)
+
+    def report(frames):
+        if _cancelled():
+            raise _Cancelled(f"task {index} was cancelled by the client")
+        if queue is not None:
+            queue.put((index, frames))
+
+    return task(progress=report)
+
+
+class _Cancelled(Exception):
+    """Raised inside a cancelled task to stop it (nobody waits for its result)."""
+
+
+def _cancelled() -> bool:
+    """Has the client cancelled the task running in this thread?
+
+    dask cannot stop a running function: a cancelled task keeps its worker thread until
+    it returns, and the next run's tasks wait behind it (after a Ctrl-C, for as long as
+    the interrupted partitions would have taken). The worker does mark the task
+    ``cancelled``, so the task can look and stop itself. Best effort: outside a worker,
+    or should dask's internals change, the answer is no.
+    """
+    try:
+        from distributed import get_worker
+        from distributed.worker import thread_state
+
+        ts = get_worker().state.tasks.get(thread_state.key)
+    except Exception:  # pragma: no cover - not on a worker, or other dask internals
+        return False
+    return ts is not None and ts.state == "cancelled"
 
 
 class DaskExecutor(Executor):
