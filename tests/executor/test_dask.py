@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 import cloudpickle
 import numpy as np
@@ -79,6 +80,15 @@ def test_local_cluster(raw_file):
         assert ctx.executor.num_workers == 2
         check_results(ctx, data, path)
         check_failure_and_progress(ctx, data, path)
+        # a second local cluster at the same time: each scheduler serves HTTP on a port of
+        # its own, so it starts without the warning "Port 8787 is already in use", which
+        # with warnings as errors would stop it from starting at all (so would a dask
+        # dashboard already open on 8787)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with Context.make_with("dask", cpus=1) as other:
+                res = other.run_udf(dataset=load(other, path), udf=SumUDF())
+                np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
 
 
 def start_scheduler(tmp_path):

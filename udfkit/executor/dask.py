@@ -113,8 +113,12 @@ class DaskExecutor(Executor):
             n = default_workers() if cpus is None else cpus
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ValueError(f"cpus: expected a positive integer, got {cpus!r}")
+            # without a dashboard the scheduler still serves HTTP (health checks), by default
+            # on port 8787: a free port instead, or a second cluster (or a dask dashboard
+            # already open) makes it warn "Port 8787 is already in use"
             self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                          host="127.0.0.1", dashboard_address=None,
+                                         scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                                          preload=["udfkit.preload"], silence_logs=40)
             self.client = Client(self._cluster)
         self._runs = itertools.count(1)
