@@ -30,9 +30,10 @@ def ctx():
 
 
 def skip_if_in_other_processes(ctx):
-    if ctx.executor.kind == "processes":
+    if ctx.executor.kind in ("processes", "dask"):
         pytest.skip("the UDF hooks log into this process's memory; on worker processes that log "
-                    "is not visible (tests/executor/test_processes.py covers the executor)")
+                    "is not visible (tests/executor/test_processes.py and test_dask*.py cover the "
+                    "executors)")
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +44,24 @@ def processes_ctx():
         yield c
 
 
+@pytest.fixture(scope="module")
+def dask_ctx():
+    # one local cluster (scheduler in this process, two worker processes) for the module:
+    # starting one costs about a second. Its workers are spawned with this process's
+    # sys.path and import this module by name, like the processes executor's workers (not
+    # registered with cloudpickle.register_pickle_by_value: the hook tests need the UDF
+    # classes pickled by reference, so that inline and threads runs log into HOOK_LOG)
+    with Context.make_with("dask", cpus=2) as c:
+        yield c
+
+
 @pytest.fixture(params=[("inline", {}), ("inline", {"debug": True}), ("threads", {"cpus": 2}),
-                        ("processes", {})],
-                ids=["inline", "inline-debug", "threads", "processes"])
+                        ("processes", {}), ("dask", {})],
+                ids=["inline", "inline-debug", "threads", "processes", "dask"])
 def any_ctx(request):
     kind, kwargs = request.param
-    if kind == "processes":
-        yield request.getfixturevalue("processes_ctx")
+    if kind in ("processes", "dask"):
+        yield request.getfixturevalue(f"{kind}_ctx")
         return
     with Context.make_with(kind, **kwargs) as c:
         yield c

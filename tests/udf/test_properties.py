@@ -28,8 +28,31 @@ DTYPES = ["uint8", "uint16", "int32", "float32", "float64", ">u2", ">f4",
           "int8", "uint32", ">i4", ">f8", "float16"]
 FORMATS = ["memory", "raw", "npy"]
 EXECUTORS = {"inline": {}, "inline-debug": {"debug": True}}
+# executors with workers (threads, worker processes, a local dask cluster): one Context each
+# for the whole module, closed at its end. Worker processes are spawned with this process's
+# sys.path and import this module's UDF classes by name (registered by value with
+# cloudpickle, every task would carry them, and the inline-debug runs took twice as long)
+WORKER_EXECUTORS = {"threads": ("threads", {"cpus": 2}), "processes": ("processes", {"cpus": 2}),
+                    "dask": ("dask", {"cpus": 2})}
 
 MAX_ELEMENTS = 20_000
+
+_SHARED = {}
+
+
+def shared_context(name):
+    """The module's Context of executor ``name`` (started on first use)."""
+    if name not in _SHARED:
+        kind, kwargs = WORKER_EXECUTORS[name]
+        _SHARED[name] = Context.make_with(kind, **kwargs)
+    return _SHARED[name]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_shared_contexts():
+    yield
+    while _SHARED:
+        _SHARED.popitem()[1].close()
 
 
 # -- UDFs under test -------------------------------------------------------------------------
@@ -326,6 +349,30 @@ def test_results_equal_numpy(fmt, executor, case):
             ds = load(ctx, case, fmt, tmpdir)
             run_all(ctx, ds, case)
             check_iter(ctx, ds, case)
+
+
+@pytest.mark.parametrize("executor", sorted(WORKER_EXECUTORS))
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), fmt=st.sampled_from(FORMATS))
+def test_executors_equal_inline(executor, fmt, case):
+    """The central property on threads, worker processes and a local dask cluster (fewer
+    examples: a run there costs milliseconds per partition), and bit-identical results to
+    the inline executor's with ``deterministic=True``."""
+    ctx = shared_context(executor)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        ds = load(ctx, case, fmt, tmpdir)
+        run_all(ctx, ds, case)
+        check_iter(ctx, ds, case)
+        inline = Context.make_with("inline")
+        ref = inline.run_udf(dataset=load(inline, case, fmt, tmpdir),
+                             udf=tile_udfs(case) + [StatsUDF()], roi=case.roi)
+        got = ctx.run_udf(dataset=ds, udf=tile_udfs(case) + [StatsUDF()], roi=case.roi,
+                          deterministic=True)
+        for r, g in zip(ref, got):
+            assert r.keys() == g.keys()
+            for name in r:
+                np.testing.assert_array_equal(g[name].data, r[name].data, err_msg=name)
+                np.testing.assert_array_equal(g[name].valid_mask, r[name].valid_mask, err_msg=name)
 
 
 @pytest.mark.slow
