@@ -322,3 +322,36 @@ def test_corrector_refuses_split_tiles_with_excluded_pixels():
 def test_source_dtype(stored, outs, want):
     plan = CorrectionSet(gain=np.ones(3)).plan((3,))
     assert plan.source_dtype(np.dtype(stored), [np.dtype(o) for o in outs]) == np.dtype(want)
+
+
+CACHE_SCRIPT = """
+import numpy as np
+from udfkit.io import _correct
+src = np.arange(32, dtype=np.uint16)
+src.flags.writeable = False
+out = np.empty((2, 16), np.float32)
+dark, gain = np.ones(16, np.float32), np.full(16, 2, np.float32)
+exc, indptr, nbrs = np.array([0]), np.array([0, 1]), np.array([1])
+_correct.correct_rows(src, 16, dark, gain, True, True, out, exc, indptr, nbrs)
+assert out[1, 0] == out[1, 1] == 32 and out[0, 5] == 8
+stats = _correct.correct_rows.stats
+print(len(stats.cache_hits), len(stats.cache_misses))
+"""
+
+
+def test_kernel_is_loaded_from_the_disk_cache(tmp_path):
+    """``cache=True``: a second process loads the compiled kernel instead of compiling it."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", CACHE_SCRIPT], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return tuple(map(int, out.stdout.split()))
+
+    assert run() == (0, 1)
+    assert run() == (1, 0)

@@ -380,6 +380,16 @@ def test_two_input_dtypes_share_one_read():
     np.testing.assert_allclose(res[1]["frames"].raw_data, want, rtol=1e-13)
 
 
+@pytest.mark.parametrize("dark_dtype", ["uint16", ">i4", "float32"])
+def test_integer_dark_above_the_data_goes_negative(dark_dtype):
+    """No wraparound: the subtraction happens in float, whatever the dark's dtype."""
+    case = frames_case((5, 6), dtype="uint16", fmt="memory", num_partitions=2)
+    corr = CorrectionSet(dark=np.full((5, 6), 100, dtype=dark_dtype), excluded_pixels=[(4, 5)])
+    ctx = shared_context("inline")
+    res = run_and_check(ctx, load(ctx, case, None), case, corr)
+    assert (res[0]["frames"].raw_data < 0).all()
+
+
 def test_empty_correction_set_changes_nothing():
     case = frames_case((4, 4), fmt="memory")
     ctx = shared_context("inline")
@@ -453,3 +463,14 @@ def test_on_worker_processes(processes_ctx, tmp_path, fmt, io_backend):
     ds = load(processes_ctx, case, tmp_path, io_backend)
     for method in ("frame", "tile", "partition"):
         run_and_check(processes_ctx, ds, case, corr, method=method)
+
+
+@pytest.mark.slow
+def test_on_a_local_dask_cluster(tmp_path):
+    case = frames_case((7, 9), dtype="uint16", nav_shape=(3, 5), num_partitions=3, fmt="raw",
+                       roi=np.arange(15).reshape(3, 5) % 4 != 1)
+    corr = CorrectionSet(dark=np.full((7, 9), 0.5), excluded_pixels=[(0, 0), (3, 3), (3, 4), (6, 8)])
+    with Context.make_with("dask", cpus=2) as ctx:
+        ds = load(ctx, case, tmp_path, "buffered")
+        for method in ("frame", "tile"):
+            run_and_check(ctx, ds, case, corr, method=method)
