@@ -304,9 +304,13 @@ def test_results_after_faults_equal_inline(dctx):
 
 
 SIGINT_SCRIPT = """
-import os, sys, time
+import os, signal, sys, time
 import numpy as np
 from udfkit import Context, UDF
+
+# Ctrl-C raises KeyboardInterrupt even when this runs under a shell's background job,
+# which starts its commands with SIGINT ignored (and Python then keeps it ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 class Slow(UDF):
     def get_result_buffers(self):
