@@ -172,25 +172,28 @@ class SlowSumSig(UDF):
 
 class Reporter:
     def start(self, total):
-        self.total, self.n = total, 0
+        self.total, self.n, self.calls = total, 0, []
 
     def advance(self, n):
         self.n += n
+        self.calls.append(n)
+        assert 0 <= n and self.n <= self.total, "progress goes back or beyond the total"
 
     def close(self):
         pass
 
 
-class KillOnFirstReport(Reporter):
-    """Kills a worker with SIGKILL once the run is under way."""
+class KillOnReport(Reporter):
+    """Kills a worker with SIGKILL at report ``after`` (the run is under way)."""
 
-    def __init__(self, pid):
+    def __init__(self, pid, after=1):
         self.pid = pid
+        self.after = after
         self.killed = False
 
     def advance(self, n):
         super().advance(n)
-        if not self.killed:
+        if not self.killed and len(self.calls) >= self.after:
             self.killed = True
             os.kill(self.pid, signal.SIGKILL)
 
@@ -199,10 +202,11 @@ def test_killed_worker_mid_run(dctx):
     """A worker SIGKILLed in the middle of a partition: dask runs the partition again on a
     live worker (up to 3 times a task may lose its worker), so the run ends with a correct
     result — or, had it no worker left, with ExecutorError — within seconds, never a hang;
-    the nanny starts a new worker."""
+    the nanny starts a new worker. Progress counts the frames of the partition run again
+    once, not twice."""
     data, ds = make_ds(dctx, num_partitions=2, tileshape=(1,) + SIG)  # 24 × 0.05 s each
     pids = worker_pids(dctx)
-    rep = KillOnFirstReport(pids[0])
+    rep = KillOnReport(pids[0], after=3)
     t0 = time.perf_counter()
     try:
         res = dctx.run_udf(dataset=ds, udf=SlowSumSig(), progress=rep)

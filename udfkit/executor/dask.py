@@ -48,12 +48,14 @@ def _run_task(payload, queue_name, index):
         from distributed import Queue
 
         queue = Queue(queue_name)
+    # dask runs a task again when its worker dies: the client tells the attempts apart
+    attempt = uuid.uuid4().hex
 
     def report(frames):
         if _cancelled():
             raise _Cancelled(f"task {index} was cancelled by the client")
         if queue is not None:
-            queue.put((index, frames))
+            queue.put((index, attempt, frames))
 
     return task(progress=report)
 
@@ -156,11 +158,19 @@ class DaskExecutor(Executor):
                 return True
             return False
 
+        counted = {}  # index -> (attempt, its frames so far, frames handed on)
+
         def hand_on_reports():
+            # a task run again after its worker died reports its first frames again: only
+            # frames beyond those already handed on count, so progress never goes back
             if queue is None:
                 return
-            for index, frames in queue.get(batch=True):
-                progress(index, frames)
+            for index, attempt, frames in queue.get(batch=True):
+                last, done, handed = counted.get(index, (attempt, 0, 0))
+                done = done + frames if attempt == last else frames
+                counted[index] = (attempt, done, max(done, handed))
+                if done > handed:
+                    progress(index, done - handed)
 
         try:
             while len(pending) < limit and submit_next():
