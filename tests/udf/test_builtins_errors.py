@@ -328,3 +328,18 @@ def test_logsum_bool_data():
 def test_bad_roi(ctx, ds, udf_cls, roi):
     raises_clear(ROIError, lambda: ctx.run_udf(dataset=ds, udf=udf_cls(), roi=roi), match="roi")
     still_usable(ctx, ds)
+
+
+def test_record_onto_any_file_of_a_multi_file_source_refused(tmp_path):
+    data = np.arange(4 * 5 * 6, dtype="uint16").reshape(4, 5, 6)
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"part{i}.raw"
+        data[2 * i:2 * i + 2].tofile(path)
+        paths.append(path)
+    ctx = Context.make_with("inline")
+    src = ctx.load("raw", path=[str(p) for p in paths], dtype="uint16", nav_shape=(4,), sig_shape=(5, 6))
+    original = paths[1].read_bytes()
+    with pytest.raises((UdfkitError, ValueError, OSError), match="part1"):
+        ctx.run_udf(dataset=src, udf=RecordUDF(path=paths[1], format="raw", overwrite=True))
+    assert paths[1].read_bytes() == original

@@ -84,7 +84,8 @@ class UDFRun:
         # corrected frames are float: at least float32, wider by promotion
         floor = () if self.corrections is None else (np.float32,)
         self.input_dtypes = [np.result_type(preferred_dtype(u), native, *floor) for u in self.udfs]
-        paths = tuple(p for p in [dataset.meta.metadata.get("path")] if p is not None)
+        md = dataset.meta.metadata
+        paths = tuple(md.get("paths") or [p for p in [md.get("path")] if p is not None])
         for u, dtype in zip(self.udfs, self.input_dtypes):
             u.meta.input_dtype = dtype
             u.meta.dataset_paths = paths
