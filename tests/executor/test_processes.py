@@ -259,9 +259,13 @@ def test_script_without_main_guard_gets_a_hint(tmp_path):
 
 
 SIGINT_SCRIPT = """
-import sys, time
+import signal, sys, time
 import numpy as np
 from udfkit import Context, UDF
+
+# a background job of a non-interactive shell starts with SIGINT ignored (and Python keeps
+# it so): behave like a script started from a terminal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 class Slow(UDF):
     def get_result_buffers(self):
