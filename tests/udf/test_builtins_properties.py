@@ -37,6 +37,7 @@ from builtins_strategies import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared_contexts import ALL_EXECUTORS, SharedContexts
 
 from udfkit import Context
 from udfkit.udf import (
@@ -53,27 +54,9 @@ from udfkit.udf import (
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                         HealthCheck.data_too_large])
-EXECUTORS = {"inline": ("inline", {}), "inline-debug": ("inline", {"debug": True}),
-             "threads": ("threads", {"cpus": 2}), "processes": ("processes", {"cpus": 2}),
-             "dask": ("dask", {"cpus": 2})}
-
-
-_SHARED = {}
-
-
-def shared_context(name):
-    """One Context per executor kind for the whole module (workers are reused)."""
-    if name not in _SHARED:
-        kind, kwargs = EXECUTORS[name]
-        _SHARED[name] = Context.make_with(kind, **kwargs)
-    return _SHARED[name]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_shared_contexts():
-    yield
-    while _SHARED:
-        _SHARED.popitem()[1].close()
+EXECUTORS = ALL_EXECUTORS
+shared_context = SharedContexts(EXECUTORS)
+_close_shared_contexts = shared_context.closing_fixture()
 
 
 UDF_NAMES = ["sum", "sumsig", "stddev", "stats", "pick", "logsum", "masks", "map", "record"]

@@ -29,6 +29,7 @@ from builtins_strategies import ALL_DTYPES, BCase, cases
 from builtins_strategies import load as load_memory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared_contexts import SharedContexts
 
 from udfkit import UDF, Context, CorrectionError, CorrectionSet
 from udfkit.udf.driver import UDFRun
@@ -40,21 +41,8 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
 EXECUTORS = {"inline": ("inline", {}), "inline-debug": ("inline", {"debug": True}),
              "threads": ("threads", {"cpus": 2})}
 
-_SHARED = {}
-
-
-def shared_context(name):
-    if name not in _SHARED:
-        kind, kwargs = EXECUTORS[name]
-        _SHARED[name] = Context.make_with(kind, **kwargs)
-    return _SHARED[name]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_shared_contexts():
-    yield
-    while _SHARED:
-        _SHARED.popitem()[1].close()
+shared_context = SharedContexts(EXECUTORS)
+_close_shared_contexts = shared_context.closing_fixture()
 
 
 def load(ctx, case: BCase, tmpdir, io_backend=None):

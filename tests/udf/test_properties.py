@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared_contexts import SharedContexts
 
 from udfkit import UDF, Context
 
@@ -37,22 +38,8 @@ WORKER_EXECUTORS = {"threads": ("threads", {"cpus": 2}), "processes": ("processe
 
 MAX_ELEMENTS = 20_000
 
-_SHARED = {}
-
-
-def shared_context(name):
-    """The module's Context of executor ``name`` (started on first use)."""
-    if name not in _SHARED:
-        kind, kwargs = WORKER_EXECUTORS[name]
-        _SHARED[name] = Context.make_with(kind, **kwargs)
-    return _SHARED[name]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_shared_contexts():
-    yield
-    while _SHARED:
-        _SHARED.popitem()[1].close()
+shared_context = SharedContexts(WORKER_EXECUTORS)
+_close_shared_contexts = shared_context.closing_fixture()
 
 
 # -- UDFs under test -------------------------------------------------------------------------
