@@ -22,11 +22,11 @@ float32, ApplyMasks with 16 dense masks ≥ 2.5 on uint16.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
+from bench_common import page_cache_read, timed, warm
 
 GB = 1e9
 CHUNK = 256
@@ -106,31 +106,6 @@ def numpy_way(name, mm, sig_shape):
     if name == "pick":
         return flat[pick_roi(mm.shape[:-len(sig_shape)]).reshape(-1)]
     raise ValueError(name)
-
-
-def warm(path):
-    with open(os.devnull, "wb") as dn:
-        subprocess.run(["cat", path], stdout=dn, check=True)
-
-
-def timed(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), float(np.median(times)), out
-
-
-def page_cache_read(path, repeats):
-    buf = bytearray(16 << 20)
-    mv = memoryview(buf)
-
-    def read():
-        with open(path, "rb", buffering=0) as f:
-            while f.readinto(mv):
-                pass
-    return timed(read, repeats)[0]
 
 
 def main():

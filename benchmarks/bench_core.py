@@ -30,6 +30,7 @@ import sys
 import time
 
 import numpy as np
+from bench_common import timed, warm
 
 GB = 1e9
 DATASETS = {
@@ -55,21 +56,6 @@ def make_files(datadir):
                 else:
                     block = rng.normal(100, 10, size=shape).astype(np.float32)
                 f.write(block.tobytes())
-
-
-def warm(path):
-    with open(os.devnull, "wb") as dn:
-        subprocess.run(["cat", path], stdout=dn, check=True)
-
-
-def best(fn, repeats):
-    times = []
-    out = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), float(np.median(times)), out
 
 
 USER_UDF = r"""
@@ -177,13 +163,13 @@ def main():
 
         def memmap_sum():
             return np.memmap(spec["path"], dtype=spec["dtype"], mode="r", shape=shape).sum(axis=(0, 1))
-        t, _, ref = best(memmap_sum, args.repeats)
+        t, _, ref = timed(memmap_sum, args.repeats)
         report(f"{key}/np.memmap sum(axis=(0, 1)), new map", t, nbytes)
         rel = abs(child["total"] - float(ref.astype(np.float64).sum())) / abs(float(ref.sum()))
         print(f"{'':44s} udfkit vs numpy: relative difference of totals {rel:.1e}")
         mm = np.memmap(spec["path"], dtype=spec["dtype"], mode="r", shape=shape)
         mm.sum(axis=(0, 1))
-        t, _, _ = best(lambda: mm.sum(axis=(0, 1)), args.repeats)
+        t, _, _ = timed(lambda: mm.sum(axis=(0, 1)), args.repeats)
         report(f"{key}/np.memmap sum, same map (no page faults)", t, nbytes)
         del mm
 
@@ -193,10 +179,10 @@ def main():
             with open(spec["path"], "rb", buffering=0) as f:
                 while f.readinto(buf):
                     pass
-        t, _, _ = best(read_all, args.repeats)
+        t, _, _ = timed(read_all, args.repeats)
         report(f"{key}/limit: page-cache readinto 16 MiB", t, nbytes)
         ram = np.fromfile(spec["path"], dtype=spec["dtype"]).reshape(shape)
-        t, _, _ = best(lambda: ram.sum(axis=(0, 1)), args.repeats)
+        t, _, _ = timed(lambda: ram.sum(axis=(0, 1)), args.repeats)
         report(f"{key}/in-RAM numpy sum(axis=(0, 1))", t, nbytes)
         del ram
 

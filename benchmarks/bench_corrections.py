@@ -22,39 +22,15 @@ after one run that compiles the kernels):
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
+from bench_common import page_cache_read, timed, warm
 
 GB = 1e9
 CHUNK = 256
 NAV, SIG = (128, 128), (256, 256)
-
-
-def warm(path):
-    with open(os.devnull, "wb") as dn:
-        subprocess.run(["cat", path], stdout=dn, check=True)
-
-
-def timed(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), float(np.median(times)), out
-
-
-def page_cache_read(path, repeats):
-    mv = memoryview(bytearray(16 << 20))
-
-    def read():
-        with open(path, "rb", buffering=0) as f:
-            while f.readinto(mv):
-                pass
-    return timed(read, repeats)[0]
 
 
 def make_corrections(n_excluded, seed=0):

@@ -14,11 +14,11 @@ blocks on one core, and the same with one reader thread per worker over disjoint
 
 import argparse
 import os
-import subprocess
 import threading
 import time
 
 import numpy as np
+from bench_common import warm
 
 GB = 1e9
 SPEC = dict(file="u16.raw", dtype="uint16", nav_shape=(128, 128), sig_shape=(256, 256))
@@ -65,13 +65,7 @@ def main():
 
     path = os.path.join(args.data, SPEC["file"])
     nbytes = os.path.getsize(path)
-    # hot, in a known state: evicted and read back sequentially, so the page cache holds the
-    # file in large folios (see bench_io.py; a cache filled by 4 KiB page faults halves mmap)
-    fd = os.open(path, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)
-    with open(os.devnull, "wb") as dn:
-        subprocess.run(["cat", path], stdout=dn, check=True)
+    warm(path)
     print(f"{path}: {nbytes / 2**30:.1f} GiB; page cache read: 1 thread "
           f"{readers(path, 1, args.repeats):.1f} GB/s, {args.cpus} threads "
           f"{readers(path, args.cpus, args.repeats):.1f} GB/s")

@@ -26,39 +26,10 @@ import re
 import subprocess
 import time
 
+from bench_common import evict, timed, warm
+
 GB = 1e9
 SPEC = dict(file="u16.raw", dtype="uint16", nav_shape=(128, 128), sig_shape=(256, 256))
-
-
-def evict(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def warm(path):
-    """Hot and in a known state: evicted, then read once sequentially (``cat``).
-
-    How the page cache was filled matters: read sequentially, the kernel keeps the file in
-    2 MiB folios and a mapping faults in 2 MiB at a time; filled by 4 KiB page faults of
-    some earlier mapping, summing it through mmap runs at half the speed.
-    """
-    if resident(path) < 1.0:
-        evict(path)
-    with open(os.devnull, "wb") as dn:
-        subprocess.run(["cat", path], stdout=dn, check=True)
-
-
-def resident(path):
-    """Fraction of the file in the page cache (``fincore``), 0 when unknown."""
-    try:
-        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES,SIZE", path],
-                             capture_output=True, text=True, check=True).stdout.split()
-        return int(out[0]) / max(1, int(out[1]))
-    except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
-        return 0.0
 
 
 def dd_seconds(path, *flags):
@@ -68,17 +39,6 @@ def dd_seconds(path, *flags):
     wall = time.perf_counter() - t0
     m = re.search(r"copied, ([0-9.]+) s", out)
     return float(m.group(1)) if m else wall
-
-
-def best(fn, repeats, setup=None):
-    times = []
-    for _ in range(repeats):
-        if setup is not None:
-            setup()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def make_backend(spec):
@@ -125,10 +85,10 @@ def main():
     line = []
     if not args.no_hot:
         warm(path)
-        line.append(f"hot dd bs=16M {rate(best(lambda: dd_seconds(path), args.repeats)):.2f}")
+        line.append(f"hot dd bs=16M {rate(timed(lambda: dd_seconds(path), args.repeats)[0]):.2f}")
     if not args.no_cold:
-        cold_dd = best(lambda: dd_seconds(path), args.repeats, lambda: evict(path))
-        direct_dd = best(lambda: dd_seconds(path, "iflag=direct"), args.repeats)
+        cold_dd = timed(lambda: dd_seconds(path), args.repeats, lambda: evict(path))[0]
+        direct_dd = timed(lambda: dd_seconds(path, "iflag=direct"), args.repeats)[0]
         line.append(f"cold dd bs=16M {rate(cold_dd):.2f}, dd iflag=direct {rate(direct_dd):.2f}")
     print("limits: " + ", ".join(line), flush=True)
     print(f"{'executor':10s} {'backend':24s} {'hot':>7s} {'cold':>7s}")
@@ -147,9 +107,9 @@ def main():
                 if not args.no_hot:
                     warm(path)
                     run()  # workers started, kernels compiled
-                    hot = rate(best(run, args.repeats))
+                    hot = rate(timed(run, args.repeats)[0])
                 if not args.no_cold:
-                    cold = rate(best(run, args.repeats, lambda: evict(path)))
+                    cold = rate(timed(run, args.repeats, lambda: evict(path))[0])
                 if ref is not None and not np.allclose(out["res"]["intensity"].data, ref):
                     raise SystemExit(f"{kind}/{spec}: result differs from the reference sum")
                 print(f"{kind:10s} {spec:24s} {hot:7.2f} {cold:7.2f}", flush=True)
