@@ -62,3 +62,30 @@ def check_equals_inline(ctx):
         for name in r:
             np.testing.assert_allclose(g[name].data, r[name].data, rtol=1e-12)
     np.testing.assert_array_equal(got[0]["intensity"].data, data.sum(axis=(0, 1)))
+
+
+#: the start of the scripts the real-SIGINT tests run in a subprocess: a slow UDF, and a
+#: progress reporter that prints "started" when the run begins (each test adds its main)
+SIGINT_SCRIPT_HEAD = """
+import os, signal, sys, time
+import numpy as np
+from udfkit import Context, UDF
+
+# a background job of a non-interactive shell starts with SIGINT ignored (and Python keeps
+# it so): behave like a script started from a terminal
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+class Slow(UDF):
+    def get_result_buffers(self):
+        return {"x": self.buffer(kind="nav")}
+    def process_tile(self, tile):
+        time.sleep(0.05)
+
+class Started:
+    def start(self, total):
+        print("started", flush=True)
+    def advance(self, n):
+        pass
+    def close(self):
+        pass
+"""

@@ -16,7 +16,7 @@ import cloudpickle
 import numpy as np
 import psutil
 import pytest
-from executor_helpers import SIG, Boom, RaisesOnPartition, SlowTiles, make_ds
+from executor_helpers import SIG, SIGINT_SCRIPT_HEAD, Boom, RaisesOnPartition, SlowTiles, make_ds
 
 from udfkit import UDF, Context, UDFError
 from udfkit.errors import ExecutorError
@@ -307,29 +307,7 @@ def test_results_after_faults_equal_inline(dctx):
     assert np.array_equal(a, inline.run_udf(dataset=ds_inline, udf=SumSigUDF())["intensity"].data)
 
 
-SIGINT_SCRIPT = """
-import os, signal, sys, time
-import numpy as np
-from udfkit import Context, UDF
-
-# Ctrl-C raises KeyboardInterrupt even when this runs under a shell's background job,
-# which starts its commands with SIGINT ignored (and Python then keeps it ignored)
-signal.signal(signal.SIGINT, signal.default_int_handler)
-
-class Slow(UDF):
-    def get_result_buffers(self):
-        return {"x": self.buffer(kind="nav")}
-    def process_tile(self, tile):
-        time.sleep(0.05)
-
-class Started:
-    def start(self, total):
-        print("started", flush=True)
-    def advance(self, n):
-        pass
-    def close(self):
-        pass
-
+SIGINT_SCRIPT = SIGINT_SCRIPT_HEAD + """
 if __name__ == "__main__":
     code = 0
     with Context.make_with("dask", cpus=2) as ctx:

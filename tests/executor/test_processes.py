@@ -8,7 +8,15 @@ import time
 import numpy as np
 import psutil
 import pytest
-from executor_helpers import SIG, Boom, RaisesOnPartition, SlowTiles, check_equals_inline, make_ds
+from executor_helpers import (
+    SIG,
+    SIGINT_SCRIPT_HEAD,
+    Boom,
+    RaisesOnPartition,
+    SlowTiles,
+    check_equals_inline,
+    make_ds,
+)
 
 from udfkit import UDF, Context, UDFError
 from udfkit.errors import ExecutorError
@@ -258,29 +266,7 @@ def test_script_without_main_guard_gets_a_hint(tmp_path):
     assert "ExecutorError" in r.stderr and '__name__ == "__main__"' in r.stderr
 
 
-SIGINT_SCRIPT = """
-import signal, sys, time
-import numpy as np
-from udfkit import Context, UDF
-
-# a background job of a non-interactive shell starts with SIGINT ignored (and Python keeps
-# it so): behave like a script started from a terminal
-signal.signal(signal.SIGINT, signal.default_int_handler)
-
-class Slow(UDF):
-    def get_result_buffers(self):
-        return {"x": self.buffer(kind="nav")}
-    def process_tile(self, tile):
-        time.sleep(0.05)
-
-class Started:
-    def start(self, total):
-        print("started", flush=True)
-    def advance(self, n):
-        pass
-    def close(self):
-        pass
-
+SIGINT_SCRIPT = SIGINT_SCRIPT_HEAD + """
 if __name__ == "__main__":
     with Context() as ctx:
         ds = ctx.load("memory", data=np.zeros((16, 16, 8, 8)), tileshape=(1, 8, 8), num_partitions=4)
