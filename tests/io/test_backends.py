@@ -255,6 +255,52 @@ def test_buffered_reads_whole_batches(tmp_path, monkeypatch):
     assert calls == [(k * 2048, 2048) for k in range(4)]
 
 
+def test_partitions_reuse_the_read_buffers(tmp_path, monkeypatch):
+    """Partitions after the first take their buffers from the pool instead of faulting new ones
+    in; with read-ahead a partition holds two of them."""
+    from udfkit.io.backends import _buffers
+
+    frames = np.arange(96 * 16 * 16, dtype=np.uint16).reshape(96, 16, 16)
+    path = tmp_path / "d.raw"
+    frames.tofile(path)
+    pool = _buffers.BufferPool()
+    monkeypatch.setattr("udfkit.io.backends.buffered.POOL", pool)
+    made = []
+    real_new = _buffers._new_buffer
+
+    def counting_new(size):
+        made.append(size)
+        return real_new(size)
+
+    monkeypatch.setattr(_buffers, "_new_buffer", counting_new)
+    with Context.make_with("inline") as ctx:
+        for readahead in (False, True):
+            made.clear()
+            ds = ctx.load("raw", path=str(path), dtype="uint16", nav_shape=(96,), sig_shape=(16, 16),
+                          io_backend=BufferedBackend(buffer_size=12 * 512 + 1, readahead=readahead),
+                          num_partitions=6)
+            res = ctx.run_udf(ds, SumUDF())
+            np.testing.assert_array_equal(res["intensity"].data, frames.sum(axis=0))
+            # one new buffer each time: without read-ahead for the first partition, with it for
+            # the second buffer of the first partition (the other one is left from before)
+            assert len(made) == 1, made
+    assert pool.idle_bytes == 2 * 8192
+
+
+def test_pool_keeps_at_most_its_limit():
+    from udfkit.io.backends._buffers import PAGE, BufferPool
+
+    pool = BufferPool(max_idle_bytes=3 * PAGE)
+    bufs = [pool.take(PAGE) for _ in range(5)]
+    assert len({b.ctypes.data for b in bufs}) == 5
+    assert all(b.ctypes.data % PAGE == 0 for b in bufs)
+    for b in bufs:
+        pool.give(b)
+    assert pool.idle_bytes == 3 * PAGE
+    assert pool.take(PAGE) is bufs[-1]  # the newest are kept
+    assert pool.take(2 * PAGE) is not bufs[0]
+
+
 def test_direct_reads_are_aligned(tmp_path, monkeypatch):
     frames = np.arange(50 * 10 * 10, dtype=np.float32).reshape(50, 10, 10)
     path = tmp_path / "d.npy"

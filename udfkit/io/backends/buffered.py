@@ -22,13 +22,13 @@ from ...common import parse_size
 from ...errors import DataSetError
 from ..base import FrameSource, IOBackend
 from ..readplan import plan_reads
+from ._buffers import POOL
 from ._files import open_files, read_exactly
 
 __all__ = ["BufferedBackend", "BlockSource"]
 
 #: default bytes per batch read
 DEFAULT_BLOCK_BYTES = 4 << 20
-_PAGE = 4096
 
 
 class BufferedBackend(IOBackend):
@@ -91,12 +91,6 @@ class BufferedBackend(IOBackend):
         return f"{type(self).__name__}(buffer_size={self.buffer_size}, readahead={self.readahead})"
 
 
-def _page_aligned(nbytes: int) -> np.ndarray:
-    raw = np.empty(nbytes + _PAGE, dtype=np.uint8)
-    skip = (-raw.ctypes.data) % _PAGE
-    return raw[skip:skip + nbytes]
-
-
 class BlockSource(FrameSource):
     """Serves tiles from batches read by a :class:`~udfkit.io.readplan.ReadPlan`."""
 
@@ -108,8 +102,7 @@ class BlockSource(FrameSource):
         self._items = fileset.frame_items
         self._plan = plan_reads(fileset, frames, depth, block_bytes, align=align, max_gap=max_gap)
         # whole pages: the direct backend needs them, and they hold whole items of any dtype
-        size = max(_PAGE, -(-self._plan.buffer_bytes // _PAGE) * _PAGE)
-        self._buffers = [_page_aligned(size) for _ in range(2 if readahead else 1)]
+        self._buffers = [POOL.take(self._plan.buffer_bytes) for _ in range(2 if readahead else 1)]
         self._current = -1  # batch in self._buffers[0]
         self._scratch = None
         self._ahead = None  # (batch, future) filling self._buffers[1]
@@ -182,4 +175,6 @@ class BlockSource(FrameSource):
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
-        self._buffers = []
+        buffers, self._buffers = self._buffers, []
+        for buf in buffers:
+            POOL.give(buf)
