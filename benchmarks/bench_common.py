@@ -56,9 +56,9 @@ def timed(fn, repeats, setup=None):
     return min(times), float(np.median(times)), out
 
 
-def page_cache_read(path, repeats):
-    """Best seconds to ``readinto`` the whole file in 16 MiB blocks on one core."""
-    mv = memoryview(bytearray(16 << 20))
+def page_cache_read(path, repeats, block_bytes=16 << 20):
+    """Best seconds to ``readinto`` the whole file in blocks (16 MiB) on one core."""
+    mv = memoryview(bytearray(block_bytes))
 
     def read():
         with open(path, "rb", buffering=0) as f:

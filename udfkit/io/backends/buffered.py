@@ -92,29 +92,44 @@ class BufferedBackend(IOBackend):
 
 
 class BlockSource(FrameSource):
-    """Serves tiles from batches read by a :class:`~udfkit.io.readplan.ReadPlan`."""
+    """Serves tiles from batches read by a :class:`~udfkit.io.readplan.ReadPlan`.
+
+    Everything a batch needs is turned into plain Python values once, when the partition is
+    opened: with 4 MiB batches a run of a few GiB reads thousands of them, and a numpy call
+    per batch costs more than the bookkeeping it does.
+    """
 
     def __init__(self, fileset, frames, depth, fds, block_bytes, *, align=1, max_gap=64 << 10,
                  readahead=False):
         self._fs = fileset
         self._fds = fds
-        self._itemsize = fileset.dtype.itemsize
         self._items = fileset.frame_items
-        self._plan = plan_reads(fileset, frames, depth, block_bytes, align=align, max_gap=max_gap)
+        plan = plan_reads(fileset, frames, depth, block_bytes, align=align, max_gap=max_gap)
+        self._plan = plan
+        paths = [f.path for f in fileset.files]
+        runs = plan.runs.tolist()
+        bounds = plan.batch_runs.tolist()
+        #: per batch: (fd, path, offset, nbytes, buffer offset, need) of each run
+        self._batch_reads = [[(fds[f], paths[f], off, nbytes, at, need)
+                              for f, off, nbytes, at, need in runs[bounds[b]:bounds[b + 1]]]
+                             for b in range(plan.num_batches)]
+        self._batch_starts = plan.batch_frames.tolist()
+        itemsize = fileset.dtype.itemsize
+        # element offsets when every frame starts on a whole item (all but odd frame headers)
+        self._elem_pos = None if np.any(plan.frame_pos % itemsize) else plan.frame_pos // itemsize
         # whole pages: the direct backend needs them, and they hold whole items of any dtype
-        self._buffers = [POOL.take(self._plan.buffer_bytes) for _ in range(2 if readahead else 1)]
+        self._buffers = [POOL.take(plan.buffer_bytes) for _ in range(2 if readahead else 1)]
+        self._views = [buf.view(fileset.dtype) for buf in self._buffers]
         self._current = -1  # batch in self._buffers[0]
+        self._lo = self._hi = 0  # its frames
         self._scratch = None
         self._ahead = None  # (batch, future) filling self._buffers[1]
         self._reader = None
 
     def _load(self, b: int, buf: np.ndarray) -> None:
-        plan = self._plan
         view = memoryview(buf)
-        files = self._fs.files
-        for r in range(plan.batch_runs[b], plan.batch_runs[b + 1]):
-            f, offset, nbytes, at, need = (int(x) for x in plan.runs[r])
-            read_exactly(self._fds[f], view[at:at + nbytes], offset, need, files[f].path)
+        for fd, path, offset, nbytes, at, need in self._batch_reads[b]:
+            read_exactly(fd, view[at:at + nbytes], offset, need, path)
 
     def _start_ahead(self, b: int) -> None:
         if b >= self._plan.num_batches:
@@ -131,30 +146,34 @@ class BlockSource(FrameSource):
         return b
 
     def _switch_to(self, b: int) -> None:
+        self._current = -1  # until the batch is in self._buffers[0]
         if self._ahead is not None:
             got = self._finish_ahead()
             if got == b:
                 self._buffers.reverse()
-                self._current = b
+                self._views.reverse()
+                self._set_current(b)
                 self._start_ahead(b + 1)
                 return
         self._load(b, self._buffers[0])
-        self._current = b
+        self._set_current(b)
         if len(self._buffers) > 1:
             self._start_ahead(b + 1)
 
+    def _set_current(self, b: int) -> None:
+        self._current = b
+        self._lo, self._hi = self._batch_starts[b], self._batch_starts[b + 1]
+
     def read(self, i0, i1):
-        plan = self._plan
-        b = plan.batch_of(i0)
-        if b != self._current:
-            self._switch_to(b)
-        pos = plan.frame_pos[i0:i1]
-        buf = self._buffers[0]
-        if not np.any(pos % self._itemsize):
-            return buf.view(self._fs.dtype), pos // self._itemsize
+        if not self._lo <= i0 < self._hi or self._current < 0:
+            self._switch_to(self._plan.batch_of(i0))
+        if self._elem_pos is not None:
+            return self._views[0], self._elem_pos[i0:i1]
         # a frame at an odd offset (odd per-frame headers with direct I/O): copy it aligned
         from ..tiles import aligned_empty
 
+        pos = self._plan.frame_pos[i0:i1]
+        buf = self._buffers[0]
         n = pos.size
         nbytes = self._fs.frame_bytes
         if self._scratch is None or self._scratch.size < n * nbytes:
@@ -176,5 +195,6 @@ class BlockSource(FrameSource):
         for fd in fds.values():
             os.close(fd)
         buffers, self._buffers = self._buffers, []
+        self._views = []
         for buf in buffers:
             POOL.give(buf)
