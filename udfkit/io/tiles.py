@@ -89,6 +89,9 @@ def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
     depth = scheme.depth
     file_base = partition.start + partition.sync_offset  # file frame of local position 0
     decode = None
+    # per signal slice, once: the index into a block of frames, and the tile slice's parts
+    sig_index = [(slice(None),) + sl.get() for sl in scheme.slices]
+    sig_parts = [(sl.origin, sl.shape.to_tuple()) for sl in scheme.slices]
 
     with partition.open_source(sel + file_base, depth) as source:
         for k0 in range(0, sel.size, depth):
@@ -102,20 +105,21 @@ def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
             if zero_copy_dtype and contiguous:
                 o = int(offsets[0])
                 block = flat[o:o + n * frame_items].reshape((n,) + sig_shape)
-                for idx, sl in enumerate(scheme.slices):
-                    data = block[(slice(None),) + sl.get()]
-                    yield DataTile(_readonly(data), _tile_slice(origin_nav, n, sl, sig_dims), idx,
-                                   frame_index, k0)
+                for idx, index in enumerate(sig_index):
+                    where = _tile_slice(origin_nav, n, sig_parts[idx], sig_dims)
+                    yield DataTile(_readonly(block[index]), where, idx, frame_index, k0)
                 continue
             if decode is None:
                 decode = _Decoder(stored, dest_dtype, depth, scheme, sig_shape)
-            for idx, sl in enumerate(scheme.slices):
+            for idx in range(len(sig_index)):
                 data = decode(flat, offsets, idx, n)
-                yield DataTile(data, _tile_slice(origin_nav, n, sl, sig_dims), idx, frame_index, k0)
+                where = _tile_slice(origin_nav, n, sig_parts[idx], sig_dims)
+                yield DataTile(data, where, idx, frame_index, k0)
 
 
-def _tile_slice(origin_nav: int, n: int, sl: Slice, sig_dims: int) -> Slice:
-    return Slice((origin_nav,) + sl.origin, Shape((n,) + sl.shape.to_tuple(), sig_dims=sig_dims))
+def _tile_slice(origin_nav: int, n: int, sig_part, sig_dims: int) -> Slice:
+    origin, extent = sig_part
+    return Slice((origin_nav,) + origin, Shape((n,) + extent, sig_dims=sig_dims))
 
 
 class _Decoder:
