@@ -3,22 +3,28 @@
 next to ``dd`` in the same run.
 
     python benchmarks/bench_io.py --data DIR [--backends mmap,buffered,direct,...]
-        [--kinds inline,processes] [--cpus 2] [--repeats 3] [--no-cold] [--no-hot]
+        [--kinds inline,processes,threads] [--cpus 2] [--repeats 5] [--no-cold] [--no-hot]
 
 DIR is made by ``python ../shared/bench/make_data.py DIR``. A backend is a name
 (``mmap``, ``buffered``, ``direct``) or ``buffered:SIZE[:ra]`` / ``direct:SIZE[:nora]``
 for a buffer size (``16MiB``) with or without read-ahead.
 
-* **hot**: the file is evicted and read once with ``cat`` first (see ``bench_common.warm``);
-  the backends take turns, ``--repeats`` rounds. "vs mmap" is the median over the rounds of
-  mmap's time over the backend's (the VM's speed drifts; turns make the drift hit all).
+The speed of a shared VM drifts, and its disk switches between two speeds about 2x apart
+within seconds. So every measurement is made in *rounds*: in each round every executor ×
+backend runs once (and ``dd``), in turns, the order reversed every other round; figures are
+the best and the median over the rounds, and ratios compare medians (or per-round times).
+
+* **hot**: the file is evicted and read once with ``cat`` first (see ``bench_common.warm``).
+  "vs mmap" is the median over the rounds of mmap's time over the backend's, same executor.
 * **cold**: before each run the file's pages are dropped from the page cache with
-  ``posix_fadvise(POSIX_FADV_DONTNEED)``; best of ``--repeats`` runs.
-* **dd**: ``dd if=FILE of=/dev/null bs=16M`` hot, and before every cold run the matching
-  ``dd`` (``iflag=direct`` for the direct backend) after the same eviction. The disk of a
-  shared VM drifts by 2x within minutes, so "vs dd" is the median of the ratios of each run to
-  the ``dd`` right before it. The targets of issue 5 are cold buffered ≥ 90 % of cold ``dd`` and
-  direct ≥ 90 % of ``dd iflag=direct``, hot buffered within 15 % of mmap.
+  ``posix_fadvise(POSIX_FADV_DONTNEED)``. ``dd if=FILE of=/dev/null bs=16M`` and the same
+  with ``iflag=direct`` take part in the rounds; "vs dd" is the backend's median over dd's
+  median (``iflag=direct`` for the direct backend).
+* The one-core line shows what one core can do hot: numpy, the copy out of the page cache,
+  the sum kernel on a cached block, and copy then sum (the bound for ``buffered`` inline).
+
+The targets of issue 5: cold buffered ≥ 90 % of cold ``dd``, direct ≥ 90 % of
+``dd iflag=direct``, hot buffered within 15 % of mmap.
 
 GB/s are bytes of the file per second of wall time (10^9 bytes).
 """
@@ -65,7 +71,7 @@ def main():
     ap.add_argument("--backends", default="mmap,buffered,buffered:16MiB:ra,direct,direct:16MiB:nora")
     ap.add_argument("--kinds", default="inline,processes")
     ap.add_argument("--cpus", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5, help="rounds")
     ap.add_argument("--no-cold", action="store_true")
     ap.add_argument("--no-hot", action="store_true")
     args = ap.parse_args()
@@ -83,41 +89,79 @@ def main():
     def rate(seconds):
         return nbytes / seconds / GB
 
-    print(f"{path}: {nbytes / 2**30:.1f} GiB, {args.repeats} runs each (GB/s)")
+    print(f"{path}: {nbytes / 2**30:.1f} GiB, {args.repeats} rounds (GB/s)", flush=True)
     if not args.no_hot:
         warm(path)
-        print(f"hot limit: dd bs=16M {rate(timed(lambda: dd_seconds(path), args.repeats)[0]):.2f} (best)")
         one_core_bound(path, args.repeats, rate)
-    print(f"{'executor':10s} {'backend':24s} {'hot best':>9s} {'vs mmap':>8s} {'cold best':>9s} "
-          f"{'cold med':>9s} {'dd med':>7s} {'vs dd':>6s}", flush=True)
     specs = args.backends.split(",")
-    for kind in args.kinds.split(","):
-        kwargs = {} if kind == "inline" else {"cpus": args.cpus}
-        with Context.make_with(kind, **kwargs) as ctx:
-            runs = {}
+    contexts, runs = [], {}
+    try:
+        for kind in args.kinds.split(","):
+            ctx = Context.make_with(kind, **({} if kind == "inline" else {"cpus": args.cpus}))
+            contexts.append(ctx)
             for spec in specs:
                 ds = ctx.load("raw", path=path, dtype=SPEC["dtype"], nav_shape=SPEC["nav_shape"],
                               sig_shape=SPEC["sig_shape"], io_backend=make_backend(spec))
-                runs[spec] = lambda ds=ds: ctx.run_udf(dataset=ds, udf=SumUDF())
+                runs[kind, spec] = lambda ctx=ctx, ds=ds: ctx.run_udf(dataset=ds, udf=SumUDF())
+        warm(path)
+        for (kind, spec), run in runs.items():  # workers started, kernels compiled, results right
+            res = run()
+            if ref is not None and not np.allclose(res["intensity"].data, ref):
+                raise SystemExit(f"{kind}/{spec}: result differs from the reference sum")
+        hot = cold = None
+        if not args.no_hot:
             warm(path)
-            for spec, run in runs.items():  # workers started, kernels compiled, results right
-                res = run()
-                if ref is not None and not np.allclose(res["intensity"].data, ref):
-                    raise SystemExit(f"{kind}/{spec}: result differs from the reference sum")
-            hot = {spec: [float("nan")] for spec in specs}
-            if not args.no_hot:
-                hot = hot_round_robin(path, runs, args.repeats)
-            for spec, run in runs.items():
-                best_hot = rate(min(hot[spec]))
-                vs_mmap = float("nan")
-                if "mmap" in hot:
-                    vs_mmap = float(np.median(np.array(hot["mmap"]) / np.array(hot[spec])))
-                cold = (float("nan"),) * 4
-                if not args.no_cold:
-                    c = cold_vs_dd(path, run, args.repeats, direct=spec.startswith("direct"))
-                    cold = (rate(c[0]), rate(c[1]), rate(c[2]), c[3])
-                print(f"{kind:10s} {spec:24s} {best_hot:9.2f} {vs_mmap:8.0%} {cold[0]:9.2f} "
-                      f"{cold[1]:9.2f} {cold[2]:7.2f} {cold[3]:6.0%}", flush=True)
+            hot = rounds({**runs, "dd": lambda: dd_seconds(path)}, args.repeats)
+        if not args.no_cold:
+            cold = rounds({**runs, "dd": lambda: dd_seconds(path),
+                           "dd direct": lambda: dd_seconds(path, "iflag=direct")},
+                          args.repeats, setup=lambda: evict(path))
+    finally:
+        for ctx in contexts:
+            ctx.close()
+    report(runs, hot, cold, rate)
+
+
+def rounds(fns, repeats, setup=None):
+    """Seconds of each of ``fns`` over ``repeats`` rounds, in turns, the order reversed every
+    other round (``dd`` returns its own time; ``setup`` runs untimed before each call)."""
+    times = {key: [] for key in fns}
+    order = list(fns)
+    for r in range(repeats):
+        for key in (order if r % 2 == 0 else order[::-1]):
+            if setup is not None:
+                setup()
+            t0 = time.perf_counter()
+            got = fns[key]()
+            elapsed = time.perf_counter() - t0
+            times[key].append(got if isinstance(got, float) else elapsed)
+    return {key: np.array(t) for key, t in times.items()}
+
+
+def report(runs, hot, cold, rate):
+    nan = float("nan")
+    if hot is not None:
+        print(f"hot: dd bs=16M best {rate(hot['dd'].min()):.2f}")
+    if cold is not None:
+        print(f"cold: dd bs=16M best {rate(cold['dd'].min()):.2f} median {rate(np.median(cold['dd'])):.2f}; "
+              f"dd iflag=direct best {rate(cold['dd direct'].min()):.2f} "
+              f"median {rate(np.median(cold['dd direct'])):.2f}")
+    print(f"{'executor':10s} {'backend':20s} {'hot best':>8s} {'hot med':>8s} {'vs mmap':>8s} "
+          f"{'cold best':>9s} {'cold med':>9s} {'vs dd':>6s}")
+    for kind, spec in runs:
+        h_best = h_med = vs_mmap = c_best = c_med = vs_dd = nan
+        if hot is not None:
+            t = hot[kind, spec]
+            h_best, h_med = rate(t.min()), rate(np.median(t))
+            if (kind, "mmap") in hot:
+                vs_mmap = float(np.median(hot[kind, "mmap"] / t))
+        if cold is not None:
+            t = cold[kind, spec]
+            c_best, c_med = rate(t.min()), rate(np.median(t))
+            dd = cold["dd direct" if spec.startswith("direct") else "dd"]
+            vs_dd = float(np.median(dd) / np.median(t))
+        print(f"{kind:10s} {spec:20s} {h_best:8.2f} {h_med:8.2f} {vs_mmap:8.0%} "
+              f"{c_best:9.2f} {c_med:9.2f} {vs_dd:6.0%}", flush=True)
 
 
 def one_core_bound(path, repeats, rate):
@@ -147,36 +191,6 @@ def one_core_bound(path, repeats, rate):
     print(f"one core, hot: numpy memmap sum {rate(numpy_sum):.2f}; copy out of the page cache in "
           f"4 MiB blocks {rate(copy):.2f}; sum kernel on a cached 4 MiB block {rate(kernel):.2f}; "
           f"copy then sum (the bound for buffered) {rate(copy + kernel):.2f}")
-
-
-def hot_round_robin(path, runs, repeats):
-    """Seconds of each hot run, the backends taking turns (so that drift hits all of them)."""
-    warm(path)
-    times = {spec: [] for spec in runs}
-    for _ in range(repeats):
-        for spec, run in runs.items():
-            t0 = time.perf_counter()
-            run()
-            times[spec].append(time.perf_counter() - t0)
-    return times
-
-def cold_vs_dd(path, run, repeats, direct):
-    """Cold runs, each right after the matching ``dd`` (the disk's speed drifts on a shared VM).
-
-    Returns best and median seconds of the runs, the median seconds of ``dd`` and the median
-    of the per-pair ratios dd / run.
-    """
-    flags = ("iflag=direct",) if direct else ()
-    runs, dds = [], []
-    for _ in range(repeats):
-        evict(path)
-        dds.append(dd_seconds(path, *flags))
-        evict(path)
-        t0 = time.perf_counter()
-        run()
-        runs.append(time.perf_counter() - t0)
-    ratios = [d / r for d, r in zip(dds, runs)]
-    return min(runs), float(np.median(runs)), float(np.median(dds)), float(np.median(ratios))
 
 if __name__ == "__main__":
     main()
