@@ -362,6 +362,58 @@ def test_direct_io_on_a_real_file(tmp_path):
     np.testing.assert_array_equal(res[1]["intensity"].data, frames.sum(axis=(1, 2), dtype=np.float64))
 
 
+def _cached_fraction(path):
+    """Fraction of the file's pages in the page cache (``mincore`` of an untouched mapping),
+    or None where libc's ``mincore`` is not at hand."""
+    import ctypes
+    import ctypes.util
+    import mmap
+
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name, use_errno=True) if name else None
+    if libc is None or not hasattr(libc, "mincore"):
+        return None
+    size = os.path.getsize(path)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as m:
+        addr = np.frombuffer(m, dtype=np.uint8).ctypes.data  # the mapping's address; nothing read
+        pages = -(-size // mmap.PAGESIZE)
+        vec = (ctypes.c_ubyte * pages)()
+        if libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) != 0:
+            return None
+        return sum(v & 1 for v in vec) / pages
+
+
+def test_direct_reads_bypass_the_page_cache(tmp_path):
+    """After evicting the file, a run with ``direct`` leaves it uncached; ``buffered`` fills it."""
+    path = tmp_path / "d.raw"
+    frames = np.random.default_rng(1).integers(0, 1000, (256, 128, 128)).astype(np.uint16)  # 8 MiB
+    with open(path, "wb") as f:
+        frames.tofile(f)
+        f.flush()
+        os.fsync(f.fileno())  # dirty pages cannot be dropped
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_DIRECT))
+    except OSError as e:
+        pytest.skip(f"the file system of {tmp_path} refuses O_DIRECT: {e}")
+
+    def evict():
+        fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+
+    evict()
+    before = _cached_fraction(path)
+    if before is None or before > 0:
+        pytest.skip(f"cannot tell what of {path} is cached (mincore), or it cannot be evicted")
+    with Context.make_with("inline") as ctx:
+        for backend, expect_cached in (("direct", 0), ("buffered", 1)):
+            ds = ctx.load("raw", path=str(path), dtype="uint16", nav_shape=(256,), sig_shape=(128, 128),
+                          io_backend=backend)
+            res = ctx.run_udf(ds, SumUDF())
+            np.testing.assert_array_equal(res["intensity"].data, frames.sum(axis=0, dtype=np.float64))
+            assert _cached_fraction(path) == expect_cached, backend
+
+
 @pytest.mark.parametrize("backend", ["buffered", "direct"])
 def test_truncated_while_reading_is_a_clear_error(tmp_path, backend):
     path = tmp_path / "short.raw"
