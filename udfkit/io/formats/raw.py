@@ -138,8 +138,10 @@ class RawFileDataSet(FileDataSet):
         nav_size = prod(nav_shape)
         if image_count < nav_size and not self._allow_partial:
             raise DataSetError(
-                f"{where} is too small: it has {size} bytes, but nav_shape {nav_shape} × "
-                f"{desc} needs {need} bytes; it holds {image_count} whole frames, "
+                f"{where} {'are' if len(paths) > 1 else 'is'} too small: "
+                f"{'they have' if len(paths) > 1 else 'it has'} {size} bytes, but nav_shape {nav_shape} × "
+                f"{desc} needs {need} bytes; {'they hold' if len(paths) > 1 else 'it holds'} "
+                f"{image_count} whole frames, "
                 f"so nav_shape={suggest_nav_shape(nav_shape, image_count)} would fit (or pass "
                 f"allow_partial=True for an aborted acquisition)")
         check_frame_count(where, nav_shape, image_count, self._allow_partial,
