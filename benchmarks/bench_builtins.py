@@ -20,13 +20,12 @@ float32, ApplyMasks with 16 dense masks ≥ 2.5 on uint16.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 
 import numpy as np
-from bench_common import page_cache_read, timed, warm
+from bench_common import append_rows, page_cache_read, timed, warm
 
 GB = 1e9
 CHUNK = 256
@@ -162,10 +161,7 @@ def main():
             print(f"{name:10s} {row['udfkit_gbs']:>13.2f} / {row['udfkit_median_gbs']:<12.2f} "
                   f"{row['numpy_gbs']:>18.2f}  {first:>11.2f}  {str(tuple(scheme.shape)):17s} {agree}")
             sys.stdout.flush()
-    if args.out:
-        with open(args.out, "a") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
+    append_rows(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@
 The scripts run as ``python benchmarks/NAME.py``, so this module is importable next to them.
 """
 
+import json
 import os
 import subprocess
 import time
 
 import numpy as np
 
-__all__ = ["evict", "resident", "warm", "timed", "page_cache_read"]
+__all__ = ["evict", "resident", "warm", "timed", "page_cache_read", "append_rows"]
 
 
 def evict(path):
@@ -65,3 +66,12 @@ def page_cache_read(path, repeats, block_bytes=16 << 20):
             while f.readinto(mv):
                 pass
     return timed(read, repeats)[0]
+
+
+def append_rows(path, rows):
+    """Append ``rows`` (dicts) to the JSON-lines file ``path``; nothing when ``path`` is empty."""
+    if not path:
+        return
+    with open(path, "a") as f:
+        for row in rows:
+            f.write(json.dumps(row, default=str) + "\n")

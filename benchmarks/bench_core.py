@@ -30,7 +30,7 @@ import sys
 import time
 
 import numpy as np
-from bench_common import timed, warm
+from bench_common import append_rows, timed, warm
 
 GB = 1e9
 DATASETS = {
@@ -201,10 +201,7 @@ def main():
     out = subprocess.run([sys.executable, "-c", TINY], capture_output=True, text=True, check=True)
     median, fastest = map(float, out.stdout.split())
     report("tiny run_udf (8x8 nav, 32x32 sig, memory)", median, fastest_ms=round(fastest * 1e3, 3))
-    if args.out:
-        with open(args.out, "a") as f:
-            for row in rows:
-                f.write(json.dumps(row, default=str) + "\n")
+    append_rows(args.out, rows)
 
 
 if __name__ == "__main__":

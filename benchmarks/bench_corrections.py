@@ -20,13 +20,12 @@ after one run that compiles the kernels):
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 
 import numpy as np
-from bench_common import page_cache_read, timed, warm
+from bench_common import append_rows, page_cache_read, timed, warm
 
 GB = 1e9
 CHUNK = 256
@@ -112,10 +111,7 @@ def main():
     rows.append(row)
     print(f"{row['run']:28s} {row['gbs']:>9.2f} / {row['median_gbs']:<10.2f}  {'':>11s}  "
           f"chunks of {CHUNK} frames; udfkit agrees: {agree}")
-    if args.out:
-        with open(args.out, "a") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
+    append_rows(args.out, rows)
 
 
 if __name__ == "__main__":

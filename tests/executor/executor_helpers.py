@@ -89,3 +89,16 @@ class Started:
     def close(self):
         pass
 """
+
+
+class Unpicklable(UDF):
+    """Takes a keyword argument (a lock) that cannot be pickled to a worker."""
+
+    def __init__(self, lock=None):
+        super().__init__(lock=lock)
+
+    def get_result_buffers(self):
+        return {"x": self.buffer(kind="nav")}
+
+    def process_tile(self, tile):
+        pass

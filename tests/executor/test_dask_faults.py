@@ -16,7 +16,15 @@ import cloudpickle
 import numpy as np
 import psutil
 import pytest
-from executor_helpers import SIG, SIGINT_SCRIPT_HEAD, Boom, RaisesOnPartition, SlowTiles, make_ds
+from executor_helpers import (
+    SIG,
+    SIGINT_SCRIPT_HEAD,
+    Boom,
+    RaisesOnPartition,
+    SlowTiles,
+    Unpicklable,
+    make_ds,
+)
 
 from udfkit import UDF, Context, UDFError
 from udfkit.errors import ExecutorError
@@ -115,17 +123,6 @@ def test_exception_keeps_type_message_and_worker_traceback(dctx):
     with pytest.raises(Boom, match=r"bad frame (24|36)") as info:
         dctx.run_udf(dataset=ds, udf=RaisesOnPartition())
     assert "process_tile" in "".join(traceback.format_exception(info.value))
-
-
-class Unpicklable(UDF):
-    def __init__(self, lock=None):
-        super().__init__(lock=lock)
-
-    def get_result_buffers(self):
-        return {"x": self.buffer(kind="nav")}
-
-    def process_tile(self, tile):
-        pass
 
 
 def scheduler_tasks(ctx):

@@ -14,6 +14,7 @@ from executor_helpers import (
     Boom,
     RaisesOnPartition,
     SlowTiles,
+    Unpicklable,
     check_equals_inline,
     make_ds,
 )
@@ -79,17 +80,6 @@ def test_exception_keeps_type_and_worker_traceback(pctx):
     assert "worker traceback" in notes and "process_tile" in notes
     res = pctx.run_udf(dataset=ds, udf=SumUDF())
     np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
-
-
-class Unpicklable(UDF):
-    def __init__(self, lock=None):
-        super().__init__(lock=lock)
-
-    def get_result_buffers(self):
-        return {"x": self.buffer(kind="nav")}
-
-    def process_tile(self, tile):
-        pass
 
 
 def test_unpicklable_kwargs_fail_before_anything_runs(pctx):
