@@ -163,5 +163,7 @@ def test_worker_command_line():
 def test_connect_to_nothing_is_a_clear_error():
     from udfkit.errors import ExecutorError
 
-    with pytest.raises(ExecutorError, match="cannot connect"):
-        Context.make_with("dask", scheduler="tcp://127.0.0.1:1")
+    t0 = time.perf_counter()
+    with pytest.raises(ExecutorError, match=r"cannot connect .*127\.0\.0\.1:1.* within 1s"):
+        Context.make_with("dask", scheduler="tcp://127.0.0.1:1", connect_timeout="1s")
+    assert time.perf_counter() - t0 < 8  # the timeout is used, not the default of 10 s

@@ -95,11 +95,15 @@ class DaskExecutor(Executor):
         Address of a running scheduler (``"tcp://host:port"``) to connect to.
     client : distributed.Client, optional
         An existing client to use (not closed by :meth:`close`).
+    connect_timeout : float or str
+        How long to try reaching ``scheduler`` (seconds, or a dask time string such as
+        ``"30s"``) before giving up with an :class:`~udfkit.errors.ExecutorError`.
     """
 
     kind = "dask"
 
-    def __init__(self, cpus: int | None = None, scheduler: str | None = None, client=None):
+    def __init__(self, cpus: int | None = None, scheduler: str | None = None, client=None,
+                 connect_timeout: float | str = "10s"):
         from distributed import Client, LocalCluster
 
         self._own_client = client is None
@@ -108,9 +112,10 @@ class DaskExecutor(Executor):
             self.client = client
         elif scheduler is not None:
             try:
-                self.client = Client(scheduler, timeout="10s")
+                self.client = Client(scheduler, timeout=connect_timeout)
             except OSError as e:
-                raise ExecutorError(f"cannot connect to the dask scheduler at {scheduler!r}: {e}") from None
+                raise ExecutorError(f"cannot connect to the dask scheduler at {scheduler!r} within "
+                                    f"{connect_timeout}: {e}") from None
         else:
             n = default_workers() if cpus is None else cpus
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -126,9 +131,9 @@ class DaskExecutor(Executor):
         self._runs = itertools.count(1)
 
     @classmethod
-    def connect(cls, address: str) -> DaskExecutor:
+    def connect(cls, address: str, connect_timeout: float | str = "10s") -> DaskExecutor:
         """An executor on the running scheduler at ``address``."""
-        return cls(scheduler=address)
+        return cls(scheduler=address, connect_timeout=connect_timeout)
 
     @property
     def num_workers(self) -> int:
