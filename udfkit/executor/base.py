@@ -21,7 +21,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["Executor", "default_workers"]
+__all__ = ["Executor", "default_workers", "pickle_task"]
 
 
 class Executor(ABC):
@@ -74,3 +74,22 @@ def default_workers() -> int:
 
         n = os.cpu_count() or 1
     return max(1, int(n))
+
+
+def pickle_task(task, index: int, where: str) -> bytes:
+    """``task`` pickled (cloudpickle) for ``where`` ("a worker process", "a dask worker").
+
+    Raises
+    ------
+    ExecutorError
+        Naming the task, when it cannot be pickled (a lock or an open file among its
+        arguments); nothing has been sent anywhere yet.
+    """
+    import cloudpickle
+
+    from ..errors import ExecutorError
+
+    try:
+        return cloudpickle.dumps(task)
+    except Exception as e:
+        raise ExecutorError(f"task {index} cannot be pickled for {where}: {type(e).__name__}: {e}") from None

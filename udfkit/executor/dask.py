@@ -21,7 +21,7 @@ import itertools
 import uuid
 
 from ..errors import ExecutorError
-from .base import Executor, default_workers
+from .base import Executor, default_workers, pickle_task
 
 __all__ = ["DaskExecutor"]
 
@@ -140,7 +140,6 @@ class DaskExecutor(Executor):
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
     def run_tasks(self, tasks, progress=None):
-        import cloudpickle
         from distributed import Queue, wait
         from distributed.scheduler import KilledWorker
 
@@ -152,11 +151,7 @@ class DaskExecutor(Executor):
 
         def submit_next() -> bool:
             for index, task in todo:
-                try:
-                    payload = cloudpickle.dumps(task)
-                except Exception as e:
-                    raise ExecutorError(f"task {index} cannot be pickled for a dask worker: "
-                                        f"{type(e).__name__}: {e}") from None
+                payload = pickle_task(task, index, "a dask worker")
                 future = self.client.submit(_run_task, payload, queue_name, index, pure=False,
                                             key=f"udfkit-task-{uuid.uuid4().hex}-{index}")
                 pending[future] = index

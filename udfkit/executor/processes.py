@@ -28,7 +28,7 @@ from multiprocessing.connection import wait
 from ..errors import ExecutorError
 from . import _shm
 from ._worker import SEGMENT_PREFIX, worker_main
-from .base import Executor, default_workers
+from .base import Executor, default_workers, pickle_task
 
 __all__ = ["ProcessesExecutor"]
 
@@ -126,8 +126,6 @@ class ProcessesExecutor(Executor):
     def run_tasks(self, tasks, progress=None):
         if self._closed:
             raise RuntimeError("this ProcessesExecutor is closed")
-        import cloudpickle
-
         self._ensure_started()
         run_id = next(self._runs)
         todo = iter(enumerate(tasks))
@@ -135,11 +133,7 @@ class ProcessesExecutor(Executor):
 
         def assign(worker) -> bool:
             for index, task in todo:
-                try:
-                    payload = cloudpickle.dumps(task)
-                except Exception as e:
-                    raise ExecutorError(f"task {index} cannot be pickled for a worker process: "
-                                        f"{type(e).__name__}: {e}") from None
+                payload = pickle_task(task, index, "a worker process")
                 worker.conn.send(("task", run_id, index, payload, want_progress))
                 worker.busy = (run_id, index)
                 return True
