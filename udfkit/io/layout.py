@@ -60,8 +60,8 @@ class FileLayout:
         """Bytes from one frame to the next."""
         return self.frame_header_bytes + self.frame_bytes + self.frame_footer_bytes
 
-    def frame_offset(self, k: int) -> int:
-        """Byte offset of the data of frame ``k`` of this file."""
+    def frame_offset(self, k):
+        """Byte offset of the data of frame ``k`` of this file (an int, or an array of them)."""
         return self.header_bytes + k * self.stride + self.frame_header_bytes
 
     @property

@@ -86,24 +86,21 @@ class _MMapSource(FrameSource):
         self._win = (-1, 0, 0)  # file, first and end byte of the mapped data
         self._flat = None
         self._scratch = None
+        # per file: do all its frames start on a whole item (no odd header or stride)?
+        self._aligned = [(layout.frame_offset(0) % self._itemsize == 0
+                          and layout.stride % self._itemsize == 0) for layout in fileset.files]
         self._fds = open_files(fileset, frames)
         # the last byte this partition needs from each file: windows stop there
         self._ends = {f: end for f, (_, _, end) in needed_ends(fileset, frames).items()}
 
-    def _offsets(self, frames):
-        fs = self._fs
-        f = fs.file_of(int(frames[0]))
-        layout = fs.files[f]
-        local = frames - int(fs.starts[f])
-        return f, layout.header_bytes + local * layout.stride + layout.frame_header_bytes
-
     def read(self, i0, i1):
         frames = self._frames[i0:i1]
-        f, offsets = self._offsets(frames)
         fs = self._fs
+        f = fs.file_of(int(frames[0]))
         same_file = int(frames[-1]) < int(fs.starts[f + 1])
-        if not same_file or np.any(offsets % self._itemsize):
+        if not same_file or not self._aligned[f]:
             return self._copy(frames)
+        offsets = fs.files[f].frame_offset(frames - int(fs.starts[f]))
         lo, hi = int(offsets[0]), int(offsets[-1]) + fs.frame_bytes
         wf, wlo, whi = self._win
         if not (wf == f and wlo <= lo and hi <= whi):
