@@ -12,12 +12,12 @@ exactly representable in float32: any difference to numpy is a real error, not r
 
 from __future__ import annotations
 
-import os
 import tempfile
 from math import prod
 
 import numpy as np
 import pytest
+from builtins_strategies import load as load_case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shared_contexts import SharedContexts
@@ -211,25 +211,9 @@ def cases(draw):
 
 
 def load(ctx, case: Case, fmt: str, tmpdir: str):
-    common = dict(sync_offset=case.sync_offset, num_partitions=case.num_partitions)
-    shapes = dict(nav_shape=case.nav_shape, sig_shape=case.sig_shape)
-    if case.partial:
-        common["allow_partial"] = True
-    data = case.stored
-    if case.nav_shaped_input and fmt != "raw":
-        data = data.reshape(case.nav_shape + case.sig_shape)
-        shapes = dict(sig_dims=len(case.sig_shape))
-    if fmt == "memory":
-        ds = ctx.load("memory", data=data, tileshape=case.tileshape, **shapes, **common)
-    elif fmt == "raw":
-        path = os.path.join(tmpdir, "data.raw")
-        data.tofile(path)
-        ds = ctx.load("raw", path=path, dtype=case.dtype.str, **shapes, **common)
-    else:
-        path = os.path.join(tmpdir, "data.npy")
-        np.save(path, data)
-        ds = ctx.load("npy", path=path, **shapes, **common)
-    assert ds.shape.to_tuple() == case.nav_shape + case.sig_shape
+    """``case`` loaded as ``fmt`` (the loader of the built-in tests, which takes any case with
+    the same attributes), in the stored dtype."""
+    ds = load_case(ctx, case, tmpdir, fmt)
     assert ds.dtype == case.dtype
     return ds
 
