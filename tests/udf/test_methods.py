@@ -3,6 +3,7 @@ buffer uses, hooks, run_udf_iter, Context.map and the result objects."""
 
 from __future__ import annotations
 
+import threading
 from math import prod
 
 import numpy as np
@@ -809,6 +810,13 @@ def test_task_data(any_ctx):
 # module-level log: worker-side hooks run in this process with the inline executor, and
 # cloudpickle pickles the classes of this importable module by reference
 HOOK_LOG: list = []
+#: the same as (thread id, hook): with the threads executor partitions run side by side
+HOOK_EVENTS: list = []
+
+
+def _log(hook):
+    HOOK_LOG.append(hook)
+    HOOK_EVENTS.append((threading.get_ident(), hook))
 
 
 class HookUDF(UDF):
@@ -819,43 +827,48 @@ class HookUDF(UDF):
         return {"x": self.buffer(kind="nav", dtype="float64")}
 
     def get_task_data(self):
-        HOOK_LOG.append("get_task_data")
+        _log("get_task_data")
         return {}
 
     def preprocess(self):
-        HOOK_LOG.append("preprocess")
+        _log("preprocess")
 
     def process_frame(self, frame):
-        HOOK_LOG.append("process")
+        _log("process")
         if self.params.fail_at is not None and self.meta.slice.origin[0] == self.params.fail_at:
             raise KeyError("boom")
         self.results.x[:] = frame.sum()
 
     def postprocess(self):
-        HOOK_LOG.append("postprocess")
+        _log("postprocess")
 
     def cleanup(self):
-        HOOK_LOG.append("cleanup")
+        _log("cleanup")
 
 
 @pytest.mark.parametrize("num_partitions", [1, 3])
 def test_hook_order_and_cleanup(any_ctx, num_partitions):
     skip_if_in_other_processes(any_ctx)
-    HOOK_LOG.clear()
+    HOOK_EVENTS.clear()
     ds = any_ctx.load("memory", data=make_data(), sig_dims=2, num_partitions=num_partitions)
     any_ctx.run_udf(dataset=ds, udf=HookUDF())
-    log = list(HOOK_LOG)
-    assert log[0] == "preprocess", "preprocess runs on the main process first"
-    per_part = log[1:]
-    assert per_part.count("cleanup") == num_partitions
+    events = list(HOOK_EVENTS)
+    assert events[0][1] == "preprocess", "preprocess runs on the main process first"
+    # a thread runs one partition at a time: split each thread's hooks into partitions
+    by_thread = {}
+    for thread, hook in events[1:]:
+        by_thread.setdefault(thread, []).append(hook)
+    chunks = []
+    for hooks in by_thread.values():
+        cur = []
+        for hook in hooks:
+            cur.append(hook)
+            if hook == "cleanup":
+                chunks.append(cur)
+                cur = []
+        assert not cur
+    assert len(chunks) == num_partitions
     # each partition: task data and preprocess before processing, postprocess then cleanup last
-    chunks, cur = [], []
-    for entry in per_part:
-        cur.append(entry)
-        if entry == "cleanup":
-            chunks.append(cur)
-            cur = []
-    assert not cur
     for chunk in chunks:
         assert set(chunk[:2]) == {"get_task_data", "preprocess"}
         assert chunk[-2:] == ["postprocess", "cleanup"]
