@@ -32,26 +32,48 @@ def parse_shape(text: str) -> tuple:
     return shape
 
 
+def _cli_options() -> dict:
+    """``{param name: Param}`` of every registered format's command-line parameters."""
+    from ..io.formats import all_formats
+
+    options = {}
+    for fmt in all_formats().values():
+        for param in fmt.params:
+            if param.on_command_line:
+                options.setdefault(param.name, param)
+    return options
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+_ARG_TYPES = {"shape": (parse_shape, "SHAPE"), "int": (int, "N"), "bool": (_parse_bool, "BOOL"),
+              "dtype": (str, "DTYPE"), "str": (str, "TEXT"), "backend": (str, "NAME")}
+
+
 def add_dataset_options(p: argparse.ArgumentParser) -> None:
-    """``PATH`` and the load parameters shared by ``info`` and ``run``."""
-    p.add_argument("path", metavar="PATH", help="data file")
+    """``PATH`` and the load parameters of every format, built from their ``Param`` tables."""
+    from ..io.formats import BUILTIN_FORMATS
+
+    p.add_argument("path", metavar="PATH", help="data file, directory or glob pattern")
     p.add_argument("--type", default="auto", metavar="T",
-                   help="format: raw, npy or auto (default: detect from the file)")
-    p.add_argument("--nav-shape", type=parse_shape, metavar="SHAPE", help="e.g. 128,128")
-    p.add_argument("--sig-shape", type=parse_shape, metavar="SHAPE", help="e.g. 256,256")
-    p.add_argument("--dtype", help="stored dtype of a raw file, e.g. uint16 or '>f4'")
-    p.add_argument("--sync-offset", type=int, default=None, metavar="N",
-                   help="skip N frames at the start (negative: N positions have no frame)")
-    p.add_argument("--num-partitions", type=int, default=None, metavar="N")
-    p.add_argument("--io-backend", default=None, metavar="NAME",
-                   help="mmap (default), buffered or direct")
+                   help=f"format: {', '.join(BUILTIN_FORMATS)} or auto (default: detect from the file)")
+    for name, param in _cli_options().items():
+        conv, metavar = _ARG_TYPES.get(param.kind, (str, "VALUE"))
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=conv, default=None,
+                       metavar=metavar, help=param.help)
 
 
 def dataset_params(args) -> tuple[str, dict]:
-    """``(filetype, params)`` for ``Context.load`` from the parsed options."""
+    """``(filetype, params)`` for ``Context.load`` from the parsed options (only those given)."""
     params = {"path": args.path}
-    for name in ("nav_shape", "sig_shape", "dtype", "sync_offset", "num_partitions", "io_backend"):
-        value = getattr(args, name)
+    for name in _cli_options():
+        value = getattr(args, name, None)
         if value is not None:
             params[name] = value
     return args.type, params

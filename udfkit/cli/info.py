@@ -21,14 +21,11 @@ def add_parser(sub) -> None:
 
 def describe(ctx, filetype: str, params: dict) -> dict:
     """The facts ``udfkit info`` prints, as a dict (also used by the tests)."""
-    from ..io.formats import detect_format, with_sidecar
     from ..udf import UDF, SumUDF
     from ..udf.driver import UDFRun
 
-    detected = filetype
-    if filetype == "auto":
-        detected = detect_format(with_sidecar(params))
     ds = ctx.load(filetype, **params)
+    detected = ds.format_name
     shape = ds.shape
     bounds = ds.partition_bounds()
 
@@ -46,10 +43,13 @@ def describe(ctx, filetype: str, params: dict) -> dict:
     native = UDFRun(ds, [SumUDF()]).scheme
     user = UDFRun(ds, [_FloatTileUDF()]).scheme
     frame_bytes = shape.sig.size * ds.dtype.itemsize
+    path = params.get("path")
+    if isinstance(path, (list, tuple)):
+        path = path[0] if path else None
     return {
-        "path": os.path.abspath(params["path"]),
+        "path": os.path.abspath(path) if path is not None else None,
         "format": detected,
-        "file_size": os.path.getsize(params["path"]),
+        "file_size": int(ds.meta.metadata.get("file_bytes", 0)),
         "nav_shape": list(shape.nav.to_tuple()),
         "sig_shape": list(shape.sig.to_tuple()),
         "dtype": ds.dtype.str,
@@ -62,6 +62,7 @@ def describe(ctx, filetype: str, params: dict) -> dict:
         "partition_bytes": int(max(b - a for a, b in bounds) * frame_bytes),
         "tile_shape_native": list(native.shape),
         "tile_shape_float32": list(user.shape),
+        "layout": ds.layout_info(),
     }
 
 
@@ -84,4 +85,6 @@ def run(args, ctx) -> int:
           f"(up to {human_bytes(facts['partition_bytes'])})")
     print(f"tile shape   {tuple(facts['tile_shape_native'])} for built-ins reading the stored dtype, "
           f"{tuple(facts['tile_shape_float32'])} for a process_tile UDF with float32 input")
+    for key, value in facts["layout"].items():
+        print(f"{key:<12} {value}")
     return 0

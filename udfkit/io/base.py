@@ -242,6 +242,9 @@ class DataSet(ABC):
     :meth:`get_partitions` describes the work.
     """
 
+    #: the name of its format (``ctx.load(format_name, ...)``)
+    format_name: str = "?"
+
     def __init__(self, *, nav_shape=None, sig_shape=None, sync_offset: int = 0,
                  num_partitions: int | None = None, allow_partial: bool = False):
         self._nav_shape_arg = nav_shape
@@ -344,7 +347,20 @@ class DataSet(ABC):
         """True when tiles in the stored dtype can be views of the stored bytes."""
         return True
 
+    def layout_info(self) -> dict:
+        """Format-specific facts for ``udfkit info``: chunks, compression, files (``{}``: none)."""
+        return {}
+
     # -- partitions -----------------------------------------------------------------------
+    @property
+    def frame_alignment(self) -> int:
+        """Partitions start on file frames that are multiples of this (a chunk's frames).
+
+        Chunked containers decode whole chunks; aligning partitions to them means no chunk
+        is decoded by two partitions.
+        """
+        return 1
+
     def partition_bounds(self) -> list[tuple[int, int]]:
         """``(start, stop)`` of every partition along the flattened nav axis."""
         from .partitioning import partition_bounds
@@ -355,6 +371,8 @@ class DataSet(ABC):
             frame_bytes=meta.shape.sig.size * meta.raw_dtype.itemsize,
             num_partitions=self._num_partitions_arg,
             num_workers=self._num_workers,
+            align=self.frame_alignment,
+            align_offset=meta.sync_offset,
         )
 
     def get_num_partitions(self) -> int:

@@ -27,8 +27,14 @@ MIN_PARTITION_BYTES = 8 << 20
 
 
 def partition_bounds(nav_size: int, frame_bytes: int, num_partitions: int | None = None,
-                     num_workers: int = 1) -> list[tuple[int, int]]:
+                     num_workers: int = 1, align: int = 1,
+                     align_offset: int = 0) -> list[tuple[int, int]]:
     """Return ``(start, stop)`` per partition.
+
+    With ``align > 1`` every boundary ``b`` between partitions is moved to the nearest
+    position with ``(b + align_offset) % align == 0`` (chunk boundaries of the file, when
+    position ``i`` reads file frame ``i + align_offset``); partitions that become empty are
+    dropped, so there may be fewer than asked for.
 
     Examples
     --------
@@ -38,6 +44,10 @@ def partition_bounds(nav_size: int, frame_bytes: int, num_partitions: int | None
     8
     >>> partition_bounds(64, 4096)
     [(0, 64)]
+    >>> partition_bounds(20, 1, num_partitions=3, align=4)
+    [(0, 4), (4, 12), (12, 20)]
+    >>> partition_bounds(20, 1, num_partitions=3, align=4, align_offset=1)
+    [(0, 7), (7, 11), (11, 20)]
     """
     if num_partitions is not None:
         n = int(num_partitions)
@@ -48,7 +58,17 @@ def partition_bounds(nav_size: int, frame_bytes: int, num_partitions: int | None
         n = max(math.ceil(total / TARGET_PARTITION_BYTES), 2 * max(1, num_workers))
         n = min(n, max(1, total // MIN_PARTITION_BYTES))
     n = max(1, min(n, nav_size))
-    return [(i * nav_size // n, (i + 1) * nav_size // n) for i in range(n)]
+    cuts = [i * nav_size // n for i in range(n + 1)]
+    if align > 1:
+        cuts = [0] + [_nearest_aligned(c, align, align_offset) for c in cuts[1:-1]] + [nav_size]
+        cuts = sorted({min(max(c, 0), nav_size) for c in cuts})
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def _nearest_aligned(c: int, align: int, offset: int) -> int:
+    below = c - (c + offset) % align
+    above = below + align
+    return below if c - below <= above - c else above
 
 
 def check_num_partitions(where: str, num_partitions, error=ValueError):

@@ -1,117 +1,151 @@
-"""Data set formats, registered by name and imported only when used.
+"""Data set formats: one registry of :class:`~udfkit.io.formats.base.Format` classes.
 
-``Context.load(filetype, **params)`` looks the name up here. ``"auto"`` detects the format
-from the magic bytes or the extension of ``path`` (see :func:`detect_format`).
+``Context.load(filetype, **params)`` looks the name up here; ``"auto"`` asks every format
+how sure it is that it can open the path (:func:`detect_format`). Built-in formats are
+listed in :data:`BUILTIN_FORMATS`; other packages add theirs through the entry-point group
+``udfkit.formats`` (``name = "package.module:FormatClass"``). Format modules are imported
+only when a format is used or a path is detected, and they import their optional
+dependencies (h5py, zarr, tifffile) only when a file is opened.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
+from functools import lru_cache
 
 from ...errors import DataSetError, DataSetFileNotFoundError
 
-__all__ = ["FORMATS", "get_format", "detect_format", "make_dataset", "with_sidecar"]
+__all__ = ["BUILTIN_FORMATS", "all_formats", "get_format", "detect_format", "make_dataset",
+           "complete_params"]
 
-FORMATS = {
-    "raw": "udfkit.io.formats.raw:RawFileDataSet",
-    "npy": "udfkit.io.formats.npy:NPYDataSet",
-    "memory": "udfkit.io.formats.memory:MemoryDataSet",
+#: name → ``"module:FormatClass"``; adding a format is one line here
+BUILTIN_FORMATS = {
+    "raw": "udfkit.io.formats.raw:RawFormat",
+    "npy": "udfkit.io.formats.npy:NPYFormat",
+    "memory": "udfkit.io.formats.memory:MemoryFormat",
 }
 
-_NPY_MAGIC = b"\x93NUMPY"
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-_RAW_EXTENSIONS = (".raw", ".bin", ".dat")
+ENTRY_POINT_GROUP = "udfkit.formats"
+
+
+@lru_cache(maxsize=1)
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name.lower(): ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)
+            if ep.name.lower() not in BUILTIN_FORMATS}
+
+
+def _registry() -> dict:
+    return {**BUILTIN_FORMATS, **_entry_points()}
+
+
+def _import(spec: str):
+    module, attr = spec.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def all_formats() -> dict:
+    """``{name: Format class}`` of every registered format (built-in first)."""
+    return {name: _import(spec) for name, spec in _registry().items()}
 
 
 def get_format(name: str):
-    """Return the DataSet class registered as ``name``."""
-    if not isinstance(name, str) or name.lower() not in FORMATS:
-        raise DataSetError(f"filetype: expected one of {sorted(FORMATS) + ['auto']}, got {name!r}")
-    module, attr = FORMATS[name.lower()].split(":")
-    return getattr(importlib.import_module(module), attr)
+    """Return the :class:`~udfkit.io.formats.base.Format` registered as ``name``.
+
+    Examples
+    --------
+    >>> get_format("raw").name
+    'raw'
+    >>> get_format("hdf")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    udfkit.errors.DataSetError: filetype: expected one of [...], got 'hdf'...
+    """
+    registry = _registry()
+    if not isinstance(name, str) or name.lower() not in registry:
+        names = sorted(registry) + ["auto"]
+        close = difflib.get_close_matches(str(name).lower(), names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DataSetError(f"filetype: expected one of {names}, got {name!r}{hint}")
+    return _import(registry[name.lower()])
 
 
 def detect_format(params: dict) -> str:
     """Name of the format for ``ctx.load("auto", **params)``.
 
-    An array in ``data`` is the memory format; files are recognised by magic bytes first,
-    then by extension. Raw files have no header, so they need explicit parameters.
+    An in-memory input (``data=``, ``dask_array=``) names its format; a path is offered to
+    every format's ``guess_can_open``, and the surest wins (magic bytes beat extensions).
     """
-    if "data" in params:
-        return "memory"
+    formats = all_formats()
+    for name, fmt in formats.items():
+        if fmt.array_param is not None and fmt.array_param in params:
+            return name
     path = params.get("path")
     if path is None:
-        raise DataSetError("filetype 'auto' needs a path= (or data= for an array in memory)")
+        takes = sorted(f"{f.array_param}=" for f in formats.values() if f.array_param)
+        raise DataSetError(f"filetype 'auto' needs a path= (or one of {takes} for an array)")
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise DataSetError("filetype 'auto': path is an empty list")
+        path = path[0]
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if not os.path.exists(path) and not any(ch in path for ch in "*?["):
         raise DataSetFileNotFoundError(f"file {path!r} does not exist")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(_NPY_MAGIC):
-        return "npy"
-    if head.startswith(_HDF5_MAGIC):
-        raise DataSetError(f"file {path!r} is an HDF5 file; HDF5 is not a supported format of this "
-                           f"udfkit version (supported: {sorted(FORMATS)})")
-    if path.lower().endswith(_RAW_EXTENSIONS) or os.path.isfile(path + SIDECAR_SUFFIX):
-        needed = [k for k in ("dtype", "nav_shape", "sig_shape") if params.get(k) is None]
-        if needed:
-            raise DataSetError(
-                f"file {path!r} looks like a raw file (no header to detect the layout from); "
-                f"raw needs {', '.join(needed)}: ctx.load('raw', path=..., dtype=..., "
-                "nav_shape=..., sig_shape=...)")
-        return "raw"
-    raise DataSetError(f"cannot detect the format of {path!r} (not .npy, no known magic bytes); "
-                       f"name it explicitly, one of {sorted(FORMATS)}")
+    scores = {}
+    for name, fmt in formats.items():
+        if fmt.array_param is not None:
+            continue
+        score = fmt.guess_can_open(path)
+        if score > 0:
+            scores[name] = score
+    if not scores:
+        tried = ", ".join(sorted(f.describe() for f in formats.values() if f.array_param is None))
+        raise DataSetError(f"cannot detect the format of {path!r}: none of the formats recognises it "
+                           f"(tried {tried}); name it explicitly: ctx.load(FORMAT, path=...)")
+    name = max(scores, key=scores.get)
+    fmt = formats[name]
+    needed = [k for k in fmt.required_params if params.get(k) is None]
+    if needed:
+        example = ", ".join(f"{k}=..." for k in ("path",) + tuple(fmt.required_params))
+        raise DataSetError(f"file {path!r} looks like a {name} file, which has no header to detect "
+                           f"the layout from; {name} needs {', '.join(needed)}: "
+                           f"ctx.load({name!r}, {example})")
+    return name
 
 
-SIDECAR_SUFFIX = ".json"
-_SIDECAR_KEYS = ("dtype", "nav_shape", "sig_shape")
+def complete_params(fmt, params: dict) -> dict:
+    """The format's own completion of the parameters (the raw format's JSON sidecar)."""
+    complete = getattr(fmt, "complete_params", None)
+    return complete(params) if complete is not None else params
 
 
-def with_sidecar(params: dict) -> dict:
-    """Fill missing raw parameters from ``<path>.json`` (written by ``Context.export``).
-
-    The sidecar holds ``dtype``, ``nav_shape`` and ``sig_shape``; given parameters win.
-    """
-    path = params.get("path")
-    if path is None or all(params.get(k) is not None for k in _SIDECAR_KEYS):
-        return params
-    side = os.fspath(path) + SIDECAR_SUFFIX
-    if not os.path.isfile(side):
-        return params
-    import json
-
-    try:
-        with open(side) as f:
-            found = json.load(f)
-    except (OSError, ValueError) as e:
-        raise DataSetError(f"sidecar {side!r} of raw file {os.fspath(path)!r} cannot be read: {e}") from None
-    if not isinstance(found, dict):
-        raise DataSetError(f"sidecar {side!r}: expected a JSON object with {list(_SIDECAR_KEYS)}")
-    out = dict(params)
-    for key in _SIDECAR_KEYS:
-        if out.get(key) is None and found.get(key) is not None:
-            out[key] = found[key]
-    return out
+def check_params(fmt, params: dict) -> None:
+    """Unknown parameter names are an error that lists the accepted ones."""
+    accepted = fmt.param_names()
+    unknown = [k for k in params if k not in accepted]
+    if not unknown:
+        return
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(k, accepted, n=1)
+        if close:
+            hints.append(f"{k!r} → did you mean {close[0]!r}?")
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    raise DataSetError(f"{fmt.name} format: unknown parameter{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(map(repr, unknown))}{hint}; accepted parameters: {accepted}")
 
 
 def make_dataset(filetype: str, params: dict):
-    """Construct (not initialize) the data set for ``filetype`` and load parameters.
-
-    Raw files written by ``Context.export`` carry a JSON sidecar; its values fill the
-    parameters that are not given.
-    """
-    is_auto = isinstance(filetype, str) and filetype.lower() == "auto"
-    if is_auto or (isinstance(filetype, str) and filetype.lower() == "raw"):
-        params = with_sidecar(params)
-    if is_auto:
-        filetype = detect_format(params)
-    cls = get_format(filetype)
-    try:
-        return cls(**params)
-    except TypeError as e:
-        import inspect
-
-        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        raise DataSetError(f"{filetype} format: {e}; accepted parameters: {accepted}") from None
+    """Construct (not initialize) the data set for ``filetype`` and the load parameters."""
+    params = dict(params)
+    if isinstance(filetype, str) and filetype.lower() == "auto":
+        # the sidecar of a raw file tells "auto" the layout, so fill it in first
+        raw = get_format("raw")
+        filetype = detect_format(complete_params(raw, params))
+    fmt = get_format(filetype)
+    params = complete_params(fmt, params)
+    check_params(fmt, params)
+    return fmt.dataset_class()(**params)

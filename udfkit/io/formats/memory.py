@@ -10,9 +10,25 @@ from ...common import Shape, normalize_shape
 from ...errors import DataSetError
 from ..base import DataSet, DataSetMeta, FrameSource, Partition
 from ..tiling import TilingConstraints
+from .base import COMMON_PARAMS, Format, Param
 from ._common import check_frame_count, check_sync_offset, parse_dims, resolve_shapes
 
-__all__ = ["MemoryDataSet"]
+__all__ = ["MemoryFormat", "MemoryDataSet"]
+
+
+class MemoryFormat(Format):
+    """A numpy array already in memory."""
+
+    name = "memory"
+    dataset = "udfkit.io.formats.memory:MemoryDataSet"
+    array_param = "data"
+    params = (
+        Param("data", "object", None, "the array, navigation axes first"),
+        COMMON_PARAMS["sig_dims"], COMMON_PARAMS["num_partitions"],
+        Param("tileshape", "shape", None, "force the tile shape (depth, *sig_part)"),
+        COMMON_PARAMS["sync_offset"], COMMON_PARAMS["nav_shape"], COMMON_PARAMS["sig_shape"],
+        COMMON_PARAMS["allow_partial"],
+    )
 
 
 class MemoryDataSet(DataSet):
@@ -40,6 +56,8 @@ class MemoryDataSet(DataSet):
     >>> ds.shape, ds.get_num_partitions()
     (Shape((4, 6, 8, 8), sig_dims=2), 2)
     """
+
+    format_name = "memory"
 
     def __init__(self, data=None, sig_dims=None, num_partitions=None, tileshape=None,
                  sync_offset=0, nav_shape=None, sig_shape=None, allow_partial=False):

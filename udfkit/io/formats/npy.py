@@ -12,9 +12,25 @@ from ...errors import DataSetError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
+from .base import COMMON_PARAMS, Format, Param
 from ._common import check_frame_count, check_path, check_sync_offset, parse_dims, resolve_shapes
 
-__all__ = ["NPYDataSet", "read_npy_header"]
+__all__ = ["NPYFormat", "NPYDataSet", "read_npy_header"]
+
+
+class NPYFormat(Format):
+    """numpy's ``.npy`` files; shape and dtype come from the header."""
+
+    name = "npy"
+    dataset = "udfkit.io.formats.npy:NPYDataSet"
+    extensions = (".npy",)
+    magic = (b"\x93NUMPY",)
+    params = (
+        Param("path", "path", None, "the .npy file"),
+        COMMON_PARAMS["nav_shape"], COMMON_PARAMS["sig_shape"], COMMON_PARAMS["sig_dims"],
+        COMMON_PARAMS["sync_offset"], COMMON_PARAMS["io_backend"], COMMON_PARAMS["num_partitions"],
+        COMMON_PARAMS["allow_partial"],
+    )
 
 
 def read_npy_header(path: str):
@@ -57,6 +73,8 @@ class NPYDataSet(FileDataSet):
     >>> Context.make_with("inline").load("npy", path=path).shape
     Shape((3, 5, 16, 16), sig_dims=2)
     """
+
+    format_name = "npy"
 
     def __init__(self, path=None, nav_shape=None, sig_shape=None, sig_dims=None, sync_offset=0,
                  io_backend=None, num_partitions=None, allow_partial=False):

@@ -11,6 +11,7 @@ from ...errors import DataSetError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
+from .base import COMMON_PARAMS, Format, Param
 from ._common import (
     check_frame_count,
     check_path,
@@ -20,7 +21,63 @@ from ._common import (
     suggest_nav_shape,
 )
 
-__all__ = ["RawFileDataSet"]
+__all__ = ["RawFormat", "RawFileDataSet", "SIDECAR_SUFFIX"]
+
+SIDECAR_SUFFIX = ".json"
+_SIDECAR_KEYS = ("dtype", "nav_shape", "sig_shape")
+
+
+class RawFormat(Format):
+    """Headerless C-order frames; the layout comes from the parameters or a JSON sidecar."""
+
+    name = "raw"
+    dataset = "udfkit.io.formats.raw:RawFileDataSet"
+    extensions = (".raw", ".bin", ".dat")
+    required_params = ("dtype", "nav_shape", "sig_shape")
+    params = (
+        Param("path", "paths", None, "the file, or a list of files in frame order"),
+        Param("dtype", "dtype", None, "stored dtype, e.g. uint16 or '>f4'"),
+        COMMON_PARAMS["nav_shape"], COMMON_PARAMS["sig_shape"], COMMON_PARAMS["sync_offset"],
+        COMMON_PARAMS["io_backend"], COMMON_PARAMS["num_partitions"], COMMON_PARAMS["allow_partial"],
+        Param("file_header_bytes", "int", 0, "bytes before the first frame of every file"),
+        Param("frame_header_bytes", "int", 0, "bytes before every frame"),
+        Param("frame_footer_bytes", "int", 0, "bytes after every frame"),
+    )
+
+    @classmethod
+    def guess_can_open(cls, path: str) -> float:
+        if os.path.isfile(path) and os.path.isfile(path + SIDECAR_SUFFIX):
+            return 0.9  # written by Context.export: the sidecar says it is raw
+        return super().guess_can_open(path)
+
+    @classmethod
+    def complete_params(cls, params: dict) -> dict:
+        """Fill missing ``dtype``, ``nav_shape``, ``sig_shape`` from ``<path>.json``.
+
+        ``Context.export`` writes that sidecar next to a raw file; given parameters win.
+        """
+        path = params.get("path")
+        if path is None or isinstance(path, (list, tuple)) \
+                or all(params.get(k) is not None for k in _SIDECAR_KEYS):
+            return params
+        side = os.fspath(path) + SIDECAR_SUFFIX
+        if not os.path.isfile(side):
+            return params
+        import json
+
+        try:
+            with open(side) as f:
+                found = json.load(f)
+        except (OSError, ValueError) as e:
+            raise DataSetError(f"sidecar {side!r} of raw file {os.fspath(path)!r} cannot be read: "
+                               f"{e}") from None
+        if not isinstance(found, dict):
+            raise DataSetError(f"sidecar {side!r}: expected a JSON object with {list(_SIDECAR_KEYS)}")
+        out = dict(params)
+        for key in _SIDECAR_KEYS:
+            if out.get(key) is None and found.get(key) is not None:
+                out[key] = found[key]
+        return out
 
 
 class RawFileDataSet(FileDataSet):
@@ -67,6 +124,8 @@ class RawFileDataSet(FileDataSet):
     >>> ds.shape
     Shape((4, 4, 8, 8), sig_dims=2)
     """
+
+    format_name = "raw"
 
     def __init__(self, path=None, dtype=None, nav_shape=None, sig_shape=None, sync_offset=0,
                  io_backend=None, num_partitions=None, allow_partial=False, file_header_bytes=0,
