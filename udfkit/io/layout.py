@@ -8,11 +8,16 @@ carry its own header and footer (detector formats often stamp every frame)::
 
 A data set may be split over several files, each holding the next range of frames
 (:class:`FileSet`).
+
+Where frames do not lie at a fixed stride (an HDF5 dataset stored in chunks of whole
+frames: each chunk is somewhere in the file), a :class:`FileLayout` carries an explicit
+table of per-frame byte offsets instead (``frame_offsets``). The table need not be
+increasing: chunks may be stored in any order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 
 import numpy as np
@@ -36,6 +41,19 @@ class FileLayout:
         Whole frames in the file.
     frame_header_bytes, frame_footer_bytes : int
         Bytes before / after every frame.
+    frame_offsets : numpy.ndarray, optional
+        int64 byte offset of the data of every frame (``image_count`` entries, any order);
+        when given, it replaces ``header_bytes``, the stride and the frame headers. Not part
+        of equality and hashing (it follows from the file).
+
+    Examples
+    --------
+    >>> lay = FileLayout("f.h5", 0, np.dtype("uint8"), (4,), 3,
+    ...                  frame_offsets=np.array([100, 300, 200]))
+    >>> int(lay.frame_offset(1)), lay.frame_offset(np.array([2, 0])).tolist(), lay.end
+    (300, [200, 100], 304)
+    >>> lay.increasing
+    False
     """
 
     path: str
@@ -45,6 +63,16 @@ class FileLayout:
     image_count: int
     frame_header_bytes: int = 0
     frame_footer_bytes: int = 0
+    frame_offsets: np.ndarray | None = field(default=None, compare=False, hash=False, repr=False)
+
+    def __post_init__(self):
+        if self.frame_offsets is not None:
+            table = np.ascontiguousarray(self.frame_offsets, dtype=np.int64)
+            if table.shape != (self.image_count,):
+                raise ValueError(f"frame_offsets of {self.path!r}: expected {self.image_count} "
+                                 f"entries, got shape {table.shape}")
+            table.flags.writeable = False
+            object.__setattr__(self, "frame_offsets", table)
 
     @property
     def frame_items(self) -> int:
@@ -62,12 +90,26 @@ class FileLayout:
 
     def frame_offset(self, k):
         """Byte offset of the data of frame ``k`` of this file (an int, or an array of them)."""
+        if self.frame_offsets is not None:
+            off = self.frame_offsets[k]
+            return int(off) if np.ndim(off) == 0 else off
         return self.header_bytes + k * self.stride + self.frame_header_bytes
 
     @property
     def end(self) -> int:
         """Bytes the file needs to hold all its frames."""
+        if self.frame_offsets is not None:
+            return int(self.frame_offsets.max()) + self.frame_bytes if self.image_count else 0
         return self.header_bytes + self.image_count * self.stride
+
+    @property
+    def increasing(self) -> bool:
+        """Whether the frames follow each other in the file without overlap (each one at least
+        a frame after the previous one): views of a mapping and the back-to-back test of
+        :func:`~udfkit.io.tiles.generate_tiles` rely on it."""
+        if self.frame_offsets is None:
+            return True
+        return bool(np.all(np.diff(self.frame_offsets) >= self.frame_bytes))
 
 
 class FileSet:
@@ -106,6 +148,14 @@ class FileSet:
         self.header_bytes = np.array([f.header_bytes for f in files], dtype=np.int64)
         self.strides = np.array([f.stride for f in files], dtype=np.int64)
         self.frame_headers = np.array([f.frame_header_bytes for f in files], dtype=np.int64)
+        # explicit offset tables, one after the other; table_starts[f] is -1 for a fixed stride
+        tables = [f.frame_offsets for f in files if f.frame_offsets is not None]
+        self.offset_table = (np.concatenate(tables) if tables else np.zeros(0, np.int64))
+        table_starts, at = [], 0
+        for f in files:
+            table_starts.append(-1 if f.frame_offsets is None else at)
+            at += 0 if f.frame_offsets is None else f.image_count
+        self.table_starts = np.array(table_starts, dtype=np.int64)
 
     @property
     def image_count(self) -> int:

@@ -4,7 +4,10 @@ The block backends (``buffered``, ``direct``) read a partition's frames in *batc
 groups of ``depth`` frames (the tiles of the run) that together fit into one buffer. A batch
 is read with as few, as large ``readinto`` calls as possible (*runs*): consecutive frames of
 one file are merged into one run, reading through per-frame headers, footers and small ROI
-gaps (up to ``max_gap`` bytes) instead of issuing a read per frame. The plan is computed once
+gaps (up to ``max_gap`` bytes) instead of issuing a read per frame. Frames of a file with an explicit
+offset table (:attr:`~udfkit.io.layout.FileLayout.frame_offsets`) may lie in any order; a
+frame that does not follow the current run starts a new one, and the buffer keeps frame
+order. The plan is computed once
 per partition by a numba kernel; it is a handful of small arrays.
 
 With ``align > 1`` (direct I/O) every run starts and ends on an ``align`` boundary of the
@@ -94,7 +97,7 @@ def plan_reads(fileset, frames, depth: int, block_bytes: int, *, align: int = 1,
     frames = np.ascontiguousarray(frames, dtype=np.int64)
     depth = max(1, int(depth))
     out = _plan(frames, fileset.starts, fileset.header_bytes, fileset.strides,
-                fileset.frame_headers, np.int64(fileset.frame_bytes), np.int64(fileset.dtype.itemsize),
+                fileset.frame_headers, fileset.offset_table, fileset.table_starts, np.int64(fileset.frame_bytes), np.int64(fileset.dtype.itemsize),
                 np.int64(max_gap), np.int64(align), np.int64(depth), np.int64(max(1, block_bytes)),
                 np.int64(BUFFER_ALIGN))
     batch_frames, batch_runs, runs, frame_pos, batch_bytes = out
@@ -102,7 +105,7 @@ def plan_reads(fileset, frames, depth: int, block_bytes: int, *, align: int = 1,
 
 
 @numba.njit(cache=True, nogil=True)
-def _locate(frames, starts, header_bytes, strides, frame_headers):
+def _locate(frames, starts, header_bytes, strides, frame_headers, table, table_starts):
     n = frames.shape[0]
     file_idx = np.empty(n, np.int64)
     offsets = np.empty(n, np.int64)
@@ -114,7 +117,10 @@ def _locate(frames, starts, header_bytes, strides, frame_headers):
         while fr < starts[f]:
             f -= 1
         file_idx[i] = f
-        offsets[i] = header_bytes[f] + (fr - starts[f]) * strides[f] + frame_headers[f]
+        if table_starts[f] >= 0:  # an explicit offset table (frames in chunks, any order)
+            offsets[i] = table[table_starts[f] + fr - starts[f]]
+        else:
+            offsets[i] = header_bytes[f] + (fr - starts[f]) * strides[f] + frame_headers[f]
     return file_idx, offsets
 
 
@@ -169,10 +175,11 @@ def _plan_frames(file_idx, offsets, lo, hi, frame_bytes, itemsize, max_gap, alig
 
 
 @numba.njit(cache=True, nogil=True)
-def _plan(frames, starts, header_bytes, strides, frame_headers, frame_bytes, itemsize, max_gap,
-          align, depth, block_bytes, buf_align):
+def _plan(frames, starts, header_bytes, strides, frame_headers, table, table_starts, frame_bytes,
+          itemsize, max_gap, align, depth, block_bytes, buf_align):
     n = frames.shape[0]
-    file_idx, offsets = _locate(frames, starts, header_bytes, strides, frame_headers)
+    file_idx, offsets = _locate(frames, starts, header_bytes, strides, frame_headers, table,
+                                table_starts)
     n_chunks = (n + depth - 1) // depth
     runs = np.zeros((max(n, 1), 5), np.int64)
     frame_pos = np.zeros(n, np.int64)

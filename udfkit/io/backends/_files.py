@@ -21,8 +21,11 @@ def needed_ends(fileset, frames: np.ndarray) -> dict:
         mine = frames[idx == f]
         last = int(mine.max())
         layout = fileset.files[f]
-        ends[int(f)] = (int(mine.min()), last,
-                        layout.frame_offset(last - int(fileset.starts[f])) + layout.frame_bytes)
+        if layout.frame_offsets is None:
+            end = layout.frame_offset(last - int(fileset.starts[f])) + layout.frame_bytes
+        else:  # frames in any order: the farthest one decides
+            end = int(layout.frame_offset(mine - int(fileset.starts[f])).max()) + layout.frame_bytes
+        ends[int(f)] = (int(mine.min()), last, end)
     return ends
 
 

@@ -7,8 +7,9 @@ file is checked when the mapping is made: touching a mapping beyond the end of a
 shrank would kill the process with SIGBUS instead of raising an error.
 
 Frames of one tile that lie in different files, or whose offset is not a multiple of the
-item size (an odd per-frame header), cannot be one aligned view; they are copied into a
-scratch buffer with ``pread``.
+item size (an odd per-frame header), or of a file whose offset table is not increasing
+(chunks stored out of order), cannot be one aligned view; they are copied into a scratch
+buffer with ``pread``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def _advise(mm) -> None:
                 mm.madvise(getattr(mmap, advice))
             except OSError:
                 pass
+
+
+def _viewable(layout, itemsize: int) -> bool:
+    if layout.frame_offsets is not None:
+        return layout.increasing and not np.any(layout.frame_offsets % itemsize)
+    return layout.frame_offset(0) % itemsize == 0 and layout.stride % itemsize == 0
 
 
 class MMapBackend(IOBackend):
@@ -86,9 +93,9 @@ class _MMapSource(FrameSource):
         self._win = (-1, 0, 0)  # file, first and end byte of the mapped data
         self._flat = None
         self._scratch = None
-        # per file: do all its frames start on a whole item (no odd header or stride)?
-        self._aligned = [(layout.frame_offset(0) % self._itemsize == 0
-                          and layout.stride % self._itemsize == 0) for layout in fileset.files]
+        # per file: can a tile be a view, i.e. do all its frames start on a whole item (no odd
+        # header or stride) and follow each other in the file (offset tables may not)?
+        self._aligned = [_viewable(layout, self._itemsize) for layout in fileset.files]
         self._fds = open_files(fileset, frames)
         # the last byte this partition needs from each file: windows stop there
         self._ends = {f: end for f, (_, _, end) in needed_ends(fileset, frames).items()}
