@@ -37,9 +37,9 @@ from builtins_strategies import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared_contexts import ALL_EXECUTORS, SharedContexts
 
 from udfkit import Context
+from udfkit.testing import ALL_EXECUTORS, SharedContexts
 from udfkit.udf import (
     ApplyMasksUDF,
     LogsumUDF,

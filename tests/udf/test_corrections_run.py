@@ -29,9 +29,9 @@ from builtins_strategies import ALL_DTYPES, BCase, cases
 from builtins_strategies import load as load_memory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared_contexts import SharedContexts
 
 from udfkit import UDF, Context, CorrectionError, CorrectionSet
+from udfkit.testing import SharedContexts
 from udfkit.udf.driver import UDFRun
 
 DTYPES = ["uint16", ">u2", "int32", "float32", ">f4", "float64"]

@@ -20,9 +20,9 @@ import pytest
 from builtins_strategies import load as load_case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared_contexts import SharedContexts
 
 from udfkit import UDF, Context
+from udfkit.testing import SharedContexts
 
 DTYPES = ["uint8", "uint16", "int32", "float32", "float64", ">u2", ">f4",
           # beyond the brief: more byte orders and sizes, float16 (decoded through numpy)
