@@ -132,31 +132,55 @@ class Context:
         return self.run_udf(dataset, MapUDF(f=f), roi=roi, corrections=corrections,
                             progress=progress)["result"]
 
-    def export(self, dataset, path, *, roi=None, overwrite=False, format=None, progress=False):
+    def export(self, dataset, path, *, roi=None, overwrite=False, format=None, compression=None,
+               chunks=None, ds_path=None, array_path=None, zarr_format=3, progress=False):
         """Write the data set (or the frames in ``roi``) to ``path``, streaming.
 
         Parameters
         ----------
         dataset : DataSet
         path : str or os.PathLike
-            ``.npy`` gets a numpy header; any other name is written raw next to a JSON
-            sidecar ``<path>.json`` with ``dtype``, ``nav_shape`` and ``sig_shape``.
+            The target; its name chooses the format unless ``format`` is given.
         roi : numpy.ndarray of bool, optional
             Only these frames, as an array ``(n, *sig_shape)`` in flattened nav order.
         overwrite : bool
-            Replace an existing file (default: refuse with ``FileExistsError``).
-        format : {"npy", "raw"}, optional
-            Override the choice made from the file name.
+            Replace an existing target (default: refuse with ``FileExistsError``).
+        format : {"npy", "raw", "hdf5", "zarr", "binary"}, optional
+            Default: from the name: ``.npy`` → npy (numpy header), ``.h5``/``.hdf5``/``.hdf``
+            → hdf5, ``.zarr`` → zarr (a directory store), any other name → raw (next to a
+            JSON sidecar ``<path>.json`` with ``dtype``, ``nav_shape`` and ``sig_shape``).
+            ``"binary"`` writes a Thunder image stack into the directory ``path``: one
+            ``image-NNNNN.bin`` per frame and ``conf.json``, as Thunder's ``tobinary``.
+        compression : str, optional
+            hdf5: ``"gzip"``, ``"lzf"``, ``"zstd"``, ``"blosc"`` (the last two through
+            hdf5plugin); zarr: ``"gzip"``, ``"zstd"``, ``"blosc"``; with a level as
+            ``"zstd:5"``. Default: none; an uncompressed hdf5 target is one contiguous
+            dataset, which udfkit and others read without decoding.
+        chunks : tuple of int, optional
+            Chunk shape of an hdf5 or zarr target (one entry per axis of the written array).
+            Default: whole frames, as many along the last nav axis as fit 1 MiB.
+        ds_path, array_path : str, optional
+            Name of the array inside the HDF5 file or zarr store (default ``"data"``); the
+            two names are one parameter, as ``ctx.load("hdf5"/"zarr", ...)`` spell it.
+        zarr_format : {3, 2}
+            Zarr format of a zarr target.
         progress : bool or reporter
 
         Returns
         -------
         pathlib.Path
-            The written file.
+            The written file (or directory).
+
+        Raises
+        ------
+        UDFError
+            For an unknown format or compression, or a missing optional dependency (the
+            message names the extra to install); before anything is read or written.
 
         Examples
         --------
         >>> import os, tempfile
+        >>> import h5py
         >>> import numpy as np
         >>> from udfkit import Context
         >>> ctx = Context.make_with("inline")
@@ -164,15 +188,50 @@ class Context:
         >>> out = ctx.export(ctx.load("memory", data=data), os.path.join(tempfile.mkdtemp(), "d.npy"))
         >>> np.array_equal(np.load(out), data)
         True
+        >>> out = ctx.export(ctx.load("memory", data=data), os.path.join(tempfile.mkdtemp(), "d.h5"),
+        ...                  compression="gzip")
+        >>> with h5py.File(out, "r") as f:
+        ...     np.array_equal(f["data"][()], data), f["data"].compression
+        (True, 'gzip')
         """
         import pathlib
 
+        from .errors import UDFError
         from .udf.builtins.record import RecordUDF
 
+        if ds_path is not None and array_path is not None and ds_path != array_path:
+            raise UDFError(f"export: ds_path={ds_path!r} and array_path={array_path!r} name the "
+                           "same thing; give one")
         # RecordUDF refuses to overwrite the data set's own file
-        udf = RecordUDF(path=path, overwrite=overwrite, format=format)
-        self.run_udf(dataset, udf, roi=roi, progress=progress)
+        udf = RecordUDF(path=path, overwrite=overwrite, format=format, compression=compression,
+                        chunks=chunks, ds_path=ds_path if ds_path is not None else array_path,
+                        zarr_format=zarr_format)
+        try:
+            self.run_udf(dataset, udf, roi=roi, progress=progress)
+        except BaseException:
+            # a failed or interrupted run leaves no spool files behind
+            udf.remove_temporaries()
+            raise
         return pathlib.Path(udf.params.path)
+
+    def export_dataset(self, dataset, *, path, progress=False, overwrite=False, **options):
+        """LiberTEM's name for :meth:`export`, with its signature (``path`` by keyword).
+
+        LiberTEM 0.16 writes ``.npy`` only; here the name chooses any format :meth:`export`
+        writes, and its other keywords (``format``, ``compression``, ``roi``, ...) pass on.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from udfkit import Context
+        >>> ctx = Context.make_with("inline")
+        >>> ds = ctx.load("memory", data=np.ones((2, 2, 3, 3), dtype="uint8"))
+        >>> out = ctx.export_dataset(ds, path=os.path.join(tempfile.mkdtemp(), "d.npy"))
+        >>> np.load(out).shape
+        (2, 2, 3, 3)
+        """
+        return self.export(dataset, path, progress=progress, overwrite=overwrite, **options)
 
     def close(self) -> None:
         """Shut the executor down."""

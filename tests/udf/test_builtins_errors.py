@@ -218,7 +218,7 @@ def test_record_refuses_existing_path(ctx, ds, tmp_path, name, via):
 
 def test_record_bad_parameters():
     raises_clear(UDFError, lambda: RecordUDF(), match="path")
-    raises_clear(UDFError, lambda: RecordUDF(path="x.h5", format="hdf5"), match="format")
+    raises_clear(UDFError, lambda: RecordUDF(path="x.h5", format="tiff"), match="format")
 
 
 @pytest.mark.parametrize("fmt", ["raw", "npy"])

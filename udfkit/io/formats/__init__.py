@@ -25,6 +25,7 @@ BUILTIN_FORMATS = {
     "raw": "udfkit.io.formats.raw:RawFormat",
     "npy": "udfkit.io.formats.npy:NPYFormat",
     "memory": "udfkit.io.formats.memory:MemoryFormat",
+    "hdf5": "udfkit.io.formats.hdf5:HDF5Format",
 }
 
 ENTRY_POINT_GROUP = "udfkit.formats"

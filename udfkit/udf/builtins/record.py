@@ -1,61 +1,67 @@
 """``RecordUDF``: write the frames of a run to a file, streaming (behind ``Context.export``).
 
-The target is created on the main process before any partition runs (a ``.npy`` header,
-or a raw file plus a JSON sidecar, sized to the final length); every partition then writes
-its frames at their place with ``os.pwrite``, so workers on several processes or machines
-(with a shared file system) fill one file without passing frames around.
+The target is created on the main process before any partition runs, sized to the final
+length; every partition then writes its frames from whatever worker process or machine it
+runs on (with a shared file system), so frames are never passed around:
+
+* ``npy`` (numpy header), ``raw`` (plus a JSON sidecar) and uncompressed contiguous
+  ``hdf5``: each frame has a fixed byte offset, workers ``pwrite`` it there;
+* ``binary`` (Thunder's image stacks): one file per frame, written by its worker;
+* chunked or compressed ``hdf5`` and ``zarr``: one writer per chunk, through per-partition
+  spool files next to the target and a merge on the main process (see
+  :mod:`udfkit.udf.builtins._export_chunked`).
+
+The module only imports h5py, hdf5plugin and zarr when a target of theirs is written.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from ...errors import UDFError
 from ..base import UDF
+from ._export_options import (
+    parse_chunks,
+    parse_compression,
+    parse_ds_path,
+    parse_format,
+    require,
+)
+from ._export_targets import BinaryTarget, Hdf5ContiguousTarget, NpyTarget, RawTarget
 
-__all__ = ["RecordUDF", "export_layout"]
-
-FORMATS = ("npy", "raw")
-
-
-def _format_for(path: str, fmt) -> str:
-    if fmt is None:
-        return "npy" if str(path).lower().endswith(".npy") else "raw"
-    if fmt not in FORMATS:
-        raise UDFError(f"RecordUDF: format must be one of {FORMATS} or None, got {fmt!r}")
-    return fmt
+__all__ = ["RecordUDF", "export_layout", "make_target"]
 
 
-def export_layout(meta, fmt: str):
-    """``(header bytes, output shape, dtype)`` of the file a run with this ``meta`` writes.
+def export_layout(meta) -> tuple:
+    """``(shape, dtype, sig_dims)`` of the array a run with this ``meta`` writes.
 
-    Without a ROI (and without missing frames) the file has the data set's shape; otherwise
-    it holds the processed frames in flattened nav order: ``(n, *sig_shape)``.
+    Without a ROI (and without missing frames) it has the data set's shape; otherwise it
+    holds the processed frames in flattened nav order: ``(n, *sig_shape)``.
     """
     sig = meta.dataset_shape.sig.to_tuple()
     if meta.roi is None:
         shape = meta.dataset_shape.to_tuple()
     else:
         shape = (int(np.count_nonzero(meta.roi)),) + sig
-    dtype = meta.input_dtype
+    return shape, meta.input_dtype, len(sig)
+
+
+def make_target(params, shape, dtype, sig_dims):
+    """The target object for RecordUDF's (parsed) parameters."""
+    fmt = params.format
+    if fmt == "npy":
+        return NpyTarget(params, shape, dtype, sig_dims)
     if fmt == "raw":
-        return b"", shape, dtype
-    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
-    import io
+        return RawTarget(params, shape, dtype, sig_dims)
+    if fmt == "binary":
+        return BinaryTarget(params, shape, dtype, sig_dims)
+    if fmt == "hdf5" and params.compression is None and params.chunks is None:
+        return Hdf5ContiguousTarget(params, shape, dtype, sig_dims)
+    from ._export_chunked import Hdf5ChunkedTarget, ZarrTarget
 
-    buf = io.BytesIO()
-    if _needs_v2(header):
-        np.lib.format.write_array_header_2_0(buf, header)
-    else:
-        np.lib.format.write_array_header_1_0(buf, header)
-    return buf.getvalue(), shape, dtype
-
-
-def _needs_v2(header) -> bool:
-    return len(repr(header)) > 65000
+    return (Hdf5ChunkedTarget if fmt == "hdf5" else ZarrTarget)(params, shape, dtype, sig_dims)
 
 
 class RecordUDF(UDF):
@@ -64,19 +70,34 @@ class RecordUDF(UDF):
     Parameters
     ----------
     path : str or os.PathLike
-        Target file. ``.npy`` files get a numpy header; other names are written raw, with a
-        JSON sidecar ``<path>.json`` holding ``dtype``, ``nav_shape`` and ``sig_shape``.
+        Target file (a directory for ``zarr`` and ``binary``).
     overwrite : bool
         Replace an existing target (default: refuse, before anything is read).
-    format : {"npy", "raw"}, optional
-        Override the choice made from the file name.
+    format : {"npy", "raw", "hdf5", "zarr", "binary"}, optional
+        Default: from the name: ``.npy`` → npy, ``.h5``/``.hdf5``/``.hdf`` → hdf5, ``.zarr``
+        → zarr, any other name → raw (the frames, next to a JSON sidecar ``<path>.json``
+        holding ``dtype``, ``nav_shape`` and ``sig_shape``). ``binary`` writes a Thunder
+        image stack: a directory of ``image-NNNNN.bin`` files and ``conf.json``.
+    compression : str, optional
+        hdf5: ``"gzip"``, ``"lzf"``, ``"zstd"``, ``"blosc"`` (the last two need hdf5plugin);
+        zarr: ``"gzip"``, ``"zstd"``, ``"blosc"``; a level as ``"gzip:6"``. Default: none
+        (for hdf5 a contiguous dataset that readers map without decoding).
+    chunks : tuple of int, optional
+        Chunk shape of an hdf5 or zarr target, one entry per axis of the written array.
+        Default: whole frames, as many along the last nav axis as fit 1 MiB.
+    ds_path : str, optional
+        Name of the array inside the HDF5 file or zarr store (default ``"data"``).
+    zarr_format : {3, 2}
+        Zarr format of a zarr target.
 
     Notes
     -----
-    The result ``frames_written`` counts the frames written. With a ROI the file holds the
-    selected frames in flattened nav order, shape ``(n, *sig_shape)``. A run that fails
-    leaves a partly written file behind. On a cluster ``path`` must be on a file system
-    that every worker can write to.
+    The result ``frames_written`` counts the frames written. With a ROI (or frames missing
+    after a negative ``sync_offset``) the target holds the selected frames in flattened nav
+    order, shape ``(n, *sig_shape)``. A run that fails leaves a partly written target
+    behind; chunked targets also leave a spool directory ``.<name>.udfkit-spool`` next to
+    it, which ``Context.export`` and the next export to the same path remove. On a cluster
+    ``path`` must be on a file system that every worker can write to.
 
     Examples
     --------
@@ -92,71 +113,75 @@ class RecordUDF(UDF):
     (6, True)
     """
 
-    def __init__(self, path=None, overwrite=False, format=None):
+    def __init__(self, path=None, overwrite=False, format=None, compression=None, chunks=None,
+                 ds_path=None, zarr_format=3):
         if path is None:
             raise UDFError("RecordUDF: path is required")
-        super().__init__(path=os.fspath(path), overwrite=bool(overwrite),
-                         format=_format_for(os.fspath(path), format))
+        path = os.fspath(path)
+        fmt = parse_format(path, format)
+        compression = parse_compression(fmt, compression)
+        if fmt == "zarr":
+            require("zarr", "zarr", "export to zarr")
+            if zarr_format not in (2, 3):
+                raise UDFError(f"RecordUDF: zarr_format must be 2 or 3, got {zarr_format!r}")
+        if fmt == "hdf5" and compression is not None and compression[0] in ("zstd", "blosc"):
+            require("hdf5plugin", "hdf5plugin", f"HDF5 compression {compression[0]!r}")
+        super().__init__(path=path, overwrite=bool(overwrite), format=fmt,
+                         compression=compression, chunks=parse_chunks(fmt, chunks, compression),
+                         ds_path=parse_ds_path(fmt, ds_path),
+                         zarr_format=int(zarr_format) if fmt == "zarr" else None)
 
     def get_preferred_input_dtype(self):
         return self.USE_NATIVE_DTYPE
 
     def get_tiling_preferences(self):
-        # whole frames: each tile is one contiguous run of bytes in the target
+        # whole frames: each tile is one contiguous run of rows of the target
         return {"whole_frames": True}
 
     def get_result_buffers(self):
-        return {"frames_written": self.buffer(kind="single", dtype=np.int64)}
+        # first_row tells the main process which partition (and spool file) it merges
+        return {"frames_written": self.buffer(kind="single", dtype=np.int64),
+                "first_row": self.buffer(kind="single", dtype=np.int64)}
 
     def preprocess(self):
-        self._fd = None
-        header, shape, dtype = export_layout(self.meta, self.params.format)
-        self._offset = len(header)
-        self._frame_bytes = self.meta.dataset_shape.sig.size * dtype.itemsize
+        self._target = make_target(self.params, *export_layout(self.meta))
         if self.meta.partition_shape is None:
             # the main process, before any partition runs
-            self._create(header, shape, dtype)
+            self._merged = 0
+            self._target.prepare(self.meta.dataset_paths)
             return
         self._positions = None if self.meta.roi is None else np.flatnonzero(self.meta.roi)
-        self._fd = os.open(self.params.path, os.O_WRONLY)
-
-    def _create(self, header, shape, dtype):
-        path = self.params.path
-        if os.path.exists(path):
-            for source in self.meta.dataset_paths:
-                if os.path.exists(source) and os.path.samefile(source, path):
-                    raise UDFError(f"RecordUDF: the target {path!r} is the file of the data set "
-                                   "being read; choose another path")
-            if not self.params.overwrite:
-                raise FileExistsError(f"RecordUDF: {path} exists; pass overwrite=True to replace it")
-        total = len(header) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        with open(path, "wb") as f:
-            f.write(header)
-            f.truncate(total)
-        if self.params.format == "raw":
-            sig_dims = self.meta.dataset_shape.sig_dims
-            side = {"dtype": dtype.str, "nav_shape": list(shape[:-sig_dims]),
-                    "sig_shape": list(shape[-sig_dims:])}
-            with open(path + ".json", "w") as f:
-                json.dump(side, f, indent=1)
+        self._target.open(self.meta.partition_shape.nav.size)
 
     def process_tile(self, tile):
         first = int(self.meta.frame_index[0])
         row = first if self._positions is None else int(np.searchsorted(self._positions, first))
-        data = memoryview(np.ascontiguousarray(tile)).cast("B")
-        pos = self._offset + row * self._frame_bytes
-        while data:
-            written = os.pwrite(self._fd, data, pos)
-            data = data[written:]
-            pos += written
+        self._target.write(row, tile)
 
     def postprocess(self):
+        self._target.finish()
         self.results.frames_written[:] = self.meta.partition_shape.nav.size
+        self.results.first_row[:] = self._target.first_row
 
     def cleanup(self):
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
-            self._fd = None
+        target = getattr(self, "_target", None)
+        if target is not None:
+            target.close()
 
     def merge(self, dest, src):
         dest.frames_written += src.frames_written
+        n = int(src.frames_written[0])
+        self._target.merge(int(src.first_row[0]), n)
+        self._merged += n
+        if self._merged == self._target.rows:
+            self._target.finalize()
+
+    def get_results(self):
+        return {"frames_written": self.results.frames_written}
+
+    def remove_temporaries(self) -> None:
+        """Remove the spool files of a chunked target after a failed or interrupted run
+        (``Context.export`` calls it); nothing for the other formats."""
+        target = getattr(self, "_target", None)
+        if target is not None:
+            target.discard()
