@@ -305,7 +305,7 @@ def test_auto_hdf5_is_named(inline_ctx, tmp_path):
     path = str(tmp_path / "scan.h5")
     with open(path, "wb") as f:
         f.write(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
-    with pytest.raises(DataSetError, match=r"scan\.h5.*HDF5"):
+    with pytest.raises(DataSetError, match=r"scan\.h5.* not a valid HDF5 file"):
         inline_ctx.load("auto", path=path)
 
 
