@@ -40,11 +40,19 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
-    e = sub.add_parser("export", help="write a file (or a ROI of it) to .npy or raw",
-                       description="Copy the frames of a data set into a .npy file, or a raw file "
-                                   "with a JSON sidecar, streaming.")
+    e = sub.add_parser("export", help="write a file (or a ROI of it) to npy, raw, hdf5, zarr or a "
+                                      "Thunder binary stack",
+                       description="Copy the frames of a data set into another file, streaming: "
+                                   ".npy, raw with a JSON sidecar, HDF5 (.h5), zarr (.zarr) or a "
+                                   "Thunder binary stack (--format binary, a directory).")
     add_dataset_options(e)
-    e.add_argument("-o", "--out", required=True, metavar="TARGET", help="target .npy or raw file")
+    e.add_argument("-o", "--out", required=True, metavar="TARGET",
+                   help="target file (or directory for zarr and binary)")
+    e.add_argument("--format", dest="out_format", default=None,
+                   choices=["npy", "raw", "hdf5", "zarr", "binary"],
+                   help="target format (default: from the extension of TARGET; raw otherwise)")
+    e.add_argument("--compression", default=None, metavar="NAME[:LEVEL]",
+                   help="hdf5: gzip, lzf, zstd, blosc; zarr: gzip, zstd, blosc (default: none)")
     e.add_argument("--roi", metavar="ROI.npy", help="only these frames")
     e.add_argument("--overwrite", action="store_true", help="replace an existing target")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -119,7 +127,16 @@ def export(args, ctx) -> int:
     ds = ctx.load(filetype, **params)
     roi = _load_npy(args.roi, "--roi") if args.roi else None
     t0 = time.perf_counter()
-    path = ctx.export(ds, args.out, roi=roi, overwrite=args.overwrite, progress=progress_flag(args))
+    path = ctx.export(ds, args.out, roi=roi, overwrite=args.overwrite, format=args.out_format,
+                      compression=args.compression, progress=progress_flag(args))
     elapsed = time.perf_counter() - t0
-    print(f"wrote {path} ({human_bytes(os.path.getsize(path))}) in {elapsed:.2f} s")
+    print(f"wrote {path} ({human_bytes(_size_on_disk(path))}) in {elapsed:.2f} s")
     return 0
+
+
+def _size_on_disk(path) -> int:
+    """Bytes of a file, or of the files under a directory (zarr store, binary stack)."""
+    if not os.path.isdir(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, name))
+               for root, _, names in os.walk(path) for name in names)
