@@ -25,6 +25,8 @@ BUILTIN_FORMATS = {
     "raw": "udfkit.io.formats.raw:RawFormat",
     "npy": "udfkit.io.formats.npy:NPYFormat",
     "memory": "udfkit.io.formats.memory:MemoryFormat",
+    "dask": "udfkit.io.formats.dask:DaskFormat",
+    "stack": "udfkit.io.formats.stack:StackFormat",
     "tiff": "udfkit.io.formats.tiff:TIFFFormat",
     "binary": "udfkit.io.formats.binary:BinaryFormat",
     "hdf5": "udfkit.io.formats.hdf5:HDF5Format",
