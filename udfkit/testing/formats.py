@@ -291,17 +291,32 @@ class DataSetTests:
 
     def pytest_generate_tests(self, metafunc):
         """Parametrize by the class's knobs, so that a failure names its dtype, backend or
-        executor."""
+        executor.
+
+        A test that takes both ``executor`` and ``io_backend`` gets them in pairs, every
+        executor and every backend at least once: where the product costs a worker restart
+        per case, the pairs are enough.
+        """
         values = {
             "dtype": list(self.dtypes),
             "io_backend": list(self.io_backends) or [None],
             "executor": list(self.executors),
             "serializer": list(SERIALIZERS),
         }
-        for name in metafunc.fixturenames:
-            if name in values:
-                ids = [str(v) if v is not None else "no-backend" for v in values[name]]
-                metafunc.parametrize(name, values[name], ids=ids)
+
+        def name_of(v):
+            return "no-backend" if v is None else str(v)
+
+        names = [n for n in metafunc.fixturenames if n in values]
+        if "executor" in names and "io_backend" in names:
+            names.remove("executor")
+            names.remove("io_backend")
+            ex, be = values["executor"], values["io_backend"]
+            pairs = [(ex[i % len(ex)], be[i % len(be)]) for i in range(max(len(ex), len(be)))]
+            metafunc.parametrize(("executor", "io_backend"), pairs,
+                                 ids=[f"{e}-{name_of(b)}" for e, b in pairs])
+        for name in names:
+            metafunc.parametrize(name, values[name], ids=[name_of(v) for v in values[name]])
 
     @pytest.fixture(scope="class")
     def contexts(self):
