@@ -50,6 +50,7 @@ def is_file_view(arr):
 
 @pytest.fixture(scope="session")
 def io_helpers():
-    """The helper functions above, for test modules (avoids importing conftest)."""
+    """The helper functions (above and from :mod:`udfkit.testing.tiles`), for test modules
+    (avoids importing conftest)."""
     return SimpleNamespace(owner=owner, is_file_view=is_file_view, read_all=read_all,
                            expected_frames=expected_frames)

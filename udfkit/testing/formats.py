@@ -108,6 +108,15 @@ class FormatCase:
         Frames per forced tile.
     seed : int
         Of the values.
+
+    Examples
+    --------
+    >>> case = FormatCase(nav_shape=(2, 3), sig_shape=(4, 4), dtype=">u2", sync_offset=-1)
+    >>> case.data.shape, case.data.dtype.str
+    ((2, 3, 4, 4), '>u2')
+    >>> frames, processed = case.expected()
+    >>> frames.dtype.str, processed.tolist()
+    ('<u2', [False, True, True, True, True, True])
     """
 
     def __init__(self, *, nav_shape, sig_shape, dtype, sync_offset=0, num_partitions=1, roi=None,
