@@ -83,7 +83,9 @@ class Target:
                     os.path.samefile(source, path) or (os.path.isdir(path) and _inside(source, path))):
                 raise UDFError(f"RecordUDF: the target {path!r} is the file of the data set "
                                "being read; choose another path")
-        if os.path.lexists(path):
+        # an empty directory is a fine place for a directory target
+        if os.path.lexists(path) and not (self.is_directory and os.path.isdir(path)
+                                          and not os.listdir(path)):
             if not self.params.overwrite:
                 raise FileExistsError(f"RecordUDF: {path} exists; pass overwrite=True to replace it")
             self.remove_existing()
@@ -123,10 +125,6 @@ class Target:
 
     def close(self) -> None:
         """Release handles (always called, also after an error)."""
-
-    def info(self) -> dict:
-        """What was written, for ``Context.export``'s caller."""
-        return {"format": self.params.format, "shape": self.shape, "dtype": self.dtype.str}
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -217,56 +215,43 @@ class Hdf5ContiguousTarget(_OffsetTarget):
                            "has no storage allocated; was the file replaced during the export?")
         return int(offset)
 
-    def info(self):
-        return dict(super().info(), ds_path="/" + self.params.ds_path, layout="contiguous")
-
 
 class BinaryTarget(Target):
     """A Thunder binary image stack: one ``image-NNNNN.bin`` per frame plus ``conf.json``.
 
-    As Thunder's ``tobinary`` writes it: each file holds one frame's bytes in C order and
-    native byte order; ``conf.json`` gives ``dims`` (the frame shape) and ``dtype``; an
-    empty ``SUCCESS`` marks a complete stack. Both are written after the last frame, so an
-    interrupted export is not taken for a complete stack. File numbers have at least five
-    digits (Thunder's ``%05d``) and more when needed, all of the same width, so that the
-    names sort in frame order.
+    Written by the binary format's own :class:`~udfkit.io.formats.binary.BinaryStackWriter`
+    (so that reader and writer agree): each file holds one frame's bytes in C order and
+    native byte order, ``conf.json`` gives ``shape`` and ``dtype``, an empty ``SUCCESS``
+    marks a complete stack (written after the last frame). Every frame is its own file, so
+    workers write theirs side by side.
     """
 
     is_directory = True
 
-    def name(self, row: int) -> str:
-        width = max(5, len(str(max(self.rows - 1, 0))))
-        return os.path.join(self.path, f"image-{row:0{width}d}.bin")
+    def writer(self):
+        from ...io.formats.binary import BinaryStackWriter
+
+        return BinaryStackWriter(self.path, sig_shape=self.sig_shape, dtype=self.dtype,
+                                 count=self.rows)
 
     def remove_existing(self):
         if not os.path.isdir(self.path):
             os.remove(self.path)
-            return
-        # only what an earlier binary export wrote: a wrong path must not cost other files
-        for entry in os.listdir(self.path):
-            if (entry.startswith("image-") and entry.endswith(".bin")) or entry in (
-                    "conf.json", "SUCCESS"):
-                os.remove(os.path.join(self.path, entry))
+        # a directory: the writer removes only what an earlier stack had (.bin, conf.json,
+        # SUCCESS), so a wrong path does not cost other files
 
     def create(self):
-        os.makedirs(self.path, exist_ok=True)
+        self.writer().create(overwrite=True)
+
+    def open(self, n):
+        super().open(n)
+        self._writer = self.writer()
 
     def write(self, row, data):
-        for i in range(data.shape[0]):
-            fd = os.open(self.name(row + i), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            try:
-                pwrite_all(fd, data[i], 0)
-            finally:
-                os.close(fd)
+        self._writer.write(row, data)
 
     def finalize(self):
-        conf = {"dims": list(self.sig_shape), "dtype": self.dtype.name}
-        with open(os.path.join(self.path, "conf.json"), "w") as f:
-            json.dump(conf, f, indent=2)
-        open(os.path.join(self.path, "SUCCESS"), "w").close()
-
-    def info(self):
-        return dict(super().info(), files=self.rows)
+        self.writer().finish()
 
 
 def remove_tree(path: str) -> None:
