@@ -240,7 +240,8 @@ class TIFFDataSet(FileDataSet):
     nplanes : int, optional
         Group every ``nplanes`` consecutive pages of a file into one frame of shape
         ``(nplanes, height, width)`` (Thunder's ``fromtif(nplanes=...)``); each file must hold
-        a multiple of ``nplanes`` pages. Default: one frame per page (``nplanes=1`` is the same).
+        a multiple of ``nplanes`` pages (``nplanes=1``: frames of shape ``(1, height, width)``).
+        Default: one frame of shape ``(height, width)`` per page.
     nav_shape : tuple of int, optional
         Default: the shape a single tifffile- or ImageJ-written file declares for its pages
         (e.g. ``(T, Z)``), otherwise ``(number of frames,)``.
@@ -298,7 +299,8 @@ class TIFFDataSet(FileDataSet):
                 raise DataSetError(
                     f"{s.name} holds {len(s.shapes)} pages, which is not a multiple of "
                     f"nplanes={nplanes}; every file must hold whole volumes of {nplanes} pages")
-        frame_shape = (nplanes,) + page_shape if nplanes > 1 else page_shape
+        volumes = self._nplanes_arg is not None
+        frame_shape = (nplanes,) + page_shape if volumes else page_shape
         if len(frame_shape) > 3:
             raise DataSetError(f"{where}: volumes of {nplanes} pages of shape {page_shape} would "
                                f"be frames of {len(frame_shape)} dimensions; at most 3 are supported")
@@ -310,7 +312,7 @@ class TIFFDataSet(FileDataSet):
         if sig_arg is not None and prod(sig_arg) != frame_items:
             raise DataSetError(
                 f"{where}: sig_shape {sig_arg} has {prod(sig_arg)} elements, but a frame "
-                f"{'(a volume of ' + str(nplanes) + ' pages) ' if nplanes > 1 else '(a page) '}"
+                f"{'(a volume of ' + str(nplanes) + ' pages) ' if volumes else '(a page) '}"
                 f"has shape {frame_shape} ({frame_items} elements); sig_shape can only reshape a "
                 "frame (use nplanes to group pages into volumes)")
         native_shape = _declared_shape(scanned, frame_shape, image_count)
