@@ -97,7 +97,8 @@ def plan_reads(fileset, frames, depth: int, block_bytes: int, *, align: int = 1,
     frames = np.ascontiguousarray(frames, dtype=np.int64)
     depth = max(1, int(depth))
     out = _plan(frames, fileset.starts, fileset.header_bytes, fileset.strides,
-                fileset.frame_headers, fileset.offset_table, fileset.table_starts, np.int64(fileset.frame_bytes), np.int64(fileset.dtype.itemsize),
+                fileset.frame_headers, fileset.offset_table, fileset.table_starts,
+                np.int64(fileset.frame_bytes), np.int64(fileset.dtype.itemsize),
                 np.int64(max_gap), np.int64(align), np.int64(depth), np.int64(max(1, block_bytes)),
                 np.int64(BUFFER_ALIGN))
     batch_frames, batch_runs, runs, frame_pos, batch_bytes = out
