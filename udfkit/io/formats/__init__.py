@@ -27,6 +27,7 @@ BUILTIN_FORMATS = {
     "memory": "udfkit.io.formats.memory:MemoryFormat",
     "dask": "udfkit.io.formats.dask:DaskFormat",
     "stack": "udfkit.io.formats.stack:StackFormat",
+    "zarr": "udfkit.io.formats.zarr:ZarrFormat",
     "tiff": "udfkit.io.formats.tiff:TIFFFormat",
     "binary": "udfkit.io.formats.binary:BinaryFormat",
     "hdf5": "udfkit.io.formats.hdf5:HDF5Format",
