@@ -11,10 +11,11 @@ Rules
   by two partitions. Chunks that split inner navigation axes or the signal need no rechunking:
   a chunk row holds them whole, and dask joins them when the row is computed.
 * **Each partition carries only its own part of the graph**: the array sliced to its frames
-  and culled (``dask.optimize``). Arrays made by ``da.from_array(numpy_array)`` hold views of
-  the array per chunk, so a partition ships only its chunks. A ``numpy.memmap`` in the graph
-  (``da.from_array(np.load(path, mmap_mode="r"))``) travels as its file name and offset and
-  is mapped again on the worker: pickling it would copy the whole file into every partition.
+  and culled. Where ``da.from_array`` keeps a whole numpy array (or memmap) under one key
+  and slices it per chunk, those slices are taken when the partition is made, so that it
+  ships views of its own frames only (:func:`_slice_in_memory_sources`). A file-backed
+  ``numpy.memmap`` left in a graph travels as its file name and offset and is mapped again
+  on the worker: pickling it would copy the whole file into every partition.
 * **Computed on the worker with dask's synchronous scheduler**, a few MiB of frames per call
   (:data:`~udfkit.io.chunked.DECODE_BYTES`), rounded out to whole chunk rows that are kept
   until the next call needs frames past them: each chunk is computed once per partition. On
@@ -162,6 +163,62 @@ def _dumps(obj) -> bytes:
 def _probe_pickle(obj) -> None:
     """Pickle ``obj`` into nothing (numeric arrays left out); raises what pickling raises."""
     _pickler_class(True)(_Sink(), protocol=5).dump(obj)
+
+
+def _slice_in_memory_sources(dsk: dict, outputs: set) -> dict:
+    """Take the slices of in-memory arrays that ``dsk`` reads with dask's getters now.
+
+    ``da.from_array`` keeps a numpy array (or memmap; recent dask copies it into memory)
+    under one key that every chunk's getter task slices. Pickled as it is, a partition
+    would carry the whole array. Evaluating those getters here gives views, and pickling a
+    view copies just its part. Sources that are not numpy arrays (h5py, zarr) are left alone:
+    evaluating their getters would read the data here.
+    """
+    try:
+        from dask._task_spec import DataNode, Task, TaskRef
+        from dask.array.core import getter, getter_inline, getter_nofancy
+    except ImportError:  # pragma: no cover - another dask graph representation
+        return dsk
+
+    def array_of(v):
+        if isinstance(v, DataNode):
+            v = v.value
+        return v if isinstance(v, np.ndarray) else None
+
+    out = dict(dsk)
+    for key, task in dsk.items():
+        if not isinstance(task, Task) or task.func not in (getter, getter_inline, getter_nofancy) \
+                or not task.args:
+            continue
+        source = task.args[0]
+        ref = source.key if isinstance(source, TaskRef) else None
+        if array_of(dsk.get(ref) if ref is not None else source) is None:
+            continue
+        deps = {d: array_of(dsk.get(d)) for d in task.dependencies}
+        if any(v is None for v in deps.values()):
+            continue
+        out[key] = DataNode(key, task(deps))
+    used = set()
+    for task in out.values():
+        used |= set(getattr(task, "dependencies", ()))
+    return {k: v for k, v in out.items()
+            if k in used or k in outputs or array_of(v) is None}
+
+
+def _own_part(part):
+    """``part`` carrying only its own graph: culled, in-memory sources sliced."""
+    import dask
+    import dask.array as da
+
+    try:
+        from dask.core import flatten
+
+        keys = set(flatten(part.__dask_keys__()))
+        dsk = _slice_in_memory_sources(dict(part.__dask_graph__().cull(keys)), keys)
+        return da.Array(dsk, part.name, part.chunks, meta=part._meta)
+    except (AttributeError, ImportError, TypeError):  # pragma: no cover - other dask versions
+        (culled,) = dask.optimize(part)
+        return culled
 
 
 def _unpickle_reader(blob):
@@ -430,7 +487,11 @@ class DaskDataSet(ChunkedDataSet):
                 self._tail = arr.ndim - k
                 return arr
         old = arr.chunks
-        arr = arr.reshape((image_count,) + tuple(sig_shape))
+        try:
+            arr = arr.reshape((image_count,) + tuple(sig_shape))
+        except NotImplementedError:
+            # dask cannot split some chunked axes unevenly at once; through one flat axis it can
+            arr = arr.reshape(-1).reshape((image_count,) + tuple(sig_shape))
         self._tail = len(sig_shape)
         self._notes.append(f"rechunked by a reshape to frames of sig_shape {tuple(sig_shape)}, "
                            f"which cuts across the array's axes: chunks {tuple(map(len, old))} → "
@@ -481,8 +542,6 @@ class DaskDataSet(ChunkedDataSet):
         return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
     def get_partitions(self):
-        import dask
-
         meta = self._require_meta()
         arr = self._array
         n_nav = arr.ndim - self._tail
@@ -498,8 +557,7 @@ class DaskDataSet(ChunkedDataSet):
             slabs = []
             first = lo
             for sl, count in flat_slabs(file_nav, lo, hi):
-                (culled,) = dask.optimize(arr[sl])
-                slabs.append((first, count, culled))
+                slabs.append((first, count, _own_part(arr[sl])))
                 first += count
             inside = b[(b >= lo) & (b <= hi)]
             reader = _DaskReader(arr.name, slabs, inside, meta.shape.sig.to_tuple(), file_nav)
