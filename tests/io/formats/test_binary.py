@@ -299,3 +299,19 @@ def test_udfkit_info_on_mouse_images(capsys):
     out = capsys.readouterr().out
     assert "format       binary" in out and "nav (500,) x sig (64, 64)" in out
     assert "4096000 bytes" in out
+
+
+def test_partitions_of_a_bounded_number_of_files(inline_ctx, tmp_path):
+    """The backends open all files of a partition at once: a stack of many one-frame files
+    is cut into partitions of at most FILES_PER_PARTITION files (unless num_partitions says
+    otherwise)."""
+    from udfkit.io.formats._common import FILES_PER_PARTITION
+
+    n = 2 * FILES_PER_PARTITION + 10
+    images = images_of(n=n, shape=(2, 2))
+    write_binary_stack(tmp_path / "s", images)
+    ds = inline_ctx.load("binary", path=str(tmp_path / "s"))
+    bounds = ds.partition_bounds()
+    assert len(bounds) >= 3 and max(b - a for a, b in bounds) <= FILES_PER_PARTITION
+    assert inline_ctx.load("binary", path=str(tmp_path / "s"), num_partitions=1).get_num_partitions() == 1
+    check_reads(inline_ctx, ds, images)

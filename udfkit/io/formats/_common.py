@@ -140,3 +140,27 @@ def resolve_shapes(where: str, native_shape, sig_dims, nav_shape, sig_shape, tot
             f"{native_shape}); try nav_shape={suggest_nav_shape(nav_shape, image_count, exact=True)}, "
             "or pass allow_partial=True to report the missing frames in valid_mask")
     return tuple(nav_shape), tuple(sig_shape), image_count
+
+
+#: the I/O backends open every file of a partition at once, so stacks of many small files
+#: (one frame per file) are cut into partitions of at most this many files by default;
+#: a common limit of open files per process is 1024
+FILES_PER_PARTITION = 256
+
+
+def bound_files_per_partition(ds, bounds: list) -> list:
+    """``bounds`` of a file-based data set, cut finer when its partitions would span more than
+    :data:`FILES_PER_PARTITION` files and the user did not ask for a partition count."""
+    fileset = ds._fileset
+    if ds._num_partitions_arg is not None or fileset is None or len(fileset) <= FILES_PER_PARTITION:
+        return bounds
+    need = -(-len(fileset) // FILES_PER_PARTITION)
+    if len(bounds) >= need:
+        return bounds
+    from ..partitioning import partition_bounds
+
+    meta = ds._require_meta()
+    return partition_bounds(nav_size=meta.shape.nav.size,
+                            frame_bytes=meta.shape.sig.size * meta.raw_dtype.itemsize,
+                            num_partitions=need, align=ds.frame_alignment,
+                            align_offset=meta.sync_offset)

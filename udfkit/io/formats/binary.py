@@ -34,7 +34,13 @@ from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
 from .base import COMMON_PARAMS, Format, Param
-from ._common import check_frame_count, check_sync_offset, parse_dims, resolve_shapes
+from ._common import (
+    bound_files_per_partition,
+    check_frame_count,
+    check_sync_offset,
+    parse_dims,
+    resolve_shapes,
+)
 
 __all__ = ["BinaryFormat", "BinaryDataSet", "BinaryStackWriter", "write_binary_stack", "CONF_NAME"]
 
@@ -210,6 +216,10 @@ class BinaryDataSet(FileDataSet):
                 return (tuple(reversed(dims)) if reverse else dims), f"{CONF_NAME} {key} {list(dims)}"
         have = f"{CONF_NAME} has no 'shape' or 'dims'" if conf else f"there is no {CONF_NAME}"
         raise DataSetError(f"{where}: {have}; pass sig_shape= (the image shape) and dtype=")
+
+    def partition_bounds(self) -> list:
+        # many one-frame files: partitions of a bounded number of files (open files)
+        return bound_files_per_partition(self, super().partition_bounds())
 
     def layout_info(self) -> dict:
         """Files, bytes per image and where the image shape came from."""

@@ -42,7 +42,13 @@ from ..chunked import ArrayReader, ChunkedPartition, OpenArray
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
 from .base import COMMON_PARAMS, Format, Param, read_head
-from ._common import check_frame_count, check_sync_offset, parse_dims, resolve_shapes
+from ._common import (
+    bound_files_per_partition,
+    check_frame_count,
+    check_sync_offset,
+    parse_dims,
+    resolve_shapes,
+)
 
 __all__ = ["TIFFFormat", "TIFFDataSet", "list_stack_files"]
 
@@ -406,6 +412,10 @@ class TIFFDataSet(FileDataSet):
                                  stop=stop, raw_dtype=meta.raw_dtype, image_count=meta.image_count,
                                  sync_offset=meta.sync_offset, index=i)
                 for i, (start, stop) in enumerate(self.partition_bounds())]
+
+    def partition_bounds(self) -> list:
+        # many one-frame files: partitions of a bounded number of files (open files)
+        return bound_files_per_partition(self, super().partition_bounds())
 
     def layout_info(self) -> dict:
         """Files, pages, page shape, compression and whether the pages are read natively."""
