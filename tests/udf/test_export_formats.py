@@ -353,8 +353,8 @@ class _FailOnSecondPartition(SumUDF):
         super().process_tile(tile)
 
 
-@pytest.mark.parametrize("executor", ["inline-debug", "processes"])
-@pytest.mark.parametrize("target", ["hdf5-gzip", "zarr", "hdf5"])
+@pytest.mark.parametrize("executor, target", [("inline-debug", "hdf5-gzip"), ("inline-debug", "zarr"),
+                                              ("inline-debug", "hdf5"), ("processes", "hdf5-gzip")])
 def test_failed_run_leaves_no_spool_or_handles(tmp_path, executor, target):
     ctx = shared(executor)
     name, kwargs = TARGETS[target]
