@@ -175,6 +175,18 @@ def test_hdf5_files_as_one_data_set(tmp_path):
     assert [m["format"] for m in ds.layout_info()["members"]] == ["hdf5"] * 3
 
 
+def test_no_file_handle_leaks(tmp_path, data):
+    ctx = shared("inline-debug")  # partitions pickled and unpickled, as on a worker
+    members = _mixed(tmp_path, data, kinds=("raw", "npy", "hdf5"))
+    ctx.run_udf(dataset=ctx.load("stack", datasets=members), udf=SumUDF())  # warm up
+    before = len(os.listdir("/proc/self/fd"))
+    for backend in ("mmap", "buffered", "direct"):
+        with_backend = [dict(m, io_backend=backend) for m in members]
+        ds = ctx.load("stack", datasets=with_backend, num_partitions=4)
+        _check_sums(ctx, ds, data)
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
 def test_auto_picks_stack_for_datasets(tmp_path, data):
     ds = shared("inline").load("auto", datasets=[{"filetype": "memory", "data": data}])
     assert isinstance(ds, StackDataSet)

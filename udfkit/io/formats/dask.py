@@ -42,11 +42,19 @@ import numpy as np
 from ...common import Shape
 from ...errors import DataSetError, UdfkitWarning
 from ..base import DataSetMeta
-from ..chunked import (DECODE_BYTES, MAX_BLOCK_BYTES, ArrayReader, ChunkedDataSet, ChunkedPartition,
-                       ChunkGeometry, OpenArray, flat_slabs)
+from ..chunked import (
+    DECODE_BYTES,
+    MAX_BLOCK_BYTES,
+    ArrayReader,
+    ChunkedDataSet,
+    ChunkedPartition,
+    ChunkGeometry,
+    OpenArray,
+    flat_slabs,
+)
 from ..partitioning import partition_bounds
-from .base import COMMON_PARAMS, Format, Param
 from ._common import check_frame_count, check_sync_offset, parse_dims, resolve_shapes
+from .base import COMMON_PARAMS, Format, Param
 
 __all__ = ["DaskFormat", "DaskDataSet", "chunk_row_bounds"]
 
@@ -87,10 +95,8 @@ def chunk_row_bounds(nav_shape, nav_chunks) -> np.ndarray:
     """
     nav_shape = tuple(int(n) for n in nav_shape)
     total = prod(nav_shape)
-    for j, chunks in enumerate(nav_chunks):
-        if any(int(c) != 1 for c in chunks):
-            break
-    else:  # one frame per chunk
+    j = next((ax for ax, chunks in enumerate(nav_chunks) if any(int(c) != 1 for c in chunks)), None)
+    if j is None:  # one frame per chunk
         return np.arange(total + 1, dtype=np.int64)
     outer = prod(nav_shape[:j])
     inner = prod(nav_shape[j + 1:])
@@ -296,28 +302,35 @@ class _OpenDask(OpenArray):
 
     def _compute(self, lo, hi, out):
         import dask
+        from dask.core import flatten
 
-        pieces = []
+        graph, keys, targets = {}, [], []
         for first, count, slab in self._r.slabs:
             s0, s1 = max(lo, first), min(hi, first + count)
             if s1 <= s0:
                 continue
             done = s0 - lo
             for sl, n in flat_slabs(slab.shape[:len(self._r.nav_shape)], s0 - first, s1 - first):
-                pieces.append((done, n, slab[sl]))
+                piece = slab[sl]
+                # each chunk goes straight to its place in ``out``: no concatenated copy
+                view = out[done:done + n].reshape(piece.shape)
+                bounds = [np.cumsum((0,) + c) for c in piece.chunks]
+                for key in flatten(piece.__dask_keys__()):
+                    keys.append(key)
+                    targets.append(view[tuple(slice(b[i], b[i + 1]) for b, i in zip(bounds, key[1:]))])
+                graph.update(piece.__dask_graph__().cull(set(flatten(piece.__dask_keys__()))))
                 done += n
         try:
             # the synchronous scheduler: inside a worker (process, thread or cluster task)
             # the graph must not be handed to another scheduler and waited for
-            results = dask.compute(*[p[2] for p in pieces], scheduler="sync")
+            results = dask.get(graph, keys)
         except DataSetError:
             raise
         except Exception as e:
             raise DataSetError(f"dask array {self._r.name!r}: computing frames [{lo}, {hi}) failed: "
                                f"{type(e).__name__}: {e}") from e
-        for (at, n, _), res in zip(pieces, results):
-            res = np.asarray(res)
-            out[at:at + n].reshape(res.shape)[...] = res
+        for target, res in zip(targets, results):
+            target[...] = res
 
     def close(self):
         self._cache = None

@@ -30,8 +30,8 @@ from ...errors import DataSetError
 from ..base import DataSet, DataSetMeta, FrameSource, Partition
 from ..partitioning import partition_bounds
 from ..tiling import TilingConstraints
-from .base import COMMON_PARAMS, Format, Param
 from ._common import check_frame_count, check_sync_offset, parse_dims
+from .base import COMMON_PARAMS, Format, Param
 
 __all__ = ["StackFormat", "StackDataSet", "StackPartition"]
 
