@@ -8,6 +8,10 @@ selected positions) and each signal slice of the scheme, one :class:`DataTile` i
   and the block's frames lie back to back in what the source returned (no ROI gap, frame
   header or file boundary inside). The tile is a read-only view of the file mapping, the
   array, or the backend's read buffer.
+* **Split** where a block of consecutive positions lies in a few long runs (frames stored in
+  chunks with index nodes between them, as in an HDF5 file; a file boundary): one tile per
+  run, each a view where the run allows. The split depends only on where the frames lie,
+  not on the requested dtype, so several dtype streams of one partition stay in step.
 * **Decoded** otherwise: the numba kernels of :mod:`udfkit.io._decode` read the rows of
   the tile, swap bytes if needed and convert into one reused, 64-byte aligned buffer. The
   buffer is overwritten by the next tile, which is why tiles are read-only and must not be
@@ -94,27 +98,49 @@ def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
     sig_parts = [(sl.origin, sl.shape.to_tuple()) for sl in scheme.slices]
 
     with partition.open_source(sel + file_base, depth) as source:
-        for k0 in range(0, sel.size, depth):
-            chunk = sel[k0:k0 + depth]
-            n = chunk.size
-            flat, offsets = source.read(k0, k0 + n)
-            frame_index = chunk + partition.start
-            origin_nav = partition.start + int(chunk[0])
-            # offsets grow by at least a frame each: this span means back to back
-            contiguous = int(offsets[-1]) - int(offsets[0]) == (n - 1) * frame_items
-            if zero_copy_dtype and contiguous:
-                o = int(offsets[0])
-                block = flat[o:o + n * frame_items].reshape((n,) + sig_shape)
-                for idx, index in enumerate(sig_index):
+        for b0 in range(0, sel.size, depth):
+            block_sel = sel[b0:b0 + depth]
+            block_flat, block_offsets = source.read(b0, b0 + block_sel.size)
+            for a, b in _runs(block_sel, block_offsets, frame_items):
+                k0 = b0 + a
+                chunk = block_sel[a:b]
+                offsets = block_offsets[a:b]
+                n = b - a
+                frame_index = chunk + partition.start
+                origin_nav = partition.start + int(chunk[0])
+                # offsets grow by at least a frame each: this span means back to back
+                contiguous = int(offsets[-1]) - int(offsets[0]) == (n - 1) * frame_items
+                if zero_copy_dtype and contiguous:
+                    o = int(offsets[0])
+                    block = block_flat[o:o + n * frame_items].reshape((n,) + sig_shape)
+                    for idx, index in enumerate(sig_index):
+                        where = _tile_slice(origin_nav, n, sig_parts[idx], sig_dims)
+                        yield DataTile(_readonly(block[index]), where, idx, frame_index, k0)
+                    continue
+                if decode is None:
+                    decode = _Decoder(stored, dest_dtype, depth, scheme, sig_shape)
+                for idx in range(len(sig_index)):
+                    data = decode(block_flat, offsets, idx, n)
                     where = _tile_slice(origin_nav, n, sig_parts[idx], sig_dims)
-                    yield DataTile(_readonly(block[index]), where, idx, frame_index, k0)
-                continue
-            if decode is None:
-                decode = _Decoder(stored, dest_dtype, depth, scheme, sig_shape)
-            for idx in range(len(sig_index)):
-                data = decode(flat, offsets, idx, n)
-                where = _tile_slice(origin_nav, n, sig_parts[idx], sig_dims)
-                yield DataTile(data, where, idx, frame_index, k0)
+                    yield DataTile(data, where, idx, frame_index, k0)
+
+
+#: a block is split into runs only where they average at least this many frames (else one
+#: decode pass over the block is cheaper than many small tiles)
+MIN_RUN_FRAMES = 4
+
+
+def _runs(chunk: np.ndarray, offsets: np.ndarray, frame_items: int):
+    """``[(a, b)]``: the block as one piece, or its runs of back-to-back frames (see the
+    module docstring); only blocks of consecutive positions are split."""
+    n = chunk.size
+    if n < 2 * MIN_RUN_FRAMES or int(chunk[-1]) - int(chunk[0]) != n - 1:
+        return ((0, n),)
+    breaks = np.flatnonzero(np.diff(offsets) != frame_items) + 1
+    if breaks.size == 0 or breaks.size + 1 > n // MIN_RUN_FRAMES:
+        return ((0, n),)
+    bounds = [0, *breaks.tolist(), n]
+    return tuple(zip(bounds[:-1], bounds[1:]))
 
 
 def _tile_slice(origin_nav: int, n: int, sig_part, sig_dims: int) -> Slice:

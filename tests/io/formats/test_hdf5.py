@@ -7,6 +7,7 @@ dataset (``f[ds_path][()]``).
 
 from __future__ import annotations
 
+import mmap
 import os
 import pickle
 import subprocess
@@ -19,9 +20,10 @@ import hdf5plugin
 import numpy as np
 import pytest
 
-from udfkit import Context
+from udfkit import UDF, Context
 from udfkit.errors import DataSetError, UdfkitWarning
 from udfkit.io.formats import detect_format, get_format
+from udfkit.io.tiling import TilingScheme
 from udfkit.testing import DataSetTests, read_all
 from udfkit.udf import SumSigUDF, SumUDF
 
@@ -244,6 +246,52 @@ def test_chunks_out_of_order(ctx, tmp_path, backend):
     out, hits = read_all(ds, dest_dtype=ds.dtype)
     assert (hits == 1).all()
     np.testing.assert_array_equal(out, DATA4.reshape(30, 7, 8))
+
+
+class _FloatTileSum(UDF):
+    """A user's tile UDF with the default float32 input: a second dtype stream next to SumUDF."""
+
+    def get_result_buffers(self):
+        return {"sums": self.buffer(kind="nav", dtype="float64")}
+
+    def process_tile(self, tile):
+        assert tile.dtype == np.float32
+        self.results.sums[:] = tile.reshape(tile.shape[0], -1).sum(axis=1)
+
+
+def _mapped(arr) -> bool:
+    while isinstance(arr, np.ndarray) and arr.base is not None:
+        arr = arr.base
+    if isinstance(arr, memoryview):
+        arr = arr.obj
+    return isinstance(arr, mmap.mmap)
+
+
+def test_chunk_runs_give_view_tiles(ctx, tmp_path):
+    """Chunks stored in runs with other data between them (two datasets written in turns):
+    tiles are cut at the gaps and stay views of the mapping; a float32 stream of the same run
+    is cut the same way, so both UDFs see every frame once."""
+    data = RNG.integers(0, 100, (40, 6, 5)).astype("<u2")
+    path = tmp_path / "runs.h5"
+    with h5py.File(path, "w", rdcc_nbytes=0) as f:  # no chunk cache: chunks land as written
+        a = f.create_dataset("a", shape=data.shape, dtype=data.dtype, chunks=(1, 6, 5))
+        b = f.create_dataset("b", shape=data.shape, dtype=data.dtype, chunks=(1, 6, 5))
+        for i in range(0, 40, 8):
+            a[i:i + 8] = data[i:i + 8]
+            b[i:i + 8] = data[i:i + 8]
+    ds = ctx.load("hdf5", path=str(path), ds_path="a", num_partitions=1)
+    assert ds.layout_info()["frame_offsets"] == "table of 40 (increasing)"
+    (part,) = ds.get_partitions()
+    tiles = list(part.get_tiles(TilingScheme.make((6, 5), (6, 5), 16, "tile"), ds.dtype))
+    table = ds.fileset.files[0].frame_offsets
+    assert len(tiles) >= 5 and sum(t.data.shape[0] for t in tiles) == 40
+    for t in tiles:  # each tile is one run of back-to-back chunks, and a view of the file
+        assert (np.diff(table[t.frame_index]) == 60).all()
+        assert _mapped(t.data)
+    np.testing.assert_array_equal(np.concatenate([t.data for t in tiles]), data)
+    res_sum, res_f32 = ctx.run_udf(dataset=ds, udf=[SumUDF(), _FloatTileSum()])
+    np.testing.assert_array_equal(res_sum["intensity"].data, data.sum(axis=0))
+    np.testing.assert_array_equal(res_f32["sums"].data, data.sum(axis=(1, 2)))
 
 
 def test_edge_chunks_and_user_block(ctx, tmp_path):
@@ -495,7 +543,7 @@ def test_unavailable_filter_names_filter_and_extra(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.modules["hdf5plugin"] = None  # as if it were not installed
-        from udfkit import Context
+        from udfkit import UDF, Context
         from udfkit.errors import DataSetError
         try:
             Context.make_with("inline").load("hdf5", path={str(path)!r})
