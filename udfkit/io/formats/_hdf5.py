@@ -115,7 +115,7 @@ def list_datasets(f) -> tuple[list, list]:
                 continue
             seen.add(k)
             if isinstance(obj, h5py.Dataset):
-                found.append((full, tuple(obj.shape), obj.dtype))
+                found.append((full, tuple(obj.shape or ()), obj.dtype))
             elif isinstance(obj, h5py.Group) and depth < 32:
                 walk(obj, full, depth + 1)
 
@@ -258,6 +258,8 @@ def chunk_frame_table(ds, k: int, frame_bytes: int):
     bad = []
 
     def take(info):
+        if any(o >= n for o, n in zip(info.chunk_offset, shape)):
+            return  # left over from before the dataset was resized smaller
         if info.size != chunk_bytes or info.filter_mask or info.byte_offset is None:
             bad.append(info)
             return

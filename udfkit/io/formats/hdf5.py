@@ -142,7 +142,7 @@ class HDF5DataSet(FileDataSet, ChunkedDataSet):
         from . import _hdf5
 
         where = f"HDF5 file {path!r}, dataset {ds_path!r}"
-        shape, dtype = tuple(ds.shape), ds.dtype
+        shape, dtype = tuple(ds.shape or ()), ds.dtype  # a null dataspace has no shape
         if dtype.kind not in "biufc" or dtype.fields is not None:
             raise DataSetError(f"{where} has dtype {dtype}; expected a numeric dtype")
         if len(shape) < 2:
@@ -192,7 +192,8 @@ class HDF5DataSet(FileDataSet, ChunkedDataSet):
                 raise DataSetError(
                     f"{where}: io_backend={self._io_backend_arg!r} does not apply: the dataset is "
                     f"decoded by h5py ({why}), not read by udfkit's I/O backends; drop io_backend")
-            self._reader = _hdf5.H5Reader(path, ds_path, shape[:k], shape[k:])
+            # absolute: workers may run in another working directory
+            self._reader = _hdf5.H5Reader(os.path.abspath(path), ds_path, shape[:k], shape[k:])
             nav_chunks = chunks[:k] if chunks else (1,) * k
             self._geometry = ChunkGeometry(self._block_frames(shape[:k], nav_chunks, frame_bytes,
                                                               where), chunks or ())
@@ -265,7 +266,8 @@ class HDF5DataSet(FileDataSet, ChunkedDataSet):
 
     @property
     def supports_zero_copy(self) -> bool:
-        return self._backend.supports_zero_copy if self.native else True
+        # decoded blocks are handed out as views, like the backends' buffers
+        return self._backend.supports_zero_copy if self._reader is None else True
 
     def get_tiling_constraints(self):
         if self.native:
