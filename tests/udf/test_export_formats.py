@@ -212,12 +212,14 @@ def test_empty_roi(tmp_path):
     ctx = shared("inline-debug")
     ds, _, _ = _source(ctx, "memory", tmp_path, "uint16")
     roi = np.zeros(NAV, dtype=bool)
-    for name, kwargs in [("e.npy", {}), ("e.h5", {}), ("e.zarr", {}), ("s", {"format": "binary"})]:
+    for name, kwargs in [("e.npy", {}), ("e.h5", {}), ("g.h5", {"compression": "gzip"}),
+                         ("e.zarr", {}), ("s", {"format": "binary"})]:
         out = ctx.export(ds, tmp_path / name, roi=roi, **kwargs)
         assert os.path.exists(out)
     assert np.load(tmp_path / "e.npy").shape == (0,) + SIG
-    with h5py.File(tmp_path / "e.h5", "r") as f:
-        assert f["data"].shape == (0,) + SIG
+    for name in ("e.h5", "g.h5"):
+        with h5py.File(tmp_path / name, "r") as f:
+            assert f["data"].shape == (0,) + SIG
     assert json.loads((tmp_path / "s" / "conf.json").read_text())["shape"] == list(SIG)
 
 

@@ -220,6 +220,9 @@ class Hdf5ChunkedTarget(SpoolTarget):
 
     def create_kwargs(self) -> dict:
         kwargs = {"shape": self.shape, "dtype": self.dtype, "chunks": self.chunks}
+        if 0 in self.shape:
+            # an empty ROI: HDF5 takes a chunk longer than an axis only if the axis can grow
+            kwargs["maxshape"] = tuple(None if s == 0 else s for s in self.shape)
         comp = self.params.compression
         if comp is None:
             return kwargs
