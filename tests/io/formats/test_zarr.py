@@ -41,7 +41,9 @@ def _halves(sig_shape) -> tuple:
 class _ZarrTests(DataSetTests):
     format = "zarr"
     dtypes = NATIVE_DTYPES
-    max_examples = 6
+    # five store kinds share the module's time: fewer examples each than the suite's default;
+    # only TestZarrV3 runs on the processes and dask executors (each starts its own workers)
+    max_examples = 4
     zarr_format = 3
 
     def create_kwargs(self, data, sig_dims) -> dict:
@@ -102,11 +104,25 @@ class TestZarrSharded(_ZarrTests):
                     compressors=None)
 
 
+class TestZarrNative(_ZarrTests):
+    """v3, uncompressed chunks of whole frames: udfkit reads the chunk files itself, through
+    every I/O backend."""
+
+    dtypes = ("uint8", "uint16", "int32", "float64", "complex64")
+    io_backends = ("mmap", "buffered", "direct")
+    executors = ("inline", "threads")
+
+    def create_kwargs(self, data, sig_dims):
+        # all chunks written, also those of zeros only, so that the native path is taken
+        return dict(chunks=(min(2, data.shape[0]),) + data.shape[1:], compressors=None,
+                    config={"write_empty_chunks": True})
+
+
 class TestZarrZip(_ZarrTests):
     """v3 in a zip store, blosc."""
 
     dtypes = ("uint16", "float64")
-    executors = ("inline", "processes")
+    executors = ("inline", "threads")
 
     def write(self, tmp_path, data, *, sig_dims):
         path = str(tmp_path / "data.zarr.zip")
@@ -193,6 +209,9 @@ def test_values_match_zarr(ctx, tmp_path, version, compressor, chunking, nav_sha
     ds = _check_values(ctx, dict(path=path, num_partitions=3), nav_shape, sig)
     assert ds.layout_info()["zarr_format"] == version
     assert ds.layout_info()["chunks"] == chunks
+    # uncompressed chunks of whole, consecutive frames are read by udfkit itself
+    assert ds.native == (compressor == "none" and chunking in ("one-frame", "frames"))
+    assert ds.layout_info()["read_path"].startswith("native" if ds.native else "zarr")
 
 
 def test_big_endian_v3_codec(ctx, tmp_path):
@@ -232,6 +251,52 @@ def test_partitions_follow_chunks(ctx, tmp_path):
     ds = _check_values(ctx, dict(path=path, num_partitions=2), (9,), (4, 4))
     assert ds.frame_alignment == 3
     assert [s % 3 for s, _ in ds.partition_bounds()] == [0, 0]
+
+
+@pytest.mark.parametrize("io_backend", ["mmap", "buffered", "direct"])
+def test_native_chunk_files(ctx, tmp_path, io_backend):
+    """Uncompressed chunks of whole frames (edge chunk padded by zarr): read by the I/O
+    backend, partitions on chunk-file boundaries, tiles no deeper than a file of 1 MiB."""
+    data = _data((13, 2, 128, 128))  # chunk files of 2 nav rows: 4 frames, 128 KiB
+    path = _write(tmp_path / "n.zarr", data, chunks=(2, 2, 128, 128), compressors=None)
+    ds = _check_values(ctx, dict(path=path, io_backend=io_backend, num_partitions=3), (13, 2),
+                       (128, 128))
+    assert ds.native and ds.layout_info()["read_path"] == f"native ({io_backend})"
+    assert len(ds.fileset.files) == 7 and ds.fileset.files[-1].image_count == 2
+    assert ds.frame_alignment == 4
+    assert ds.meta.metadata["io_backend"] == io_backend
+
+
+def test_native_with_big_files_bounds_tile_depth(ctx, tmp_path):
+    data = _data((16, 256, 256))
+    path = _write(tmp_path / "n.zarr", data, chunks=(8, 256, 256), compressors=None)  # 1 MiB
+    ds = _check_values(ctx, dict(path=path), (16,), (256, 256))
+    assert ds.native and ds.get_tiling_constraints().max_depth == 8
+
+
+def test_unwritten_chunks_go_through_zarr(ctx, tmp_path):
+    """Chunks never written (all fill value): zarr fills them; an io_backend then does not
+    apply but is no error, as it depends on the data."""
+    data = _data((6, 4, 4))
+    data[2:4] = 0
+    path = _write(tmp_path / "f.zarr", data, chunks=(2, 4, 4), compressors=None)
+    assert len(_chunk_files(path)) == 2
+    ds = _check_values(ctx, dict(path=path, io_backend="buffered"), (6,), (4, 4))
+    assert not ds.native and "never written" in ds.layout_info()["read_path"]
+
+
+def test_io_backend_for_a_compressed_array(ctx, tmp_path):
+    path = _write(tmp_path / "c.zarr", _data((4, 5, 6)), compressors=ZstdCodec())
+    with pytest.raises(DataSetError, match="c.zarr.*io_backend='mmap' does not apply.*Zstd"):
+        ctx.load("zarr", path=path, io_backend="mmap")
+
+
+def test_native_chunk_file_of_wrong_size(ctx, tmp_path):
+    path = _write(tmp_path / "w.zarr", _data((4, 5, 6)), chunks=(2, 5, 6), compressors=None)
+    chunk = _chunk_files(path)[1]
+    os.truncate(chunk, 10)
+    with pytest.raises(DataSetError, match="w.zarr.*chunk file .*c/1/0/0' has 10 bytes.* 120"):
+        ctx.load("zarr", path=path)
 
 
 def test_reshape_nav_and_sig(ctx, tmp_path):
@@ -299,7 +364,8 @@ def test_several_candidates(ctx, group_store):
 
 
 def test_no_candidate(ctx, group_store):
-    with pytest.raises(DataSetError, match="'empty' holds no array of 3 or more.*'scan/nav' \\(4,\\) float64"):
+    with pytest.raises(DataSetError,
+                       match="'empty' holds no array of 3 or more.*'scan/nav' \\(4,\\) float64"):
         ctx.load("zarr", path=group_store, array_path="empty")
     # a 2D array named explicitly is a nav axis + a 1D signal
     ds = ctx.load("zarr", path=group_store, array_path="scan/mask")
@@ -443,8 +509,10 @@ def test_damaged_chunk_names_store_and_array(pctx, tmp_path, compressed):
     and the frames it was reading, also from a worker process."""
     path = str(tmp_path / "d.zarr")
     root = zarr.open_group(path, mode="w")
-    root.create_array("raw/frames", shape=(6, 4, 4), chunks=(2, 4, 4), dtype="uint16",
-                      compressors=ZstdCodec() if compressed else None)[...] = _data((6, 4, 4)) + 1
+    # uncompressed chunks that split the frame: zarr reads them, and fails on the short one
+    root.create_array("raw/frames", shape=(6, 4, 4), chunks=(2, 4, 4) if compressed else (2, 2, 4),
+                      dtype="uint16", compressors=ZstdCodec() if compressed else None)[...] = \
+        _data((6, 4, 4)) + 1
     chunk = os.path.join(path, "raw", "frames", "c", "1", "0", "0")
     os.truncate(chunk, os.path.getsize(chunk) // 2)
     ds = pctx.load("zarr", path=path)
