@@ -144,7 +144,8 @@ class Context:
         roi : numpy.ndarray of bool, optional
             Only these frames, as an array ``(n, *sig_shape)`` in flattened nav order.
         overwrite : bool
-            Replace an existing target (default: refuse with ``FileExistsError``).
+            Replace an existing target (default: refuse with ``FileExistsError``): a whole
+            file, or a whole zarr store; of a directory only a binary stack's own files.
         format : {"npy", "raw", "hdf5", "zarr", "binary"}, optional
             Default: from the name: ``.npy`` → npy (numpy header), ``.h5``/``.hdf5``/``.hdf``
             → hdf5, ``.zarr`` → zarr (a directory store), any other name → raw (next to a
