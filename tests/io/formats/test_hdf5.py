@@ -101,7 +101,7 @@ class TestChunkedAcrossSig(_HDF5Tests):
 
 class TestGzip(_HDF5Tests):
     dtypes = (">u2", "complex64")
-    executors = ("inline", "processes")
+    executors = ("inline", "processes", "dask")  # h5py opened on the workers
 
     def storage(self, nav, sig):
         return dict(chunks=(1,) * len(nav) + sig, compression="gzip", shuffle=True)
