@@ -111,6 +111,27 @@ class FileLayout:
             return True
         return bool(np.all(np.diff(self.frame_offsets) >= self.frame_bytes))
 
+    def __reduce__(self):
+        # partitions carry their layout to every worker: a table travels as its runs of
+        # back-to-back frames (a few per thousand frames for HDF5 chunks), not per frame
+        fields = (self.path, self.header_bytes, self.dtype, self.sig_shape, self.image_count,
+                  self.frame_header_bytes, self.frame_footer_bytes)
+        if self.frame_offsets is None:
+            return (FileLayout, fields)
+        table = self.frame_offsets
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(table) != self.frame_bytes) + 1])
+        return (_from_runs, (fields, starts, table[starts]))
+
+
+def _from_runs(fields, starts, offsets):
+    """A :class:`FileLayout` whose table is rebuilt from its runs (see ``__reduce__``)."""
+    image_count = fields[4]
+    frame_bytes = prod(fields[3]) * np.dtype(fields[2]).itemsize
+    lengths = np.diff(np.append(starts, image_count))
+    within = np.arange(image_count, dtype=np.int64) - np.repeat(starts, lengths)
+    table = np.repeat(offsets, lengths) + within * frame_bytes
+    return FileLayout(*fields, frame_offsets=table)
+
 
 class FileSet:
     """Files that hold consecutive ranges of the frames of one data set.

@@ -238,7 +238,7 @@ def test_chunks_out_of_order(ctx, tmp_path, backend):
     ds = ctx.load("hdf5", path=str(path), io_backend=backend, num_partitions=2)
     info = ds.layout_info()
     assert info["read_path"] == f"native ({backend})"
-    assert "out of order" in info["frame_offsets"]
+    assert "out of order" in info["offsets"]
     lay = ds.fileset.files[0]
     with h5py.File(path) as f:
         # frame (1, 2) is in chunk (1, 2): the table holds its offset from the chunk index
@@ -280,7 +280,7 @@ def test_chunk_runs_give_view_tiles(ctx, tmp_path):
             a[i:i + 8] = data[i:i + 8]
             b[i:i + 8] = data[i:i + 8]
     ds = ctx.load("hdf5", path=str(path), ds_path="a", num_partitions=1)
-    assert ds.layout_info()["frame_offsets"] == "table of 40 (increasing)"
+    assert ds.layout_info()["offsets"] == "table of 40 (increasing)"
     (part,) = ds.get_partitions()
     tiles = list(part.get_tiles(TilingScheme.make((6, 5), (6, 5), 16, "tile"), ds.dtype))
     table = ds.fileset.files[0].frame_offsets

@@ -140,7 +140,8 @@ def find_dataset(f, path: str) -> str:
     if candidates:
         raise DataSetError(
             f"HDF5 file {path!r} has {len(candidates)} datasets of 3 or more dimensions: "
-            f"{_listing(candidates)}; choose one with ds_path=, e.g. ds_path={candidates[0][0]!r}")
+            f"{_listing(candidates)}; choose one with ds_path= (--ds-path on the command line), e.g. "
+            f"ds_path={candidates[0][0]!r}")
     what = f"its datasets: {_listing(found)}" if found else "it holds no dataset"
     gone = f"; links that cannot be followed: {', '.join(map(repr, broken))}" if broken else ""
     raise DataSetError(f"HDF5 file {path!r} has no dataset of 3 or more dimensions (nav + 2D signal) "

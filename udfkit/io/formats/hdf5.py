@@ -179,7 +179,7 @@ class HDF5DataSet(FileDataSet, ChunkedDataSet):
             self._fileset = fileset
             info["read_path"] = f"native ({self._backend.name})"
             lay = fileset.files[0]
-            info["frame_offsets"] = (f"one run from byte {lay.header_bytes}" if lay.frame_offsets is None
+            info["offsets"] = (f"one run from byte {lay.header_bytes}" if lay.frame_offsets is None
                                      else f"table of {image_count} "
                                      f"({'increasing' if lay.increasing else 'out of order'})")
         else:
