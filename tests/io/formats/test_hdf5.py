@@ -620,6 +620,23 @@ def test_partitions_pickle_small(ctx, tmp_path, variant):
             assert type(p2) is type(p) and (p2.start, p2.stop) == (p.start, p.stop)
 
 
+def test_offset_table_pickles_as_runs(ctx, tmp_path):
+    """A one-frame-per-chunk table of thousands of frames travels as its runs (index nodes
+    between them), not as one offset per frame."""
+    data = RNG.integers(0, 9, (3000, 2, 2)).astype("<u2")
+    path = tmp_path / "many.h5"
+    with h5py.File(path, "w", rdcc_nbytes=0) as f:
+        f.create_dataset("data", data=data, chunks=(1, 2, 2))
+    ds = ctx.load("hdf5", path=str(path), num_partitions=2)
+    assert ds.layout_info()["offsets"].startswith("table of 3000")
+    p = ds.get_partitions()[1]
+    blob = pickle.dumps(p)
+    assert len(blob) < 3000 * 8 / 4
+    np.testing.assert_array_equal(pickle.loads(blob).fileset.files[0].frame_offsets,
+                                  p.fileset.files[0].frame_offsets)
+    np.testing.assert_array_equal(read_all(ds)[0], data)
+
+
 # -- detection and `udfkit info` --------------------------------------------------------------
 
 
