@@ -179,9 +179,11 @@ class HDF5DataSet(FileDataSet, ChunkedDataSet):
             self._fileset = fileset
             info["read_path"] = f"native ({self._backend.name})"
             lay = fileset.files[0]
-            info["offsets"] = (f"one run from byte {lay.header_bytes}" if lay.frame_offsets is None
-                                     else f"table of {image_count} "
-                                     f"({'increasing' if lay.increasing else 'out of order'})")
+            if lay.frame_offsets is None:
+                info["offsets"] = f"one run from byte {lay.header_bytes}"
+            else:
+                order = "increasing" if lay.increasing else "out of order"
+                info["offsets"] = f"table of {image_count} ({order})"
         else:
             if k is None:
                 raise DataSetError(
