@@ -267,6 +267,23 @@ def test_native_chunk_files(ctx, tmp_path, io_backend):
     assert ds.meta.metadata["io_backend"] == io_backend
 
 
+@pytest.mark.parametrize("version", [2, 3])
+def test_chunks_larger_than_the_array(ctx, tmp_path, version):
+    """zarr pads chunks to their shape: larger than the frame, zarr reads them; larger along
+    the one chunked nav axis, the padding follows the frames and udfkit reads them."""
+    data = _data((3, 4, 5, 6))
+    path = _write(tmp_path / "a.zarr", data, chunks=(1, 4, 8, 8), zarr_format=version,
+                  compressors=None)
+    assert not _check_values(ctx, dict(path=path), (3, 4), (5, 6)).native
+    path = _write(tmp_path / "b.zarr", data, chunks=(1, 8, 5, 6), zarr_format=version,
+                  compressors=None)
+    ds = _check_values(ctx, dict(path=path, num_partitions=2), (3, 4), (5, 6))
+    assert ds.native and [f.image_count for f in ds.fileset.files] == [4, 4, 4]
+    path = _write(tmp_path / "c.zarr", data, chunks=(2, 8, 5, 6), zarr_format=version,
+                  compressors=None)
+    assert not _check_values(ctx, dict(path=path), (3, 4), (5, 6)).native
+
+
 def test_native_with_big_files_bounds_tile_depth(ctx, tmp_path):
     data = _data((16, 256, 256))
     path = _write(tmp_path / "n.zarr", data, chunks=(8, 256, 256), compressors=None)  # 1 MiB
@@ -543,13 +560,15 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.parametrize("kind", ["zip", "directory"])
+@pytest.mark.parametrize("kind", ["zip", "directory", "native"])
 def test_no_file_handles_left(ctx, tmp_path, kind):
     data = _data((6, 5, 4))
     if kind == "zip":
         path = _zip_store(tmp_path / "s.zip", data, chunks=(2, 5, 4))
     else:
-        path = _write(tmp_path / "s.zarr", data, chunks=(2, 5, 4))
+        path = _write(tmp_path / "s.zarr", data, chunks=(2, 5, 4),
+                      compressors=None if kind == "native" else ZstdCodec())
+    assert ctx.load("zarr", path=path).native == (kind == "native")
 
     def use():
         ds = ctx.load("zarr", path=path, num_partitions=3)

@@ -297,13 +297,15 @@ def _native_fileset(array, path: str, is_zip: bool, array_path: str, k: int, sig
         if endian is not None and dtype.itemsize > 1 and endian.value != sys.byteorder:
             # zarr hands out native values; the native path would have to say '>u2' instead
             raise _NotNative(f"{endian.value}-endian bytes")
-    if any(c < n for c, n in zip(chunks[k:], shape[k:])):
-        raise _NotNative(f"chunks {chunks} split the frame {tuple(sig_shape)}")
+    # a chunk larger than the array is padded to its shape: along the frame's axes, or an
+    # axis inside the chunked one, that padding would sit between frames
+    if chunks[k:] != shape[k:]:
+        raise _NotNative(f"chunks {chunks} are not whole frames {tuple(shape[k:])}")
     # chunks of 1 on the axes before j, c on axis j, whole axes after it: each chunk file
     # holds frames that follow each other
     j = next((i for i in range(k) if min(chunks[i], shape[i]) > 1), k)
-    if any(c < n for c, n in zip(chunks[j + 1:k], shape[j + 1:k])):
-        raise _NotNative(f"chunks {chunks} hold frames of several rows of the scan")
+    if chunks[j + 1:k] != shape[j + 1:k]:
+        raise _NotNative(f"chunks {chunks} do not hold consecutive frames of {shape[:k]}")
     inner = prod(shape[j + 1:k])
     per_file = min(chunks[j], shape[j]) * inner if j < k else 1
     file_bytes = prod(chunks) * dtype.itemsize  # zarr pads the chunks at the array's edge
@@ -377,12 +379,12 @@ class _OpenZarr(OpenArray):
 
         k = 0
         slabs = flat_slabs(self._reader.nav_shape, lo, hi) if self._reader.nav_shape else [((), 1)]
+        # zarr decodes straight into ``out`` (no copy) when its slabs are views of it
+        direct = out.flags.c_contiguous
         try:
             for sel, n in slabs:
                 shape = tuple(s.stop - s.start for s in sel) + self._frame_shape
                 dest = out[k:k + n].reshape(shape)
-                # zarr decodes straight into ``dest`` when it is ours to write (no copy)
-                direct = dest.flags.c_contiguous and np.shares_memory(dest, out)
                 target = dest if direct else np.empty(shape, out.dtype)
                 self._session.run(self._array.get_orthogonal_selection(
                     sel, out=NDBuffer.from_numpy_array(target)))
@@ -524,13 +526,13 @@ class ZarrDataSet(FileDataSet, ChunkedDataSet):
             "chunks": tuple(array.chunks),
             "shards": tuple(array.shards) if array.shards else None,
             "filters": tuple(array.filters),
+            # v2 has no serializer: its chunks are the dtype's bytes
+            "serializer": str(array.serializer) if array.metadata.zarr_format == 3 else None,
             "compressors": tuple(array.compressors),
             "read_path": read_path,
         }
         if self._reader is not None:
             self._layout["block_frames"] = self._geometry.block_frames
-        if array.metadata.zarr_format == 3:
-            self._layout["serializer"] = str(array.serializer)
         if is_zip:
             size = os.path.getsize(path)
         else:
