@@ -443,7 +443,7 @@ def test_unknown_load_parameter(inline_ctx, raw20, npy_path, fmt, typo):
     else:
         params = dict(data=data)
     params[typo] = (20,)
-    with pytest.raises(DataSetError, match=rf"{fmt} format: .*unexpected keyword argument '{typo}'"
+    with pytest.raises(DataSetError, match=rf"{fmt} format: unknown parameter '{typo}'"
                                            r".*accepted parameters: \[") as info:
         inline_ctx.load(fmt, **params)
     assert "sync_offset" in str(info.value)  # lists what is accepted

@@ -292,12 +292,21 @@ def test_auto_raw_needs_parameters(inline_ctx, tmp_path, ext):
     assert ds.shape == (4, 8, 8)
 
 
-@pytest.mark.parametrize("name", ["scan.txt", "scan", "scan.tif"])
+@pytest.mark.parametrize("name", ["scan.txt", "scan", "scan.xyz"])
 def test_auto_unknown_format(inline_ctx, tmp_path, name):
     path = str(tmp_path / name)
     with open(path, "wb") as f:
         f.write(b"hello world, this is not data")
     with pytest.raises(DataSetError, match=rf"cannot detect the format of '.*{name}'.*npy.*raw"):
+        inline_ctx.load("auto", path=path)
+
+
+def test_auto_extension_without_magic(inline_ctx, tmp_path):
+    """A .tif that is no TIFF is claimed by its extension; the TIFF reader says what is wrong."""
+    path = str(tmp_path / "scan.tif")
+    with open(path, "wb") as f:
+        f.write(b"hello world, this is not data")
+    with pytest.raises(DataSetError, match=r"scan\.tif.*not a TIFF file"):
         inline_ctx.load("auto", path=path)
 
 
