@@ -137,6 +137,8 @@ def block_frames(nav_shape, nav_chunks, frame_bytes: int, where: str = "data set
     40
     >>> block_frames((7,), (1,), 100)
     1
+    >>> block_frames((3, 10), (1, 4), 100)   # 4 does not divide 10: whole rows
+    10
     """
     nav_shape = tuple(int(n) for n in nav_shape)
     nav_chunks = tuple(min(int(c), n) for c, n in zip(nav_chunks, nav_shape))
@@ -146,6 +148,10 @@ def block_frames(nav_shape, nav_chunks, frame_bytes: int, where: str = "data set
             # axes before j have chunks of 1: a run of c steps of axis j (with all inner
             # positions) is a row of whole chunks
             block = c * prod(nav_shape[j + 1:])
+            if j > 0 and nav_shape[j] % c:
+                # the edge chunk of a row is shorter: runs of c * inner frames would drift
+                # off the chunk grid in the next row, so a block is a whole row
+                block = prod(nav_shape[j:])
             break
     if block * frame_bytes > MAX_BLOCK_BYTES:
         smaller = max(1, MAX_BLOCK_BYTES // frame_bytes)
