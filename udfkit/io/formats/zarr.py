@@ -7,8 +7,10 @@ Two read paths
   axis that is chunked, spanning the axes after it and the whole signal) and that are all
   written. Each chunk file is then a run of C-order frames at offset 0, and udfkit's read
   planner and I/O backends (``io_backend``: mmap, buffered, direct) read them like a list of
-  raw files. zarr's per-chunk overhead (about a quarter of a millisecond per chunk here) is
-  what this path saves.
+  raw files. This saves zarr's per-chunk overhead (about 0.15 ms per chunk on a 2-core
+  workstation: SumUDF, inline, over 128 KiB chunks of one frame reads 0.8 GB/s through
+  zarr and 2.2 GB/s natively; over 2 MiB chunks of 16 frames 2.2 and 6.6 GB/s; the raw
+  file 9 GB/s).
 * **zarr**: everything else (compressors, filters, shards, chunks that split frames or rows,
   chunks never written that zarr fills with the fill value, zip stores). The data set is
   then a :class:`~udfkit.io.chunked.ChunkedDataSet`: partitions start on chunk (or, for
@@ -22,14 +24,18 @@ Threads
 zarr's synchronous API hands each call to one event-loop thread per process, which decodes
 chunks on a pool of ``min(32, cpus + 4)`` threads (``threading.max_workers``), up to
 ``async.concurrency`` chunks at a time. Inside udfkit that oversubscribes: ``N`` process
-workers would run ``N × (cpus + 4)`` decoder threads on ``N`` cores, and with the threads
-executor every worker's reads would queue on the one loop thread. udfkit sets neither option
-and does not use that loop: each opened array runs zarr's asynchronous API
+workers would run up to ``N × (cpus + 4)`` decoder threads on ``N`` cores, and the threads
+executor's workers would all go through the one loop thread and its pool, sized without
+regard to them. Limiting the pool instead (``threading.max_workers=1`` in workers) would
+depend on knowing which executor runs, which the I/O layer does not. So udfkit sets neither
+option and does not use that loop: each opened array runs zarr's asynchronous API
 (:mod:`zarr.api.asynchronous`) on a private event loop whose executor runs the work that zarr
 hands to threads (file reads, decoding) right away in the calling thread. A udfkit worker
 thus decodes one chunk at a time, and the executor's number of workers is the number of
 cores decoding, as for every other format. zarr's global configuration is left as the user
-set it, for their own zarr code.
+set it, for their own zarr code. Measured on 2 cores (zstd level 1, 2048 frames of 256×256
+uint16 in chunks of 16 frames): the decompressor alone 0.8 GB/s on one core; SumUDF
+0.45 GB/s inline and 0.83 GB/s on two processes; zarr's synchronous ``array[...]`` 0.13 GB/s.
 """
 
 from __future__ import annotations
