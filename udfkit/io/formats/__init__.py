@@ -25,12 +25,12 @@ BUILTIN_FORMATS = {
     "raw": "udfkit.io.formats.raw:RawFormat",
     "npy": "udfkit.io.formats.npy:NPYFormat",
     "memory": "udfkit.io.formats.memory:MemoryFormat",
+    "hdf5": "udfkit.io.formats.hdf5:HDF5Format",
     "dask": "udfkit.io.formats.dask:DaskFormat",
     "stack": "udfkit.io.formats.stack:StackFormat",
     "zarr": "udfkit.io.formats.zarr:ZarrFormat",
     "tiff": "udfkit.io.formats.tiff:TIFFFormat",
     "binary": "udfkit.io.formats.binary:BinaryFormat",
-    "hdf5": "udfkit.io.formats.hdf5:HDF5Format",
 }
 
 ENTRY_POINT_GROUP = "udfkit.formats"
