@@ -68,6 +68,24 @@ def test_unknown_parameter_lists_the_accepted_ones(inline_ctx, tmp_path):
         inline_ctx.load("npy", path=path, sigshape=(4, 4))
 
 
+SINGLE_PATH_FORMATS = [name for name in FORMAT_NAMES
+                       if {p.name: p.kind for p in registry.get_format(name).params}.get("path") == "path"]
+
+
+@pytest.mark.parametrize("name", SINGLE_PATH_FORMATS)
+def test_a_list_of_paths_for_a_one_file_format_points_to_stack(inline_ctx, tmp_path, name):
+    # the files need not exist: the list is refused before the format opens anything
+    paths = [str(tmp_path / "a"), str(tmp_path / "b")]
+    with pytest.raises(DataSetError, match=rf"{name} format: path takes one file, got a list of 2 "
+                                           rf"paths.*ctx.load\('stack'"):
+        inline_ctx.load(name, path=paths)
+
+
+def test_auto_refuses_nested_path_lists(inline_ctx, tmp_path):
+    with pytest.raises(DataSetError, match="list of lists"):
+        inline_ctx.load("auto", path=[[str(tmp_path / "a")]])
+
+
 def test_unknown_filetype_suggests(inline_ctx):
     with pytest.raises(DataSetError, match=r"expected one of .*'npy'.*got 'nyp' \(did you mean 'npy'\?\)"):
         inline_ctx.load("nyp", path="x")

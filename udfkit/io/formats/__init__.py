@@ -97,6 +97,9 @@ def detect_format(params: dict) -> str:
         if not path:
             raise DataSetError("filetype 'auto': path is an empty list")
         path = path[0]
+        if isinstance(path, (list, tuple)):
+            raise DataSetError(f"filetype 'auto': path is a list of lists ({path!r}, ...); give "
+                               "one path or a flat list of paths")
     path = os.fspath(path)
     if not os.path.exists(path) and not any(ch in path for ch in "*?["):
         raise DataSetFileNotFoundError(f"file {path!r} does not exist")
@@ -144,6 +147,22 @@ def check_params(fmt, params: dict) -> None:
                        f"{', '.join(map(repr, unknown))}{hint}; accepted parameters: {accepted}")
 
 
+def check_path_kind(fmt, params: dict) -> None:
+    """A format that opens one file refuses a list of paths with a pointer to ``stack``.
+
+    Without this check the list reaches ``os.fspath`` deep inside the format and the user
+    sees a bare ``TypeError``.
+    """
+    path = params.get("path")
+    kinds = {p.name: p.kind for p in fmt.params}
+    if kinds.get("path") != "path" or not isinstance(path, (list, tuple)):
+        return
+    raise DataSetError(
+        f"{fmt.name} format: path takes one file, got a {type(path).__name__} of {len(path)} paths; to "
+        f"join several {fmt.name} files along the navigation axis load each and stack them: "
+        f"ctx.load('stack', datasets=[ctx.load({fmt.name!r}, path=p, ...) for p in paths])")
+
+
 def make_dataset(filetype: str, params: dict):
     """Construct (not initialize) the data set for ``filetype`` and the load parameters."""
     params = dict(params)
@@ -154,4 +173,5 @@ def make_dataset(filetype: str, params: dict):
     fmt = get_format(filetype)
     params = complete_params(fmt, params)
     check_params(fmt, params)
+    check_path_kind(fmt, params)
     return fmt.dataset_class()(**params)
