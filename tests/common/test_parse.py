@@ -245,8 +245,10 @@ def test_normalize_roi_accepts_tuple_nav_shape_forms():
          r"got shape \(3, 3\)"),
         (np.ones(5, bool), r"flat with 4 entries, got shape \(5,\)"),
         (np.ones((4, 1), bool), r"got shape \(4, 1\)"),
-        (np.ones((2, 2), int), r"expected a bool array of the nav shape \(2, 2\), got dtype int"),
-        (np.ones((2, 2), float), "got dtype float64"),
+        # 0/1 numbers are accepted (LiberTEM casts them); other values are not
+        (np.full((2, 2), 2), r"expected a bool array of the nav shape \(2, 2\) \(or one of 0 and 1\), "
+                             r"got dtype int64 with values \[2\]"),
+        (np.full((2, 2), 0.5), r"got dtype float64 with values \[0.5\]"),
     ],
 )
 def test_normalize_roi_rejects(roi, match):

@@ -1,7 +1,7 @@
 """Geometry value objects and input parsers shared by all layers (no udfkit imports)."""
 
-from .parse import normalize_dtype, normalize_roi, normalize_shape, parse_size
+from .parse import normalize_dtype, normalize_roi, normalize_shape, parse_roi, parse_size
 from .shape import Shape
 from .slice import Slice
 
-__all__ = ["Shape", "Slice", "normalize_shape", "normalize_dtype", "parse_size", "normalize_roi"]
+__all__ = ["Shape", "Slice", "normalize_shape", "normalize_dtype", "parse_size", "parse_roi", "normalize_roi"]

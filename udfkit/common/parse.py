@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-__all__ = ["normalize_shape", "normalize_dtype", "parse_size", "normalize_roi"]
+__all__ = ["normalize_shape", "normalize_dtype", "parse_size", "parse_roi", "normalize_roi"]
 
 
 def normalize_shape(value, name: str = "shape", *, min_dims=1, max_dims=None,
@@ -110,36 +110,149 @@ def parse_size(value, *, error=ValueError) -> int:
     raise error(f"expected a byte size such as 4096, '64M' or '1GiB', got {value!r}")
 
 
-def normalize_roi(roi, nav_shape, *, error=ValueError, where: str = ""):
-    """Return ``roi`` as a flat boolean array over the navigation axis, or None.
+def _is_coordinate(item, ndim: int) -> bool:
+    """True for a tuple/list of ``ndim`` plain ints (bools are no coordinates)."""
+    return (isinstance(item, (tuple, list)) and len(item) == ndim
+            and all(isinstance(c, numbers.Integral) and not isinstance(c, (bool, np.bool_))
+                    for c in item))
 
-    Accepted forms: ``None`` (everything), a boolean array of the nav shape, or a flat
-    boolean array with one entry per navigation position.
+
+def _is_pair(item, ndim: int) -> bool:
+    """True for LiberTEM's ``((y, x), True)`` form: a coordinate and its truth value."""
+    return (isinstance(item, (tuple, list)) and len(item) == 2 and _is_coordinate(item[0], ndim)
+            and isinstance(item[1], (bool, np.bool_, numbers.Integral))
+            and item[1] in (0, 1))
+
+
+def _dense(roi):
+    """A dense numpy array of a scipy.sparse or pydata ``sparse`` array; None for others."""
+    # checked by duck type and module name, so that neither library has to be imported here
+    module = type(roi).__module__ or ""
+    if module.startswith("scipy.sparse") and hasattr(roi, "toarray"):
+        return np.asarray(roi.toarray())
+    if module.startswith("sparse") and hasattr(roi, "todense"):
+        return np.asarray(roi.todense())
+    return None
+
+
+def parse_roi(roi, nav_shape, *, error=ValueError, where: str = ""):
+    """Return ``roi`` as a new flat boolean array over the navigation axis, or None.
+
+    Accepted forms (LiberTEM's, plus flat arrays and lists of coordinates):
+
+    * ``None``: every position;
+    * an array of the nav shape, or flat with one entry per position, of bools or of the
+      numbers 0 and 1 (ints or floats);
+    * a ``scipy.sparse`` matrix/array or a ``sparse`` (pydata) array of either shape;
+    * one coordinate, a tuple of ints with one entry per nav axis: ``(y, x)`` selects that
+      frame only;
+    * a list of coordinates ``[(y0, x0), (y1, x1), ...]``: those frames;
+    * LiberTEM's list of coordinates with a truth value, ``[((y, x), True), ...]``: all
+      values must be equal; ``False`` selects every position but the listed ones.
+
+    Parameters
+    ----------
+    roi : see above
+    nav_shape : tuple of int
+    error : type
+        The exception class raised for a bad ``roi`` (the message names what was given).
+    where : str
+        Prefix of the message (which data set).
 
     Examples
     --------
-    >>> normalize_roi(None, (2, 2)) is None
+    >>> parse_roi(None, (2, 2)) is None
     True
-    >>> normalize_roi(np.array([[True, False], [False, True]]), (2, 2))
+    >>> parse_roi(np.array([[True, False], [False, True]]), (2, 2))
     array([ True, False, False,  True])
-    >>> normalize_roi(np.ones((3, 3), bool), (2, 2))
+    >>> parse_roi(np.array([[0, 1], [1, 0]]), (2, 2))
+    array([False,  True,  True, False])
+    >>> parse_roi((1, 0), (2, 2))
+    array([False, False,  True, False])
+    >>> parse_roi([(0, 0), (1, 1)], (2, 2))
+    array([ True, False, False,  True])
+    >>> parse_roi([((0, 1), False)], (2, 2))
+    array([ True, False,  True,  True])
+    >>> import scipy.sparse
+    >>> parse_roi(scipy.sparse.csr_matrix(np.eye(2, dtype=bool)), (2, 2))
+    array([ True, False, False,  True])
+    >>> import sparse
+    >>> parse_roi(sparse.COO.from_numpy(np.eye(2, dtype=bool)), (2, 2))
+    array([ True, False, False,  True])
+    >>> parse_roi(np.ones((3, 3), bool), (2, 2))
     Traceback (most recent call last):
     ...
     ValueError: roi: expected a bool array of the nav shape (2, 2) or flat with 4 entries, got shape (3, 3)
+    >>> parse_roi(np.array([[0, 2], [1, 0]]), (2, 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: roi: expected a bool array of the nav shape (2, 2) (or one of 0 and 1), got dtype int64 with values [0 1 2]
+    >>> parse_roi((2, 0), (2, 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: roi: coordinate (2, 0) lies outside the nav shape (2, 2)
+    >>> parse_roi("all", (2, 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: roi: expected None, a bool array of the nav shape (2, 2), a sparse array, a coordinate such as (0, 0) or a list of them, got str 'all'
     """
     if roi is None:
         return None
     prefix = f"{where}: roi" if where else "roi"
-    nav_shape = tuple(nav_shape)
+    nav_shape = tuple(int(n) for n in nav_shape)
+    ndim = len(nav_shape)
     n = int(np.prod(nav_shape, dtype=np.int64))
+    forms = (f"None, a bool array of the nav shape {nav_shape}, a sparse array, a coordinate "
+             f"such as {(0,) * ndim if ndim > 1 else '(0,)'} or a list of them")
+
+    def coordinates_to_mask(coords, value=True):
+        mask = np.full(nav_shape, not value, dtype=bool)
+        for c in coords:
+            c = tuple(int(i) for i in c)
+            if any(not 0 <= i < s for i, s in zip(c, nav_shape)):
+                raise error(f"{prefix}: coordinate {c} lies outside the nav shape {nav_shape}")
+            mask[c] = value
+        return mask.reshape(n)
+
+    if isinstance(roi, (tuple, list)):
+        items = list(roi)
+        if _is_coordinate(items, ndim):
+            return coordinates_to_mask([items])
+        if not items:
+            return np.zeros(n, dtype=bool)
+        if all(_is_coordinate(it, ndim) for it in items):
+            return coordinates_to_mask(items)
+        if all(_is_pair(it, ndim) for it in items):
+            values = {bool(it[1]) for it in items}
+            if len(values) != 1:
+                raise error(f"{prefix}: a list of (coordinate, value) pairs must use one truth "
+                            f"value for all, got both True and False")
+            return coordinates_to_mask([it[0] for it in items], values.pop())
+        # anything else (nested lists of bools) is read as an array below
+    if isinstance(roi, str) or np.isscalar(roi):
+        raise error(f"{prefix}: expected {forms}, got {type(roi).__name__} {roi!r}")
+    dense = _dense(roi)
+    sparse_2d = dense is not None and dense.ndim == 2 and dense.shape == (1, n) and nav_shape != (1, n)
     try:
-        arr = np.asarray(roi)
+        arr = dense if dense is not None else np.asarray(roi)
     except Exception as e:  # pragma: no cover - exotic array-likes
-        raise error(f"{prefix}: expected a bool array, got {type(roi).__name__}: {e}") from None
-    if arr.dtype != np.bool_:
-        raise error(f"{prefix}: expected a bool array of the nav shape {nav_shape}, "
-                    f"got dtype {arr.dtype} (use roi.astype(bool) if that is what you mean)")
+        raise error(f"{prefix}: expected {forms}, got {type(roi).__name__}: {e}") from None
+    if arr.dtype == object:
+        raise error(f"{prefix}: expected {forms}, got {type(roi).__name__} {roi!r:.80}")
+    if sparse_2d:
+        # scipy.sparse has only 2D forms: a flat ROI arrives as one row
+        arr = arr.reshape(n)
     if arr.shape != nav_shape and arr.shape != (n,):
         raise error(f"{prefix}: expected a bool array of the nav shape {nav_shape} or flat with "
                     f"{n} entries, got shape {arr.shape}")
-    return np.ascontiguousarray(arr.reshape(n))
+    if arr.dtype != np.bool_:
+        values = np.unique(arr)
+        if arr.dtype.kind not in "iuf" or not np.isin(values, (0, 1)).all():
+            shown = values if values.size <= 8 else f"{values[:8]} ..."
+            raise error(f"{prefix}: expected a bool array of the nav shape {nav_shape} (or one of "
+                        f"0 and 1), got dtype {arr.dtype} with values {shown}")
+    return np.array(arr.reshape(n), dtype=bool, order="C")
+
+
+#: the name the UDF driver uses; one function
+normalize_roi = parse_roi
