@@ -17,6 +17,7 @@ __all__ = [
     "CorrectionError",
     "UDFError",
     "UDFResultError",
+    "MaskError",
     "ExecutorError",
     "IOBackendError",
     "UdfkitWarning",
@@ -53,6 +54,11 @@ class UDFError(UdfkitError, TypeError):
 
 class UDFResultError(UDFError):
     """A UDF's ``get_results`` returned something that does not fit its declared buffers."""
+
+
+class MaskError(UDFError, ValueError):
+    """A mask, mask factory or mask geometry (``udfkit.masks``, ``MaskContainer``,
+    ``ApplyMasksUDF``) that does not fit: wrong shape, dtype or argument value."""
 
 
 class ExecutorError(UdfkitError, RuntimeError):
