@@ -425,3 +425,13 @@ def test_udfkit_info_without_flags(parts, capsys):
     out = capsys.readouterr().out
     assert "format       tiff" in out and "compression" in out
     assert f"{os.path.abspath(path)}" in out
+
+
+def test_io_backend_on_compressed_pages_is_an_error(inline_ctx, tmp_path):
+    """As for HDF5 and zarr: pages that tifffile decodes never go through an I/O backend, so
+    asking for one is an error naming the compression, not a silent no-op."""
+    data = pages_of(n=3)
+    path = write_pages(tmp_path / "z.tif", data, compression="zlib")
+    assert inline_ctx.load("tiff", path=path).layout_info()["read_path"] == "decoded"
+    with pytest.raises(DataSetError, match=r"z\.tif.*io_backend='buffered' does not apply.*compressed pages"):
+        inline_ctx.load("tiff", path=path, io_backend="buffered")

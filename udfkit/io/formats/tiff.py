@@ -256,8 +256,8 @@ class TIFFDataSet(FileDataSet):
     sync_offset, num_partitions, allow_partial
         As for the raw format.
     io_backend : str or IOBackend, optional
-        ``"mmap"`` (default), ``"buffered"`` or ``"direct"`` for uncompressed pages; pages that
-        tifffile decodes ignore it.
+        ``"mmap"`` (default), ``"buffered"`` or ``"direct"`` for uncompressed pages; for pages
+        that tifffile decodes, giving one is an error (as for HDF5 and zarr).
 
     Notes
     -----
@@ -290,6 +290,7 @@ class TIFFDataSet(FileDataSet):
                          io_backend=io_backend)
         self._path_arg = path
         self._nplanes_arg = nplanes
+        self._io_backend_arg = io_backend
         self._reader = None
         self._info = {}
 
@@ -328,6 +329,15 @@ class TIFFDataSet(FileDataSet):
         dtype_final = dtype
         frame_bytes = frame_items * dtype.itemsize
         layouts = self._native_layouts(scanned, counts, nplanes, dtype, sig_shape)
+        if layouts is None and self._io_backend_arg is not None:
+            # as for HDF5 and zarr: an I/O backend the data never go through is an error, not
+            # a silent no-op, so that a benchmark or a workaround does not measure the wrong path
+            compressed = sorted({c for s in scanned for c in s.compressions} - {"NONE"})
+            why = (f"compressed pages ({', '.join(compressed)})" if compressed
+                   else f"the {nplanes} pages of a volume are not back to back")
+            raise DataSetError(
+                f"{where}: io_backend={self._io_backend_arg!r} does not apply: the pages are decoded "
+                f"by tifffile ({why}), not read by udfkit's I/O backends; drop io_backend")
         if layouts is None:
             dtype_final = dtype.newbyteorder("=")
             self._fileset = None
