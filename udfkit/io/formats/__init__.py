@@ -31,6 +31,7 @@ BUILTIN_FORMATS = {
     "zarr": "udfkit.io.formats.zarr:ZarrFormat",
     "tiff": "udfkit.io.formats.tiff:TIFFFormat",
     "binary": "udfkit.io.formats.binary:BinaryFormat",
+    "mrc": "udfkit.io.formats.mrc:MRCFormat",
 }
 
 ENTRY_POINT_GROUP = "udfkit.formats"
