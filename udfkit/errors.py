@@ -19,6 +19,7 @@ __all__ = [
     "UDFResultError",
     "MaskError",
     "ExecutorError",
+    "ExecutorSpecError",
     "IOBackendError",
     "UdfkitWarning",
 ]
@@ -63,6 +64,10 @@ class MaskError(UDFError, ValueError):
 
 class ExecutorError(UdfkitError, RuntimeError):
     """An executor failed to run a task (not an exception raised by the UDF itself)."""
+
+
+class ExecutorSpecError(UdfkitError, ValueError):
+    """A ``Context.make_with`` request udfkit does not offer (a kind, ``cpus`` or ``gpus``)."""
 
 
 class IOBackendError(UdfkitError, OSError):
