@@ -32,6 +32,7 @@ BUILTIN_FORMATS = {
     "tiff": "udfkit.io.formats.tiff:TIFFFormat",
     "binary": "udfkit.io.formats.binary:BinaryFormat",
     "mrc": "udfkit.io.formats.mrc:MRCFormat",
+    "dm": "udfkit.io.formats.dm:DMFormat",
 }
 
 ENTRY_POINT_GROUP = "udfkit.formats"
