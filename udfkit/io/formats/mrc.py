@@ -142,7 +142,7 @@ def read_mrc_header(path: str) -> MRCHeader:
         raise DataSetError(f"{where}: header field nsymbt (extended header bytes) is {extended}; "
                            "expected >= 0")
     ispg = int(header.ispg)
-    if mrcfile.utils.spacegroup_is_volume_stack(ispg) and mz >= 1 and nz % mz == 0 and mz < nz:
+    if mrcfile.utils.spacegroup_is_volume_stack(ispg) and mz >= 1 and nz % mz == 0:
         kind, shape = "volume stack", (nz // mz, mz, ny, nx)
     else:
         kind = "image stack" if ispg == mrcfile.utils.IMAGE_STACK_SPACEGROUP else "volume"
