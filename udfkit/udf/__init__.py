@@ -4,7 +4,11 @@ built-in UDFs."""
 from .base import UDF
 from .buffers import AuxData, BufferSpec
 from .builtins import (
+    FEMUDF,
     ApplyMasksUDF,
+    AutoUDF,
+    CoMUDF,
+    CrystallinityUDF,
     LogsumUDF,
     MapUDF,
     PickUDF,
@@ -19,4 +23,4 @@ from .results import BufferResult, RunResults
 
 __all__ = ["UDF", "AuxData", "BufferSpec", "UDFMeta", "BufferResult", "RunResults",
            "SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMasksUDF",
-           "LogsumUDF", "MapUDF", "RecordUDF"]
+           "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF"]

@@ -4,6 +4,10 @@ None of these modules imports numba at import time; the kernels in ``_kernels`` 
 loaded on the first tile.
 """
 
+from .auto import AutoUDF
+from .com import CoMUDF
+from .crystallinity import CrystallinityUDF
+from .fem import FEMUDF
 from .logsum import LogsumUDF
 from .map import MapUDF
 from .masks import ApplyMasksUDF
@@ -13,4 +17,4 @@ from .stddev import StatsUDF, StdDevUDF
 from .sum import SumSigUDF, SumUDF
 
 __all__ = ["SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMasksUDF",
-           "LogsumUDF", "MapUDF", "RecordUDF"]
+           "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF"]
