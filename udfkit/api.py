@@ -1,14 +1,86 @@
-"""The user entry point: :class:`Context`."""
+"""The user entry point: :class:`Context`.
+
+The Context speaks LiberTEM's dialect as well as udfkit's own: LiberTEM's executor names in
+:meth:`Context.make_with`, positional load parameters, ``roi`` in every form LiberTEM takes,
+``backends=``, ``plots=`` and ``sync=False`` in :meth:`Context.run_udf`, and the
+``create_*_analysis`` shortcuts with :meth:`Context.run`. What udfkit does not offer is refused
+with one line naming the argument and the udfkit alternative.
+"""
 
 from __future__ import annotations
 
+from .errors import DataSetError, UDFError
 from .executor import Executor, make_executor
 from .executor.progress import make_reporter
 from .io.formats import make_dataset
 from .udf.base import UDF
 from .udf.driver import UDFRun
 
-__all__ = ["Context"]
+__all__ = ["Context", "LIBERTEM_LOAD_POSITIONAL", "BACKEND_NAMES"]
+
+#: LiberTEM's order of the positional load parameters, per format; other formats take
+#: their own parameter order (``udfkit.io.formats.get_format(name).params``)
+LIBERTEM_LOAD_POSITIONAL = {
+    "auto": ("path",),
+    "raw": ("path", "dtype", "scan_size", "detector_size"),
+    "npy": ("path", "sig_dims", "nav_shape", "sig_shape", "sync_offset"),
+    "hdf5": ("path", "ds_path", "tileshape", "nav_shape", "sig_shape"),
+    "memory": ("tileshape", "num_partitions", "data"),
+    "dask": ("dask_array",),
+}
+
+#: LiberTEM load parameters with another name (or no counterpart) in udfkit:
+#: name → (udfkit name or None, what to do instead)
+_LOAD_RENAMES = {
+    "scan_size": ("nav_shape", "LiberTEM's old name of nav_shape"),
+    "detector_size": ("sig_shape", "LiberTEM's old name of sig_shape"),
+    "tileshape": (None, "udfkit's negotiator picks the tiles; a UDF states what it wants in "
+                        "get_tiling_preferences() (memory data sets take tileshape=)"),
+    "target_size": (None, "pass num_partitions= to choose the partitioning"),
+    "min_num_partitions": (None, "pass num_partitions= to choose the partitioning"),
+    "detector_size_raw": (None, "describe per-frame headers/footers with frame_header_bytes= / "
+                                "frame_footer_bytes= (raw format)"),
+    "crop_detector_to": (None, "load the full frame; crop inside the UDF or with sig_shape="),
+    "check_cast": (None, "udfkit converts to the UDF's input dtype with numpy's rules"),
+    "tiledelay": (None, "a LiberTEM testing aid; udfkit has none"),
+    "force_need_decode": (None, "a LiberTEM testing aid; udfkit has none"),
+    "array_backends": (None, "udfkit data sets give numpy arrays only"),
+    "datashape": (None, "give data= with its shape"),
+    "base_shape": (None, "udfkit derives tile constraints from the format"),
+}
+
+#: array back-end names LiberTEM's ``backends=`` accepts (udfkit runs only "numpy")
+BACKEND_NAMES = {
+    "numpy": "numpy", "cupy": "CuPy (GPU)", "cuda": "CUDA (GPU)",
+    "sparse.COO": "pydata sparse", "sparse.GCXS": "pydata sparse", "sparse.DOK": "pydata sparse",
+    "scipy.sparse.coo_matrix": "scipy.sparse", "scipy.sparse.csr_matrix": "scipy.sparse",
+    "scipy.sparse.csc_matrix": "scipy.sparse", "scipy.sparse.coo_array": "scipy.sparse",
+    "scipy.sparse.csr_array": "scipy.sparse", "scipy.sparse.csc_array": "scipy.sparse",
+    "cupyx.scipy.sparse.coo_matrix": "CuPy sparse (GPU)",
+    "cupyx.scipy.sparse.csr_matrix": "CuPy sparse (GPU)",
+    "cupyx.scipy.sparse.csc_matrix": "CuPy sparse (GPU)",
+}
+
+
+def _check_backends(backends, udfs) -> None:
+    """``backends=``: a subset of LiberTEM's names that must include numpy, udfkit's only one."""
+    if backends is None:
+        return
+    names = (backends,) if isinstance(backends, str) else tuple(backends)
+    unknown = [b for b in names if b not in BACKEND_NAMES]
+    if unknown:
+        raise UDFError(f"backends: unknown array back-end{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(map(repr, unknown))}; LiberTEM's names are {sorted(BACKEND_NAMES)}")
+    if "numpy" not in names:
+        what = ", ".join(sorted({BACKEND_NAMES[b] for b in names})) or "nothing"
+        raise UDFError(f"backends={backends!r} asks for {what} only: udfkit runs UDFs on numpy "
+                       "arrays on the CPU; pass backends=None or ('numpy',)")
+    for u in udfs:
+        offered = u.get_backends()
+        offered = (offered,) if isinstance(offered, str) else tuple(offered)
+        if "numpy" not in offered:
+            raise UDFError(f"{type(u).__name__}.get_backends() returns {offered!r}, without 'numpy': "
+                           "udfkit can only run UDFs on numpy arrays")
 
 
 class Context:
@@ -21,6 +93,9 @@ class Context:
         with the first run). :meth:`make_with` gives the other kinds. A script that uses the
         default must keep its work under ``if __name__ == "__main__":``, because the worker
         processes are spawned and import the script.
+    plot_class : type, optional
+        The live-plot class ``run_udf(plots=...)`` uses (LiberTEM's parameter); default
+        :class:`udfkit.viz.mpl.MPLLive2DPlot`.
 
     Examples
     --------
@@ -34,15 +109,20 @@ class Context:
     (4, 4)
     """
 
-    def __init__(self, executor: Executor | None = None):
+    def __init__(self, executor: Executor | None = None, plot_class=None):
         if executor is None:
             executor = make_executor("processes")
         if not isinstance(executor, Executor):
             raise TypeError(f"executor: expected an Executor, got {type(executor).__name__}")
         self.executor = executor
+        self._plot_class = plot_class
+        #: the live plots of the last ``run_udf(plots=...)`` (their figures stay inspectable)
+        self.last_plots = []
 
     @classmethod
-    def make_with(cls, kind: str = "inline", **kwargs) -> Context:
+    def make_with(cls, kind: str | None = "inline", *, cpus=None, gpus=None, plot_class=None,
+                  snooze_timeout=None, main_process_gpu=None, executor_spec: str | None = None,
+                  **options) -> Context:
         """A Context with a new executor of ``kind``.
 
         ``"inline"`` runs partitions one by one in this thread (``debug=True`` pickles every
@@ -50,26 +130,149 @@ class Context:
         ``"processes"`` on ``cpus`` spawned worker processes (both default to one per
         physical core); ``"dask"`` on a local dask cluster of ``cpus`` workers bound to
         127.0.0.1, or, with ``scheduler="tcp://host:port"``, on a running cluster.
-        """
-        return cls(executor=make_executor(kind, **kwargs))
 
-    def load(self, filetype: str, **params):
-        """Open a data set: ``ctx.load("raw", path=..., dtype=..., nav_shape=..., sig_shape=...)``.
+        LiberTEM's names map onto these: ``"synchronous"`` → inline, ``"pipelined"`` →
+        processes, ``"dask-make-default"`` → dask (its client is the default dask scheduler
+        until the Context closes), ``"dask-integration"`` → dask on the running
+        ``distributed`` client. ``"delayed"`` and GPU workers are not offered and raise
+        :class:`~udfkit.errors.ExecutorSpecError` naming the alternative.
+
+        Parameters
+        ----------
+        kind : str
+            The executor (``executor_spec`` is LiberTEM's name of this parameter). Unlike
+            LiberTEM, whose default is ``"dask"``, the default is ``"inline"``.
+        cpus : int or list of int, optional
+            Number of workers; a list of core ids counts as its length (no pinning).
+        gpus : int or list of int, optional
+            Only 0 / empty: udfkit has no GPU back-end.
+        plot_class : type, optional
+            See :class:`Context`.
+        snooze_timeout, main_process_gpu
+            LiberTEM's; not offered (see :func:`udfkit.executor._spec.executor_from_spec`).
+        **options
+            Passed on to the executor (``debug``, ``scheduler``, ``client``, ...).
+
+        Examples
+        --------
+        >>> from udfkit import Context
+        >>> with Context.make_with("threads", cpus=2) as ctx:
+        ...     ctx.executor.num_workers
+        2
+        >>> Context.make_with("dask", gpus=1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        udfkit.errors.ExecutorSpecError: make_with('dask'): gpus=1 is not offered: ...on CPUs with numpy ...
+        """
+        from .executor._spec import executor_from_spec
+
+        if executor_spec is not None:
+            if kind not in (None, "inline") and kind != executor_spec:
+                raise TypeError(f"make_with: kind={kind!r} and executor_spec={executor_spec!r} name "
+                                "the same parameter; give one")
+            kind = executor_spec
+        kind = "inline" if kind is None else kind
+        executor = executor_from_spec(kind, cpus=cpus, gpus=gpus, snooze_timeout=snooze_timeout,
+                                      main_process_gpu=main_process_gpu, **options)
+        return cls(executor=executor, plot_class=plot_class)
+
+    @property
+    def plot_class(self):
+        """The live-plot class of ``run_udf(plots=...)`` (default: the matplotlib one)."""
+        if self._plot_class is None:
+            from .viz.mpl import MPLLive2DPlot
+
+            self._plot_class = MPLLive2DPlot
+        return self._plot_class
+
+    @plot_class.setter
+    def plot_class(self, value):
+        self._plot_class = value
+
+    def load(self, filetype: str, *args, **params):
+        """Open a data set: ``ctx.load("raw", "scan.raw", dtype=..., nav_shape=..., sig_shape=...)``.
 
         Parameters
         ----------
         filetype : str
-            ``"raw"``, ``"npy"``, ``"memory"`` or ``"auto"``.
+            A format name (``"raw"``, ``"npy"``, ``"hdf5"``, ...; see
+            :mod:`udfkit.io.formats`) or ``"auto"``.
+        *args
+            Positional parameters in LiberTEM's order for its formats
+            (:data:`LIBERTEM_LOAD_POSITIONAL`: ``"raw"`` takes ``path, dtype``, ``"hdf5"``
+            ``path, ds_path``, ``"npy"`` ``path, sig_dims, nav_shape``...), in the format's
+            own parameter order for the others (the first is the path).
         **params
-            Parameters of the format (see its class in :mod:`udfkit.io.formats`).
+            Parameters of the format (see its class in :mod:`udfkit.io.formats`). LiberTEM's
+            ``scan_size`` / ``detector_size`` mean ``nav_shape`` / ``sig_shape``, and
+            ``enable_direct=True`` means ``io_backend="direct"``.
 
         Raises
         ------
         DataSetError
-            When the parameters do not match the file; the message names the file.
+            When the parameters do not match the file (the message names the file), for an
+            unknown parameter, or a LiberTEM parameter udfkit does not offer (the message
+            names the alternative).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from udfkit import Context
+        >>> path = os.path.join(tempfile.mkdtemp(), "scan.raw")
+        >>> np.zeros((2, 3, 4, 4), dtype="uint16").tofile(path)
+        >>> ctx = Context.make_with("inline")
+        >>> ds = ctx.load("raw", path, "uint16", nav_shape=(2, 3), sig_shape=(4, 4))
+        >>> ds.shape, ds.dtype
+        (Shape((2, 3, 4, 4), sig_dims=2), dtype('uint16'))
         """
+        params = self._load_params(filetype, args, params)
         ds = make_dataset(filetype, params)
         return ds.initialize(self.executor)
+
+    @staticmethod
+    def _load_params(filetype, args, params) -> dict:
+        params = dict(params)
+        name = filetype.lower() if isinstance(filetype, str) else filetype
+        if args:
+            order = LIBERTEM_LOAD_POSITIONAL.get(name)
+            if order is None:
+                from .io.formats import get_format
+
+                order = tuple(get_format(filetype).param_names())
+            if len(args) > len(order):
+                raise DataSetError(f"ctx.load({filetype!r}, ...): {len(args)} positional parameters, "
+                                   f"but it takes at most {len(order)} ({', '.join(order)}); pass the "
+                                   "others by name")
+            for key, value in zip(order, args):
+                if key in params:
+                    raise DataSetError(f"ctx.load({filetype!r}, ...): {key} given by position and "
+                                       "by name")
+                params[key] = value
+        if params.pop("enable_direct", False):
+            if params.get("io_backend") not in (None, "direct"):
+                raise DataSetError("ctx.load: enable_direct=True and io_backend= both choose the "
+                                   "I/O backend; give one (udfkit: io_backend='direct')")
+            params["io_backend"] = "direct"
+        if params.get("io_backend", "") is None:
+            # LiberTEM scripts pass io_backend=None everywhere, also to in-memory formats
+            params.pop("io_backend")
+        for key in list(params):
+            if key not in _LOAD_RENAMES:
+                continue
+            if key == "tileshape" and name == "memory":
+                continue
+            target, hint = _LOAD_RENAMES[key]
+            value = params.pop(key)
+            if value is None:
+                continue
+            if target is None:
+                raise DataSetError(f"ctx.load({filetype!r}): {key}= is not offered by udfkit: {hint}")
+            if params.get(target) is not None:
+                raise DataSetError(f"ctx.load({filetype!r}): {key}= ({hint}) and {target}= both given; "
+                                   f"give {target}=")
+            params[target] = value
+        return params
 
     def _run(self, dataset, udf, roi, progress, iterate, deterministic=False, corrections=None):
         udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
@@ -79,22 +282,36 @@ class Context:
         return run.execute(self.executor, iterate=iterate, progress=make_reporter(progress),
                            deterministic=deterministic)
 
-    def run_udf(self, dataset, udf, *, roi=None, corrections=None, progress=False,
-                deterministic=False):
+    def run_udf(self, dataset, udf, roi=None, corrections=None, progress=False, backends=None,
+                plots=None, sync=True, *, deterministic=False):
         """Run one UDF (returns its result dict) or a list of UDFs in one pass (a list of dicts).
 
         Parameters
         ----------
         dataset : DataSet
         udf : UDF or list of UDF
-        roi : numpy.ndarray of bool, optional
-            Nav-shaped (or flat) mask of the positions to process.
+        roi : optional
+            The positions to process, in any form :func:`udfkit.common.parse_roi` accepts: a
+            bool (or 0/1) array of the nav shape or flat, a ``(y, x)`` coordinate, a list of
+            coordinates, LiberTEM's ``[((y, x), True), ...]``, a scipy.sparse or ``sparse``
+            array.
         corrections : CorrectionSet, optional
             Dark frame, gain map and excluded pixels, applied to every frame before the UDFs
             see it; frames then arrive as float (at least ``float32``). See
             :class:`~udfkit.CorrectionSet` for the exact rules.
         progress : bool or reporter
             ``True`` shows a progress bar of frames.
+        backends : str or iterable of str, optional
+            LiberTEM's restriction of the array back-ends; udfkit runs numpy only, so it must
+            include ``"numpy"`` (a request for only ``"cupy"``/``"cuda"`` is an error).
+        plots : None, True, list of lists of channel names, or list of plot objects
+            Live plots of the results while the run goes (see :mod:`udfkit.viz`): ``True``
+            plots every 1D/2D result of every UDF; ``[["intensity"], []]`` names the
+            channels per UDF (an entry may be ``(name, function)``); plot objects with
+            LiberTEM's interface (``get_udf``, ``new_data``, ``display``) are used as given.
+            Without matplotlib (or for a UDF with nothing to plot) one warning, no plots.
+        sync : bool
+            ``False`` returns an awaitable instead (the run goes in a worker thread).
         deterministic : bool
             Merge partition results in partition order, not as they arrive: floating-point
             results are then bit-identical whatever the executor (at the cost of holding
@@ -103,34 +320,121 @@ class Context:
         Returns
         -------
         dict or list of dict
-            ``{name: BufferResult}`` per UDF.
+            ``{name: BufferResult}`` per UDF (an awaitable of it with ``sync=False``).
 
         Raises
         ------
         CorrectionError
             When ``corrections`` do not fit the data set (checked before any data is read).
+        ROIError
+            For a ``roi`` of a form or shape that does not fit.
+        UDFError
+            For ``backends`` that exclude numpy.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> import numpy as np
+        >>> from udfkit import Context
+        >>> from udfkit.udf import SumSigUDF
+        >>> ctx = Context.make_with("inline")
+        >>> ds = ctx.load("memory", data=np.arange(2 * 2 * 3 * 3).reshape(2, 2, 3, 3))
+        >>> ctx.run_udf(ds, SumSigUDF(), (1, 0))["intensity"].raw_data.tolist()
+        [198.0]
+        >>> res = asyncio.run(ctx.run_udf(ds, SumSigUDF(), sync=False))
+        >>> res["intensity"].data.tolist()
+        [[36.0, 117.0], [198.0, 279.0]]
         """
-        # without iterate the run yields exactly one, final, result
-        (final,) = self._run(dataset, udf, roi, progress, iterate=False, deterministic=deterministic,
-                             corrections=corrections)
+        if not sync:
+            return self._run_async(dataset, udf, roi=roi, corrections=corrections, progress=progress,
+                                   backends=backends, plots=plots, deterministic=deterministic)
+        udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
+        _check_backends(backends, udfs)
+        if plots:
+            final = self._run_with_plots(dataset, udfs, roi, corrections, progress, plots,
+                                         deterministic)
+        else:
+            # without iterate the run yields exactly one, final, result
+            (final,) = self._run(dataset, udf, roi, progress, iterate=False,
+                                 deterministic=deterministic, corrections=corrections)
         return final.buffers if isinstance(udf, (list, tuple)) else final.buffers[0]
 
-    def run_udf_iter(self, dataset, udf, *, roi=None, corrections=None, progress=False,
-                     deterministic=False):
-        """Like :meth:`run_udf`, but a generator of :class:`~udfkit.udf.RunResults`, one after
-        every merged partition, the last one complete. Closing it early stops the run."""
-        return self._run(dataset, udf, roi, progress, iterate=True, deterministic=deterministic,
-                         corrections=corrections)
+    async def _run_async(self, dataset, udf, **kwargs):
+        import asyncio
 
-    def map(self, dataset, f, *, roi=None, corrections=None, progress=False):
+        return await asyncio.to_thread(self.run_udf, dataset, udf, **kwargs)
+
+    def _run_with_plots(self, dataset, udfs, roi, corrections, progress, plots, deterministic):
+        from .viz import prepare_plots, update_plots
+
+        self.last_plots = live = prepare_plots(self, dataset, udfs, roi, plots)
+        final = None
+        for final in self._run(dataset, udfs, roi, progress, iterate=bool(live),
+                               deterministic=deterministic, corrections=corrections):
+            if live and not final.complete:
+                update_plots(live, udfs, final, force=False)
+        if live:
+            update_plots(live, udfs, final, force=True)
+        return final
+
+    def run_udf_iter(self, dataset, udf, roi=None, corrections=None, progress=False, backends=None,
+                     plots=None, sync=True, *, deterministic=False):
+        """Like :meth:`run_udf`, but a generator of :class:`~udfkit.udf.RunResults`, one after
+        every merged partition, the last one complete. Closing it early stops the run.
+
+        With ``sync=False`` it is an asynchronous iterator (``async for``; ``await
+        it.aclose()`` stops the run); with ``plots`` the plots follow every yield.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> import numpy as np
+        >>> from udfkit import Context
+        >>> from udfkit.udf import SumUDF
+        >>> ctx = Context.make_with("inline")
+        >>> ds = ctx.load("memory", data=np.ones((4, 2, 3), dtype="uint8"), sig_dims=2,
+        ...               num_partitions=2)
+        >>> async def last():
+        ...     async for part in ctx.run_udf_iter(ds, SumUDF(), sync=False):
+        ...         res = part
+        ...     return res
+        >>> final = asyncio.run(last())
+        >>> final.complete, final.buffers[0]["intensity"].data.tolist()
+        (True, [[4.0, 4.0, 4.0], [4.0, 4.0, 4.0]])
+        """
+        udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
+        _check_backends(backends, udfs)
+        gen = self._iter_with_plots(dataset, udfs, roi, corrections, progress, plots, deterministic)
+        if sync:
+            return gen
+        return _AsyncResults(gen)
+
+    def _iter_with_plots(self, dataset, udfs, roi, corrections, progress, plots, deterministic):
+        live = []
+        if plots:
+            from .viz import prepare_plots, update_plots
+
+            self.last_plots = live = prepare_plots(self, dataset, udfs, roi, plots)
+        stream = self._run(dataset, udfs, roi, progress, iterate=True, deterministic=deterministic,
+                           corrections=corrections)
+        try:
+            for part in stream:
+                yield part
+                if live:
+                    update_plots(live, udfs, part, force=part.complete)
+        finally:
+            stream.close()
+
+    def map(self, dataset, f, roi=None, progress=False, corrections=None, backends=None):
         """Apply ``f`` to every frame; returns a :class:`~udfkit.udf.BufferResult` (``.data``).
 
         With ``corrections`` (a :class:`~udfkit.CorrectionSet`), ``f`` sees corrected frames.
+        ``roi`` and ``backends`` as in :meth:`run_udf`; the parameters are in LiberTEM's order.
         """
         from .udf.builtins.map import MapUDF
 
         return self.run_udf(dataset, MapUDF(f=f), roi=roi, corrections=corrections,
-                            progress=progress)["result"]
+                            progress=progress, backends=backends)["result"]
 
     def export(self, dataset, path, *, roi=None, overwrite=False, format=None, compression=None,
                chunks=None, ds_path=None, array_path=None, zarr_format=3, progress=False):
@@ -246,6 +550,54 @@ class Context:
 
     def __repr__(self):
         return f"Context(executor={self.executor!r})"
+
+
+class _AsyncResults:
+    """``run_udf_iter(..., sync=False)``: the run's generator, advanced in one worker thread.
+
+    A generator must not be resumed from two threads at once; one single-thread pool runs
+    every step (and the final close), so the event loop never blocks on a partition.
+    """
+
+    def __init__(self, gen):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._gen = gen
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="udfkit-async")
+
+    def __aiter__(self):
+        return self
+
+    def _step(self):
+        try:
+            return True, next(self._gen)
+        except StopIteration:
+            return False, None
+
+    async def __anext__(self):
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        try:
+            more, value = await loop.run_in_executor(self._pool, self._step)
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
+        if not more:
+            self._pool.shutdown(wait=False)
+            raise StopAsyncIteration
+        return value
+
+    async def aclose(self):
+        """Stop the run (the remaining partitions are cancelled)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._pool, self._gen.close)
+        except RuntimeError:  # the pool was shut down after the last step
+            self._gen.close()
+        self._pool.shutdown(wait=False)
 
 
 # re-exported for "from udfkit.api import UDF" ports of LiberTEM scripts

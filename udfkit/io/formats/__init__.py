@@ -33,6 +33,7 @@ BUILTIN_FORMATS = {
     "binary": "udfkit.io.formats.binary:BinaryFormat",
     "mrc": "udfkit.io.formats.mrc:MRCFormat",
     "dm": "udfkit.io.formats.dm:DMFormat",
+    "mib": "udfkit.io.formats.mib:MIBFormat",
 }
 
 ENTRY_POINT_GROUP = "udfkit.formats"
