@@ -32,6 +32,7 @@ BUILTIN_FORMATS = {
     "tiff": "udfkit.io.formats.tiff:TIFFFormat",
     "binary": "udfkit.io.formats.binary:BinaryFormat",
     "mrc": "udfkit.io.formats.mrc:MRCFormat",
+    "blo": "udfkit.io.formats.blo:BLOFormat",
     "dm": "udfkit.io.formats.dm:DMFormat",
     "mib": "udfkit.io.formats.mib:MIBFormat",
 }
