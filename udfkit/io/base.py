@@ -234,6 +234,18 @@ class Partition(ABC):
         return f"<{type(self).__name__} {self.index}: [{self.start}, {self.stop})>"
 
 
+class _RoiHelper:
+    """``ds.roi[index]``: a nav-shaped bool array, True where ``index`` selects."""
+
+    def __init__(self, nav_shape):
+        self._nav_shape = tuple(nav_shape)
+
+    def __getitem__(self, index) -> np.ndarray:
+        roi = np.zeros(self._nav_shape, dtype=bool)
+        roi[index] = True
+        return roi
+
+
 class DataSet(ABC):
     """A data set of shape ``nav + sig``, cut into partitions along the flattened nav axis.
 
@@ -334,6 +346,61 @@ class DataSet(ABC):
         if hi > lo:
             mask[lo:hi] = True
         return mask
+
+    # -- LiberTEM's descriptive helpers -----------------------------------------------------
+    def get_diagnostics(self) -> list[dict]:
+        """Format-specific diagnostics as LiberTEM lists them: ``[{"name": ..., "value": ...}]``.
+
+        The default lists the stored dtype and the entries of :meth:`layout_info`.
+        """
+        items = [{"name": "dtype", "value": str(self.dtype)}]
+        items += [{"name": str(k), "value": v if isinstance(v, (str, int, float)) else str(v)}
+                  for k, v in self.layout_info().items()]
+        return items
+
+    @property
+    def diagnostics(self) -> list[dict]:
+        """What LiberTEM's ``ds.diagnostics`` lists: the format's :meth:`get_diagnostics`, the
+        partitioning, and the frames ``sync_offset`` skips or inserts at either end.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from udfkit.io.formats.memory import MemoryDataSet
+        >>> ds = MemoryDataSet(data=np.zeros((2, 3, 4, 4), "uint8"), sync_offset=2).initialize()
+        >>> {d["name"]: d["value"] for d in ds.diagnostics}["Number of frames skipped at the beginning"]
+        2
+        """
+        meta = self._require_meta()
+        n = meta.shape.nav.size
+        s, count = meta.sync_offset, meta.image_count
+        bounds = self.partition_bounds()
+        start, stop = bounds[0]
+        partition_shape = (stop - start,) + meta.shape.sig.to_tuple()
+        return self.get_diagnostics() + [
+            {"name": "Partition shape", "value": str(partition_shape)},
+            {"name": "Number of partitions", "value": str(len(bounds))},
+            {"name": "Number of frames skipped at the beginning", "value": max(0, s)},
+            {"name": "Number of frames ignored at the end", "value": max(0, count - n - s)},
+            {"name": "Number of blank frames inserted at the beginning", "value": abs(min(0, s))},
+            {"name": "Number of blank frames inserted at the end", "value": max(0, n - count + s)},
+        ]
+
+    @property
+    def roi(self):
+        """LiberTEM's ROI shortcut: ``ds.roi[3:7, 9:12]`` is a bool array of the nav shape,
+        True where the index selects.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from udfkit.io.formats.memory import MemoryDataSet
+        >>> ds = MemoryDataSet(data=np.zeros((2, 3, 4, 4), "uint8")).initialize()
+        >>> ds.roi[1, 1:].astype(int)
+        array([[0, 0, 0],
+               [0, 1, 1]])
+        """
+        return _RoiHelper(self._require_meta().shape.nav.to_tuple())
 
     def get_tiling_constraints(self):
         """What the data set imposes on tiles (see :class:`~udfkit.io.tiling.TilingConstraints`)."""
