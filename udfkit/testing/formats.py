@@ -441,6 +441,15 @@ class DataSetTests:
                 assert ds.native_dtype == case.dtype.newbyteorder("=") and ds.native_dtype.isnative
                 assert ds.image_count == case.nav_size
                 assert ds.sync_offset == case.sync_offset
+                # LiberTEM's form: a list of {"name", "value"} dicts, with the frames that
+                # sync_offset skips or inserts at either end (the file holds nav_size frames)
+                diag = {d["name"]: d["value"] for d in ds.diagnostics}
+                assert diag["Number of partitions"] == str(ds.get_num_partitions())
+                s = case.sync_offset
+                assert diag["Number of frames skipped at the beginning"] == max(0, s)
+                assert diag["Number of frames ignored at the end"] == max(0, -s)
+                assert diag["Number of blank frames inserted at the beginning"] == max(0, -s)
+                assert diag["Number of blank frames inserted at the end"] == max(0, s)
                 # positions without a stored frame are invalid; None: all are valid
                 has_frame = expected_frames(case.frames, case.nav_size, case.sync_offset)[1]
                 mask = ds.get_valid_mask()
