@@ -9,7 +9,7 @@ with one line naming the argument and the udfkit alternative.
 
 from __future__ import annotations
 
-from .errors import DataSetError, UDFError
+from .errors import DataSetError, ROIError, UDFError
 from .executor import Executor, make_executor
 from .executor.progress import make_reporter
 from .io.formats import make_dataset
@@ -424,6 +424,95 @@ class Context:
                     update_plots(live, udfs, part, force=part.complete)
         finally:
             stream.close()
+
+    # -- LiberTEM's analyses -------------------------------------------------------------
+    def create_sum_analysis(self, dataset):
+        """Sum of all frames; ``ctx.run(analysis).intensity`` (see :mod:`udfkit.analysis`)."""
+        from .analysis import SumAnalysis
+
+        return SumAnalysis(dataset=dataset, parameters={})
+
+    def create_pick_analysis(self, dataset, x: int, y: int | None = None, z: int | None = None):
+        """The frame at nav position ``(z, y, x)`` (as many as the data set has nav axes).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from udfkit import Context
+        >>> ctx = Context.make_with("inline")
+        >>> data = np.arange(2 * 3 * 2 * 2).reshape(2, 3, 2, 2)
+        >>> ds = ctx.load("memory", data=data)
+        >>> res = ctx.run(ctx.create_pick_analysis(dataset=ds, x=2, y=1))
+        >>> np.array_equal(res.intensity.raw_data, data[1, 2])
+        True
+        """
+        from .analysis import PickFrameAnalysis
+
+        params = {k: v for k, v in (("x", x), ("y", y), ("z", z)) if v is not None}
+        return PickFrameAnalysis(dataset=dataset, parameters=params)
+
+    def create_mask_analysis(self, factories, dataset, use_sparse=None, mask_count=None,
+                             mask_dtype=None, dtype=None):
+        """Apply masks (``factories``: callables returning sig-shaped masks, or one returning
+        a stack); results ``mask_0``, ``mask_1``, ... of the nav shape."""
+        from .analysis import MasksAnalysis
+
+        return MasksAnalysis(dataset=dataset, parameters={
+            "factories": factories, "use_sparse": use_sparse, "mask_count": mask_count,
+            "mask_dtype": mask_dtype, "dtype": dtype})
+
+    def create_disk_analysis(self, dataset, cx=None, cy=None, r=None):
+        """Integrate a disk of radius ``r`` around ``(cy, cx)`` of every frame (result
+        ``intensity``, nav-shaped)."""
+        from .analysis import DiskMaskAnalysis
+
+        params = {k: v for k, v in (("cx", cx), ("cy", cy), ("r", r)) if v is not None}
+        return DiskMaskAnalysis(dataset=dataset, parameters=params)
+
+    def create_ring_analysis(self, dataset, cx=None, cy=None, ri=None, ro=None):
+        """Integrate a ring ``ri <= r < ro`` around ``(cy, cx)`` of every frame."""
+        from .analysis import RingMaskAnalysis
+
+        params = {k: v for k, v in (("cx", cx), ("cy", cy), ("ri", ri), ("ro", ro)) if v is not None}
+        return RingMaskAnalysis(dataset=dataset, parameters=params)
+
+    def create_point_analysis(self, dataset, x=None, y=None):
+        """The pixel ``(y, x)`` of every frame."""
+        from .analysis import PointMaskAnalysis
+
+        if len(dataset.shape.nav) > 2:
+            raise UDFError(f"create_point_analysis: needs at most two nav dimensions, the data set "
+                           f"has nav shape {tuple(dataset.shape.nav)}")
+        params = {k: v for k, v in (("cx", x), ("cy", y)) if v is not None}
+        return PointMaskAnalysis(dataset=dataset, parameters=params)
+
+    def run(self, job, roi=None, progress=False, corrections=None):
+        """Run an analysis from ``create_*_analysis``; returns its
+        :class:`~udfkit.analysis.AnalysisResultSet`.
+
+        Parameters
+        ----------
+        job : Analysis
+        roi : optional
+            Any ROI form of :meth:`run_udf`; default the analysis's own (picking) or all.
+        progress : bool
+        corrections : CorrectionSet, optional
+        """
+        from .analysis.base import Analysis
+        from .common import parse_roi
+
+        if not isinstance(job, Analysis):
+            raise UDFError(f"ctx.run: expected an analysis from ctx.create_*_analysis(...), got "
+                           f"{type(job).__name__}; run UDFs with ctx.run_udf(dataset, udf)")
+        dataset = job.dataset
+        if roi is None:
+            roi = job.get_roi()
+        nav = tuple(dataset.shape.nav)
+        roi = parse_roi(roi, nav, error=ROIError, where=dataset.description)
+        results = self.run_udf(dataset, job.get_udf(), roi=roi, corrections=corrections,
+                               progress=progress)
+        damage = True if roi is None else roi.reshape(nav)
+        return job.get_udf_results(results, roi if roi is None else roi.reshape(nav), damage=damage)
 
     def map(self, dataset, f, roi=None, progress=False, corrections=None, backends=None):
         """Apply ``f`` to every frame; returns a :class:`~udfkit.udf.BufferResult` (``.data``).
