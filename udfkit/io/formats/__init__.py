@@ -33,6 +33,7 @@ BUILTIN_FORMATS = {
     "binary": "udfkit.io.formats.binary:BinaryFormat",
     "mrc": "udfkit.io.formats.mrc:MRCFormat",
     "blo": "udfkit.io.formats.blo:BLOFormat",
+    "empad": "udfkit.io.formats.empad:EMPADFormat",
     "seq": "udfkit.io.formats.seq:SEQFormat",
     "dm": "udfkit.io.formats.dm:DMFormat",
     "mib": "udfkit.io.formats.mib:MIBFormat",
