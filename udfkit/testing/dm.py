@@ -76,8 +76,12 @@ def _element(dtype: np.dtype) -> list:
     return [_ELEMENT[f"{dtype.kind}{dtype.itemsize}"]]
 
 
-def _image(t: _Tags, name: str, file_array: np.ndarray, data_type: int, meta_format, swapped):
+def _image(t: _Tags, name: str, file_array: np.ndarray, data_type: int, meta_format, swapped,
+           override=None):
+    override = override or {}
     dims = file_array.shape[::-1]  # DM lists dimensions fastest first
+    dims = tuple(override.get("dimensions", dims))
+    data_type = override.get("data_type", data_type)
     raw = np.ascontiguousarray(file_array).tobytes()
     calib = [t.group("", [t.simple("Origin", 6, 0.0), t.simple("Scale", 6, 1.0), t.text("Units", "")])
              for _ in dims]
@@ -90,7 +94,7 @@ def _image(t: _Tags, name: str, file_array: np.ndarray, data_type: int, meta_for
         t.data("Data", [20] + _element(file_array.dtype) + [file_array.size], raw),
         t.simple("DataType", 3, data_type),
         t.group("Dimensions", [t.simple("", 5, d) for d in dims]),
-        t.simple("PixelDepth", 5, file_array.dtype.itemsize),
+        t.simple("PixelDepth", 5, override.get("pixel_depth", file_array.dtype.itemsize)),
     ]
     meta = []
     if meta_format is not None:
@@ -104,7 +108,7 @@ def _image(t: _Tags, name: str, file_array: np.ndarray, data_type: int, meta_for
 
 def write_dm(path, data, *, sig_dims: int = 2, order: str = "C", version: int = 4,
              byteorder: str | None = None, order_tag="auto", thumbnail: bool = True,
-             meta_format: str | None = "auto", more_images=()) -> str:
+             meta_format: str | None = "auto", more_images=(), override=None) -> str:
     """Write ``data`` (logical ``nav + sig``, C order) as a DM3 or DM4 file.
 
     Parameters
@@ -130,6 +134,10 @@ def write_dm(path, data, *, sig_dims: int = 2, order: str = "C", version: int = 
         The ``Meta Data/Format`` tag (``None``: none written).
     more_images : sequence of numpy.ndarray
         Further 2D images appended to ``ImageList`` (C order).
+    override : dict, optional
+        Tags of the data image to write with other values than the data's, to make files whose
+        tags disagree with their pixels: ``dimensions`` (DM order, fastest first),
+        ``data_type``, ``pixel_depth``.
 
     Returns
     -------
@@ -182,7 +190,8 @@ def write_dm(path, data, *, sig_dims: int = 2, order: str = "C", version: int = 
     if thumbnail:
         thumb = np.zeros((8, 8), dtype=np.dtype("u4").newbyteorder(byteorder))
         images.append(_image(t, "thumbnail", thumb, 23, None, None))
-    images.append(_image(t, "data", file_array, DATA_TYPES[native.name], meta_format, swapped))
+    images.append(_image(t, "data", file_array, DATA_TYPES[native.name], meta_format, swapped,
+                         override))
     for extra in more_images:
         extra = np.asarray(extra)
         images.append(_image(t, "more", extra.astype(extra.dtype.newbyteorder(byteorder)),

@@ -245,10 +245,8 @@ def _group(r: _Reader, depth: int) -> dict:
                    f"{r.f.tell() - 3 - name_len}; the file is damaged")
         length = None
         if r.version == 4:
+            # checked after the tag is parsed: a truncated file then fails at the innermost tag
             length = r.uint(8, "tag length")
-            if length > r.left():
-                r.fail(f"the tag length {length} runs past the end of the file "
-                       f"({r.left()} bytes follow)")
         start = r.f.tell()
         out[name] = _group(r, depth + 1) if kind == _GROUP else _data(r)
         if length is not None and r.f.tell() - start != length:
@@ -335,8 +333,8 @@ def _describe(r: _Reader, info: list, i: int):
             edtype = np.dtype((edtype, (ecount,)))
         count = word(j)
         if edtype.itemsize and count > r.left() // edtype.itemsize:
-            r.fail(f"an array of {count} elements of {edtype.itemsize} bytes does not fit "
-                   f"({r.left()} bytes follow)")
+            r.fail(f"truncated or damaged: the array of {count} elements of {edtype.itemsize} bytes "
+                   f"needs {count * edtype.itemsize} bytes, but only {r.left()} follow in the file")
         return "array", edtype, count, j + 1
     r.fail(f"unknown type code {code} in type description {info}; expected one of "
            f"{sorted(_SIMPLE) + [_STRUCT, _STRING, _ARRAY]}")

@@ -150,15 +150,16 @@ def _check_no_gap(paths: list, where: str) -> None:
     directory must not miss a number: a lost file would shift every later frame."""
     if len(paths) < 2:
         return
-    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", os.path.basename(p)) for p in paths]
-    if not all(parts) or len({(m.group(1), m.group(3)) for m in parts}) != 1:
+    stems = [os.path.splitext(os.path.basename(p)) for p in paths]
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", stem) for stem, _ in stems]
+    if not all(parts) or len({(m.group(1), m.group(3) + ext) for m, (_, ext) in zip(parts, stems)}) != 1:
         return
     numbers = [int(m.group(2)) for m in parts]
     for prev, (p, n) in zip(numbers, zip(paths[1:], numbers[1:])):
         if n != prev + 1:
             m = parts[0]
             width = len(m.group(2))
-            missing = f"{m.group(1)}{prev + 1:0{width}d}{m.group(3)}"
+            missing = f"{m.group(1)}{prev + 1:0{width}d}{m.group(3)}{stems[0][1]}"
             raise DataSetError(
                 f"{where}: the numbered series jumps from {prev} to {n} before {os.path.basename(p)!r}: "
                 f"expected {missing!r} next; a missing file would shift every later frame. Pass "
