@@ -68,6 +68,18 @@ class OpenArray(ABC):
     def read(self, lo: int, hi: int, out: np.ndarray) -> None:
         """Fill ``out`` (shape ``(hi - lo, *sig)``, the stored dtype) with file frames ``[lo, hi)``."""
 
+    def read_or_view(self, lo: int, hi: int, make_out) -> np.ndarray:
+        """File frames ``[lo, hi)``: ``make_out()`` filled by :meth:`read`, or a view.
+
+        A source that already holds the frames in memory, back to back in the stored dtype
+        (a dask chunk over a ``numpy.memmap`` or an in-memory array), may return a view of
+        them instead, saving a copy; the caller only reads it. ``make_out`` allocates the
+        buffer (shape ``(hi - lo, *sig)``) only when it is needed.
+        """
+        out = make_out()
+        self.read(lo, hi, out)
+        return out
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release handles."""
 
@@ -223,6 +235,8 @@ class _BlockSource(FrameSource):
         self._stop = min(image_count, (int(frames[-1]) // block + 1) * block) if frames.size else 0
         self._lo = self._hi = -1
         self._buf = None
+        #: the current run of decoded frames: ``_buf`` or a view the source lent
+        self._cur = None
         self._scratch = None
         self._open = reader.open()
 
@@ -231,12 +245,16 @@ class _BlockSource(FrameSource):
         lo = f - f % self._block
         hi = min(lo + self._span, self._stop)
         n = hi - lo
-        if self._buf is None or self._buf.shape[0] < n:
-            from .tiles import aligned_empty
 
-            self._buf = aligned_empty(n * self._items, self._dtype).reshape((n,) + self._sig)
-        out = self._buf[:n]
-        self._open.read(lo, hi, out)
+        def make_out():
+            if self._buf is None or self._buf.shape[0] < n:
+                from .tiles import aligned_empty
+
+                self._buf = aligned_empty(n * self._items, self._dtype).reshape((n,) + self._sig)
+            return self._buf[:n]
+
+        self._cur = None  # drop a lent view before the next read
+        self._cur = self._open.read_or_view(lo, hi, make_out)
         self._lo, self._hi = lo, hi
 
     def read(self, i0, i1):
@@ -245,7 +263,7 @@ class _BlockSource(FrameSource):
         if not self._lo <= first < self._hi:
             self._decode(first)
         if last < self._hi:
-            flat = self._buf.reshape(-1)[: (self._hi - self._lo) * self._items]
+            flat = self._cur.reshape(-1)[: (self._hi - self._lo) * self._items]
             flat.flags.writeable = False
             return flat, (frames - self._lo) * self._items
         return self._gather(frames)
@@ -263,13 +281,13 @@ class _BlockSource(FrameSource):
             if not self._lo <= f < self._hi:
                 self._decode(f)
             m = k + int(np.searchsorted(frames[k:], self._hi))
-            self._scratch[k:m] = self._buf[frames[k:m] - self._lo]
+            self._scratch[k:m] = self._cur[frames[k:m] - self._lo]
             k = m
         flat = self._scratch.reshape(-1)[: n * self._items]
         return flat, np.arange(n, dtype=np.int64) * self._items
 
     def close(self) -> None:
-        self._buf = self._scratch = None
+        self._buf = self._cur = self._scratch = None
         opened, self._open = self._open, None
         if opened is not None:
             opened.close()

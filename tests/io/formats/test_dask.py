@@ -312,3 +312,36 @@ def test_unknown_chunk_sizes():
 def test_bad_input(kwargs, match):
     with pytest.raises(DataSetError, match=match):
         shared("inline").load("dask", **kwargs)
+
+
+def test_chunks_computed_as_arrays_are_lent_not_copied():
+    """A run of frames that is one chunk, computed by dask as a C-contiguous array of the
+    stored dtype (what ``da.from_array`` of a numpy array or a memmap gives), comes out as a
+    view of that array: the tiles share its memory (one copy less: the dask-over-memmap
+    speed), read-only, with the array's numbers. (Runs of several small chunks are copied
+    into one buffer; a partition of one chunk row is one run.)"""
+    data = np.arange(6 * 4 * 5 * 3, dtype=np.uint16).reshape(6, 4, 5, 3)
+    computed = {}
+
+    def keep(block, block_info=None):
+        out = block.copy()
+        computed[block_info[0]["chunk-location"][0]] = out
+        return out
+
+    arr = da.from_array(data, chunks=(2, 4, 5, 3)).map_blocks(keep, dtype=data.dtype)
+    ds = shared("inline").load("dask", dask_array=arr, sig_dims=2, num_partitions=3)
+    part = ds.get_partitions()[1]
+    assert (part.start, part.stop) == (8, 16)
+    frames = np.arange(part.start, part.stop)
+    src = part.open_source(frames, depth=len(frames))
+    try:
+        flat, offsets = src.read(0, len(frames))
+        assert np.shares_memory(flat, computed[1])
+        assert not flat.flags.writeable
+        got = np.stack([flat[o:o + 15].reshape(5, 3) for o in offsets])
+        np.testing.assert_array_equal(got, data.reshape(-1, 5, 3)[frames])
+    finally:
+        src.close()
+    assert computed[1].flags.writeable, "the lent array itself is left as it was"
+    sums, _ = _run_sums(shared("inline"), ds)
+    np.testing.assert_array_equal(sums.reshape(-1), _sums(data.reshape(-1, 5, 3)))

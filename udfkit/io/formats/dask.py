@@ -18,7 +18,11 @@ Rules
   on the worker: pickling it would copy the whole file into every partition.
 * **Computed on the worker with dask's synchronous scheduler**, a few MiB of frames per call
   (:data:`~udfkit.io.chunked.DECODE_BYTES`), rounded out to whole chunk rows that are kept
-  until the next call needs frames past them: each chunk is computed once per partition. On
+  until the next call needs frames past them: each chunk is computed once per partition.
+  Where a run is one chunk and dask hands it back as a C-contiguous array of the stored dtype
+  (``da.from_array`` of a numpy array or memmap), the tiles are views of that array rather
+  than of a copy (measured: 1.6 → 7.7 GB/s for SumUDF on a chunked in-memory array, inline,
+  next to 8.4 for the raw file). On
   the dask executor the task already runs on a cluster worker; the synchronous scheduler keeps
   it from waiting on the cluster it runs on.
 * **Rechunking** happens only when ``sig_shape`` cuts across the array's axes (a reshape that
@@ -289,22 +293,53 @@ class _OpenDask(OpenArray):
     def read(self, lo, hi, out):
         a, b = self._round_out(lo, hi)
         if (a, b) == (lo, hi):
-            self._compute(lo, hi, out)
+            self._place(lo, hi, out, self._compute(lo, hi))
             return
         if not (self._cache_lo <= lo and hi <= self._cache_hi):
             # whole chunk rows, kept while the next reads fall into them
             n = b - a
             if self._cache is None or self._cache.shape[0] < n:
                 self._cache = np.empty((n,) + out.shape[1:], dtype=out.dtype)
-            self._compute(a, b, self._cache[:n])
+            self._place(a, b, self._cache[:n], self._compute(a, b))
             self._cache_lo, self._cache_hi = a, b
         out[...] = self._cache[lo - self._cache_lo:hi - self._cache_lo]
 
-    def _compute(self, lo, hi, out):
+    def read_or_view(self, lo, hi, make_out):
+        if self._round_out(lo, hi) != (lo, hi):
+            return super().read_or_view(lo, hi, make_out)
+        pieces = self._compute(lo, hi)
+        if len(pieces) == 1:
+            # one chunk holds the whole run: where dask hands back an array we can read as it
+            # is (a slice of a memmap or of an in-memory array), lend it instead of copying it
+            (done, n, _shape, _region, res), = pieces
+            items = (hi - lo) * prod(self._r.sig_shape)
+            if (isinstance(res, np.ndarray) and res.size == items and res.flags.c_contiguous
+                    and res.dtype == self._dtype):
+                return res.reshape((hi - lo,) + self._r.sig_shape)
+        out = make_out()
+        self._place(lo, hi, out, pieces)
+        return out
+
+    @property
+    def _dtype(self):
+        return self._r.slabs[0][2].dtype if self._r.slabs else None
+
+    @staticmethod
+    def _place(lo, hi, out, pieces):
+        for done, n, shape, region, res in pieces:
+            out[done:done + n].reshape(shape)[region] = res
+
+    def _compute(self, lo, hi) -> list:
+        """Compute the chunks of frames ``[lo, hi)``.
+
+        Returns ``(first, frames, slab shape, region, chunk)`` per chunk: the chunk goes to
+        ``region`` of the frames ``[lo + first, lo + first + frames)`` viewed in the slab's
+        shape (each chunk goes straight to its place: no concatenated copy).
+        """
         import dask
         from dask.core import flatten
 
-        graph, keys, targets = {}, [], []
+        graph, keys, places = {}, [], []
         for first, count, slab in self._r.slabs:
             s0, s1 = max(lo, first), min(hi, first + count)
             if s1 <= s0:
@@ -312,12 +347,11 @@ class _OpenDask(OpenArray):
             done = s0 - lo
             for sl, n in flat_slabs(slab.shape[:len(self._r.nav_shape)], s0 - first, s1 - first):
                 piece = slab[sl]
-                # each chunk goes straight to its place in ``out``: no concatenated copy
-                view = out[done:done + n].reshape(piece.shape)
                 bounds = [np.cumsum((0,) + c) for c in piece.chunks]
                 for key in flatten(piece.__dask_keys__()):
                     keys.append(key)
-                    targets.append(view[tuple(slice(b[i], b[i + 1]) for b, i in zip(bounds, key[1:]))])
+                    region = tuple(slice(b[i], b[i + 1]) for b, i in zip(bounds, key[1:]))
+                    places.append((done, n, piece.shape, region))
                 graph.update(piece.__dask_graph__().cull(set(flatten(piece.__dask_keys__()))))
                 done += n
         try:
@@ -329,8 +363,7 @@ class _OpenDask(OpenArray):
         except Exception as e:
             raise DataSetError(f"dask array {self._r.name!r}: computing frames [{lo}, {hi}) failed: "
                                f"{type(e).__name__}: {e}") from e
-        for target, res in zip(targets, results):
-            target[...] = res
+        return [place + (res,) for place, res in zip(places, results)]
 
     def close(self):
         self._cache = None
