@@ -229,7 +229,8 @@ def test_fixture_tags_against_rsciio():
     assert image["PixelDepth"] == theirs["PixelDepth"]
     assert tuple(image["Dimensions"].values()) == tuple(theirs["Dimensions"].values())
     assert ours.get("Thumbnails", "TagGroup0", "ImageIndex") == md["Thumbnails"]["TagGroup0"]["ImageIndex"]
-    assert ours.get("Page Behavior", "PageTransform", "Scale") == md["Page Behavior"]["PageTransform"]["Scale"]
+    scale = ("Page Behavior", "PageTransform", "Scale")
+    assert ours.get(*scale) == md[scale[0]][scale[1]][scale[2]]
 
 
 # -- pixel order --------------------------------------------------------------------------------
@@ -301,7 +302,8 @@ def test_dataset_index_and_defaults(ctx, tmp_path):
     assert tuple(other.shape) == (1, 6, 7) and other.dtype == np.float32
     out, _ = read_all(other)
     np.testing.assert_array_equal(out[0], extra)
-    with pytest.raises(DataSetError, match=r"many\.dm4.*dataset_index: expected an integer from 0 to 2.*got 3"):
+    with pytest.raises(DataSetError,
+                       match=r"many\.dm4.*dataset_index: expected an integer from 0 to 2.*got 3"):
         ctx.load("dm", path=path, dataset_index=3)
     # without a thumbnail the data image is entry 0
     plain = write_dm(tmp_path / "plain.dm3", data, version=3, thumbnail=False)
@@ -372,7 +374,8 @@ def test_stack_files_disagree(ctx, tmp_path):
                                            r"found shape \(4, 4\)"):
         ctx.load("dm", files=paths + [odd])
     other = write_dm(tmp_path / "float.dm4", np.zeros((3, 4), "float32"))
-    with pytest.raises(DataSetError, match=r"float\.dm4.*dtype uint16.*found shape \(3, 4\) and dtype float32"):
+    with pytest.raises(DataSetError,
+                       match=r"float\.dm4.*dtype uint16.*found shape \(3, 4\) and dtype float32"):
         ctx.load("dm", files=paths + [other])
     transposed = write_dm(tmp_path / "t.dm4", np.zeros((2, 2, 3, 4), "uint16"), order="F")
     with pytest.raises(DataSetError, match=r"t\.dm4.*transposed data"):
@@ -431,7 +434,8 @@ def test_malformed_tags(ctx, tmp_path, version):
                  r"tag ImageList/TagGroup0/ImageData/Dimensions: tag kind: expected 20 \(group\) or 21"),
         "type code": (b"%%%%" + (1).to_bytes(word, "big") + (6).to_bytes(word, "big"),
                       b"%%%%" + (1).to_bytes(word, "big") + (99).to_bytes(word, "big"),
-                      r"tag ImageList/TagGroup0/ImageData/Calibrations/Brightness/Origin: unknown type code 99"),
+                      r"tag ImageList/TagGroup0/ImageData/Calibrations/Brightness/Origin: "
+                      r"unknown type code 99"),
     }
     for name, (old, new, pattern) in cases.items():
         path = write_dm(tmp_path / f"{name.replace(' ', '_')}.dm{version}", data, version=version)
