@@ -157,7 +157,9 @@ def test_export_and_reload_via_sidecar(raw_file, data, tmp_path, capsys):
     (["run", "nosuchudf", "{npy}", "-o", "{tmp}"], 1, "unknown UDF"),
     (["run", "masks", "{npy}", "-o", "{tmp}"], 1, "--masks"),
     (["run", "sum", "{raw}", "--dtype", "uint16", "--nav-shape", "9,9", "--sig-shape", "8,6",
-      "-o", "{tmp}"], 1, "nav_shape"),
+      "-o", "{tmp}"], 1, "--nav-shape"),
+    # the layout a headerless file needs, in the words of the command line
+    (["info", "{raw}"], 1, "raw needs --dtype, --nav-shape, --sig-shape: udfkit info PATH --type raw"),
     (["info", "{raw}", "--nav-shape", "4,a"], 2, "shape"),
     (["run", "sum", "{npy}"], 2, "-o"),
     (["frobnicate"], 2, "invalid choice"),

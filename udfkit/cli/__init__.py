@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     except EXPECTED_ERRORS as e:
         if args.debug:
             raise
-        message = str(e).replace("\n", " ")
+        from ._common import command_line_message
+
+        message = command_line_message(str(e).replace("\n", " "), args.command)
         print(f"udfkit {args.command}: error: {message}", file=sys.stderr)
         return 1

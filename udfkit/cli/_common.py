@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from ..errors import UdfkitError
 
 __all__ = ["CLIError", "add_dataset_options", "dataset_params", "parse_shape", "human_bytes",
-           "progress_flag", "EXPECTED_ERRORS"]
+           "progress_flag", "EXPECTED_ERRORS", "command_line_message"]
 
 
 class CLIError(UdfkitError):
@@ -77,6 +78,48 @@ def dataset_params(args) -> tuple[str, dict]:
         if value is not None:
             params[name] = value
     return args.type, params
+
+
+_LOAD_CALL = re.compile(r"ctx\.load\('(?P<fmt>\w+)'(?P<args>[^)]*)\)")
+_NEEDS = re.compile(r"(?P<lead>\bneeds )(?P<names>\w+(?:, \w+)*)")
+
+
+def command_line_message(message: str, command: str) -> str:
+    """An error message of the Python API, in the words of the command line.
+
+    The formats' errors name load parameters as Python keywords (``nav_shape``) and show a
+    ``ctx.load(...)`` call; on the command line the same parameters are ``--nav-shape`` and
+    the call is ``udfkit <command> PATH --type <format> ...``.
+
+    Examples
+    --------
+    >>> command_line_message("raw needs dtype, sig_shape: ctx.load('raw', path=..., dtype=..., "
+    ...                      "sig_shape=...)", "info")
+    'raw needs --dtype, --sig-shape: udfkit info PATH --type raw --dtype ... --sig-shape ...'
+    >>> command_line_message("sync_offset 9 is larger than the 4 frames", "run")
+    '--sync-offset 9 is larger than the 4 frames'
+    """
+    options = _cli_options()
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    def load_call(m):
+        args = [a.strip() for a in m.group("args").split(",") if "=" in a]
+        words = [f"{flag(a.split('=')[0])} ..." for a in args if a.split("=")[0] != "path"]
+        return " ".join([f"udfkit {command} PATH --type {m.group('fmt')}"] + words)
+
+    def needs(m):
+        names = [flag(n) if n in options else n for n in m.group("names").split(", ")]
+        return m.group("lead") + ", ".join(names)
+
+    message = _LOAD_CALL.sub(load_call, message)
+    message = _NEEDS.sub(needs, message)
+    # remaining Python keywords with an underscore are unambiguous parameter names
+    for name in options:
+        if "_" in name:
+            message = re.sub(rf"(?<![\w-]){name}\b", flag(name), message)
+    return message
 
 
 def human_bytes(n: float) -> str:
