@@ -35,6 +35,7 @@ BUILTIN_FORMATS = {
     "blo": "udfkit.io.formats.blo:BLOFormat",
     "empad": "udfkit.io.formats.empad:EMPADFormat",
     "seq": "udfkit.io.formats.seq:SEQFormat",
+    "tvips": "udfkit.io.formats.tvips:TVIPSFormat",
     "dm": "udfkit.io.formats.dm:DMFormat",
     "mib": "udfkit.io.formats.mib:MIBFormat",
 }
