@@ -19,7 +19,7 @@ selected intensity is zero gets the reference point ``(cy, cx)`` itself. The res
 4. ``magnitude``, ``divergence`` and ``curl`` of the field with :func:`numpy.gradient` on
    the nav grid (central differences inside, one-sided at the edges). Positions outside the
    ROI are NaN, so the derivative at a processed position next to one is NaN too, as in
-   LiberTEM.
+   LiberTEM. Along a nav axis of length 1 the derivative is zero (LiberTEM raises).
 
 Compared with LiberTEM the only difference in arithmetic is that the three sums of a frame
 are turned into ``raw_com`` on the worker (tiles hold whole frames), in float64, and stored;
@@ -291,6 +291,8 @@ def apply_correction(y_centers, x_centers, scan_rotation, flip_y, forward=True):
 def divergence(y_centers, x_centers):
     """``d field_y / dy + d field_x / dx`` on the nav grid (axis 0 is y), by ``numpy.gradient``.
 
+    Along an axis of length 1 (a line scan) the derivative is taken as zero.
+
     Examples
     --------
     >>> import numpy as np
@@ -300,11 +302,22 @@ def divergence(y_centers, x_centers):
            [2., 2., 2., 2.],
            [2., 2., 2., 2.]])
     """
-    return np.gradient(y_centers, axis=0) + np.gradient(x_centers, axis=1)
+    return _gradient(y_centers, 0) + _gradient(x_centers, 1)
+
+
+def _gradient(values, axis: int) -> np.ndarray:
+    """``numpy.gradient`` along ``axis``; zero along an axis of length 1 (a line scan), where
+    numpy has no difference to take (LiberTEM raises there)."""
+    values = np.asarray(values)
+    if values.shape[axis] < 2:
+        return np.zeros(values.shape, dtype=np.result_type(values, np.float64))
+    return np.gradient(values, axis=axis)
 
 
 def curl_2d(y_centers, x_centers):
     """``d field_y / dx - d field_x / dy`` on the nav grid (axis 0 is y), by ``numpy.gradient``.
+
+    Along an axis of length 1 (a line scan) the derivative is taken as zero.
 
     Examples
     --------
@@ -315,7 +328,7 @@ def curl_2d(y_centers, x_centers):
            [2., 2., 2., 2.],
            [2., 2., 2., 2.]])
     """
-    return np.gradient(y_centers, axis=1) - np.gradient(x_centers, axis=0)
+    return _gradient(y_centers, 1) - _gradient(x_centers, 0)
 
 
 def magnitude(y_centers, x_centers):
@@ -487,8 +500,10 @@ class CoMUDF(UDF):
 
     ``raw_com`` and ``raw_shifts`` are float32 for float32 input (the default for integer
     data), float64 for float64 data; the field and what is derived from it are float64 (as
-    LiberTEM returns them without a ROI; with a ROI LiberTEM gives float32). The data set must have a 2D nav (scan) and a 2D sig (frame). Outside a ROI every nav
-    result is NaN, and so are derivatives next to such positions.
+    LiberTEM returns them without a ROI; with a ROI LiberTEM gives float32). The data set
+    must have a 2D nav (scan) and 2D real-valued frames. Outside a ROI every nav result is
+    NaN, and so are derivatives next to such positions. Frames whose sums are NaN (NaN in the
+    data) are left out of the regression fit; LiberTEM's fit would be NaN.
 
     Parameters
     ----------
