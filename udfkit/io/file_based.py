@@ -17,18 +17,23 @@ class FilePartition(Partition):
     ----------
     fileset : FileSet
     backend : IOBackend
+    decoder : FrameDecoder, optional
+        Decodes the stored records into frames (bit-packed layouts); the partition's dtype
+        is then the decoder's.
     **kwargs
         See :class:`~udfkit.io.base.Partition`.
     """
 
-    def __init__(self, *, fileset, backend, **kwargs):
-        super().__init__(raw_dtype=fileset.dtype, image_count=fileset.image_count, **kwargs)
+    def __init__(self, *, fileset, backend, decoder=None, **kwargs):
+        raw_dtype = fileset.dtype if decoder is None else decoder.dtype
+        super().__init__(raw_dtype=raw_dtype, image_count=fileset.image_count, **kwargs)
         self.fileset = fileset
         self.backend = backend
+        self.decoder = decoder
 
     @property
     def supports_zero_copy(self) -> bool:
-        return self.backend.supports_zero_copy
+        return self.backend.supports_zero_copy and self.decoder is None
 
     def open_source(self, frames, depth) -> FrameSource:
         return self.backend.open(self.fileset, frames, depth)
@@ -38,13 +43,16 @@ class FileDataSet(DataSet):
     """Base of formats whose frames are stored in C order in files (raw, npy).
 
     Subclasses set ``self._fileset`` (a :class:`~udfkit.io.layout.FileSet`) in
-    ``_initialize``; partitions, tiling limits and backend handling are shared.
+    ``_initialize``; partitions, tiling limits and backend handling are shared. A format
+    whose records must be decoded (bit-packed layouts) also sets ``self._decoder`` (a
+    :class:`~udfkit.io.decoders.FrameDecoder`); its file set then describes the records.
     """
 
     def __init__(self, *, io_backend=None, **kwargs):
         super().__init__(**kwargs)
         self._backend = get_backend(io_backend)
         self._fileset = None
+        self._decoder = None
 
     @property
     def io_backend(self):
@@ -59,7 +67,8 @@ class FileDataSet(DataSet):
 
     @property
     def supports_zero_copy(self) -> bool:
-        return self._backend.supports_zero_copy
+        # decoded frames are written into a buffer: tiles are sized for the cache
+        return self._backend.supports_zero_copy and self._decoder is None
 
     def get_tiling_constraints(self):
         constraints = super().get_tiling_constraints()
@@ -71,6 +80,7 @@ class FileDataSet(DataSet):
 
     def get_partitions(self):
         meta = self._require_meta()
-        return [FilePartition(fileset=self._fileset, backend=self._backend, shape=meta.shape,
+        return [FilePartition(fileset=self._fileset, backend=self._backend, decoder=self._decoder,
+                              shape=meta.shape,
                               start=start, stop=stop, sync_offset=meta.sync_offset, index=i)
                 for i, (start, stop) in enumerate(self.partition_bounds())]

@@ -16,6 +16,9 @@ selected positions) and each signal slice of the scheme, one :class:`DataTile` i
   the tile, swap bytes if needed and convert into one reused, 64-byte aligned buffer. The
   buffer is overwritten by the next tile, which is why tiles are read-only and must not be
   kept by a UDF.
+* **Frame decoder**: a partition with a ``decoder`` (:class:`~udfkit.io.decoders.FrameDecoder`;
+  bit-packed detector layouts) has its stored records decoded, a block of whole frames at a
+  time, into one reused buffer of the requested dtype; its tiles are views of that buffer.
 
 Dtype pairs numba cannot handle (``float16``, byte-swapped complex) go through numpy.
 """
@@ -84,6 +87,10 @@ def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
     sel = partition.selected_positions(roi)
     if sel.size == 0:
         return
+    decoder = getattr(partition, "decoder", None)
+    if decoder is not None:
+        yield from _decoded_tiles(partition, decoder, scheme, np.dtype(dest_dtype), sel)
+        return
     sig_shape = partition.shape.sig.to_tuple()
     sig_dims = len(sig_shape)
     frame_items = prod(sig_shape)
@@ -128,6 +135,39 @@ def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
 #: a block is split into runs only where they average at least this many frames (else one
 #: decode pass over the block is cheaper than many small tiles)
 MIN_RUN_FRAMES = 4
+
+
+def _decoded_tiles(partition, decoder, scheme, dest_dtype: np.dtype, sel: np.ndarray):
+    """Tiles of a partition whose records a :class:`~udfkit.io.decoders.FrameDecoder` decodes:
+    each block of ``depth`` frames is decoded once, whole frames, into one reused buffer (in
+    ``dest_dtype`` where the decoder writes it), and every signal slice is a view of it."""
+    sig_shape = partition.shape.sig.to_tuple()
+    sig_dims = len(sig_shape)
+    frame_items = prod(sig_shape)
+    depth = scheme.depth
+    out_dtype = dest_dtype if decoder.supports_output(dest_dtype) else np.dtype(decoder.dtype)
+    buf = aligned_empty(depth * frame_items, out_dtype)
+    file_base = partition.start + partition.sync_offset
+    sig_index = [(slice(None),) + sl.get() for sl in scheme.slices]
+    sig_parts = [(sl.origin, sl.shape.to_tuple()) for sl in scheme.slices]
+    with partition.open_source(sel + file_base, depth) as source:
+        for b0 in range(0, sel.size, depth):
+            block_sel = sel[b0:b0 + depth]
+            n = block_sel.size
+            flat, offsets = source.read(b0, b0 + n)
+            itemsize = flat.dtype.itemsize
+            out = buf[:n * frame_items].reshape((n, frame_items))
+            decoder.decode(flat.view(np.uint8), np.asarray(offsets, np.int64) * itemsize, out)
+            block = out.reshape((n,) + sig_shape)
+            block.flags.writeable = False
+            frame_index = block_sel + partition.start
+            origin_nav = partition.start + int(block_sel[0])
+            for idx, index in enumerate(sig_index):
+                data = block[index]
+                if out_dtype != dest_dtype:
+                    data = _readonly(data.astype(dest_dtype))
+                where = _tile_slice(origin_nav, n, sig_parts[idx], sig_dims)
+                yield DataTile(data, where, idx, frame_index, b0)
 
 
 def _runs(chunk: np.ndarray, offsets: np.ndarray, frame_items: int):
