@@ -44,10 +44,10 @@ def resolve_fixed_frames(where: str, *, native_nav: tuple, native_sig: tuple, na
     ((2, 3), (16,), 1)
     >>> resolve_fixed_frames("f", native_nav=(2, 3), native_sig=(4, 4), nav_shape=None,
     ...                      sig_shape=(5, 5), image_count=6, sync_offset=0, allow_partial=False,
-    ...                      have="", frame_desc="")
+    ...                      have="", frame_desc="")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    udfkit.errors.DataSetError: f: sig_shape (5, 5) has 25 pixels, but the frames of the file have 16 (4, 4); a sig_shape must keep the number of pixels of a frame
+    udfkit.errors.DataSetError: f: sig_shape (5, 5) has 25 pixels, but the frames of the file have 16 ...
     """
     native_sig = tuple(int(s) for s in native_sig)
     sig = parse_dims(sig_shape, "sig_shape", where)

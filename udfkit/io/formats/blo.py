@@ -37,9 +37,9 @@ from ...errors import DataSetError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
-from .base import COMMON_PARAMS, Format, Param, read_head
 from ._common import check_path
 from ._fixed_frames import resolve_fixed_frames
+from .base import COMMON_PARAMS, Format, Param, read_head
 
 __all__ = ["BLOFormat", "BLODataSet", "read_blo_header", "write_blo", "blo_header_dtype",
            "BLO_MAGICS", "FRAME_HEADER_BYTES", "FRAME_SYNC"]
@@ -296,7 +296,7 @@ def write_blo(path, data, *, byteorder: str | None = None, notes: str = "", offs
     >>> path = os.path.join(tempfile.mkdtemp(), "a.blo")
     >>> write_blo(path, np.zeros((1, 2, 4, 4), dtype="uint8"))
     >>> read_blo_header(path)["NX"], os.path.getsize(path)
-    (2, 4140)
+    (2, 4156)
     """
     data = np.asarray(data)
     if data.ndim != 4 or data.shape[2] != data.shape[3]:

@@ -39,9 +39,9 @@ from ...errors import DataSetError, DataSetFileNotFoundError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
-from .base import COMMON_PARAMS, Format, Param, read_head
 from ._common import check_path
 from ._fixed_frames import resolve_fixed_frames
+from .base import COMMON_PARAMS, Format, Param, read_head
 
 __all__ = ["EMPADFormat", "EMPADDataSet", "read_empad_xml", "EMPADInfo", "FRAME_SHAPE",
            "RAW_FRAME_SHAPE", "EMPAD_DTYPE"]

@@ -28,8 +28,8 @@ from ...errors import DataSetError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
-from .base import COMMON_PARAMS, Format, Param, read_head
 from ._common import check_frame_count, check_path, check_sync_offset, parse_dims, resolve_shapes
+from .base import COMMON_PARAMS, Format, Param, read_head
 
 __all__ = ["MRCFormat", "MRCDataSet", "read_mrc_header", "MRCHeader"]
 
@@ -134,6 +134,9 @@ def read_mrc_header(path: str) -> MRCHeader:
         raise DataSetError(f"{where} has mode {mode}{what}, which udfkit does not read; expected "
                            f"one of the modes {', '.join(f'{m} ({d})' for m, d in SUPPORTED_MODES.items())}")
     dtype = mrcfile.utils.data_dtype_from_header(header)
+    if dtype.isnative:
+        # mrcfile spells the machine's own byte order out ('<u2'); numpy's default reads better
+        dtype = dtype.newbyteorder("=")
     nx, ny, nz, mz = (int(header[k]) for k in ("nx", "ny", "nz", "mz"))
     if min(nx, ny, nz) < 1:
         raise DataSetError(f"{where}: header size nx, ny, nz = {nx}, {ny}, {nz}; expected positive "
