@@ -44,6 +44,9 @@ def _count(value, name: str, kind: str) -> int | None:
         return None
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         n = int(value)
+    elif isinstance(value, (str, bytes)):
+        raise ExecutorSpecError(f"make_with({kind!r}): {name}: expected a number of workers or a "
+                                f"list of device ids, got {value!r}")
     else:
         try:
             n = len(list(value))
