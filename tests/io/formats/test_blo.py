@@ -310,3 +310,14 @@ def test_write_blo_refuses_what_a_blockfile_cannot_hold(tmp_path):
     with pytest.raises(DataSetError, match="uint8 or uint16 data, got float32"):
         write_blo(str(tmp_path / "x.blo"), np.zeros((2, 2, 4, 4), "float32"))
 
+
+
+def test_every_frame_header_is_checked(inline_ctx, tmp_path):
+    """A wrong frame number past the first run of checked headers (65536 frames) is found."""
+    path = str(tmp_path / "long.blo")
+    write_blo(path, np.zeros((2, 35000, 1, 1), dtype="uint8"))
+    assert inline_ctx.load("blo", path=path).layout_info()["checked_frame_headers"] == 70000
+    off2 = read_blo_header(path)["Data_offset_2"]
+    _patch(path, off2 + 65537 * (FRAME_HEADER_BYTES + 1) + 2, np.array(3, "<u4").tobytes())
+    with pytest.raises(DataSetError, match=r"long\.blo.*frame header of frame 65537 .*frame number 3;"):
+        inline_ctx.load("blo", path=path)

@@ -15,11 +15,11 @@ How it is read
 --------------
 The patterns lie at a fixed stride (6 + ``DP_SZ**2 * bytes per pixel``) from
 ``Data_offset_2``, so a :class:`~udfkit.io.layout.FileLayout` with a 6-byte frame header
-describes them and udfkit's read planner and I/O backends read them. At load time the frame
-headers of up to :data:`CHECKED_FRAMES` frames spread over the file (always the first and
-the last) are checked: a header that disagrees with the file header (``DP_SZ`` or bit depth
-that do not match the frames, a dropped frame) shifts every later frame, so it shows at the
-next checked frame and at the last one, and is an error naming that frame.
+describes them and udfkit's read planner and I/O backends read them. At load time the header
+of every frame is checked (vectorized, one page of the file per frame): sync bytes and frame
+numbers that are not where the file header puts them (``DP_SZ`` or a bit depth that does not
+match the frames, a dropped frame, a frame number out of order) are an error naming the
+first such frame.
 
 Frames are ``nav_shape=(NY, NX)``, ``sig_shape=(DP_SZ, DP_SZ)``, in file order (rows as
 stored, as LiberTEM and rosettasciio read them).
@@ -51,8 +51,8 @@ FRAME_HEADER_BYTES = 6
 FRAME_SYNC = b"\xaa\x55"
 #: the notes start here and end at ``Data_offset_1``
 NOTES_OFFSET = 240
-#: at most this many frame headers are checked at load time (spread over the file)
-CHECKED_FRAMES = 1024
+#: frame headers are checked this many at a time (bounded memory for the index arrays)
+_CHECK_RUN = 1 << 16
 _DEPTH_RE = re.compile(r"blo\s+bit\s+depth\s*:\s*(\d+)\s*bits?", re.IGNORECASE)
 
 
@@ -254,33 +254,32 @@ class BLODataSet(FileDataSet):
 
 
 def _check_frame_headers(path, where, offset2, stride, image_count, byteorder, side, dtype) -> int:
-    """Check the sync bytes and frame numbers of frames spread over the file; return how many
-    were checked."""
-    if image_count == 0:
-        return 0
-    picks = np.unique(np.concatenate([
-        np.linspace(0, image_count - 1, min(image_count, CHECKED_FRAMES)).round().astype(np.int64),
-        [image_count - 1]]))
+    """Check the sync bytes and frame number of every frame; return how many were checked.
+
+    Vectorized over runs of frames: one page of the file is touched per frame.
+    """
     record = np.dtype([("sync", "S2"), ("number", byteorder + "u4")])
-    mm = np.memmap(path, dtype=np.uint8, mode="r", offset=0)
+    within = np.arange(FRAME_HEADER_BYTES)
+    mm = np.memmap(path, dtype=np.uint8, mode="r")
     try:
-        starts = offset2 + picks * stride
-        raw = mm[starts[:, None] + np.arange(FRAME_HEADER_BYTES)]
-        heads = np.ascontiguousarray(raw).view(record).reshape(-1)
+        for start in range(0, image_count, _CHECK_RUN):
+            frames = np.arange(start, min(start + _CHECK_RUN, image_count), dtype=np.int64)
+            raw = np.ascontiguousarray(mm[(offset2 + frames * stride)[:, None] + within])
+            heads = raw.view(record).reshape(-1)
+            bad = np.flatnonzero((heads["sync"] != FRAME_SYNC) | (heads["number"] != frames))
+            if bad.size:
+                i = int(bad[0])
+                k = int(frames[i])
+                found = raw[i].tobytes()
+                raise DataSetError(
+                    f"{where}: the frame header of frame {k} (byte {offset2 + k * stride}) is "
+                    f"{found.hex(' ')}: sync {found[:2].hex(' ')}, frame number {int(heads['number'][i])}; "
+                    f"expected sync {FRAME_SYNC.hex(' ')} and frame number {k}. The frames do not lie "
+                    f"where the file header puts them (DP_SZ={side}, {dtype}, stride {stride} bytes from "
+                    f"byte {offset2}): the header disagrees with the frames, or a frame is missing")
     finally:
         del mm
-    bad = np.flatnonzero((heads["sync"] != FRAME_SYNC) | (heads["number"] != picks))
-    if bad.size:
-        i = int(bad[0])
-        k = int(picks[i])
-        found = raw[i].tobytes()
-        raise DataSetError(
-            f"{where}: the frame header of frame {k} (byte {offset2 + k * stride}) is {found.hex(' ')}: "
-            f"sync {found[:2].hex(' ')}, frame number {int(heads['number'][i])}; expected sync "
-            f"{FRAME_SYNC.hex(' ')} and frame number {k}. The frames do not lie where the file "
-            f"header puts them (DP_SZ={side}, {dtype}, stride {stride} bytes from byte {offset2}): "
-            "the header disagrees with the frames, or a frame is missing")
-    return int(len(picks))
+    return int(image_count)
 
 
 def write_blo(path, data, *, byteorder: str | None = None, notes: str = "", offset1: int = 0x1000):
