@@ -385,3 +385,52 @@ def test_analysis_needs_2d_signal(ctx):
     ds1 = ctx.load("memory", data=DATA.reshape(4, 5, 72), sig_dims=1)
     with pytest.raises(UDFError, match=r"create_disk_analysis: needs two signal dimensions"):
         ctx.create_disk_analysis(dataset=ds1)
+
+
+def _numpy_com(data, cy, cx, r=np.inf):
+    """Shifts (y, x) of every frame's centre of mass from (cy, cx), pixels within r."""
+    ny, nx = data.shape[-2:]
+    yy, xx = np.mgrid[:ny, :nx]
+    inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2
+    w = data.astype(np.float64) * inside
+    total = w.sum(axis=(-2, -1))
+    return (w * yy).sum(axis=(-2, -1)) / total - cy, (w * xx).sum(axis=(-2, -1)) / total - cx
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"cx": 4, "cy": 3, "mask_radius": 3.5},
+                                    {"cx": 4.5, "cy": 4, "flip_y": True}])
+def test_com_analysis_equals_numpy(ctx, ds, kwargs):
+    res = ctx.run(ctx.create_com_analysis(dataset=ds, **kwargs))
+    assert res.keys() == ["field", "magnitude", "divergence", "curl", "x", "y"]
+    cy, cx = kwargs.get("cy", 4.0), kwargs.get("cx", 4.5)  # defaults: frame centre, as LiberTEM
+    dy, dx = _numpy_com(DATA, cy, cx, kwargs.get("mask_radius", np.inf))
+    if kwargs.get("flip_y"):
+        dy = -dy
+    np.testing.assert_allclose(res.x.raw_data, dx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(res.y.raw_data, dy, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(res.magnitude.raw_data, np.hypot(dy, dx), rtol=1e-5, atol=1e-5)
+    want_div = np.gradient(dy, axis=0) + np.gradient(dx, axis=1)
+    np.testing.assert_allclose(res.divergence.raw_data, want_div, rtol=1e-4, atol=1e-4)
+    x, y = res.field.raw_data
+    np.testing.assert_array_equal(x, res.x.raw_data)
+    assert res.field.visualized.shape == (4, 5, 4)
+
+
+def test_com_analysis_is_comudf(ctx, ds):
+    """Ring and rotation: the same numbers as CoMUDF with LiberTEM's parameter mapping."""
+    from udfkit.udf import CoMUDF
+
+    res = ctx.run(ctx.create_com_analysis(dataset=ds, cx=4, cy=4, mask_radius=4,
+                                          mask_radius_inner=1.5, scan_rotation=30.0))
+    udf = CoMUDF.with_params(cy=4, cx=4, r=4, ri=1.5, scan_rotation=30.0)
+    direct = ctx.run_udf(ds, udf)
+    np.testing.assert_array_equal(res.x.raw_data, direct["field_x"].data)
+    np.testing.assert_array_equal(res.curl.raw_data, direct["curl"].data)
+
+
+def test_com_analysis_refusals(ctx, ds):
+    with pytest.raises(UDFError, match="mask_radius_inner needs mask_radius"):
+        ctx.create_com_analysis(dataset=ds, mask_radius_inner=1)
+    ds3 = ctx.load("memory", data=DATA.reshape(20, 8, 9), sig_dims=2)
+    with pytest.raises(UDFError, match=r"needs two nav and two signal dimensions.*nav shape \(20,\)"):
+        ctx.create_com_analysis(dataset=ds3)

@@ -486,6 +486,41 @@ class Context:
         params = {k: v for k, v in (("cx", x), ("cy", y)) if v is not None}
         return PointMaskAnalysis(dataset=dataset, parameters=params)
 
+    def create_com_analysis(self, dataset, cx=None, cy=None, mask_radius=None, flip_y=False,
+                            mask_radius_inner=None, scan_rotation=0.0):
+        """Centre of mass within ``mask_radius`` (and outside ``mask_radius_inner``) of
+        ``(cy, cx)``; results ``field``, ``magnitude``, ``divergence``, ``curl``, ``x``, ``y``
+        (a thin wrapper over :class:`~udfkit.udf.CoMUDF`, which offers more: regression,
+        ``raw_com``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from udfkit import Context
+        >>> data = np.zeros((2, 3, 16, 16), dtype="float32")
+        >>> data[..., 9, 6] = 1
+        >>> ctx = Context.make_with("inline")
+        >>> res = ctx.run(ctx.create_com_analysis(ctx.load("memory", data=data), cx=8, cy=8))
+        >>> float(res.x.raw_data[0, 0]), float(res.y.raw_data[0, 0])
+        (-2.0, 1.0)
+        """
+        from .analysis import COMAnalysis
+
+        nav, sig = tuple(dataset.shape.nav), tuple(dataset.shape.sig)
+        if len(nav) != 2 or len(sig) != 2:
+            raise UDFError(f"create_com_analysis: needs two nav and two signal dimensions, the data "
+                           f"set has nav shape {nav} and sig shape {sig}")
+        params = {k: v for k, v in (("cx", cx), ("cy", cy), ("flip_y", flip_y),
+                                    ("scan_rotation", scan_rotation)) if v is not None}
+        if mask_radius is not None:
+            params["r"] = mask_radius
+        if mask_radius_inner is not None:
+            if mask_radius is None:
+                raise UDFError("create_com_analysis: mask_radius_inner needs mask_radius too (an "
+                               "annulus between the two)")
+            params["ri"] = mask_radius_inner
+        return COMAnalysis(dataset=dataset, parameters=params)
+
     def run(self, job, roi=None, progress=False, corrections=None):
         """Run an analysis from ``create_*_analysis``; returns its
         :class:`~udfkit.analysis.AnalysisResultSet`.

@@ -15,6 +15,8 @@ the UDFs directly; these exist so that LiberTEM scripts port by changing imports
 ``create_disk_analysis``       ApplyMasksUDF, ``masks.circular``       intensity, intensity_log
 ``create_ring_analysis``       ApplyMasksUDF, ``masks.ring``           intensity, intensity_log
 ``create_point_analysis``      ApplyMasksUDF, one pixel                intensity, intensity_log
+``create_com_analysis``        :class:`~udfkit.udf.CoMUDF`              field, magnitude, divergence,
+                                                                       curl, x, y
 =============================  ======================================  =====================
 
 Complex data add ``<key>_real``, ``_imag``, ``_angle`` and ``_complex`` entries, as LiberTEM.
@@ -23,6 +25,7 @@ Complex data add ``<key>_real``, ``_imag``, ``_angle`` and ``_complex`` entries,
 from __future__ import annotations
 
 from .base import Analysis, AnalysisResult, AnalysisResultSet, BaseAnalysis
+from .com import COMAnalysis
 from .frames import PickFrameAnalysis, SumAnalysis
 from .masks import (
     BaseMasksAnalysis,
@@ -35,4 +38,4 @@ from .masks import (
 
 __all__ = ["Analysis", "BaseAnalysis", "AnalysisResult", "AnalysisResultSet", "SumAnalysis",
            "PickFrameAnalysis", "BaseMasksAnalysis", "SingleMaskAnalysis", "MasksAnalysis",
-           "DiskMaskAnalysis", "RingMaskAnalysis", "PointMaskAnalysis"]
+           "DiskMaskAnalysis", "RingMaskAnalysis", "PointMaskAnalysis", "COMAnalysis"]
