@@ -275,13 +275,14 @@ def test_transposed_sig_and_nav_reshape(ctx, tmp_path):
 
 
 def test_transposed_partitions_align_to_blocks(ctx, tmp_path, monkeypatch):
-    """Transposed files are read in blocks of frames; partitions start on block boundaries and
-    give the right frames with a ROI."""
+    """Transposed files are read in blocks of frames, each copied in slabs of pixels;
+    partitions start on block boundaries and give the right frames with a ROI."""
     import udfkit.io.formats.dm as dm
 
-    data = np.random.default_rng(6).integers(0, 100, (5, 7, 3, 4)).astype("uint16")
+    data = np.random.default_rng(6).integers(0, 100, (5, 7, 9, 10)).astype("uint16")
     path = write_dm(tmp_path / "scan.dm4", data, order="F")
-    monkeypatch.setattr(dm, "TRANSPOSED_BLOCK_BYTES", 4 * 3 * 4 * 2)
+    monkeypatch.setattr(dm, "TRANSPOSED_BLOCK_BYTES", 4 * 9 * 10 * 2)
+    monkeypatch.setattr(dm, "TRANSPOSE_TILE_BYTES", 1)  # slabs of 16 of the 90 pixels
     ds = ctx.load("dm", path=path, num_partitions=3)
     assert ds.layout_info()["block_frames"] == 4
     assert all(a % 4 == 0 for a, _ in ds.partition_bounds()[1:] if a)
