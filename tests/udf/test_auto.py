@@ -26,7 +26,7 @@ def profile(frame):
     return np.concatenate([frame.sum(axis=1), [frame.max()]])
 
 
-@settings(max_examples=15, **SETTINGS)
+@settings(max_examples=12, **SETTINGS)
 @given(case=physics_cases(), monitor=st.booleans(), executor=st.sampled_from(FAST))
 def test_auto_equals_numpy(case, monitor, executor, tmp_path_factory):
     ctx = shared_context(executor)

@@ -45,7 +45,7 @@ def ring_is_empty(sig_shape, rad_in, rad_out):
     return not np.fft.fftshift(ring)[:, : w // 2 + 1].any()
 
 
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=20, **SETTINGS)
 @given(case=physics_cases(), data=st.data(), executor=st.sampled_from(FAST))
 def test_crystallinity_equals_numpy(case, data, executor, tmp_path_factory):
     kw = data.draw(params(case.sig_shape))

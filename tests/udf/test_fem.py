@@ -35,7 +35,7 @@ def rings(draw, sig_shape):
     return center, rad_in, rad_out
 
 
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=20, **SETTINGS)
 @given(case=physics_cases(), data=st.data(), executor=st.sampled_from(FAST))
 def test_fem_equals_numpy(case, data, executor, tmp_path_factory):
     center, rad_in, rad_out = data.draw(rings(case.sig_shape))

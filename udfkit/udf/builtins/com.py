@@ -114,6 +114,10 @@ class GuessResult(NamedTuple):
     cx: float
 
 
+#: whole-frame CoM around the frame centre, no corrections
+_DEFAULT_PARAMS = CoMParams()
+
+
 # -- masks --------------------------------------------------------------------------------
 
 def com_masks_factory(detector_y, detector_x, cy, cx, r):
@@ -526,7 +530,7 @@ class CoMUDF(UDF):
     ((2, 3, 2), (2, 3), (3, 2))
     """
 
-    def __init__(self, com_params: CoMParams = CoMParams()):
+    def __init__(self, com_params: CoMParams = _DEFAULT_PARAMS):
         # checked here, so that a bad value fails before any data is read
         _checked_params(com_params, type(self).__name__)
         super().__init__(com_params=com_params)
