@@ -36,6 +36,7 @@ BUILTIN_FORMATS = {
     "empad": "udfkit.io.formats.empad:EMPADFormat",
     "seq": "udfkit.io.formats.seq:SEQFormat",
     "tvips": "udfkit.io.formats.tvips:TVIPSFormat",
+    "ser": "udfkit.io.formats.ser:SERFormat",
     "dm": "udfkit.io.formats.dm:DMFormat",
     "mib": "udfkit.io.formats.mib:MIBFormat",
 }
