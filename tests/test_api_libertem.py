@@ -434,3 +434,37 @@ def test_com_analysis_refusals(ctx, ds):
     ds3 = ctx.load("memory", data=DATA.reshape(20, 8, 9), sig_dims=2)
     with pytest.raises(UDFError, match=r"needs two nav and two signal dimensions.*nav shape \(20,\)"):
         ctx.create_com_analysis(dataset=ds3)
+
+
+# -- LiberTEM's executor classes ------------------------------------------------------------
+
+def test_libertem_executor_classes():
+    from udfkit.executor.concurrent import ConcurrentJobExecutor
+    from udfkit.executor.inline import InlineJobExecutor
+
+    for executor in (InlineJobExecutor(), InlineJobExecutor(debug=True),
+                     ConcurrentJobExecutor.make_local(n_threads=2)):
+        with Context(executor=executor) as c:
+            _sums_equal(c)
+    with pytest.raises(ExecutorSpecError, match="inline_threads=2 is not offered"):
+        InlineJobExecutor(inline_threads=2)
+    with pytest.raises(ExecutorSpecError, match="main_process_gpu=0 is not offered"):
+        ConcurrentJobExecutor.make_local(main_process_gpu=0)
+
+
+@pytest.mark.slow
+def test_dask_job_executor_make_local():
+    from udfkit.executor.dask import DaskJobExecutor
+
+    with Context(executor=DaskJobExecutor.make_local(cluster_kwargs={"n_workers": 1})) as c:
+        assert c.executor.num_workers == 1
+        _sums_equal(c)
+
+
+def test_dask_job_executor_refusals():
+    from udfkit.executor.dask import DaskJobExecutor
+
+    with pytest.raises(ExecutorSpecError, match=r"spec= is not offered; use Context.make_with\('dask'"):
+        DaskJobExecutor.make_local(spec={"cpus": 2})
+    with pytest.raises(ExecutorSpecError, match=r"cluster_kwargs \['memory_limit'\] are not offered"):
+        DaskJobExecutor.make_local(cluster_kwargs={"memory_limit": "1G"})

@@ -103,7 +103,7 @@ def executor_from_spec(kind: str, *, cpus=None, gpus=None, snooze_timeout=None,
     if n_gpus:
         raise ExecutorSpecError(f"make_with({kind!r}): gpus={gpus!r} is not offered: udfkit computes "
                                 "on CPUs with numpy (no CUDA/CuPy workers); drop gpus or pass gpus=0")
-    if main_process_gpu not in (None, False):
+    if not (main_process_gpu is None or main_process_gpu is False):
         raise ExecutorSpecError(f"make_with({kind!r}): main_process_gpu={main_process_gpu!r} is not "
                                 "offered: udfkit has no GPU back-end; drop it or pass False")
     if snooze_timeout is not None:

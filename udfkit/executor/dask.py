@@ -23,7 +23,7 @@ import uuid
 from ..errors import ExecutorError
 from .base import Executor, default_workers, pickle_task
 
-__all__ = ["DaskExecutor"]
+__all__ = ["DaskExecutor", "DaskJobExecutor"]
 
 _POLL = 0.1
 
@@ -210,3 +210,41 @@ class DaskExecutor(Executor):
 
     def __repr__(self):
         return f"DaskExecutor({self.client.scheduler.address!r})"
+
+
+class DaskJobExecutor(DaskExecutor):
+    """LiberTEM's name (``libertem.executor.dask.DaskJobExecutor``) of :class:`DaskExecutor`,
+    with its constructors :meth:`make_local` and :meth:`connect`.
+
+    LiberTEM's ``spec`` (a worker specification with CPU and GPU workers), ``preload``
+    and ``snooze_timeout`` are not offered: workers are CPU workers, one thread each.
+    """
+
+    @classmethod
+    def make_local(cls, spec=None, cluster_kwargs=None, client_kwargs=None, preload=None,
+                   snooze_timeout=None, main_process_gpu=None) -> DaskJobExecutor:
+        """A local cluster; ``cluster_kwargs={"n_workers": N}`` sets the number of workers."""
+        from ..errors import ExecutorSpecError
+
+        for name, value in (("spec", spec), ("preload", preload), ("snooze_timeout", snooze_timeout),
+                            ("client_kwargs", client_kwargs)):
+            if value is not None:
+                raise ExecutorSpecError(f"DaskJobExecutor.make_local: {name}= is not offered; use "
+                                        "Context.make_with('dask', cpus=N) or DaskJobExecutor.connect(...)")
+        if not (main_process_gpu is None or main_process_gpu is False):
+            raise ExecutorSpecError(f"DaskJobExecutor.make_local: main_process_gpu={main_process_gpu!r} "
+                                    "is not offered: udfkit has no GPU back-end")
+        extra = set(cluster_kwargs or {}) - {"n_workers"}
+        if extra:
+            raise ExecutorSpecError(f"DaskJobExecutor.make_local: cluster_kwargs {sorted(extra)} are "
+                                    "not offered; only n_workers")
+        return cls(cpus=(cluster_kwargs or {}).get("n_workers"))
+
+    @classmethod
+    def connect(cls, scheduler_uri: str, *args, client_kwargs=None, **kwargs) -> DaskJobExecutor:
+        """Join the running scheduler at ``scheduler_uri``."""
+        if args or kwargs or client_kwargs:
+            from ..errors import ExecutorSpecError
+
+            raise ExecutorSpecError("DaskJobExecutor.connect: only the scheduler address is offered")
+        return cls(scheduler=scheduler_uri)

@@ -7,7 +7,7 @@ from functools import partial
 from .base import Executor
 from .threadpools import single_threaded
 
-__all__ = ["InlineExecutor"]
+__all__ = ["InlineExecutor", "InlineJobExecutor"]
 
 
 class InlineExecutor(Executor):
@@ -54,3 +54,29 @@ class InlineExecutor(Executor):
 
     def __repr__(self):
         return f"InlineExecutor(debug={self.debug})"
+
+
+class InlineJobExecutor(InlineExecutor):
+    """LiberTEM's name (``libertem.executor.inline.InlineJobExecutor``) of :class:`InlineExecutor`.
+
+    ``inline_threads`` (LiberTEM's thread count for numba/BLAS in the main process) and a GPU
+    for the main process are not offered; udfkit runs inline tasks single-threaded.
+
+    Examples
+    --------
+    >>> from udfkit import Context
+    >>> Context(executor=InlineJobExecutor()).executor
+    InlineExecutor(debug=False)
+    """
+
+    def __init__(self, debug: bool = False, inline_threads=None, main_process_gpu=None):
+        from ..errors import ExecutorSpecError
+
+        if inline_threads is not None:
+            raise ExecutorSpecError(f"InlineJobExecutor: inline_threads={inline_threads!r} is not "
+                                    "offered: inline tasks run with one BLAS/numba thread; use "
+                                    "Context.make_with('threads', cpus=N) for parallel work")
+        if not (main_process_gpu is None or main_process_gpu is False):
+            raise ExecutorSpecError(f"InlineJobExecutor: main_process_gpu={main_process_gpu!r} is "
+                                    "not offered: udfkit has no GPU back-end")
+        super().__init__(debug=debug)
