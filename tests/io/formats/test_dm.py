@@ -561,3 +561,13 @@ def test_transposed_reader(tmp_path):
     with _TransposedReader(str(path), 0, "<i2", 5, 7, (5,)).open() as opened:
         opened.read(2, 5, out)
     np.testing.assert_array_equal(out, arr[:, 2:5].T)
+
+
+def test_implausible_type_description(ctx, tmp_path):
+    """A damaged type description length that would still fit in a large file is refused
+    before anything is allocated for it."""
+    path = write_dm(tmp_path / "info.dm4", np.zeros((200, 200), "uint16"))
+    _replace_once(path, b"%%%%" + (1).to_bytes(8, "big"), b"%%%%" + (5000).to_bytes(8, "big"))
+    with pytest.raises(DataSetError, match=r"info\.dm4.*Brightness/Origin: type description length: "
+                                           r"expected 1 to 4096 words.*found 5000"):
+        ctx.load("dm", path=path)

@@ -49,6 +49,11 @@ __all__ = ["DMArray", "DMFile", "parse_dm", "tag_text", "MAX_DEPTH"]
 MAX_DEPTH = 64
 #: arrays up to this many bytes are read into the tree (calibrations, names, CLUTs)
 READ_ARRAY_BYTES = 1 << 16
+#: longer type descriptions (a struct of thousands of fields) are taken for damage: a
+#: corrupt length must not make the parser allocate gigabytes
+MAX_INFO_WORDS = 4096
+#: longer string values are taken for damage, for the same reason
+MAX_STRING_BYTES = 1 << 24
 
 _GROUP, _DATA = 20, 21
 _STRUCT, _STRING, _ARRAY = 15, 18, 20
@@ -263,9 +268,9 @@ def _data(r: _Reader):
     if delim != b"%%%%":
         r.fail(f"expected the data delimiter b'%%%%', found {delim!r}; the file is damaged")
     ninfo = r.count("type description length")
-    if ninfo < 1 or ninfo * r.word > r.left():
-        r.fail(f"type description of {ninfo} words does not fit (1 or more words, "
-               f"{r.left()} bytes follow)")
+    if ninfo < 1 or ninfo > MAX_INFO_WORDS or ninfo * r.word > r.left():
+        r.fail(f"type description length: expected 1 to {MAX_INFO_WORDS} words that fit in the "
+               f"file, found {ninfo} ({r.left()} bytes follow); the file is damaged")
     raw = r.take(ninfo * r.word, "type description")
     info = [int.from_bytes(raw[i:i + r.word], "big") for i in range(0, len(raw), r.word)]
     kind, dtype, count, used = _describe(r, info, 0)
@@ -310,8 +315,9 @@ def _describe(r: _Reader, info: list, i: int):
         return "simple", _simple(r, code), 1, i + 1
     if code == _STRING:
         length = word(i + 1)
-        if length > r.left():
-            r.fail(f"a string of {length} bytes does not fit ({r.left()} bytes follow)")
+        if length > min(r.left(), MAX_STRING_BYTES):
+            r.fail(f"a string of {length} bytes does not fit ({r.left()} bytes follow, at most "
+                   f"{MAX_STRING_BYTES} are taken for a string); the file is damaged")
         return "string", np.dtype(f"S{length}"), 1, i + 2
     if code == _STRUCT:
         nfields = word(i + 2)
