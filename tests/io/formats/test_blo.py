@@ -80,6 +80,11 @@ class TestBLO(DataSetTests):
     dtypes = ("uint8", "uint16", ">u2")
     io_backends = BACKENDS
     sig_dims = 2
+    # worker executors start once per class and cost most of the run: the default run covers
+    # the in-process ones; the subclass below runs processes and dask (-m slow). Partitions
+    # travel to workers by pickle / cloudpickle, which test_partitions_pickle checks here (the
+    # mrc suite, on the same FileLayout partitions, runs all four executors by default).
+    executors = ("inline", "threads")
 
     def _cases(self, **kwargs):
         return super()._cases(**kwargs).map(_square)
@@ -95,6 +100,13 @@ class TestBLO(DataSetTests):
         write_blo(path, scan, notes="Precession angle : 0.5\r\nCamera gamma : on")
         return dict(path=path, nav_shape=nav)
 
+
+
+@pytest.mark.slow
+class TestBLOWorkers(TestBLO):
+    """The suite on worker processes and a dask cluster."""
+
+    executors = ("processes", "dask")
 
 def test_square_cases_draw_square_frames():
     """The conformance cases above really are square (else the suite would test nothing)."""

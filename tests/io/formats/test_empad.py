@@ -96,6 +96,11 @@ class TestEMPAD(DataSetTests):
     dtypes = ("<f4",)
     io_backends = BACKENDS
     sig_dims = 2
+    # worker executors start once per class and cost most of the run: the default run covers
+    # the in-process ones; the subclass below runs processes and dask (-m slow). Partitions
+    # travel to workers by pickle / cloudpickle, which test_partitions_pickle checks here (the
+    # mrc suite, on the same FileLayout partitions, runs all four executors by default).
+    executors = ("inline", "threads")
     max_examples = 6
 
     def _cases(self, **kwargs):
@@ -122,6 +127,13 @@ class TestEMPAD(DataSetTests):
     def file_names(self, params):
         return [os.path.basename(read_empad_xml(params["path"]).raw_path)]
 
+
+
+@pytest.mark.slow
+class TestEMPADWorkers(TestEMPAD):
+    """The suite on worker processes and a dask cluster."""
+
+    executors = ("processes", "dask")
 
 def test_empad_cases_have_empad_frames():
     """The conformance cases above really are EMPAD frames (else the suite tests nothing)."""
