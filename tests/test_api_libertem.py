@@ -468,3 +468,16 @@ def test_dask_job_executor_refusals():
         DaskJobExecutor.make_local(spec={"cpus": 2})
     with pytest.raises(ExecutorSpecError, match=r"cluster_kwargs \['memory_limit'\] are not offered"):
         DaskJobExecutor.make_local(cluster_kwargs={"memory_limit": "1G"})
+
+
+def test_display_lists_buffers_without_reading(ctx, ds):
+    from udfkit.udf import PickUDF, StdDevUDF
+
+    info = ctx.display(ds, StdDevUDF())
+    text = str(info)
+    assert text.splitlines()[0] == "StdDevUDF"
+    assert "std: kind=sig extra_shape=() shape=(8, 9)" in text
+    html = info._repr_html_()
+    assert "<table>" in html and "<td>std</td>" in html
+    # shapes that depend on the ROI come out for that ROI
+    assert "shape=(2, 8, 9)" in str(ctx.display(ds, PickUDF(), roi=[(0, 0), (1, 1)]))

@@ -425,6 +425,27 @@ class Context:
         finally:
             stream.close()
 
+    def display(self, dataset, udf, roi=None):
+        """What ``udf`` will compute on ``dataset``: its method, input dtype and result
+        buffers (kind, extra shape, shape, dtype), without reading data. Shows as a table in
+        a notebook (``_repr_html_``) and as text otherwise.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from udfkit import Context
+        >>> from udfkit.udf import SumSigUDF
+        >>> ctx = Context.make_with("inline")
+        >>> ds = ctx.load("memory", data=np.zeros((2, 3, 4, 4), dtype="uint8"))
+        >>> print(ctx.display(ds, SumSigUDF()))  # doctest: +NORMALIZE_WHITESPACE
+        SumSigUDF
+          intensity: kind=nav extra_shape=() shape=(2, 3) dtype=float64
+        """
+        from .viz.base import dry_run
+
+        buffers = dry_run([udf], dataset, roi).buffers[0]
+        return _UDFInfo(type(udf).__name__, udf, buffers)
+
     # -- LiberTEM's analyses -------------------------------------------------------------
     def create_sum_analysis(self, dataset):
         """Sum of all frames; ``ctx.run(analysis).intensity`` (see :mod:`udfkit.analysis`)."""
@@ -674,6 +695,34 @@ class Context:
 
     def __repr__(self):
         return f"Context(executor={self.executor!r})"
+
+
+class _UDFInfo:
+    """What :meth:`Context.display` returns: text, or an HTML table in a notebook."""
+
+    def __init__(self, title, udf, buffers):
+        self.title = title
+        self.udf = udf
+        self.buffers = buffers
+
+    def _rows(self):
+        return [(name, b.kind, b.extra_shape, b.data.shape, b.dtype) for name, b in self.buffers.items()]
+
+    def __str__(self):
+        lines = [self.title] + [f"  {n}: kind={k} extra_shape={e} shape={s} dtype={d}"
+                                for n, k, e, s, d in self._rows()]
+        return "\n".join(lines)
+
+    def _repr_html_(self):
+        import html
+
+        def cell(x):
+            return f"<td>{html.escape(str(x))}</td>"
+
+        rows = "".join("<tr>" + "".join(cell(x) for x in row) + "</tr>" for row in self._rows())
+        return (f"<h3>{html.escape(self.title)}</h3><p>method: {html.escape(str(self.udf.get_method()))}"
+                "</p><table><thead><tr><th>Name</th><th>Kind</th><th>Extra shape</th><th>Shape</th>"
+                f"<th>dtype</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 class _AsyncResults:
