@@ -413,7 +413,7 @@ def test_com_analysis_equals_numpy(ctx, ds, kwargs):
     np.testing.assert_allclose(res.divergence.raw_data, want_div, rtol=1e-4, atol=1e-4)
     x, y = res.field.raw_data
     np.testing.assert_array_equal(x, res.x.raw_data)
-    assert res.field.visualized.shape == (4, 5, 4)
+    assert res.field.visualized.shape == (4, 5, 3)
 
 
 def test_com_analysis_is_comudf(ctx, ds):

@@ -11,18 +11,13 @@ __all__ = ["COMAnalysis"]
 
 
 def _field_picture(x, y, damage):
-    """RGB picture of a 2D vector field: hue = direction, brightness = length."""
-    from matplotlib import colormaps
+    """RGB picture of the field over the processed positions (see ``rgb_from_2dvector``)."""
+    from ..viz import rgb_from_2dvector
 
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    length = np.hypot(x, y)
+    length = np.hypot(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
     ok = np.isfinite(length) & np.broadcast_to(np.asarray(damage, dtype=bool), length.shape)
-    vmax = length[ok].max() if ok.any() and length[ok].max() > 0 else 1.0
-    hue = (np.arctan2(y, x) + np.pi) / (2 * np.pi)
-    rgba = colormaps["hsv"](np.nan_to_num(hue))
-    rgba[..., :3] *= np.clip(np.nan_to_num(length / vmax), 0, 1)[..., np.newaxis]
-    return (rgba * 255).astype(np.uint8)
+    vmax = length[ok].max() if ok.any() else 1.0
+    return rgb_from_2dvector(y=y, x=x, vmax=vmax)
 
 
 class COMAnalysis(BaseAnalysis):

@@ -21,9 +21,10 @@ from .base import (
     dry_run,
     get_plottable_2D_channels,
     prepare_plots,
+    rgb_from_2dvector,
     update_plots,
     visualize_simple,
 )
 
-__all__ = ["Live2DPlot", "Dummy2DPlot", "get_plottable_2D_channels", "visualize_simple", "dry_run",
-           "prepare_plots", "update_plots"]
+__all__ = ["Live2DPlot", "Dummy2DPlot", "get_plottable_2D_channels", "visualize_simple",
+           "rgb_from_2dvector", "dry_run", "prepare_plots", "update_plots"]

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import UdfkitWarning
 
 __all__ = ["Live2DPlot", "Dummy2DPlot", "DryRunResults", "get_plottable_2D_channels",
-           "visualize_simple", "dry_run", "prepare_plots", "update_plots"]
+           "visualize_simple", "rgb_from_2dvector", "dry_run", "prepare_plots", "update_plots"]
 
 
 class DryRunResults:
@@ -142,6 +142,34 @@ def visualize_simple(result, colormap=None, logarithmic=False, vmin=None, vmax=N
     norm = (colors.LogNorm if logarithmic else colors.Normalize)(vmin=vmin, vmax=vmax)
     cmap = colormaps["gist_earth"] if colormap is None else colormap
     return cmap(norm(data), bytes=True)
+
+
+def rgb_from_2dvector(y, x, vmax=None):
+    """RGB picture (``uint8``, shape ``y.shape + (3,)``) of a 2D vector field (needs matplotlib).
+
+    The hue is the direction, the brightness the length relative to ``vmax`` (default: the
+    largest finite length). LiberTEM's function has the same signature and meaning; its
+    colour wheel (an isoluminant cyclic map) differs from this one (matplotlib's ``hsv``).
+
+    Examples
+    --------
+    >>> rgb = rgb_from_2dvector(y=np.array([[0.0, 1.0]]), x=np.array([[1.0, 0.0]]))
+    >>> rgb.shape, rgb.dtype
+    ((1, 2, 3), dtype('uint8'))
+    """
+    from matplotlib import colormaps
+
+    y = np.asarray(y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    length = np.hypot(x, y)
+    finite = np.isfinite(length)
+    if vmax is None:
+        vmax = length[finite].max() if finite.any() else 1.0
+    vmax = vmax or 1.0
+    hue = (np.arctan2(y, x) + np.pi) / (2 * np.pi)
+    rgba = colormaps["hsv"](np.nan_to_num(hue))
+    rgba[..., :3] *= np.clip(np.nan_to_num(length / vmax), 0, 1)[..., np.newaxis]
+    return (rgba[..., :3] * 255).astype(np.uint8)
 
 
 class Live2DPlot:
