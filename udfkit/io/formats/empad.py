@@ -54,7 +54,7 @@ EMPAD_DTYPE = np.dtype("<f4")
 FOOTER_BYTES = (RAW_FRAME_SHAPE[0] - FRAME_SHAPE[0]) * FRAME_SHAPE[1] * EMPAD_DTYPE.itemsize
 RAW_FRAME_BYTES = prod(RAW_FRAME_SHAPE) * EMPAD_DTYPE.itemsize
 #: how far into an XML file ``guess_can_open`` looks for ``<raw_file``
-_XML_HEAD = 8192
+_XML_HEAD = 1 << 16
 _SCAN_NAME = re.compile(r"^scan_x(\d+)_y(\d+)\.raw$", re.IGNORECASE)
 
 
