@@ -571,3 +571,59 @@ def test_implausible_type_description(ctx, tmp_path):
     with pytest.raises(DataSetError, match=r"info\.dm4.*Brightness/Origin: type description length: "
                                            r"expected 1 to 4096 words.*found 5000"):
         ctx.load("dm", path=path)
+
+
+LT_PYTHON = Path("/work/lt-venv/bin/python")
+
+LT_SCRIPT = """
+import json
+import libertem.api as lt
+from libertem.udf.sumsigudf import SumSigUDF
+
+out = {}
+with lt.Context.make_with("inline") as ctx:
+    for name, kw in json.loads(open("cases.json").read()).items():
+        try:
+            ds = ctx.load("dm", **kw)
+            sums = ctx.run_udf(dataset=ds, udf=SumSigUDF())["intensity"].data
+            out[name] = {"shape": [int(n) for n in ds.shape], "sums": sums.ravel().tolist()}
+        except Exception as e:
+            out[name] = {"error": f"{type(e).__name__}: {e}"}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_same_as_libertem(ctx, tmp_path):
+    """LiberTEM 0.16 (its own venv, ncempy parsing the tags) reads the synthetic files to the
+    same shapes and values, with the same parameter names and meanings (force_c_order, files=);
+    it refuses the transposed file that udfkit reads in its true shape."""
+    import json
+    import subprocess
+
+    if not LT_PYTHON.is_file():
+        pytest.skip(f"LiberTEM 0.16 is not installed at {LT_PYTHON} (the reference venv)")
+    data = np.random.default_rng(10).integers(0, 1000, (3, 4, 5, 6)).astype("uint16")
+    write_dm(tmp_path / "c4.dm4", data, order="C")
+    write_dm(tmp_path / "f4.dm4", data, order="F")
+    write_dm(tmp_path / "s3.dm3", data[0], version=3)
+    files = [write_dm(tmp_path / f"f{i}.dm4", data[0, i]) for i in range(4)]
+    cases = {"c4": {"path": "c4.dm4"}, "f4": {"path": "f4.dm4"},
+             "f4force": {"path": "f4.dm4", "force_c_order": True}, "s3": {"path": "s3.dm3"},
+             "stack": {"files": files, "nav_shape": [2, 2]}}
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    (tmp_path / "lt.py").write_text(LT_SCRIPT)
+    done = subprocess.run([str(LT_PYTHON), "lt.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "C-ordered" in theirs["f4"]["error"]
+    for name, kw in cases.items():
+        ds = ctx.load("dm", **{k: (str(tmp_path / v) if k == "path" else v) for k, v in kw.items()})
+        ours = ctx.run_udf(dataset=ds, udf=SumSigUDF())["intensity"].data
+        if name == "f4":  # LiberTEM refuses it; udfkit reads the true shape
+            assert tuple(ds.shape) == data.shape
+            np.testing.assert_array_equal(ours, data.astype("f8").sum(axis=(2, 3)))
+            continue
+        assert list(ds.shape) == theirs[name]["shape"], name
+        np.testing.assert_array_equal(ours.ravel(), theirs[name]["sums"])
