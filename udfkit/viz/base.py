@@ -344,7 +344,11 @@ def prepare_plots(ctx, dataset, udfs, roi, plots) -> list:
 
 def update_plots(plots, udfs, results, force=False) -> None:
     """Hand the (partial) ``results`` (a :class:`~udfkit.udf.RunResults`) to every plot."""
+    damage = results.damage
+    if not isinstance(damage, np.ndarray):
+        # LiberTEM's damage is a nav buffer whose ``.data`` is the array
+        damage = np.asarray(getattr(damage, "data", damage), dtype=bool)
     for p in plots:
         u = p.get_udf()
         index = next(i for i, v in enumerate(udfs) if v is u)
-        p.new_data(results.buffers[index], results.damage, force=force)
+        p.new_data(results.buffers[index], damage, force=force)
