@@ -31,7 +31,11 @@ the reversed dimensions. Which of those axes are the frame depends on how GMS wr
   older GMS versions write them: the *first* reversed axes are the signal, the last ones the
   scan, i.e. the values of one detector pixel over the whole scan are contiguous. A frame is
   then scattered over the whole file; udfkit reads runs of frames as strided copies (the
-  :mod:`~udfkit.io.chunked` path), correctly but much slower than a C-order file.
+  :mod:`~udfkit.io.chunked` path), correctly but much slower than a C-order file: blocks of
+  :data:`TRANSPOSED_BLOCK_BYTES` of frames, each gathered by a transposing copy in slabs of
+  pixels that fit in the cache. Measured with ``SumUDF`` (inline, hot cache, 256x256 uint16
+  frames, a busy two-core machine): C-order DM file 1.7 GB/s, the same data as a raw file
+  1.6 GB/s; transposed 0.22 GB/s (0.05 GB/s with one numpy transpose per block).
 
 LiberTEM refuses transposed files unless ``force_c_order=True``; udfkit reads them in their
 true shape. ``force_c_order=True`` keeps LiberTEM's meaning: read the data as if they were in
