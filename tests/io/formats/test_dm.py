@@ -520,6 +520,10 @@ def test_not_a_dm_file(ctx, tmp_path):
     other = tmp_path / "scan.raw"
     np.zeros(100, "uint8").tofile(other)
     assert DMFormat.guess_can_open(str(other)) == 0.0
+    # a DM file without its extension is still recognised by its header
+    bare = write_dm(tmp_path / "scan", np.zeros((3, 4), "uint8"))
+    assert detect_format({"path": bare}) == "dm"
+    assert ctx.load("auto", path=bare).shape == (1, 3, 4)
 
 
 @pytest.mark.parametrize("version", [3, 4])

@@ -120,7 +120,8 @@ class DMFormat(Format):
             return 0.0
         named = path.lower().endswith(DM_EXTENSIONS)
         if _looks_like_dm(path):
-            return 1.0 if named else 0.6
+            # 14 plausible header bytes are weaker evidence than another format's extension
+            return 1.0 if named else 0.4
         # a damaged .dm4 still goes to this reader, which says what is wrong with it
         return 0.5 if named else 0.0
 
