@@ -78,7 +78,7 @@ def ref_com(full, *, cy=None, cx=None, r=np.inf, ri=0.0, scan_rotation=0.0, flip
     cx = sig_shape[1] // 2 if cx is None else cx
     d2 = _squared_distance(sig_shape, cy, cx)
     sel = d2 <= r * r
-    if ri:
+    if ri is not None and not np.isclose(ri, 0.0):  # LiberTEM: ri within 1e-8 of 0 is no ring
         sel &= d2 > ri * ri
     yy, xx = np.indices(sig_shape)
     w = full * sel

@@ -550,7 +550,8 @@ class CoMUDF(UDF):
             ``(i, j)`` is at its centre ``(i, j)``). Default ``inf``: the whole frame.
         ri : float
             Inner radius: pixels at distance ``<= ri`` are left out (an annular CoM);
-            must be less than ``r``. Default 0: none.
+            must be less than ``r``. Default 0: none (as in LiberTEM, also for values
+            within 1e-8 of 0, by ``numpy.isclose``).
         scan_rotation : float
             Degrees; rotates the shift vectors clockwise for positive values, to turn detector
             coordinates into scan coordinates. If the detector appears rotated to the right of
