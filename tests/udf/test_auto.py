@@ -111,3 +111,17 @@ def test_bad_input():
         ctx.run_udf(dataset=ds, udf=AutoUDF(f=broken))
     with pytest.raises(UDFError, match="must return numbers"):
         ctx.run_udf(dataset=ds, udf=AutoUDF(f=lambda frame: "text"))
+
+
+@pytest.mark.parametrize("executor", FAST)
+def test_libertem_documentation_example(executor):
+    """LiberTEM's "Auto UDF" example: the sum over the last signal axis with functools.partial."""
+    import functools
+
+    data = np.random.default_rng(2).poisson(4, (3, 4, 5, 6)).astype("uint16")
+    ctx = shared_context(executor)
+    dataset = ctx.load("memory", data=data, num_partitions=2)
+    udf = AutoUDF(f=functools.partial(np.sum, axis=-1))
+    result = ctx.run_udf(dataset=dataset, udf=udf)
+    assert result["result"].data.shape == (3, 4, 5)
+    np.testing.assert_array_equal(result["result"].data, data.sum(axis=-1))
