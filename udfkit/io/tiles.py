@@ -115,11 +115,8 @@ def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
                 n = b - a
                 frame_index = chunk + partition.start
                 origin_nav = partition.start + int(chunk[0])
-                # offsets grow by at least a frame each: this span means back to back
-                contiguous = int(offsets[-1]) - int(offsets[0]) == (n - 1) * frame_items
-                if zero_copy_dtype and contiguous:
-                    o = int(offsets[0])
-                    block = block_flat[o:o + n * frame_items].reshape((n,) + sig_shape)
+                block = _frames_view(block_flat, offsets, sig_shape) if zero_copy_dtype else None
+                if block is not None:
                     for idx, index in enumerate(sig_index):
                         where = _tile_slice(origin_nav, n, sig_parts[idx], sig_dims)
                         yield DataTile(_readonly(block[index]), where, idx, frame_index, k0)
@@ -130,6 +127,27 @@ def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
                     data = decode(block_flat, offsets, idx, n)
                     where = _tile_slice(origin_nav, n, sig_parts[idx], sig_dims)
                     yield DataTile(data, where, idx, frame_index, k0)
+
+
+def _frames_view(flat: np.ndarray, offsets: np.ndarray, sig_shape: tuple):
+    """The frames at ``offsets`` as one ``(n, *sig_shape)`` view of ``flat``, or None.
+
+    Frames back to back give a C-contiguous view; frames at one fixed stride (per-frame
+    headers or footers of detector formats) a strided one, so that they too are read in
+    place instead of through a decode pass.
+    """
+    n = offsets.size
+    items = prod(sig_shape)
+    o = int(offsets[0])
+    step = int(offsets[1]) - o if n > 1 else items
+    if step < items or (n > 2 and not (np.diff(offsets) == step).all()):
+        return None
+    if step == items:
+        return flat[o:o + n * items].reshape((n,) + sig_shape)
+    base = flat[o:o + (n - 1) * step + items]
+    inner = base[:items].reshape(sig_shape).strides
+    return np.lib.stride_tricks.as_strided(base, shape=(n,) + tuple(sig_shape),
+                                           strides=(step * flat.itemsize,) + inner, writeable=False)
 
 
 #: a block is split into runs only where they average at least this many frames (else one
