@@ -259,3 +259,23 @@ def test_missing_mrcfile_names_the_extra(inline_ctx, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mrcfile", None)  # import mrcfile now raises ImportError
     with pytest.raises(DataSetError, match=r"needs the Python package 'mrcfile'.*udfkit\[mrc\]"):
         inline_ctx.load("mrc", path=path)
+
+
+@pytest.mark.parametrize("dtype", ["int16", ">i2"])
+def test_machine_stamp_of_zeros_is_read_with_a_warning(inline_ctx, tmp_path, dtype):
+    """Some older writers leave the machine stamp zero: the byte order in which the mode word
+    is valid is taken (as mrcfile's permissive mode does), with a warning naming the file."""
+    from udfkit.errors import UdfkitWarning
+
+    data = frames_of(dtype=dtype)
+    path = write_mrc(tmp_path / "stamp.mrc", data)
+    with open(path, "r+b") as f:
+        f.seek(212)  # machst
+        f.write(b"\0\0\0\0")
+    with pytest.raises(ValueError, match="machine stamp"):
+        mrcfile.open(path, header_only=True)  # the strict parser refuses it
+    with pytest.warns(UdfkitWarning, match=r"stamp\.mrc.*machine stamp.*reading it as "
+                                           rf"{'big' if dtype[0] == '>' else 'little'}-endian"):
+        ds = inline_ctx.load("mrc", path=path)
+    assert ds.dtype == np.dtype(dtype)
+    check_reads(inline_ctx, ds, data.astype("=i2"))

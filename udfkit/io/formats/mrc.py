@@ -14,6 +14,10 @@ Shapes: an image stack or volume of ``nz`` sections of ``ny x nx`` pixels is ``n
 Modes: 0 (int8), 1 (int16), 2 (float32), 4 (complex64), 6 (uint16) and 12 (float16), in
 either byte order. Modes 3 (complex int16) and 101 (4-bit packed) have no numpy dtype and are
 refused with an error naming the mode.
+
+A header that mrcfile's strict parser refuses is an error, except where the only fault is the
+machine stamp (zeros, as some older programs write): then the byte order in which the mode
+word is valid is taken, as mrcfile's permissive mode does, with a warning.
 """
 
 from __future__ import annotations
@@ -124,10 +128,7 @@ def read_mrc_header(path: str) -> MRCHeader:
                 header = mrc.header.copy()
                 extended = int(mrc.header.nsymbt)
     except (ValueError, OSError, EOFError) as e:
-        size = os.path.getsize(path)
-        raise DataSetError(f"{where} has no valid MRC header ({size} bytes): mrcfile says: {e}; "
-                           f"expected the map ID 'MAP ' at byte {MAP_OFFSET} and a known machine "
-                           "stamp in a header of 1024 bytes") from None
+        header, extended = _header_without_machine_stamp(path, where, e)
     mode = int(header.mode)
     if mode not in SUPPORTED_MODES:
         what = f" ({_MODE_NAMES[mode]})" if mode in _MODE_NAMES else ""
@@ -169,6 +170,38 @@ def read_mrc_header(path: str) -> MRCHeader:
         facts["mrc_version"] = nversion
     return MRCHeader(dtype=dtype, mode=mode, nx=nx, ny=ny, nz=nz, mz=mz, shape=shape, kind=kind,
                      data_offset=HEADER_BYTES + extended, facts=facts)
+
+
+def _header_without_machine_stamp(path: str, where: str, strict_error: Exception):
+    """The header of a file whose only fault is its machine stamp (zeros, or a byte order
+    that its mode word contradicts; written so by some older software), with a warning;
+    any other fault is the strict parser's error."""
+    import warnings
+
+    import mrcfile
+
+    from ...errors import UdfkitWarning
+
+    size = os.path.getsize(path)
+    refused = DataSetError(f"{where} has no valid MRC header ({size} bytes): mrcfile says: {strict_error}; "
+                           f"expected the map ID 'MAP ' at byte {MAP_OFFSET} and a known machine stamp "
+                           "in a header of 1024 bytes")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
+                header = mrc.header.copy() if mrc.header is not None else None
+                extended = int(mrc.header.nsymbt) if header is not None else 0
+    except (ValueError, OSError, EOFError):
+        raise refused from None
+    complaints = [str(w.message) for w in caught]
+    if header is None or not complaints or any("machine stamp" not in c.lower() for c in complaints):
+        raise refused from None
+    order = "big" if header.mode.dtype.byteorder == ">" or (
+        header.mode.dtype.byteorder in "=|" and not np.little_endian) else "little"
+    warnings.warn(UdfkitWarning(f"{where}: {'; '.join(complaints)}; reading it as {order}-endian, the "
+                                "byte order in which its mode word is valid"), stacklevel=4)
+    return header, extended
 
 
 class MRCDataSet(FileDataSet):
