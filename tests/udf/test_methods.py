@@ -217,7 +217,9 @@ class _MetaBase(UDF):
         if self.params.processed.all():
             assert m.roi is None or m.roi.all()
         else:
-            np.testing.assert_array_equal(m.roi, self.params.processed)
+            # LiberTEM's meta.roi: the data set's nav shape
+            assert m.roi.shape == nav
+            np.testing.assert_array_equal(m.roi.reshape(-1), self.params.processed)
         assert m.input_dtype == data.dtype
         assert isinstance(m.tiling_scheme, TilingScheme)
         assert data.shape[0] <= m.tiling_scheme.depth
@@ -225,9 +227,13 @@ class _MetaBase(UDF):
         assert m.partition_shape.sig.to_tuple() == SIG
         coords = m.coordinates
         assert coords.shape == (data.shape[0], len(nav))
-        # slice: origin = flat nav index of the first frame, first extent = number of frames
-        assert m.slice.origin[0] == np.ravel_multi_index(tuple(coords[0]), nav)
+        # slice (LiberTEM's coordinates): origin = rank of the first frame among the processed
+        # positions (the ROI-reduced flat nav index), first extent = number of frames
+        rank = np.cumsum(self.params.processed) - 1
+        assert m.slice.origin[0] == rank[np.ravel_multi_index(tuple(coords[0]), nav)]
         assert m.slice.shape[0] == data.shape[0]
+        # frame_index: flat positions in the full nav space
+        np.testing.assert_array_equal(m.frame_index, np.ravel_multi_index(tuple(coords.T), nav))
         # sig part of slice and sig_slice agree with the data
         assert m.slice.origin[1:] == m.sig_slice.origin
         assert m.slice.shape.to_tuple()[1:] == m.sig_slice.shape.to_tuple() == data.shape[1:]
@@ -314,7 +320,9 @@ def test_meta(any_ctx, cls, config, roi):
     first, count, pshape = tile_groups(ds, processed, depth or NAV_SIZE)
     np.testing.assert_array_equal(res["pshape"].raw_data, pshape[pos])
     if depth is not None:
-        np.testing.assert_array_equal(res["origin"].raw_data, first[pos])
+        # meta.slice's origin is ROI-reduced: the rank of the tile's first frame
+        rank = np.cumsum(processed) - 1
+        np.testing.assert_array_equal(res["origin"].raw_data, rank[first[pos]])
         np.testing.assert_array_equal(res["extent"].raw_data, count[pos])
 
 
@@ -361,7 +369,7 @@ def test_meta_roi_and_shapes_on_main(ctx):
     assert seen["stored"] == np.dtype(">u2")
     want = roi.reshape(-1).copy()
     want[:2] = False  # no frame at the first two positions
-    np.testing.assert_array_equal(seen["roi"], want)
+    np.testing.assert_array_equal(seen["roi"], want.reshape(NAV))
 
 
 # == input dtype =============================================================================
@@ -602,13 +610,18 @@ class UsesUDF(UDF):
         self.results.sigsum[:] += self.results.scratch
 
     def merge(self, dest, src):
-        assert "scratch" not in src and "navscratch" not in src
+        # private buffers are merged (LiberTEM's rule), result_only ones do not exist yet
+        assert "scratch" in src and "navscratch" in src
         assert "doubled" not in src and "mean" not in src
         dest.navsum[:] = src.navsum
+        dest.navscratch[:] = src.navscratch
         dest.sigsum[:] += src.sigsum
+        dest.scratch[:] += src.scratch
 
     def get_results(self):
         n = len(self.results.navsum)
+        # merged private buffers are readable here
+        np.testing.assert_array_equal(self.results.navscratch, self.results.navsum)
         return {"navsum": self.results.navsum, "sigsum": self.results.sigsum,
                 "doubled": 2 * self.results.navsum,
                 "mean": self.results.sigsum / n,

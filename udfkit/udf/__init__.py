@@ -1,8 +1,8 @@
 """The UDF layer: the :class:`UDF` base class, buffers, results, the partition runner and the
 built-in UDFs."""
 
-from .base import UDF
-from .buffers import AuxData, BufferSpec
+from .base import UDF, UDFData, UDFMethod
+from .buffers import ArrayWithMask, AuxData, BufferSpec, BufferWrapper
 from .builtins import (
     FEMUDF,
     ApplyMasksUDF,
@@ -21,6 +21,7 @@ from .builtins import (
 from .meta import UDFMeta
 from .results import BufferResult, RunResults
 
-__all__ = ["UDF", "AuxData", "BufferSpec", "UDFMeta", "BufferResult", "RunResults",
+__all__ = ["UDF", "AuxData", "BufferSpec", "BufferWrapper", "ArrayWithMask", "UDFData", "UDFMethod",
+           "UDFMeta", "BufferResult", "RunResults",
            "SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMasksUDF",
            "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF"]

@@ -1,5 +1,7 @@
-"""Result buffers: declarations (:class:`BufferSpec`), auxiliary input (:class:`AuxData`),
-and the views a UDF sees as ``self.results`` / ``self.params``.
+"""Result buffers: declarations (:class:`BufferWrapper`, also called :class:`BufferSpec`),
+auxiliary input (:class:`AuxData`), and the views a UDF sees as ``self.results`` /
+``self.params``. The declarations live in :mod:`udfkit.common.buffers` (LiberTEM's module path)
+and are re-exported here.
 
 Buffer kinds
 ------------
@@ -20,116 +22,26 @@ the tile's signal slice. In ``process_partition`` every view is the whole partit
 from __future__ import annotations
 
 import keyword
-from math import prod
 
-import numpy as np
-
-from ..common import normalize_shape
+from ..common.buffers import (
+    KINDS,
+    USES,
+    ArrayWithMask,
+    AuxBufferWrapper,
+    AuxData,
+    BufferWrapper,
+    buffer_shape,
+    fill_value,
+    reshaped_view,
+)
 from ..errors import UDFError
 
-__all__ = ["BufferSpec", "AuxData", "Namespace", "KINDS", "USES", "buffer_shape", "fill_value"]
+__all__ = ["BufferWrapper", "BufferSpec", "AuxData", "AuxBufferWrapper", "ArrayWithMask",
+           "Namespace", "BufferNamespace", "UDFData", "KINDS", "USES", "buffer_shape", "fill_value",
+           "reshaped_view"]
 
-KINDS = ("nav", "sig", "single")
-USES = (None, "private", "result_only")
-
-
-class BufferSpec:
-    """Declaration of one result buffer (what ``UDF.buffer(...)`` returns).
-
-    Parameters
-    ----------
-    kind : {"nav", "sig", "single"}
-    extra_shape : tuple of int
-    dtype : dtype
-    use : {None, "private", "result_only"}
-        ``"private"``: worker-side scratch, never merged nor returned. ``"result_only"``: not
-        allocated on workers; produced by ``get_results``.
-    """
-
-    __slots__ = ("kind", "extra_shape", "dtype", "use")
-
-    def __init__(self, kind="nav", extra_shape=(), dtype="float32", use=None):
-        if kind not in KINDS:
-            raise UDFError(f"buffer kind: expected one of {KINDS}, got {kind!r}")
-        if use not in USES:
-            raise UDFError(f"buffer use: expected one of {USES}, got {use!r}")
-        if extra_shape is None or extra_shape == ():
-            extra_shape = ()
-        else:
-            # zero-length axes are allowed: e.g. PickUDF with nothing selected
-            extra_shape = normalize_shape(extra_shape, "extra_shape", min_dims=0, error=UDFError,
-                                          allow_zero=True)
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise UDFError(f"buffer dtype: expected a numpy dtype, got {dtype!r}") from None
-        self.kind = kind
-        self.extra_shape = tuple(extra_shape)
-        self.dtype = dtype
-        self.use = use
-
-    def __repr__(self):
-        return (f"BufferSpec(kind={self.kind!r}, extra_shape={self.extra_shape}, "
-                f"dtype={self.dtype}, use={self.use!r})")
-
-    def __reduce__(self):
-        return (BufferSpec, (self.kind, self.extra_shape, self.dtype.str, self.use))
-
-
-def buffer_shape(spec: BufferSpec, n_nav: int, sig_shape) -> tuple:
-    """Storage shape of a buffer with ``n_nav`` processed frames."""
-    if spec.kind == "nav":
-        return (n_nav,) + spec.extra_shape
-    if spec.kind == "sig":
-        return tuple(sig_shape) + spec.extra_shape
-    return spec.extra_shape or (1,)
-
-
-def fill_value(dtype):
-    """What ``.data`` shows outside the processed positions: NaN, 0 or False."""
-    dtype = np.dtype(dtype)
-    if dtype.kind in "fc":
-        return np.nan
-    if dtype.kind == "b":
-        return False
-    return 0
-
-
-class AuxData:
-    """Per-frame auxiliary input for a UDF, sliced like a nav buffer (see ``UDF.aux_data``).
-
-    Parameters
-    ----------
-    data : array_like
-        ``nav_shape + extra_shape`` or flat ``(nav_size, *extra_shape)`` values.
-    kind : {"nav"}
-    extra_shape : tuple of int
-    dtype : dtype
-    """
-
-    __slots__ = ("data", "kind", "extra_shape", "dtype")
-
-    def __init__(self, data, kind="nav", extra_shape=(), dtype=None):
-        if kind != "nav":
-            raise UDFError(f"aux_data kind: only 'nav' auxiliary data is supported, got {kind!r}")
-        arr = np.asarray(data)
-        self.dtype = np.dtype(dtype) if dtype is not None else arr.dtype
-        self.data = np.ascontiguousarray(arr, dtype=self.dtype)
-        self.kind = kind
-        self.extra_shape = tuple(extra_shape) if extra_shape else ()
-
-    def flat(self, nav_shape, where: str) -> np.ndarray:
-        """The values as ``(nav_size, *extra_shape)``; a clear error when the shape is off."""
-        nav_shape = tuple(nav_shape)
-        nav_size = prod(nav_shape)
-        accepted = (nav_shape + self.extra_shape, (nav_size,) + self.extra_shape)
-        if self.data.shape not in accepted:
-            raise UDFError(f"{where}: aux_data has shape {self.data.shape}; expected "
-                           f"{accepted[0]} (nav_shape + extra_shape) or {accepted[1]}")
-        return self.data.reshape(accepted[1])
-
-    def __repr__(self):
-        return f"AuxData(shape={self.data.shape}, dtype={self.dtype}, extra_shape={self.extra_shape})"
+#: udfkit's earlier name of :class:`~udfkit.common.buffers.BufferWrapper`
+BufferSpec = BufferWrapper
 
 
 class Namespace:
@@ -167,6 +79,86 @@ class Namespace:
 
     def __repr__(self):
         return f"Namespace({', '.join(sorted(self.__dict__))})"
+
+
+class BufferNamespace(Namespace):
+    """The buffers of a UDF: ``self.results`` and the ``dest`` / ``src`` of ``merge``.
+
+    Assigning to a name writes into the buffer, as in LiberTEM: ``dest.x = value`` is
+    ``dest.x[...] = value`` (rebinding the name would silently drop the result).
+    ``get_buffer(name)`` returns the buffer's :class:`BufferWrapper` bound to the array.
+
+    Parameters
+    ----------
+    mapping : dict
+        ``{name: ndarray}``.
+    specs : dict, optional
+        ``{name: BufferWrapper}`` declarations, for :meth:`get_buffer`.
+
+    Examples
+    --------
+    >>> ns = BufferNamespace({"x": np.zeros(3)})
+    >>> ns.x = 2.0
+    >>> ns.x += 1
+    >>> ns.x
+    array([3., 3., 3.])
+    >>> ns.y = 1
+    Traceback (most recent call last):
+    ...
+    AttributeError: no buffer named 'y' to assign to; have ['x'] (declare it in get_result_buffers)
+    """
+
+    def __init__(self, mapping=None, specs=None):
+        super().__init__(mapping)
+        object.__setattr__(self, "_specs", specs or {})
+
+    def __setattr__(self, name, value):
+        try:
+            arr = self.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"no buffer named {name!r} to assign to; have "
+                                 f"{sorted(self)} (declare it in get_result_buffers)") from None
+        if value is not arr:
+            arr[...] = value
+
+    __setitem__ = __setattr__
+
+    def __iter__(self):
+        return (k for k in self.__dict__ if k != "_specs")
+
+    def __contains__(self, name):
+        return name != "_specs" and name in self.__dict__
+
+    def __len__(self):
+        return len(self.__dict__) - 1
+
+    def __getitem__(self, name):
+        if name == "_specs":
+            raise KeyError(name)
+        return super().__getitem__(name)
+
+    def keys(self):
+        """The buffer names."""
+        return list(self)
+
+    def items(self):
+        """``(name, array)`` pairs."""
+        return [(k, self.__dict__[k]) for k in self]
+
+    def get_buffer(self, name) -> BufferWrapper:
+        """The :class:`BufferWrapper` of buffer ``name``, bound to its current array."""
+        arr = self[name]
+        spec = self._specs.get(name)
+        if spec is None:
+            spec = BufferWrapper(kind="single", extra_shape=arr.shape, dtype=arr.dtype)
+        return spec.bound_to(arr)
+
+    def __repr__(self):
+        return f"BufferNamespace({', '.join(sorted(self))})"
+
+
+#: LiberTEM's name of the buffer container
+UDFData = BufferNamespace
 
 
 def check_buffer_name(name, where: str) -> None:

@@ -33,11 +33,18 @@ from ..common import normalize_roi
 from ..errors import ExecutorError, ROIError
 from ..io.corrections import CorrectionSet
 from ..io.tiling import Negotiator, TilingRequest
-from .buffers import AuxData, Namespace, buffer_shape
+from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .meta import UDFMeta
 from .results import BufferResult, RunResults
 from .runner import PartitionTask
-from .validation import check_buffers, check_results, check_udf, preferred_dtype, tiling_request
+from .validation import (
+    check_backends,
+    check_buffers,
+    check_results,
+    check_udf,
+    preferred_dtype,
+    tiling_request,
+)
 
 __all__ = ["UDFRun"]
 
@@ -54,12 +61,16 @@ class UDFRun:
     negotiator : Negotiator, optional
     corrections : CorrectionSet, optional
         Applied to every frame before the UDFs see it (see :mod:`udfkit.io.corrections`).
+    backends : str or sequence of str, optional
+        LiberTEM's ``run_udf(backends=...)``: the array backends the run may use; every UDF
+        must support one of them that udfkit offers (numpy).
     """
 
-    def __init__(self, dataset, udfs, roi=None, negotiator=None, corrections=None):
+    def __init__(self, dataset, udfs, roi=None, negotiator=None, corrections=None, backends=None):
         self.dataset = dataset
         self.udfs = list(udfs)
         self.methods = [check_udf(u) for u in self.udfs]
+        self.array_backends = [check_backends(u, backends) for u in self.udfs]
         shape = dataset.shape
         self.nav_shape = shape.nav.to_tuple()
         self.sig_shape = shape.sig.to_tuple()
@@ -76,9 +87,9 @@ class UDFRun:
         self.corrections = self._plan_corrections(corrections)
         # the meta comes first: a UDF may look at the data set to choose its input dtype
         native = dataset.native_dtype
-        for u in self.udfs:
+        for u, backend in zip(self.udfs, self.array_backends):
             u.meta = UDFMeta(dataset_shape=shape, dataset_dtype=dataset.dtype,
-                             input_dtype=native, roi=self.roi)
+                             input_dtype=native, roi=self.roi, array_backend=backend)
         # each UDF gets its own preference promoted with the stored dtype: a UDF that reads
         # the stored dtype keeps its fast path next to one that wants float32
         # corrected frames are float: at least float32, wider by promotion
@@ -140,7 +151,7 @@ class UDFRun:
     def tasks(self) -> list:
         """One :class:`PartitionTask` per partition that has frames to process."""
         tasks = []
-        for p, n in zip(self.partitions, self.counts):
+        for p, n, offset in zip(self.partitions, self.counts, self.offsets):
             if n == 0:
                 continue
             part_roi = self._part_roi(p)
@@ -158,7 +169,7 @@ class UDFRun:
                 partition=p, udfs=udfs, methods=self.methods, scheme=self.scheme,
                 input_dtypes=self.input_dtypes, roi=part_roi, run_roi=self.roi,
                 dataset_shape=self.dataset.shape, dataset_dtype=self.dataset.dtype,
-                corrections=self.corrections))
+                corrections=self.corrections, processed_offset=offset))
         return tasks
 
     def _cut_aux(self, aux: AuxData, sel, udf) -> AuxData:
@@ -173,7 +184,7 @@ class UDFRun:
                                      dtype=spec.dtype)
                       for name, spec in specs.items() if spec.use != "result_only"}
             self.buffers.append(arrays)
-            u.results = Namespace(arrays)
+            u.results = BufferNamespace(arrays, specs)
             aux = {k: v.flat(self.nav_shape, type(u).__name__)
                    for k, v in u._kwargs.items() if isinstance(v, AuxData)}
             u.params = Namespace(dict(u._kwargs, **{
@@ -186,10 +197,15 @@ class UDFRun:
         i = self.partitions_by_index[result.partition_index]
         off, n = self.offsets[i], self.counts[i]
         for u, specs, arrays, src in zip(self.udfs, self.specs, self.buffers, result.buffers):
-            dest = Namespace({name: (arrays[name][off:off + n] if specs[name].kind == "nav"
-                                     else arrays[name])
-                              for name in src})
-            u.merge(dest, Namespace(src))
+            dest = BufferNamespace({name: (arrays[name][off:off + n] if specs[name].kind == "nav"
+                                           else arrays[name])
+                                    for name in src}, specs)
+            # what is merged so far, without this partition (LiberTEM's get_valid_nav_mask)
+            u.meta.set_valid_nav_mask(self.merged_rows.copy())
+            try:
+                u.merge(dest, BufferNamespace(src, specs))
+            finally:
+                u.meta.set_valid_nav_mask(None)
         self.merged_rows[off:off + n] = True
         self.frames_done += n
 
@@ -197,17 +213,22 @@ class UDFRun:
         out = []
         rows_valid = None if complete else self.merged_rows.copy()
         for u, specs, arrays in zip(self.udfs, self.specs, self.buffers):
-            # private buffers are worker scratch: never merged, so not offered to get_results
-            u.results = Namespace({n: a for n, a in arrays.items() if specs[n].use is None})
-            raw = check_results(u, specs, u.get_results(), self.total_frames, self.nav_shape,
-                                self.sig_shape, self.roi)
+            # private buffers are merged and offered to get_results, never returned
+            u.results = BufferNamespace(arrays, specs)
+            u.meta.set_valid_nav_mask(self.merged_rows.copy())
+            try:
+                raw = check_results(u, specs, u.get_results(), self.total_frames, self.nav_shape,
+                                    self.sig_shape, self.roi)
+            finally:
+                u.meta.set_valid_nav_mask(None)
             if not complete:
                 # a partial result must not change when later partitions are merged
-                raw = {name: np.array(arr, copy=True) for name, arr in raw.items()}
+                raw = {name: (np.array(arr, copy=True), mask) for name, (arr, mask) in raw.items()}
             out.append({name: BufferResult(arr, kind=specs[name].kind, nav_shape=self.nav_shape,
                                            extra_shape=specs[name].extra_shape,
-                                           positions=self.positions, rows_valid=rows_valid)
-                        for name, arr in raw.items()})
+                                           positions=self.positions, rows_valid=rows_valid,
+                                           mask=mask)
+                        for name, (arr, mask) in raw.items()})
         damage = np.zeros(int(np.prod(self.nav_shape)), dtype=bool)
         rows = self.merged_rows if not complete else np.ones(self.total_frames, dtype=bool)
         damage[rows.nonzero()[0] if self.positions is None else self.positions[rows]] = True

@@ -1,4 +1,19 @@
-"""``self.meta``: what a UDF knows about the current run and the unit it is processing."""
+"""``self.meta``: what a UDF knows about the current run and the unit it is processing.
+
+Two coordinate systems
+----------------------
+``meta.slice`` is in LiberTEM's coordinates: the navigation axes flattened *and reduced to
+the processed positions* (the ROI combined with the positions that have a frame). Its nav
+origin counts the processed frames before the current frame / tile / partition, so it
+indexes everything that has one row per processed frame: ``nav`` buffers as a whole
+(``results.<name>.raw_data``), aux data reduced to the ROI, or a user array of
+``count_nonzero(roi)`` rows. Without a ROI and with every frame present this is the plain
+flattened nav index.
+
+``meta.frame_index`` (udfkit's own) and ``meta.coordinates`` (LiberTEM's) give the position of
+every frame of the unit in the *full* navigation space: the flat index, and the index per nav
+axis. Use them to index arrays of the data set's nav shape.
+"""
 
 from __future__ import annotations
 
@@ -21,58 +36,96 @@ class UDFMeta:
     input_dtype : numpy.dtype
         Dtype of the frames/tiles the UDF receives.
     roi : numpy.ndarray or None
-        Flat bool array of the positions processed in this run (the user's ROI combined
-        with the positions that have a frame), or None when every position is processed.
+        Bool array of the data set's nav shape: the positions processed in this run (the
+        user's ROI combined with the positions that have a frame), or None when every
+        position is processed.
     tiling_scheme : TilingScheme or None
         The scheme of the run (None before the run is planned).
+    tiling_scheme_idx : int
+        Index of the current tile's signal slice in ``tiling_scheme``.
     partition_shape : Shape or None
         ``(processed frames in this partition, *sig)`` on a worker; None on the main process.
     slice : Slice or None
-        The current frame / tile / partition in flattened-nav coordinates: origin is the
-        flattened nav index of its first frame, the first extent its number of frames
-        (with a ROI gap inside a tile, use ``coordinates`` for the exact positions).
+        The current frame / tile / partition in ROI-reduced flattened-nav coordinates (see the
+        module docstring); in ``get_task_data``, ``preprocess`` and ``postprocess`` on a worker
+        the whole partition. None on the main process.
     sig_slice : Slice or None
-        The signal part of ``slice``.
+        The signal part of ``slice`` (the current entry of the tiling scheme).
     coordinates : numpy.ndarray or None
-        Shape ``(frames, nav_dims)``: nav coordinates of every frame of the current unit.
+        Shape ``(frames, nav_dims)``: position of every frame of the current unit in the full
+        nav space.
+    frame_index : numpy.ndarray or None
+        Flat index in the full nav space of every frame of the current unit.
+    array_backend : str
+        The array backend of the data the UDF receives: always ``UDF.BACKEND_NUMPY``.
+    device_class : str
+        ``"cpu"``: udfkit computes on the CPU.
+    threads_per_worker : int or None
+        Threads a UDF may use inside its process methods (None: no limit set).
     dataset_paths : tuple of str
         The files the data set reads (empty for data in memory); set on the main process,
         for UDFs that write files and must not overwrite their own input.
     """
 
     def __init__(self, *, dataset_shape: Shape, dataset_dtype, input_dtype, roi=None,
-                 tiling_scheme=None, partition_shape=None):
+                 tiling_scheme=None, partition_shape=None, array_backend="numpy",
+                 threads_per_worker=None):
         self.dataset_shape = dataset_shape
         self.dataset_dtype = np.dtype(dataset_dtype)
         self.input_dtype = np.dtype(input_dtype)
+        self._roi = None
         self.roi = roi
         self.tiling_scheme = tiling_scheme
+        self.tiling_scheme_idx = 0
         self.partition_shape = partition_shape
         self.dataset_paths = ()
+        self.array_backend = array_backend
+        self.device_class = "cpu"
+        self.threads_per_worker = threads_per_worker
         self.sig_slice: Slice | None = None
         self._frame_index = None
         self._slice = None
+        self._nav_origin = None
+        self._depth = 0
+        self._valid_nav_mask = None
 
-    def _set_unit(self, frame_index, sig_slice: Slice, unit_slice: Slice | None = None):
-        # cheap per tile/frame: slice and coordinates are built only when asked for
+    @property
+    def roi(self):
+        return self._roi
+
+    @roi.setter
+    def roi(self, value):
+        # stored as given (flat or nav-shaped), shown in the nav shape as LiberTEM does
+        self._roi = None if value is None else np.asarray(value).reshape(
+            self.dataset_shape.nav.to_tuple())
+
+    def _set_unit(self, frame_index, sig_slice: Slice | None, nav_origin: int | None = None,
+                  depth: int = 0, scheme_idx: int = 0):
+        # cheap per tile/frame: slice and coordinates are built only when asked for;
+        # nav_origin is the unit's first row among the run's processed frames
         self._frame_index = frame_index
         self.sig_slice = sig_slice
-        self._slice = unit_slice
+        self._nav_origin = nav_origin
+        self._depth = depth
+        self._slice = None
+        self.tiling_scheme_idx = scheme_idx
 
     @property
     def frame_index(self):
-        """Flattened nav index of every frame of the current unit (an int array)."""
+        """Flat index in the full nav space of every frame of the current unit (int array)."""
         return self._frame_index
 
     @property
     def slice(self) -> Slice | None:
-        if self._slice is None and self._frame_index is not None:
-            idx = self._frame_index
-            first = int(idx[0]) if len(idx) else 0
+        if self._slice is None and self._nav_origin is not None:
             sig = self.sig_slice
-            self._slice = Slice((first,) + sig.origin,
-                                Shape((len(idx),) + sig.shape.to_tuple(), sig_dims=sig.shape.dims))
+            self._slice = Slice((self._nav_origin,) + sig.origin,
+                                Shape((self._depth,) + sig.shape.to_tuple(), sig_dims=sig.shape.dims))
         return self._slice
+
+    @slice.setter
+    def slice(self, value: Slice | None):
+        self._slice = value
 
     @property
     def coordinates(self):
@@ -80,6 +133,25 @@ class UDFMeta:
             return None
         nav = self.dataset_shape.nav.to_tuple()
         return np.stack(np.unravel_index(np.asarray(self._frame_index), nav), axis=-1)
+
+    def get_valid_nav_mask(self, full_nav: bool = False):
+        """Flat bool mask of the positions merged so far (in ``merge`` and ``get_results``).
+
+        In ``merge`` it does not yet include the partition being merged. Without
+        ``full_nav`` it has one entry per processed position (like the rows of a nav buffer);
+        with ``full_nav``, one per position of the flattened nav space, False outside the
+        ROI. None outside ``merge`` and ``get_results``.
+        """
+        mask = self._valid_nav_mask
+        if mask is None or not full_nav or self._roi is None:
+            return mask
+        full = np.zeros(self._roi.size, dtype=bool)
+        full[self._roi.reshape(-1)] = mask
+        return full
+
+    def set_valid_nav_mask(self, mask) -> None:
+        """Set by the run on the main process (LiberTEM's name)."""
+        self._valid_nav_mask = mask
 
     def __repr__(self):
         return (f"UDFMeta(dataset_shape={self.dataset_shape!r}, input_dtype={self.input_dtype}, "

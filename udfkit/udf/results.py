@@ -24,8 +24,12 @@ class BufferResult:
         the file, or not merged yet in a partial result); other kinds as stored.
     valid_mask : numpy.ndarray of bool
         Same shape as ``data``: True where ``data`` holds a computed value.
+        A result that ``get_results`` returned through ``with_mask(data, mask)`` has that
+        mask (spread over the nav shape for nav results, False outside the ROI).
     masked_data : numpy.ma.MaskedArray
         ``data`` masked where ``valid_mask`` is False.
+    raw_masked_data : numpy.ma.MaskedArray
+        ``raw_data`` masked where it is not valid.
 
     Examples
     --------
@@ -41,8 +45,9 @@ class BufferResult:
     """
 
     def __init__(self, raw_data, *, kind: str, nav_shape, extra_shape=(), positions=None,
-                 rows_valid=None):
+                 rows_valid=None, mask=None):
         self.raw_data = raw_data
+        self._mask = mask  # a custom valid mask in the shape of raw_data (with_mask)
         self.kind = kind
         self.extra_shape = tuple(extra_shape)
         self._nav_shape = tuple(nav_shape)
@@ -85,6 +90,17 @@ class BufferResult:
 
     @property
     def valid_mask(self) -> np.ndarray:
+        if self._valid is None and self._mask is not None:
+            mask = np.broadcast_to(self._mask, self.raw_data.shape)
+            if self.kind != "nav":
+                self._valid = mask.copy()
+            else:
+                nav_size = int(np.prod(self._nav_shape, dtype=np.int64))
+                flat = np.zeros((nav_size,) + self.extra_shape, dtype=bool)
+                pos = (np.arange(self.raw_data.shape[0]) if self._positions is None
+                       else np.asarray(self._positions))
+                flat[pos] = mask
+                self._valid = flat.reshape(self._nav_shape + self.extra_shape)
         if self._valid is None:
             if self.kind != "nav" or self._complete():
                 self._valid = np.ones(self.data.shape, dtype=bool)
@@ -99,6 +115,47 @@ class BufferResult:
     @property
     def masked_data(self) -> np.ma.MaskedArray:
         return np.ma.masked_array(self.data, mask=~self.valid_mask)
+
+    @property
+    def raw_valid_mask(self) -> np.ndarray:
+        """``valid_mask`` in the shape of ``raw_data``."""
+        if self._mask is not None:
+            return np.broadcast_to(self._mask, self.raw_data.shape)
+        if self.kind != "nav" or self._rows_valid is None:
+            return np.ones(self.raw_data.shape, dtype=bool)
+        rows = np.asarray(self._rows_valid).reshape((-1,) + (1,) * len(self.extra_shape))
+        return np.broadcast_to(rows, self.raw_data.shape)
+
+    @property
+    def raw_masked_data(self) -> np.ma.MaskedArray:
+        """``raw_data`` masked where it is not valid (LiberTEM's name)."""
+        return np.ma.masked_array(self.raw_data, mask=~self.raw_valid_mask)
+
+    @property
+    def valid_slice_bounding(self) -> tuple:
+        """Slices of ``data`` that bound every valid element (they may include invalid ones)."""
+        mask = self.valid_mask
+        out = []
+        for axis in range(mask.ndim):
+            others = tuple(a for a in range(mask.ndim) if a != axis)
+            hits = np.flatnonzero(mask.any(axis=others))
+            out.append(slice(int(hits[0]), int(hits[-1]) + 1) if hits.size else slice(0, 0))
+        return tuple(out)
+
+    def get_valid_slice_inner(self, axis: int = 0) -> tuple:
+        """Slices of ``data`` with only valid elements: the first run along ``axis`` whose
+        entries are valid across all other axes (LiberTEM's name)."""
+        mask = self.valid_mask
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        full = mask.all(axis=others) if others else mask
+        hits = np.flatnonzero(full)
+        if hits.size == 0:
+            run = slice(0, 0)
+        else:
+            gaps = np.flatnonzero(np.diff(hits) != 1)
+            stop = hits[gaps[0]] + 1 if gaps.size else hits[-1] + 1
+            run = slice(int(hits[0]), int(stop))
+        return tuple(run if a == axis else slice(None) for a in range(mask.ndim))
 
     def __array__(self, dtype=None, copy=None):
         data = self.data

@@ -10,6 +10,11 @@ Per-tile work is kept small: signal-buffer views are made once per signal slice 
 scheme, nav views are plain slices, and ``self.meta`` builds ``slice`` and ``coordinates``
 only when a UDF asks for them.
 
+Nav coordinates: a tile knows the rows of its frames among the partition's processed frames
+(``processed_start``); adding the partition's first row among the run's processed frames
+(``processed_offset``, counted on the main process) gives ``meta.slice`` its ROI-reduced
+origin, the coordinates in which nav buffers, aux data and results are laid out.
+
 With corrections, the partition is read once, in the stored dtype where the correction
 kernel can read it directly, and each input dtype's group of UDFs gets the tiles corrected
 (and converted) in one pass into its own reused buffer; the source tiles are never written.
@@ -22,7 +27,8 @@ import time
 import numpy as np
 
 from ..common import Shape, Slice
-from .buffers import AuxData, Namespace, buffer_shape
+from .base import _overrides
+from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .meta import UDFMeta
 
 __all__ = ["PartitionTask", "PartitionResult", "run_partition"]
@@ -71,10 +77,13 @@ class PartitionTask:
     dataset_dtype : numpy.dtype
     corrections : CorrectionPlan or None
         Applied to every tile before the UDFs see it.
+    processed_offset : int
+        Processed frames of the run before this partition: the ROI-reduced nav origin of its
+        first frame (``meta.slice``).
     """
 
     def __init__(self, *, partition, udfs, methods, scheme, input_dtypes, roi, run_roi,
-                 dataset_shape, dataset_dtype, corrections=None):
+                 dataset_shape, dataset_dtype, corrections=None, processed_offset=0):
         self.partition = partition
         self.udfs = udfs
         self.methods = methods
@@ -85,6 +94,7 @@ class PartitionTask:
         self.dataset_shape = dataset_shape
         self.dataset_dtype = np.dtype(dataset_dtype)
         self.corrections = corrections
+        self.processed_offset = int(processed_offset)
 
     @property
     def index(self) -> int:
@@ -111,6 +121,11 @@ class _Bound:
         self.specs = specs
         self.arrays = {name: np.zeros(buffer_shape(spec, n, sig_shape), dtype=spec.dtype)
                        for name, spec in specs.items() if spec.use != "result_only"}
+        # what goes back for merging: public and private buffers (LiberTEM merges private ones
+        # too); without a merge of its own, private sig/single buffers stay worker scratch
+        custom_merge = _overrides(type(udf), "merge")
+        self.returned = [name for name in self.arrays
+                         if specs[name].use is None or custom_merge or specs[name].kind == "nav"]
         self.nav = [(name, arr, bool(specs[name].extra_shape))
                     for name, arr in self.arrays.items() if specs[name].kind == "nav"]
         self.aux = [(name, v.data, bool(v.extra_shape)) for name, v in udf._kwargs.items()
@@ -125,7 +140,7 @@ class _Bound:
 
     def bind_whole(self):
         """Views for the whole partition (preprocess, process_partition, postprocess)."""
-        self.udf.results = Namespace(self.arrays)
+        self.udf.results = BufferNamespace(self.arrays, self.specs)
         params = self.udf.params.__dict__
         for name, arr, _ in self.aux:
             params[name] = arr
@@ -161,12 +176,17 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
     sig_shape = task.dataset_shape.sig.to_tuple()
     n = int(part.selected_positions(task.roi).size)
     partition_shape = Shape((n,) + sig_shape, sig_dims=len(sig_shape))
+    full_sig = Slice((0,) * len(sig_shape), Shape(sig_shape, sig_dims=len(sig_shape)))
+    offset = task.processed_offset
     metas = {dtype: UDFMeta(dataset_shape=task.dataset_shape, dataset_dtype=task.dataset_dtype,
                             input_dtype=dtype, roi=task.run_roi, tiling_scheme=scheme,
                             partition_shape=partition_shape)
              for dtype in task.input_dtypes}
     bound = []
     try:
+        for meta in metas.values():
+            # get_task_data and preprocess see the whole partition, as in LiberTEM
+            meta._set_unit(None, full_sig, offset, n)
         for (cls, kwargs), method, dtype in zip(task.udfs, task.methods, task.input_dtypes):
             udf = cls(**kwargs)
             udf.meta = metas[dtype]
@@ -181,10 +201,9 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
                      None if progress is None else _ProgressReports(progress))
         for b in bound:
             b.bind_whole()
-            b.udf.meta._set_unit(None, None)
+            b.udf.meta._set_unit(None, full_sig, offset, n)
             b.udf.postprocess()
-        buffers = [{name: arr for name, arr in b.arrays.items() if b.specs[name].use is None}
-                   for b in bound]
+        buffers = [{name: b.arrays[name] for name in b.returned} for b in bound]
     finally:
         for b in bound:
             b.udf.cleanup()
@@ -202,7 +221,8 @@ def _process(part, task, bound, sig_shape, progress=None):
     by_dtype = {}
     for b, dtype in zip(bound, task.input_dtypes):
         by_dtype.setdefault(dtype, []).append(b)
-    feeders = [_Feeder(group, task.scheme, sig_shape) for group in by_dtype.values()]
+    feeders = [_Feeder(group, task.scheme, sig_shape, task.processed_offset)
+               for group in by_dtype.values()]
     last_slice = len(task.scheme) - 1
     if task.corrections is not None:
         _process_corrected(part, task, list(by_dtype), feeders, progress, last_slice)
@@ -238,28 +258,30 @@ def _process_corrected(part, task, dtypes, feeders, progress, last_slice):
 class _Feeder:
     """Hands tiles (or their frames) to the UDFs of one dtype group."""
 
-    def __init__(self, bound, scheme, sig_shape):
+    def __init__(self, bound, scheme, sig_shape, processed_offset=0):
         self.scheme = scheme
         self.tile_udfs = [b for b in bound if b.method in ("tile", "partition")]
         self.frame_udfs = [b for b in bound if b.method == "frame"]
         self.full_sig = Slice((0,) * len(sig_shape), Shape(sig_shape, sig_dims=len(sig_shape)))
-        self.frame_shape = Shape((1,) + sig_shape, sig_dims=len(sig_shape))
+        self.offset = int(processed_offset)
 
     def __call__(self, tile):
         k0 = tile.processed_start
         data = tile.data
         depth = data.shape[0]
         idx = tile.scheme_idx
+        sig_slice = self.scheme.slices[idx]
+        origin = self.offset + k0
         for b in self.tile_udfs:
             udf = b.udf
             views = dict(b.per_slice[idx])
             for name, arr, _ in b.nav:
                 views[name] = arr[k0:k0 + depth]
-            udf.results = Namespace(views)
+            udf.results = BufferNamespace(views, b.specs)
             params = udf.params.__dict__
             for name, arr, _ in b.aux:
                 params[name] = arr[k0:k0 + depth]
-            udf.meta._set_unit(tile.frame_index, self.scheme.slices[idx], tile.tile_slice)
+            udf.meta._set_unit(tile.frame_index, sig_slice, origin, depth, idx)
             if b.method == "tile":
                 udf.process_tile(data)
             else:
@@ -269,19 +291,19 @@ class _Feeder:
 
     def _frames(self, tile, k0, data, depth, idx):
         full_sig = self.full_sig
+        offset = self.offset
         for i in range(depth):
             k = k0 + i
             fidx = tile.frame_index[i:i + 1]
             frame = data[i]
-            unit = Slice((int(fidx[0]),) + full_sig.origin, self.frame_shape)
             for b in self.frame_udfs:
                 udf = b.udf
                 views = dict(b.per_slice[idx])
                 for name, arr, extra in b.nav:
                     views[name] = arr[k] if extra else arr[k:k + 1]
-                udf.results = Namespace(views)
+                udf.results = BufferNamespace(views, b.specs)
                 params = udf.params.__dict__
                 for name, arr, extra in b.aux:
                     params[name] = arr[k] if extra else arr[k:k + 1]
-                udf.meta._set_unit(fidx, full_sig, unit)
+                udf.meta._set_unit(fidx, full_sig, offset + k, 1, idx)
                 udf.process_frame(frame)

@@ -12,12 +12,14 @@ import weakref
 import numpy as np
 
 from ..common import parse_size
+from ..common import udf as _c
 from ..errors import UDFError, UDFResultError
-from ..io.tiling import TilingRequest
+from ..io.tiling import ZERO_COPY_BUDGET, TilingRequest
 from .base import UDF, _overrides
-from .buffers import AuxData, BufferSpec, buffer_shape, check_buffer_name
+from .buffers import ArrayWithMask, AuxData, BufferSpec, buffer_shape, check_buffer_name
 
-__all__ = ["check_udf", "check_buffers", "check_results", "tiling_request", "preferred_dtype"]
+__all__ = ["check_udf", "check_buffers", "check_results", "check_backends", "tiling_request",
+           "preferred_dtype"]
 
 METHODS = ("tile", "frame", "partition")
 
@@ -34,13 +36,16 @@ def check_udf(udf) -> str:
     if not hasattr(udf, "_kwargs") or not hasattr(udf, "params"):
         raise UDFError(f"{where}.__init__ did not call super().__init__(**kwargs); the UDF is "
                        "rebuilt on every worker from the keyword arguments given to UDF.__init__")
-    method = udf.get_method()
     implemented = [m for m in METHODS if _overrides(type(udf), f"process_{m}")]
     if not implemented:
         raise UDFError(f"{where} has no process method: implement one of process_frame, "
                        "process_tile or process_partition")
+    method = udf.get_method()
     if method not in METHODS:
-        raise UDFError(f"{where}.get_method() returned {method!r}; expected one of {METHODS}")
+        raise UDFError(f"{where}.get_method() returned {method!r}; expected one of {METHODS} "
+                       "or a member of UDF.UDF_METHOD")
+    # a UDFMethod member equals its string; the run works with the plain string
+    method = str(getattr(method, "value", method))
     if method not in implemented:
         raise UDFError(f"{where}.get_method() returned {method!r}, but {where} does not "
                        f"implement process_{method} (it implements {implemented})")
@@ -75,6 +80,33 @@ def check_picklable(udf) -> None:
     _PICKLABLE_CLASSES.add(cls)
 
 
+def check_backends(udf, allowed=None) -> str:
+    """The array backend the UDF runs with: numpy, which it must list in ``get_backends()``.
+
+    ``allowed`` restricts the backends further (``run_udf(backends=...)``).
+    """
+    where = _name(udf)
+    backends = _c.canonical_backends(udf.get_backends())
+    unknown = [b for b in backends if b not in _c.BACKENDS]
+    if unknown:
+        raise UDFError(f"{where}.get_backends() returned unknown backends {unknown}; expected "
+                       "UDF.BACKEND_* names such as UDF.BACKEND_NUMPY")
+    available = _c.AVAILABLE_BACKENDS
+    if allowed is not None:
+        allowed = _c.canonical_backends(allowed)
+        bad = [b for b in allowed if b not in _c.BACKENDS]
+        if bad:
+            raise UDFError(f"backends: unknown backends {bad}; expected UDF.BACKEND_* names")
+        available = tuple(b for b in available if b in allowed)
+    usable = [b for b in backends if b in available]
+    if not usable:
+        limit = "" if allowed is None else f" (backends= limits the run to {list(allowed)})"
+        raise UDFError(f"{where}.get_backends() returned {list(backends)}, but udfkit runs UDFs "
+                       f"on the CPU with numpy arrays only{limit}: add UDF.BACKEND_NUMPY "
+                       "('numpy') to get_backends() and convert inside the UDF if needed")
+    return usable[0]
+
+
 def preferred_dtype(udf) -> np.dtype:
     """The UDF's input dtype preference, checked."""
     value = udf.get_preferred_input_dtype()
@@ -100,6 +132,16 @@ def tiling_request(udf, method: str) -> TilingRequest:
                        "expected 'depth', 'total_size' and/or 'whole_frames'")
     depth = prefs.get("depth")
     total = prefs.get("total_size")
+    # LiberTEM's markers: "default" leaves the choice to the negotiator, "max" asks for the
+    # largest (a depth beyond the partition is capped there, as in LiberTEM)
+    if depth is _c.TILE_DEPTH_DEFAULT:
+        depth = None
+    elif _is_inf(depth):
+        depth = _MAX_DEPTH
+    if total is _c.TILE_SIZE_BEST_FIT:
+        total = None
+    elif _is_inf(total):
+        total = ZERO_COPY_BUDGET
     try:
         depth = None if depth is None else int(depth)
         total = None if total is None else parse_size(total)
@@ -107,6 +149,14 @@ def tiling_request(udf, method: str) -> TilingRequest:
                              whole_frames=bool(prefs.get("whole_frames", False)))
     except (TypeError, ValueError) as e:
         raise UDFError(f"{_name(udf)}.get_tiling_preferences(): {e}") from None
+
+
+#: stands for an unlimited depth: the negotiator caps it at the largest partition
+_MAX_DEPTH = 1 << 62
+
+
+def _is_inf(value) -> bool:
+    return isinstance(value, (float, np.floating)) and bool(np.isinf(value)) and value > 0
 
 
 def check_buffers(udf) -> dict:
@@ -127,6 +177,7 @@ def check_buffers(udf) -> dict:
         if name in aux_names:
             raise UDFError(f"{where}: buffer name {name!r} clashes with the aux_data parameter of "
                            "the same name; rename one of them")
+    # private sig/single buffers without a merge stay worker scratch (never shipped back)
     merged = [n for n, s in specs.items() if s.kind != "nav" and s.use is None]
     if merged and not _overrides(type(udf), "merge"):
         raise UDFError(f"{where} has {'/'.join(sorted({specs[n].kind for n in merged}))} buffers "
@@ -139,10 +190,15 @@ def check_buffers(udf) -> dict:
 
 
 def check_results(udf, specs: dict, results, n_nav: int, nav_shape, sig_shape, roi=None) -> dict:
-    """Check what ``get_results`` returned; return ``{name: ndarray}`` in storage shape.
+    """Check what ``get_results`` returned; return ``{name: (ndarray, mask or None)}`` in
+    storage shape, with the public buffers it did not return passed through (LiberTEM's rule).
 
     Nav results may be returned either with one entry per processed frame or in the full
-    nav shape (then only the processed entries are kept).
+    nav shape (then only the processed entries are kept). A result keeps the dtype it is
+    returned in when that has the declared dtype's kind (as in LiberTEM); one of another kind
+    is cast to the declared dtype where numpy casts it safely within a kind
+    (``same_kind``), else it is an error. A result wrapped by ``with_mask(data, mask)``
+    carries its valid mask.
     """
     where = f"{_name(udf)}.get_results()"
     if not isinstance(results, dict):
@@ -157,24 +213,37 @@ def check_results(udf, specs: dict, results, n_nav: int, nav_shape, sig_shape, r
     missing = [n for n, s in specs.items() if s.use == "result_only" and n not in results]
     if missing:
         raise UDFResultError(f"{where} did not return its result_only buffers {missing}")
+    results = dict(results)
+    for name, spec in specs.items():
+        if spec.use is None and name not in results:
+            results[name] = udf.results[name]
     out = {}
     for name, value in results.items():
         spec = specs[name]
+        mask = None
+        if isinstance(value, ArrayWithMask):
+            value, mask = value.arr, value.mask
         arr = np.asarray(value)
         want = buffer_shape(spec, n_nav, sig_shape)
         full_nav = tuple(nav_shape) + spec.extra_shape
         flat_nav = (int(np.prod(nav_shape)),) + spec.extra_shape
         if spec.kind == "nav" and arr.shape in (full_nav, flat_nav) and arr.shape != want:
             arr = arr.reshape((-1,) + spec.extra_shape)
+            if mask is not None:
+                mask = mask.reshape((-1,) + spec.extra_shape)
             if roi is not None:
-                arr = arr[roi]
+                flat_roi = roi.reshape(-1)
+                arr = arr[flat_roi]
+                mask = None if mask is None else mask[flat_roi]
         if arr.shape != want:
             shapes = [want] + ([s for s in (flat_nav, full_nav) if s != want]
                                if spec.kind == "nav" else [])
             raise UDFResultError(f"{where}[{name!r}] has shape {arr.shape}; the {spec.kind} buffer "
                                  f"needs {' or '.join(str(s) for s in shapes)}")
-        if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
-            raise UDFResultError(f"{where}[{name!r}] has dtype {arr.dtype}, which cannot be stored "
-                                 f"in the declared dtype {spec.dtype}")
-        out[name] = arr.astype(spec.dtype, copy=False)
+        if arr.dtype.kind != spec.dtype.kind:
+            if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
+                raise UDFResultError(f"{where}[{name!r}] has dtype {arr.dtype}, which cannot be "
+                                     f"stored in the declared dtype {spec.dtype}")
+            arr = arr.astype(spec.dtype)
+        out[name] = (arr, mask)
     return out

@@ -54,8 +54,9 @@ class PickUDF(UDF):
             warnings.warn(f"PickUDF will hold {n} frames ({nbytes / 2**30:.1f} GiB) in memory; "
                           "pass a ROI to pick fewer", UdfkitWarning, stacklevel=2)
         return {
-            # nav buffer: each partition fills its own rows, merged by the default merge
-            "frames": self.buffer(kind="nav", extra_shape=sig, dtype=dtype),
+            # nav buffer: each partition fills its own rows, merged by the default merge;
+            # private, so that only "intensity" is returned (public ones pass through)
+            "frames": self.buffer(kind="nav", extra_shape=sig, dtype=dtype, use="private"),
             "intensity": self.buffer(kind="single", extra_shape=(n,) + sig, dtype=dtype,
                                      use="result_only"),
         }

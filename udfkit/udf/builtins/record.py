@@ -141,7 +141,7 @@ class RecordUDF(UDF):
     def get_result_buffers(self):
         # first_row tells the main process which partition (and spool file) it merges
         return {"frames_written": self.buffer(kind="single", dtype=np.int64),
-                "first_row": self.buffer(kind="single", dtype=np.int64)}
+                "first_row": self.buffer(kind="single", dtype=np.int64, use="private")}
 
     def preprocess(self):
         self._target = make_target(self.params, *export_layout(self.meta))

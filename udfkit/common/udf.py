@@ -1,0 +1,126 @@
+"""Constants of the UDF interface that live below the UDF layer: processing methods, array
+backends and tiling preferences, spelled as LiberTEM spells them (``libertem.common.udf``),
+so that ``UDF.BACKEND_NUMPY``, ``UDF.TILE_SIZE_MAX`` or ``UDFMethod.TILE`` port unchanged.
+
+The backend names are the strings LiberTEM uses (they come from its ``sparseconverter``
+package): a UDF that returns ``("numpy", "cupy")`` from ``get_backends()`` means the same on
+both. udfkit computes on the CPU with numpy arrays; :data:`AVAILABLE_BACKENDS` says which
+backends a run can hand to a UDF.
+
+Examples
+--------
+>>> UDFMethod.TILE == "tile"
+True
+>>> UDFMethod("frame") is UDFMethod.FRAME
+True
+>>> BACKEND_NUMPY in CPU_BACKENDS and BACKEND_CUPY in CUDA_BACKENDS
+True
+"""
+
+from __future__ import annotations
+
+from enum import Enum, StrEnum
+
+import numpy as np
+
+__all__ = [
+    "UDFMethod", "TileDepthEnum", "TileSizeEnum",
+    "TILE_SIZE_BEST_FIT", "TILE_SIZE_MAX", "TILE_DEPTH_DEFAULT", "TILE_DEPTH_MAX",
+    "BACKEND_NUMPY", "BACKEND_CUPY", "BACKEND_CUDA", "BACKEND_SPARSE_COO", "BACKEND_SPARSE_GCXS",
+    "BACKEND_SPARSE_DOK", "BACKEND_SCIPY_COO", "BACKEND_SCIPY_CSR", "BACKEND_SCIPY_CSC",
+    "BACKEND_SCIPY_COO_ARRAY", "BACKEND_SCIPY_CSR_ARRAY", "BACKEND_SCIPY_CSC_ARRAY",
+    "BACKEND_CUPY_SCIPY_COO", "BACKEND_CUPY_SCIPY_CSR", "BACKEND_CUPY_SCIPY_CSC", "BACKEND_ALL",
+    "BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "CUPY_BACKENDS", "SPARSE_BACKENDS",
+    "DENSE_BACKENDS", "ND_BACKENDS", "D2_BACKENDS", "AVAILABLE_BACKENDS",
+    "canonical_backends",
+]
+
+
+class UDFMethod(StrEnum):
+    """The process method a UDF uses (what ``UDF.get_method()`` returns).
+
+    A string enum: its members equal LiberTEM's strings ``"tile"``, ``"frame"`` and
+    ``"partition"``, so both spellings work wherever a method is expected.
+    """
+
+    TILE = "tile"
+    FRAME = "frame"
+    PARTITION = "partition"
+
+
+class TileDepthEnum(Enum):
+    """Marker type of :data:`TILE_DEPTH_DEFAULT`."""
+
+    TILE_DEPTH_DEFAULT = "default"
+
+
+class TileSizeEnum(Enum):
+    """Marker type of :data:`TILE_SIZE_BEST_FIT`."""
+
+    TILE_SIZE_BEST_FIT = "best_fit"
+
+
+#: ``get_tiling_preferences()["total_size"]``: let the negotiator pick (cache-sized tiles)
+TILE_SIZE_BEST_FIT = TileSizeEnum.TILE_SIZE_BEST_FIT
+#: ``get_tiling_preferences()["total_size"]``: the largest tiles udfkit makes
+TILE_SIZE_MAX = np.inf
+#: ``get_tiling_preferences()["depth"]``: let the negotiator pick the depth
+TILE_DEPTH_DEFAULT = TileDepthEnum.TILE_DEPTH_DEFAULT
+#: ``get_tiling_preferences()["depth"]``: as many frames as a partition (and the read buffer) hold
+TILE_DEPTH_MAX = np.inf
+
+BACKEND_NUMPY = "numpy"
+BACKEND_CUPY = "cupy"
+BACKEND_CUDA = "cuda"
+BACKEND_SPARSE_COO = "sparse.COO"
+BACKEND_SPARSE_GCXS = "sparse.GCXS"
+BACKEND_SPARSE_DOK = "sparse.DOK"
+BACKEND_SCIPY_COO = "scipy.sparse.coo_matrix"
+BACKEND_SCIPY_CSR = "scipy.sparse.csr_matrix"
+BACKEND_SCIPY_CSC = "scipy.sparse.csc_matrix"
+BACKEND_SCIPY_COO_ARRAY = "scipy.sparse.coo_array"
+BACKEND_SCIPY_CSR_ARRAY = "scipy.sparse.csr_array"
+BACKEND_SCIPY_CSC_ARRAY = "scipy.sparse.csc_array"
+BACKEND_CUPY_SCIPY_COO = "cupyx.scipy.sparse.coo_matrix"
+BACKEND_CUPY_SCIPY_CSR = "cupyx.scipy.sparse.csr_matrix"
+BACKEND_CUPY_SCIPY_CSC = "cupyx.scipy.sparse.csc_matrix"
+
+#: every backend, in LiberTEM's order of preference (without DOK and CUDA, as LiberTEM)
+BACKEND_ALL = (
+    BACKEND_CUPY_SCIPY_CSR, BACKEND_CUPY_SCIPY_CSC, BACKEND_CUPY_SCIPY_COO,
+    BACKEND_SCIPY_COO_ARRAY, BACKEND_SCIPY_CSC_ARRAY, BACKEND_SCIPY_CSR_ARRAY,
+    BACKEND_SCIPY_CSR, BACKEND_SCIPY_CSC, BACKEND_SCIPY_COO,
+    BACKEND_CUPY, BACKEND_NUMPY,
+    BACKEND_SPARSE_COO, BACKEND_SPARSE_GCXS,
+)
+BACKENDS = frozenset(BACKEND_ALL) | {BACKEND_CUDA, BACKEND_SPARSE_DOK}
+CUPY_BACKENDS = frozenset({BACKEND_CUPY, BACKEND_CUPY_SCIPY_COO, BACKEND_CUPY_SCIPY_CSR,
+                           BACKEND_CUPY_SCIPY_CSC})
+CUDA_BACKENDS = CUPY_BACKENDS | {BACKEND_CUDA}
+CPU_BACKENDS = BACKENDS - CUDA_BACKENDS
+DENSE_BACKENDS = frozenset({BACKEND_NUMPY, BACKEND_CUDA, BACKEND_CUPY})
+SPARSE_BACKENDS = BACKENDS - DENSE_BACKENDS
+D2_BACKENDS = frozenset({BACKEND_SCIPY_COO, BACKEND_SCIPY_CSR, BACKEND_SCIPY_CSC,
+                         BACKEND_SCIPY_COO_ARRAY, BACKEND_SCIPY_CSR_ARRAY, BACKEND_SCIPY_CSC_ARRAY,
+                         BACKEND_CUPY_SCIPY_COO, BACKEND_CUPY_SCIPY_CSR, BACKEND_CUPY_SCIPY_CSC})
+ND_BACKENDS = BACKENDS - D2_BACKENDS
+
+#: what udfkit hands to UDFs: numpy arrays on the CPU (no GPU support)
+AVAILABLE_BACKENDS = (BACKEND_NUMPY,)
+
+
+def canonical_backends(backends) -> tuple:
+    """``get_backends()``'s value as a tuple of names: one name or an iterable of names.
+
+    Examples
+    --------
+    >>> canonical_backends("numpy")
+    ('numpy',)
+    >>> canonical_backends(["cupy", "numpy"])
+    ('cupy', 'numpy')
+    """
+    if backends is None:
+        return ()
+    if isinstance(backends, str):
+        return (backends,)
+    return tuple(backends)
