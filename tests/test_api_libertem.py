@@ -481,3 +481,10 @@ def test_display_lists_buffers_without_reading(ctx, ds):
     assert "<table>" in html and "<td>std</td>" in html
     # shapes that depend on the ROI come out for that ROI
     assert "shape=(2, 8, 9)" in str(ctx.display(ds, PickUDF(), roi=[(0, 0), (1, 1)]))
+
+
+def test_udfs_as_any_iterable(ctx, ds):
+    """LiberTEM takes any iterable of UDFs and returns one result dict per UDF."""
+    res = ctx.run_udf(ds, (u for u in [SumUDF(), SumSigUDF()]))
+    assert len(res) == 2
+    np.testing.assert_allclose(res[1]["intensity"].data, DATA.sum(axis=(2, 3), dtype=np.float64))

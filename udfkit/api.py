@@ -9,6 +9,8 @@ with one line naming the argument and the udfkit alternative.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .errors import DataSetError, ROIError, UDFError
 from .executor import Executor, make_executor
 from .executor.progress import make_reporter
@@ -60,6 +62,15 @@ BACKEND_NAMES = {
     "cupyx.scipy.sparse.csr_matrix": "CuPy sparse (GPU)",
     "cupyx.scipy.sparse.csc_matrix": "CuPy sparse (GPU)",
 }
+
+
+def _is_many(udf) -> bool:
+    """A list, tuple or other iterable of UDFs (LiberTEM takes any iterable)."""
+    return not isinstance(udf, UDF) and isinstance(udf, Iterable)
+
+
+def _udf_list(udf) -> list:
+    return list(udf) if _is_many(udf) else [udf]
 
 
 def _check_backends(backends, udfs) -> None:
@@ -275,7 +286,7 @@ class Context:
         return params
 
     def _run(self, dataset, udf, roi, progress, iterate, deterministic=False, corrections=None):
-        udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
+        udfs = _udf_list(udf)
         if not udfs:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
         run = UDFRun(dataset, udfs, roi=roi, corrections=corrections)
@@ -348,16 +359,16 @@ class Context:
         if not sync:
             return self._run_async(dataset, udf, roi=roi, corrections=corrections, progress=progress,
                                    backends=backends, plots=plots, deterministic=deterministic)
-        udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
+        udfs = _udf_list(udf)
         _check_backends(backends, udfs)
         if plots:
             final = self._run_with_plots(dataset, udfs, roi, corrections, progress, plots,
                                          deterministic)
         else:
             # without iterate the run yields exactly one, final, result
-            (final,) = self._run(dataset, udf, roi, progress, iterate=False,
+            (final,) = self._run(dataset, udfs, roi, progress, iterate=False,
                                  deterministic=deterministic, corrections=corrections)
-        return final.buffers if isinstance(udf, (list, tuple)) else final.buffers[0]
+        return final.buffers if _is_many(udf) else final.buffers[0]
 
     async def _run_async(self, dataset, udf, **kwargs):
         import asyncio
@@ -402,7 +413,7 @@ class Context:
         >>> final.complete, final.buffers[0]["intensity"].data.tolist()
         (True, [[4.0, 4.0, 4.0], [4.0, 4.0, 4.0]])
         """
-        udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
+        udfs = _udf_list(udf)
         _check_backends(backends, udfs)
         gen = self._iter_with_plots(dataset, udfs, roi, corrections, progress, plots, deterministic)
         if sync:
