@@ -15,9 +15,13 @@ positions without a frame as invalid.
 
 **Row order.** TIA stores images bottom row first. Like LiberTEM (through ncempy) and
 rosettasciio, udfkit returns them top row first (``flip_rows=True``, the default): each tile is
-read from the mirrored rows of the file and handed to the UDF as a view with the rows
-reversed, so no extra pass over the data is made. ``flip_rows=False`` gives the rows in file
-order (and then allows any ``sig_shape`` with the pixel count of a frame).
+gathered from the mirrored rows of the file by udfkit's numba row gather, which flips, converts
+the dtype and writes a C-contiguous tile in one pass. That is the cost of any dtype conversion
+(a UDF with float32 input pays nothing more), but a UDF that reads the stored dtype gets copies
+instead of views of the file: SumUDF on 256 MiB of uint16 images, inline on a 2-core machine,
+ran at 0.5-0.9 GB/s flipped and 1.8-2.2 GB/s in file order (a raw file: 1.7-2.0 GB/s).
+``flip_rows=False`` gives the rows in file order, read in place (and then allows any
+``sig_shape`` with the pixel count of a frame).
 
 The ``.emi`` file next to the ``.ser`` holds the acquisition metadata (XML); it is optional:
 without it the ``.ser`` is read alone. Given the ``.emi`` as ``path``, udfkit reads its only
@@ -75,7 +79,8 @@ class SERFormat(Format):
 
 class _FlippedRows(FrameSource):
     """Frames of a source with their rows reversed, copied into a reused buffer (for readers
-    that take :meth:`SERPartition.open_source` directly, such as the ``stack`` format)."""
+    that take :meth:`SERPartition.open_source` directly, such as the ``stack`` format, instead
+    of :meth:`SERPartition.get_tiles`)."""
 
     def __init__(self, inner: FrameSource, sig_shape):
         self.inner = inner
@@ -100,8 +105,8 @@ class _FlippedRows(FrameSource):
 
 
 class SERPartition(FilePartition):
-    """A partition of a :class:`SERDataSet`; with ``flip_rows`` its tiles have the rows of the
-    stored images reversed.
+    """A partition of a :class:`SERDataSet`; with ``flip_rows`` its tiles and frames have the
+    rows of the stored images reversed.
 
     Parameters
     ----------
@@ -124,27 +129,46 @@ class SERPartition(FilePartition):
         return self._flipped_tiles(tiling_scheme, np.dtype(dest_dtype), roi)
 
     def _flipped_tiles(self, scheme, dest_dtype, roi):
-        from ..tiles import generate_tiles
-        from ..tiling import TilingScheme
+        # one pass per tile: the numba row gather of udfkit's decode path, given the rows of
+        # each signal slice bottom up (tile row i is file row H - 1 - (r0 + i)), reads,
+        # flips and converts at once into a reused C-contiguous buffer
+        from .. import _decode
+        from ..tiles import aligned_empty
 
-        # read the mirrored rows of the file (zero-copy or one decode pass, as for any file),
-        # then reverse the rows of each tile as a view: tile rows [a, b) are file rows
-        # [H - b, H - a)
-        height = self.shape.sig.to_tuple()[0]
-        mirrored = []
+        sel = self.selected_positions(roi)
+        if sel.size == 0:
+            return
+        sig = self.shape.sig.to_tuple()
+        height, width = sig
+        stored = self.raw_dtype
+        numba_ok = stored.isnative and _decode.kernel_supports(stored, dest_dtype)
+        rows = []
         for sl in scheme.slices:
-            (r0, *rest), (h, *_) = sl.origin, sl.shape.to_tuple()
-            mirrored.append(Slice((height - r0 - h, *rest), sl.shape))
-        plain = FilePartition(fileset=self.fileset, backend=self.backend, shape=self.shape,
-                              start=self.start, stop=self.stop, sync_offset=self.sync_offset,
-                              index=self.index)
-        mscheme = TilingScheme(mirrored, scheme.depth, scheme.intent, scheme.sig_shape)
-        for tile in generate_tiles(plain, mscheme, dest_dtype, roi):
-            want = scheme.slices[tile.scheme_idx]
-            where = tile.tile_slice
-            fixed = Slice((where.origin[0],) + want.origin, where.shape)
-            yield DataTile(tile.data[:, ::-1], fixed, tile.scheme_idx, tile.frame_index,
-                           tile.processed_start)
+            (r0, c0), (h, w) = sl.origin, sl.shape.to_tuple()
+            rows.append(((height - 1 - (r0 + np.arange(h, dtype=np.int64))) * width + c0, w,
+                         (h, w), sl))
+        depth = scheme.depth
+        buf = aligned_empty(depth * max(prod(r[2]) for r in rows), dest_dtype)
+        file_base = self.start + self.sync_offset
+        with FilePartition.open_source(self, sel + file_base, depth) as source:
+            for b0 in range(0, sel.size, depth):
+                block = sel[b0:b0 + depth]
+                n = block.size
+                flat, offsets = source.read(b0, b0 + n)
+                offsets = np.asarray(offsets, dtype=np.int64)
+                frame_index = block + self.start
+                origin_nav = self.start + int(block[0])
+                for idx, (row_offsets, row_len, shape, sl) in enumerate(rows):
+                    out = buf[:n * prod(shape)]
+                    if numba_ok:
+                        _decode.gather_rows(flat, offsets, row_offsets, row_len, out)
+                    else:
+                        at = (offsets[:, None] + row_offsets[None, :])[..., None] + np.arange(row_len)
+                        out[...] = flat[at.reshape(-1)]
+                    data = out.reshape((n,) + shape)
+                    data.flags.writeable = False
+                    where = Slice((origin_nav,) + sl.origin, Shape((n,) + shape, sig_dims=2))
+                    yield DataTile(data, where, idx, frame_index, b0)
 
 
 class SERDataSet(FileDataSet):
