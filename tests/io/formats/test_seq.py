@@ -232,3 +232,20 @@ def test_wrong_shapes(ctx, tmp_path):
         ctx.load("seq", path=path, sig_shape=(7, 7))
     with pytest.raises(DataSetError, match=r"bad\.seq.*holds 4 frames.*nav_shape \(3, 3\)"):
         ctx.load("seq", path=path, nav_shape=(3, 3))
+
+
+@pytest.mark.parametrize("io_backend", ["mmap", "buffered"])
+def test_frames_are_read_in_place(ctx, tmp_path, io_backend):
+    """Frames with footers at a fixed stride reach a UDF that reads the stored dtype as views
+    of what the backend holds (strided by true_image_size), not through a decode pass."""
+    from udfkit.io.tiling import TilingScheme
+
+    data = np.arange(9 * 6 * 10, dtype="uint16").reshape(9, 6, 10)
+    path = str(tmp_path / "v.seq")
+    write_seq(path, data, true_image_size=data[0].nbytes + 40)
+    ds = ctx.load("seq", path=path, io_backend=io_backend)
+    (part,) = ds.get_partitions()
+    tiles = list(part.get_tiles(TilingScheme.make((6, 10), (6, 10), 4, "tile"), "uint16"))
+    assert [t.data.shape[0] for t in tiles] == [4, 4, 1]
+    assert tiles[0].data.strides[0] == data[0].nbytes + 40 and tiles[0].data.base is not None
+    np.testing.assert_array_equal(np.concatenate([t.data for t in tiles]), data)
