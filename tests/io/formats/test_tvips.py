@@ -216,15 +216,15 @@ def test_truncated_files(ctx, tmp_path):
     path, _ = write_scan(tmp_path)
     last = tmp_path / "scan_004.tvips"
     os.truncate(last, os.path.getsize(last) - 3)
-    with pytest.raises(DataSetError, match=r"scan_004\.tvips' \(the last of 5 files in the series\) is truncated.*9 whole "
-                                           r"frames.*allow_partial=True"):
+    with pytest.raises(DataSetError, match=r"scan_004\.tvips' \(the last of 5 files in the series\) "
+                                           r"is truncated.*9 whole frames.*allow_partial=True"):
         ctx.load("tvips", path=path)
     ds = ctx.load("tvips", path=path, allow_partial=True, nav_shape=(49,))
     assert ds.image_count == 49
     middle = tmp_path / "scan_001.tvips"
     os.truncate(middle, os.path.getsize(middle) - 1)
-    with pytest.raises(DataSetError, match=r"scan_001\.tvips' \(file 2 of 5 in the series\) is truncated.*every file "
-                                           r"but the last must hold whole frames"):
+    with pytest.raises(DataSetError, match=r"scan_001\.tvips' \(file 2 of 5 in the series\) is "
+                                           r"truncated.*every file but the last must hold whole frames"):
         ctx.load("tvips", path=path, allow_partial=True)
 
 

@@ -34,7 +34,7 @@ def resolve_shapes(where: str, *, native_nav, native_sig, nav_shape, sig_shape, 
     ...                image_count=6, sync_offset=0, allow_partial=False, have="", frame_desc="")
     Traceback (most recent call last):
     ...
-    udfkit.errors.DataSetError: f: sig_shape (5, 5) has 25 pixels, but the frames in the file have 16 (4, 4); a sig_shape must keep the number of pixels of a frame
+    udfkit.errors.DataSetError: f: sig_shape (5, 5) has 25 pixels, but the frames in the file ...
     """
     native_sig = tuple(int(s) for s in native_sig)
     sig = parse_dims(sig_shape, "sig_shape", where)

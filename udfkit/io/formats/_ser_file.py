@@ -183,8 +183,9 @@ def read_emi(emi_path: str, index: int) -> dict:
     (``"High tension_kV": "200"``, ...). Raises a :class:`DataSetError` naming the file when
     the XML does not parse.
     """
-    from defusedxml import ElementTree
     from xml.etree.ElementTree import ParseError
+
+    from defusedxml import ElementTree
 
     with open(emi_path, "rb") as f:
         raw = f.read()

@@ -21,6 +21,7 @@ the format.
 from __future__ import annotations
 
 import os
+
 import numpy as np
 
 from ...common import Shape
