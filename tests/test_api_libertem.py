@@ -488,3 +488,29 @@ def test_udfs_as_any_iterable(ctx, ds):
     res = ctx.run_udf(ds, (u for u in [SumUDF(), SumSigUDF()]))
     assert len(res) == 2
     np.testing.assert_allclose(res[1]["intensity"].data, DATA.sum(axis=(2, 3), dtype=np.float64))
+
+
+def test_libertem_progress_reporter(ctx, ds):
+    from udfkit.common.progress import ProgressReporter, ProgressState
+
+    class Recorder(ProgressReporter):
+        def __init__(self):
+            self.calls = []
+
+        def start(self, state):
+            self.calls.append(("start", state))
+
+        def update(self, state):
+            self.calls.append(("update", state))
+
+        def end(self, state):
+            self.calls.append(("end", state))
+
+    rec = Recorder()
+    ctx.run_udf(ds, SumUDF(), progress=rec)
+    kinds = [k for k, _ in rec.calls]
+    assert kinds[0] == "start" and kinds[-1] == "end" and "update" in kinds
+    assert all(isinstance(s, ProgressState) and s.num_frames_total == 20 for _, s in rec.calls)
+    done = [s.num_frames_complete for _, s in rec.calls]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == 20
+    assert len({s.progress_id for _, s in rec.calls}) == 1

@@ -2,7 +2,8 @@
 
 A reporter has three methods: ``start(total_frames)``, ``advance(frames)`` and ``close()``.
 Pass ``progress=True`` for a tqdm bar on stderr, or any object with those methods (for a
-notebook widget or a GUI).
+notebook widget or a GUI). A reporter with LiberTEM's interface (``start``, ``update`` and
+``end`` taking a :class:`~udfkit.common.progress.ProgressState`) is accepted too.
 """
 
 from __future__ import annotations
@@ -51,8 +52,42 @@ def make_reporter(progress):
         return None
     if progress is True:
         return TqdmReporter()
+    if not callable(getattr(progress, "advance", None)) and all(
+            callable(getattr(progress, name, None)) for name in ("start", "update", "end")):
+        return _StateReporter(progress)
     for name in ("start", "advance", "close"):
         if not callable(getattr(progress, name, None)):
             raise TypeError(f"progress: expected True/False or a reporter with start/advance/close, "
                             f"got {progress!r}")
     return progress
+
+
+class _StateReporter(ProgressReporter):
+    """Drives a LiberTEM-style reporter (``start/update/end`` of a ``ProgressState``)."""
+
+    def __init__(self, target):
+        import uuid
+
+        self.target = target
+        self.total = 0
+        self.done = 0
+        self.id = uuid.uuid4().hex
+        self._ended = False
+
+    def _state(self):
+        from ..common.progress import ProgressState
+
+        return ProgressState(self.done, self.total, 0, 0, 0, self.id)
+
+    def start(self, total_frames):
+        self.total = int(total_frames)
+        self.target.start(self._state())
+
+    def advance(self, frames):
+        self.done += frames
+        self.target.update(self._state())
+
+    def close(self):
+        if not self._ended:
+            self._ended = True
+            self.target.end(self._state())
