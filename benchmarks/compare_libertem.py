@@ -32,6 +32,7 @@ LT_PYTHON = "/work/lt-venv/bin/python"
 CASES = {
     "SumUDF": ("sum", "SumUDF", "cls()", None),
     "SumSigUDF": ("sumsigudf", "SumSigUDF", "cls()", None),
+    "SumSigUDF+roi": ("sumsigudf", "SumSigUDF", "cls()", "roi"),
     "StdDevUDF": ("stddev", "StdDevUDF", "cls()", None),
     "StdDevUDF+roi": ("stddev", "StdDevUDF", "cls()", "roi"),
     "LogsumUDF": ("logsum", "LogsumUDF", "cls()", None),
@@ -39,6 +40,7 @@ CASES = {
     "ApplyMasksUDF+roi": ("masks", "ApplyMasksUDF", "cls(mask_factories=lambda: M)", "roi"),
     "PickUDF": ("raw", "PickUDF", "cls()", "pick"),
     "CoMUDF": ("com", "CoMUDF", "cls.with_params(cy=P['cy'], cx=P['cx'], r=P['r'])", None),
+    "CoMUDF+roi": ("com", "CoMUDF", "cls.with_params(cy=P['cy'], cx=P['cx'], r=P['r'])", "roi"),
     "CoMUDF+regression": ("com", "CoMUDF",
                           "cls.with_params(cy=P['cy'], cx=P['cx'], r=P['r'], regression=1)", None),
     "FEMUDF": ("FEM", "FEMUDF", "cls(center=(P['cy'], P['cx']), rad_in=P['ri'], rad_out=P['ro'])", None),
