@@ -63,6 +63,8 @@ class TestMRC(DataSetTests):
     dtypes = ("int8", "int16", ">i2", "float32", ">f4", "complex64", "uint16", ">u2", "float16")
     io_backends = BACKENDS
     sig_dims = (1, 2, 3)
+    # 9 dtypes x 3 backends of tile tests: fewer examples each still draw over a hundred cases
+    max_examples = 5
 
     def write(self, tmp_path, data, *, sig_dims):
         nav = data.shape[:data.ndim - sig_dims]
