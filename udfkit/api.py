@@ -268,10 +268,14 @@ class Context:
         if params.get("io_backend", "") is None:
             # LiberTEM scripts pass io_backend=None everywhere, also to in-memory formats
             params.pop("io_backend")
+        native = ()
+        if isinstance(name, str) and name != "auto":
+            from .io.formats import get_format
+
+            native = get_format(name).param_names()
         for key in list(params):
-            if key not in _LOAD_RENAMES:
-                continue
-            if key == "tileshape" and name == "memory":
+            if key not in _LOAD_RENAMES or key in native:
+                # a format that takes the parameter itself (memory: tileshape) keeps it
                 continue
             target, hint = _LOAD_RENAMES[key]
             value = params.pop(key)
