@@ -13,7 +13,7 @@ offs = np.zeros(1, dtype=np.int64)
 _decode.gather_rows(src.astype("<u2"), offs, offs, 64, dst)
 _decode.gather_rows_swapped(src, offs, offs, 64, dst, np.empty(64, dtype="<u2"))
 assert (dst == np.arange(64)).all()
-stats = [_decode._gather.stats, _decode._gather_swap16.stats]
+stats = [_decode._gather.stats, _decode._gather_swap16_unsigned.stats]
 print(sum(len(s.cache_hits) for s in stats), sum(len(s.cache_misses) for s in stats))
 """
 

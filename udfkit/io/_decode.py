@@ -14,9 +14,10 @@ and the output stays in cache for the UDF. The inner loops run over one-row slic
 local index: with ``dst[o + z]`` numba cannot rule out a negative index, keeps its wraparound
 check and the loop does not vectorize (3 GB/s instead of 30 GB/s for uint16 → float32).
 
-Byte-swapped data is read as unsigned integers, swapped into a one-row scratch buffer and
-read back through a view of that scratch in the true (native) dtype, which
-handles swapped floats and signed integers without bit tricks on floats.
+Byte-swapped data is read as unsigned integers and swapped in their own width (the shifts
+stay vectorizable). Unsigned integers are swapped straight into the tile; signed integers and
+floats are swapped into a one-row scratch buffer and read back through a view of that scratch
+in the true (native) dtype, which handles them without bit tricks on floats.
 
 Kernels are compiled with ``cache=True``: a second process loads them from disk.
 This module imports numba; import it lazily.
@@ -28,14 +29,33 @@ import numpy as np
 __all__ = ["gather_rows", "gather_rows_swapped", "kernel_supports"]
 
 _NUMBA_KINDS = "biufc"
-_U8 = np.uint64(8)
-_U16 = np.uint64(16)
-_U24 = np.uint64(24)
-_U32 = np.uint64(32)
-_U40 = np.uint64(40)
-_U48 = np.uint64(48)
-_U56 = np.uint64(56)
-_FF = np.uint64(0xFF)
+# byte swaps in the item's own unsigned width: LLVM turns them into vector byte shuffles.
+# (Widened to uint64 first, the same swap ran at about 1.5 GB/s instead of ~20 GB/s.)
+_S16_8 = np.uint16(8)
+_S32_8, _S32_24 = np.uint32(8), np.uint32(24)
+_M32_A, _M32_B = np.uint32(0xFF00), np.uint32(0xFF0000)
+_S64 = tuple(np.uint64(k) for k in (8, 24, 40, 56))
+_M64 = tuple(np.uint64(m) for m in (0xFF00, 0xFF0000, 0xFF000000, 0xFF00000000, 0xFF0000000000,
+                                     0xFF000000000000))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bswap16(v):
+    return np.uint16((v >> _S16_8) | (v << _S16_8))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bswap32(v):
+    return np.uint32((v >> _S32_24) | ((v >> _S32_8) & _M32_A) | ((v << _S32_8) & _M32_B)
+                     | (v << _S32_24))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bswap64(v):
+    s8, s24, s40, s56 = _S64
+    m1, m2, m3, m4, m5, m6 = _M64
+    return np.uint64((v >> s56) | ((v >> s40) & m1) | ((v >> s24) & m2) | ((v >> s8) & m3)
+                     | ((v << s8) & m4) | ((v << s24) & m5) | ((v << s40) & m6) | (v << s56))
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -62,10 +82,24 @@ def _gather_swap16(src, frame_offsets, row_offsets, row_len, dst, scratch_u, scr
             sv = src[s:s + row_len]
             d = dst[o:o + row_len]
             for z in range(row_len):
-                v = np.uint64(sv[z])
-                scratch_u[z] = ((v >> _U8) & _FF) | ((v & _FF) << _U8)
+                scratch_u[z] = _bswap16(sv[z])
             for z in range(row_len):
                 d[z] = scratch_t[z]
+            o += row_len
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _gather_swap16_unsigned(src, frame_offsets, row_offsets, row_len, dst):
+    # unsigned integers need no reinterpretation: swap straight into the tile
+    o = 0
+    for i in range(frame_offsets.shape[0]):
+        fo = frame_offsets[i]
+        for r in range(row_offsets.shape[0]):
+            s = fo + row_offsets[r]
+            sv = src[s:s + row_len]
+            d = dst[o:o + row_len]
+            for z in range(row_len):
+                d[z] = _bswap16(sv[z])
             o += row_len
 
 
@@ -79,11 +113,24 @@ def _gather_swap32(src, frame_offsets, row_offsets, row_len, dst, scratch_u, scr
             sv = src[s:s + row_len]
             d = dst[o:o + row_len]
             for z in range(row_len):
-                v = np.uint64(sv[z])
-                scratch_u[z] = (((v >> _U24) & _FF) | (((v >> _U16) & _FF) << _U8)
-                                | (((v >> _U8) & _FF) << _U16) | ((v & _FF) << _U24))
+                scratch_u[z] = _bswap32(sv[z])
             for z in range(row_len):
                 d[z] = scratch_t[z]
+            o += row_len
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _gather_swap32_unsigned(src, frame_offsets, row_offsets, row_len, dst):
+    # unsigned integers need no reinterpretation: swap straight into the tile
+    o = 0
+    for i in range(frame_offsets.shape[0]):
+        fo = frame_offsets[i]
+        for r in range(row_offsets.shape[0]):
+            s = fo + row_offsets[r]
+            sv = src[s:s + row_len]
+            d = dst[o:o + row_len]
+            for z in range(row_len):
+                d[z] = _bswap32(sv[z])
             o += row_len
 
 
@@ -97,17 +144,29 @@ def _gather_swap64(src, frame_offsets, row_offsets, row_len, dst, scratch_u, scr
             sv = src[s:s + row_len]
             d = dst[o:o + row_len]
             for z in range(row_len):
-                v = sv[z]
-                scratch_u[z] = (((v >> _U56) & _FF) | (((v >> _U48) & _FF) << _U8)
-                                | (((v >> _U40) & _FF) << _U16) | (((v >> _U32) & _FF) << _U24)
-                                | (((v >> _U24) & _FF) << _U32) | (((v >> _U16) & _FF) << _U40)
-                                | (((v >> _U8) & _FF) << _U48) | ((v & _FF) << _U56))
+                scratch_u[z] = _bswap64(sv[z])
             for z in range(row_len):
                 d[z] = scratch_t[z]
             o += row_len
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _gather_swap64_unsigned(src, frame_offsets, row_offsets, row_len, dst):
+    # unsigned integers need no reinterpretation: swap straight into the tile
+    o = 0
+    for i in range(frame_offsets.shape[0]):
+        fo = frame_offsets[i]
+        for r in range(row_offsets.shape[0]):
+            s = fo + row_offsets[r]
+            sv = src[s:s + row_len]
+            d = dst[o:o + row_len]
+            for z in range(row_len):
+                d[z] = _bswap64(sv[z])
+            o += row_len
+
+
 _SWAP_KERNELS = {2: _gather_swap16, 4: _gather_swap32, 8: _gather_swap64}
+_SWAP_UNSIGNED = {2: _gather_swap16_unsigned, 4: _gather_swap32_unsigned, 8: _gather_swap64_unsigned}
 
 
 def kernel_supports(stored: np.dtype, dest: np.dtype) -> bool:
@@ -139,6 +198,9 @@ def gather_rows_swapped(src, frame_offsets, row_offsets, row_len, dst, scratch):
     """
     itemsize = src.dtype.itemsize
     unsigned = np.dtype(f"u{itemsize}")
+    if src.dtype.kind == "u":
+        _SWAP_UNSIGNED[itemsize](src.view(unsigned), frame_offsets, row_offsets, row_len, dst)
+        return
     kernel = _SWAP_KERNELS[itemsize]
     scratch_u = scratch.view(unsigned)
     kernel(src.view(unsigned), frame_offsets, row_offsets, row_len, dst, scratch_u,
