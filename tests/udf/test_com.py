@@ -195,6 +195,13 @@ def test_masks_are_libertem_masks():
     np.testing.assert_array_equal(gx, masks.gradient_x(imageSizeX=11, imageSizeY=13) * ref)
 
 
+def test_selection_outside_the_frame_gives_the_reference_point():
+    data = np.ones((2, 3, 8, 8), dtype="uint16")
+    res = run(Context.make_with("inline"), data, CoMUDF.with_params(cy=20, cx=-7.5, r=3))
+    np.testing.assert_array_equal(res["raw_com"].data, np.broadcast_to((20, -7.5), (2, 3, 2)))
+    np.testing.assert_array_equal(res["field"].data, 0)
+
+
 def test_zero_frames_have_zero_shift():
     data = np.zeros((2, 2, 8, 8), dtype="uint16")
     data[1, 1, 2, 3] = 5

@@ -193,18 +193,29 @@ def com_masks_generic(detector_y, detector_x, base_mask_factory):
     ]
 
 
-@lru_cache(maxsize=8)
-def _mask_matrix(sig_shape, cy, cx, r, ri, dtype) -> np.ndarray:
-    """``(pixels, 3)`` read-only matrix of the three masks, cached per process."""
+@lru_cache(maxsize=4)
+def _mask_matrix(sig_shape, cy, cx, r, ri, dtype):
+    """The three masks cut to the bounding box of the selection, cached per process.
+
+    Returns ``(box, matrix)``: ``box`` the ``(slice_y, slice_x)`` of the frame that holds
+    every selected pixel (empty slices when none is), ``matrix`` read-only, ``(box pixels, 3)``.
+    A small disk thus costs only its box, not the frame.
+    """
     h, w = sig_shape
     if ri is None or np.isclose(ri, 0.0):
         selection = disk(sig_shape, cy, cx, r)
     else:
         selection = ring(sig_shape, cy, cx, r, ri)
+    rows = np.flatnonzero(selection.any(axis=1))
+    cols = np.flatnonzero(selection.any(axis=0))
+    if rows.size == 0:
+        box = (slice(0, 0), slice(0, 0))
+    else:
+        box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
     factories = com_masks_generic(h, w, lambda: selection)
-    mat = np.stack([f().reshape(-1) for f in factories], axis=1).astype(dtype)
+    mat = np.stack([f()[box].reshape(-1) for f in factories], axis=1).astype(dtype)
     mat.setflags(write=False)
-    return mat
+    return box, mat
 
 
 # -- the pieces of get_results, usable on their own ------------------------------------------
@@ -625,8 +636,8 @@ class CoMUDF(UDF):
     def get_task_data(self):
         p = self.get_params()
         sig = self.meta.dataset_shape.sig.to_tuple()
-        mat = _mask_matrix(sig, p.cy, p.cx, p.r, p.ri, np.dtype(self.meta.input_dtype).str)
-        return {"com_params": p, "mask_matrix": mat}
+        box, mat = _mask_matrix(sig, p.cy, p.cx, p.r, p.ri, np.dtype(self.meta.input_dtype).str)
+        return {"com_params": p, "box": box, "mask_matrix": mat}
 
     def preprocess(self):
         # on the main process: rows not merged yet are NaN, i.e. "not computed", so that
@@ -635,10 +646,12 @@ class CoMUDF(UDF):
 
     def process_tile(self, tile):
         p = self.task_data.com_params
-        rows = tile.reshape(tile.shape[0], -1)
+        depth = tile.shape[0]
+        # the selection's box of every frame, as rows (a copy only where the box is narrower)
+        rows = tile[(slice(None),) + self.task_data.box].reshape(depth, -1)
         sums = (rows @ self.task_data.mask_matrix).astype(np.float64)
         total = sums[:, 0:1]
-        com = np.empty((rows.shape[0], 2))
+        com = np.empty((depth, 2))
         com[:] = (p.cy, p.cx)  # where nothing is selected the CoM is the reference point
         np.divide(sums[:, 1:], total, out=com, where=total != 0)
         self.results.raw_com[:] = com
