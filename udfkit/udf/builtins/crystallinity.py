@@ -96,10 +96,14 @@ class CrystallinityUDF(UDF):
         return {"keep": keep, "spectrum": np.flatnonzero(spectrum)}
 
     def process_tile(self, tile):
+        # scipy's FFT takes a stack of frames 2-3x faster than numpy's (which is slower on a
+        # stack than frame by frame); one thread, as the executor plans for
+        from scipy import fft
+
         frames = tile.astype(np.float64)
         if self.task_data.keep is not None:
             frames *= self.task_data.keep
-        spectra = np.fft.rfft2(frames, axes=(-2, -1))
+        spectra = fft.rfft2(frames, axes=(-2, -1), overwrite_x=True)
         picked = spectra.reshape(spectra.shape[0], -1)[:, self.task_data.spectrum]
         self.results.intensity[:] = np.abs(picked).sum(axis=1)
 
