@@ -470,7 +470,7 @@ def test_needs_2d_nav_and_sig(shape, match):
 def test_complex_data_refused():
     ctx = Context.make_with("inline")
     ds = ctx.load("memory", data=np.ones((2, 2, 4, 4), dtype="complex64"))
-    with pytest.raises(UDFError, match="needs real data.*complex64"):
+    with pytest.raises(UDFError, match="needs real-valued data.*complex64"):
         ctx.run_udf(dataset=ds, udf=CoMUDF())
 
 

@@ -4,7 +4,8 @@ How the numbers come about
 --------------------------
 Per frame, inside the selection (a disk of radius ``r`` around ``(cy, cx)``, or a ring
 ``ri < d <= r``; the whole frame by default) three sums are taken in one matrix product per
-tile: the intensity, and the intensity weighted with the row and with the column index. Their
+tile, over the bounding box of the selection only: the intensity, and the intensity weighted
+with the row and with the column index. Their
 ratios are the centre of mass ``raw_com`` in pixel coordinates of the frame; a frame whose
 selected intensity is zero gets the reference point ``(cy, cx)`` itself. The rest happens in
 :meth:`CoMUDF.get_results`, on the main process, on the whole scan:
@@ -596,8 +597,8 @@ class CoMUDF(UDF):
                            f"nav shape {shape.nav.to_tuple()} and sig shape {shape.sig.to_tuple()} "
                            "(load it with nav_shape=(ny, nx) and a 2D sig_shape)")
         if self.meta.dataset_dtype.kind == "c":
-            raise UDFError(f"{type(self).__name__} needs real data; the data set is "
-                           f"{self.meta.dataset_dtype} (take np.abs() of the frames first)")
+            raise UDFError(f"{type(self).__name__} needs real-valued data; the data set is "
+                           f"{self.meta.dataset_dtype}")
 
     def _dtype(self):
         return np.result_type(self.meta.input_dtype, np.float32)
