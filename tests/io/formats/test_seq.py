@@ -46,6 +46,9 @@ def ctx():
 
 class TestSEQ(DataSetTests):
     format = "seq"
+    # the worker executors (each class starts its own processes and dask cluster, ~1 min on a
+    # 2-core machine) run in TestSEQWorkers, in the slow run
+    executors = ("inline", "threads")
     dtypes = ("uint8", "uint16", "uint32")
     io_backends = BACKENDS
     sig_dims = 2
@@ -58,6 +61,14 @@ class TestSEQ(DataSetTests):
         frame_bytes = data.shape[-1] * data.shape[-2] * data.dtype.itemsize
         write_seq(path, data.reshape((-1,) + data.shape[-2:]), true_image_size=frame_bytes + 13)
         return dict(path=str(path), nav_shape=nav)
+
+
+@pytest.mark.slow
+class TestSEQWorkers(TestSEQ):
+    """The conformance suite on the processes and dask executors."""
+
+    executors = ("processes", "dask")
+    max_examples = 3
 
 
 # -- the real file and pims ---------------------------------------------------------------------

@@ -47,6 +47,9 @@ def uneven_gaps(n, seed=0):
 
 class TestSER(DataSetTests):
     format = "ser"
+    # the worker executors (each class starts its own processes and dask cluster, ~1 min on a
+    # 2-core machine) run in TestSERWorkers, in the slow run
+    executors = ("inline", "threads")
     dtypes = TIA_DTYPES
     io_backends = BACKENDS
     sig_dims = (1, 2)
@@ -64,6 +67,14 @@ class TestSER(DataSetTests):
         if 1 in nav and len(nav) > 1:
             params["nav_shape"] = nav  # size-1 dimensions are dropped from the header's shape
         return params
+
+
+@pytest.mark.slow
+class TestSERWorkers(TestSER):
+    """The conformance suite on the processes and dask executors."""
+
+    executors = ("processes", "dask")
+    max_examples = 3
 
 
 class TestSERFileOrder(DataSetTests):

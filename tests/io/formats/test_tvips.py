@@ -39,6 +39,9 @@ def ctx():
 
 class TestTVIPS(DataSetTests):
     format = "tvips"
+    # the worker executors (each class starts its own processes and dask cluster, ~1 min on a
+    # 2-core machine) run in TestTVIPSWorkers, in the slow run
+    executors = ("inline", "threads")
     dtypes = ("uint8", "uint16")
     io_backends = BACKENDS
     sig_dims = 2
@@ -51,6 +54,14 @@ class TestTVIPS(DataSetTests):
         write_tvips(tmp_path / "rec_000.tvips", frames, frames_per_file=per_file,
                     frame_header_bytes=60 + len(frames) % 5)
         return dict(path=str(tmp_path / "rec_000.tvips"), nav_shape=data.shape[:-2])
+
+
+@pytest.mark.slow
+class TestTVIPSWorkers(TestTVIPS):
+    """The conformance suite on the processes and dask executors."""
+
+    executors = ("processes", "dask")
+    max_examples = 3
 
 
 def rsciio_signal(data):
