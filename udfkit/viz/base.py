@@ -252,9 +252,11 @@ class Live2DPlot:
         if not force and t0 - self.last_update < self.min_delta:
             return
         self.data, damage = self.extract(udf_results, damage)
-        finite = np.isfinite(np.ma.filled(np.ma.asarray(self.data).astype(np.float64)
-                                          if np.ma.asarray(self.data).dtype.kind != "c"
-                                          else np.abs(np.ma.asarray(self.data)), np.nan))
+        values = np.ma.asarray(self.data)
+        if values.dtype.kind == "c":
+            values = np.ma.abs(values)
+        # masked entries (not processed yet) count as not finite
+        finite = np.isfinite(np.ma.filled(values.astype(np.float64), np.nan))
         if hasattr(damage, "shape"):
             extra = tuple(range(np.ndim(damage), finite.ndim))
             if extra:
