@@ -343,3 +343,16 @@ def test_wrong_shapes(ctx, tmp_path):
         ctx.load("ser", path=path, sig_shape=(5, 5))
     with pytest.raises(DataSetError, match=r"shape_1\.ser.*holds 15 frames.*nav_shape \(4, 4\)"):
         ctx.load("ser", path=path, nav_shape=(4, 4))
+
+
+def test_emipath(ctx, tmp_path):
+    """LiberTEM's ``emipath``: the metadata from an .emi of another name; positional as in
+    LiberTEM (path, emipath, nav_shape, ...)."""
+    from udfkit.errors import DataSetFileNotFoundError
+
+    write_ser(tmp_path / "a_1.ser", np.zeros((4, 3, 3), "uint8"))
+    (tmp_path / "other.emi").write_bytes(b"<ObjectInfo><Uuid>7</Uuid></ObjectInfo>")
+    ds = ctx.load("ser", str(tmp_path / "a_1.ser"), str(tmp_path / "other.emi"), (2, 2))
+    assert ds.layout_info()["emi"]["Uuid"] == "7" and ds.shape.nav.to_tuple() == (2, 2)
+    with pytest.raises(DataSetFileNotFoundError, match=r"emi file '.*nothere\.emi' does not exist"):
+        ctx.load("ser", path=str(tmp_path / "a_1.ser"), emipath=str(tmp_path / "nothere.emi"))

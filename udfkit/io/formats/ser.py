@@ -70,6 +70,8 @@ class SERFormat(Format):
     magic = (b"II\x97\x01",)
     params = (
         Param("path", "path", None, "the .ser file (or its .emi)"),
+        Param("emipath", "path", None, "the .emi with the metadata (default: <name>.emi next to "
+                                       "<name>_<N>.ser, if there)"),
         COMMON_PARAMS["nav_shape"], COMMON_PARAMS["sig_shape"], COMMON_PARAMS["sync_offset"],
         COMMON_PARAMS["io_backend"], COMMON_PARAMS["num_partitions"], COMMON_PARAMS["allow_partial"],
         Param("flip_rows", "bool", True,
@@ -178,6 +180,9 @@ class SERDataSet(FileDataSet):
     ----------
     path : str or os.PathLike
         The ``.ser`` file, or the ``.emi`` file of a single ``.ser``.
+    emipath : str or os.PathLike, optional
+        The ``.emi`` whose metadata to read (LiberTEM's second parameter). Default:
+        ``<name>.emi`` next to ``<name>_<N>.ser`` if it exists; the data never need it.
     nav_shape : tuple of int, optional
         Default: from the header's dimension records (see the module docstring).
     sig_shape : tuple of int, optional
@@ -214,12 +219,13 @@ class SERDataSet(FileDataSet):
 
     format_name = "ser"
 
-    def __init__(self, path=None, nav_shape=None, sig_shape=None, sync_offset=0, io_backend=None,
-                 num_partitions=None, allow_partial=False, flip_rows=True):
+    def __init__(self, path=None, emipath=None, nav_shape=None, sig_shape=None, sync_offset=0,
+                 io_backend=None, num_partitions=None, allow_partial=False, flip_rows=True):
         super().__init__(nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions, allow_partial=allow_partial,
                          io_backend=io_backend)
         self._path_arg = path
+        self._emi_arg = emipath
         self._flip_arg = flip_rows
         self._flip = False
         self._info = {}
@@ -227,6 +233,7 @@ class SERDataSet(FileDataSet):
     def _paths(self) -> tuple:
         """``(ser path, emi path or None)`` from the ``path`` parameter."""
         path = check_path(self._path_arg, "ser file")
+        emi = None if self._emi_arg is None else check_path(self._emi_arg, "emi file")
         if path.lower().endswith(".emi"):
             sers = sers_for(path)
             if not sers:
@@ -238,9 +245,11 @@ class SERDataSet(FileDataSet):
                 names = [os.path.basename(s) for s in sers]
                 raise DataSetError(f"emi file {path!r} has {len(sers)} series files {names}; load "
                                    "one of them: ctx.load('ser', path=...)")
-            return sers[0], path
-        emi = emi_for(path)
-        return path, (emi if os.path.isfile(emi) else None)
+            return sers[0], emi or path
+        if emi is None:
+            emi = emi_for(path)
+            emi = emi if os.path.isfile(emi) else None
+        return path, emi
 
     def _initialize(self) -> DataSetMeta:
         path, emi = self._paths()
