@@ -202,3 +202,11 @@ def test_visualize_simple():
     assert img.shape == (3, 4, 4) and img.dtype == np.uint8
     log = visualize_simple(np.arange(12.0).reshape(3, 4), logarithmic=True)
     assert not np.array_equal(img, log)
+
+
+def test_complex_results_are_plotted_as_magnitude(ctx):
+    data = (DATA + 1j * DATA[..., ::-1]).astype(np.complex64)
+    dsc = ctx.load("memory", data=data, num_partitions=2)
+    with pytest.warns(UdfkitWarning, match=AGG):
+        res = ctx.run_udf(dsc, SumSigUDF(), plots=True)
+    np.testing.assert_allclose(ctx.last_plots[0].im_obj.get_array(), np.abs(res["intensity"].data))
