@@ -381,7 +381,7 @@ def test_npy_fortran_order(inline_ctx, tmp_path, shape):
     (np.ones((3, 3), bool), r"nav shape \(4, 5\) or flat with 20 entries, got shape \(3, 3\)"),
     (np.ones((5, 4), bool), r"got shape \(5, 4\)"),
     (np.ones(21, bool), r"got shape \(21,\)"),
-    (np.ones((4, 5), int), r"got dtype int"),
+    (np.full((4, 5), 3), r"got dtype int"),  # 0/1 numbers would be a ROI, as in LiberTEM
     (np.ones((1, 4, 5), bool), r"got shape \(1, 4, 5\)"),
 ])
 def test_roi_wrong_shape(inline_ctx, raw20, roi, pattern):

@@ -471,9 +471,10 @@ BAD_ROIS = {
     "wrong-shape": (np.ones((5, 3), bool), r"nav shape \(3, 5\).*got shape \(5, 3\)"),
     "too-many-dims": (np.ones((3, 5, 1), bool), r"nav shape \(3, 5\).*got shape \(3, 5, 1\)"),
     "flat-wrong-size": (np.ones(14, bool), r"flat with 15 entries, got shape \(14,\)"),
-    "int-dtype": (np.ones(NAV, np.int64), r"nav shape \(3, 5\).*got dtype int64"),
-    "float-dtype": (np.ones(NAV, np.float32), r"nav shape \(3, 5\).*got dtype float32"),
-    "uint8-dtype": (np.ones(NAV, np.uint8), r"got dtype uint8"),
+    # 0/1 numbers are a ROI as in LiberTEM; other numbers are not
+    "int-dtype": (np.full(NAV, 2, np.int64), r"nav shape \(3, 5\).*got dtype int64"),
+    "float-dtype": (np.full(NAV, 0.5, np.float32), r"nav shape \(3, 5\).*got dtype float32"),
+    "uint8-dtype": (np.full(NAV, 7, np.uint8), r"got dtype uint8"),
 }
 
 
