@@ -51,9 +51,10 @@ def main(argv=None):
     masks = [bright_field, annular_dark_field, quadrants, pixels]
     with Context.make_with("inline") as ctx:
         ds = ctx.load("raw", path=path, dtype="uint16", nav_shape=NAV, sig_shape=SIG)
-        # one sparse mask makes the product sparse; use_sparse=False forces dense matrices
+        # sparse products when every mask is sparse (LiberTEM's rule), here dense;
+        # use_sparse=True / False forces either
         res = ctx.run_udf(dataset=ds, udf=ApplyMasksUDF(mask_factories=masks))
-        dense = ctx.run_udf(dataset=ds, udf=ApplyMasksUDF(mask_factories=masks, use_sparse=False))
+        forced_sparse = ctx.run_udf(dataset=ds, udf=ApplyMasksUDF(mask_factories=masks, use_sparse=True))
 
     intensity = res["intensity"].data
     names = ["bright field", "annular dark field", "quadrant 0", "quadrant 1", "quadrant 2",
@@ -67,8 +68,8 @@ def main(argv=None):
                             pixels.toarray()[None]])
     expected = np.einsum("abyx,myx->abm", data.astype("float64"), stack)
     assert intensity.shape == NAV + (len(names),)
-    assert np.allclose(intensity, expected, rtol=1e-6)    # masks are float32 unless mask_dtype=
-    assert np.allclose(dense["intensity"].data, expected, rtol=1e-6)
+    assert np.allclose(intensity, expected, rtol=1e-6)    # the masks' dtype unless mask_dtype=
+    assert np.allclose(forced_sparse["intensity"].data, expected, rtol=1e-6)
     print("results equal numpy (sparse and dense)")
 
 

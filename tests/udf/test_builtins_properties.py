@@ -63,6 +63,12 @@ UDF_NAMES = ["sum", "sumsig", "stddev", "stats", "pick", "logsum", "masks", "map
 NATIVE = {"sum", "sumsig", "stddev", "stats", "pick", "logsum", "record"}
 
 
+def mask_spec_dtype(spec) -> np.dtype:
+    """The dtype of the masks ``build_masks`` makes for ``spec`` (bool, complex or float)."""
+    values = spec[2]
+    return np.dtype(bool if values == "bool" else np.complex128 if values == "complex" else np.float64)
+
+
 def map_f(frame):
     """MapUDF function: (sum, max |x|) of a frame."""
     return np.stack([frame.sum(), np.abs(frame).max()])
@@ -86,9 +92,10 @@ class Plan:
                                             else "out.bin")
         if "masks" in self.names:
             self.factories, self.matrix = build_masks(case.sig_shape, mask_spec)
-            complex_masks = self.matrix.dtype.kind == "c"
-            default = np.complex64 if complex_masks else np.float32
-            self.mask_dt = np.dtype(default if mask_dtype is None else mask_dtype)
+            # LiberTEM's rule: the masks' own dtype unless mask_dtype is given; the input is
+            # float32 promoted with it, so mask_dt is what the product runs in at least
+            own = mask_spec_dtype(mask_spec)
+            self.mask_dt = np.dtype(np.result_type(np.float32, own if mask_dtype is None else mask_dtype))
         # each UDF of a run gets its own preference promoted with the stored dtype
         self.input_dtypes = {}
         for name in self.names:
@@ -326,7 +333,8 @@ def test_forced_tiles_cutting_rows(dtype, tileshape, nav_shape, num_partitions, 
 def test_apply_masks(case, data, debug):
     """Dense arrays, stacks, callables, scipy.sparse matrices and arrays (2D signals: of the
     signal shape; other signals: (k, pixels) rows), mixed; use_sparse True / False / None;
-    mask_dtype default (float32: rtol ~1e-4), float32, float64 (nearly exact), complex."""
+    mask_dtype default (the masks' own: bool -> float32, float64 / complex128 nearly exact),
+    float32 (rtol ~1e-4), float64, complex."""
     spec = data.draw(masks_spec(case.sig_shape), label="masks")
     complex_masks = spec[2] == "complex"
     mask_dtype = data.draw(st.sampled_from(
@@ -367,16 +375,19 @@ def test_apply_masks_float_masks_on_float64_data(use_sparse, mask_dtype):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_apply_masks_default_is_float32_within_1e4():
+@pytest.mark.parametrize("mask_dtype, result", [(None, np.float64), (np.float32, np.float32)])
+def test_apply_masks_dtype_follows_masks_as_libertem(mask_dtype, result):
+    """float64 masks compute in float64 (LiberTEM's rule); mask_dtype=float32 keeps float32."""
     rng = np.random.default_rng(3)
     data = rng.integers(0, 4000, size=(5, 6, 20, 20)).astype("uint16")
     masks = rng.random((4, 20, 20)).astype(np.float64)
     ctx = Context.make_with("inline", debug=True)
     ds = ctx.load("memory", data=data, num_partitions=4)
-    got = ctx.run_udf(dataset=ds, udf=ApplyMasksUDF(mask_factories=masks))["intensity"].data
-    assert got.dtype == np.float32
+    udf = ApplyMasksUDF(mask_factories=masks, mask_dtype=mask_dtype)
+    got = ctx.run_udf(dataset=ds, udf=udf)["intensity"].data
+    assert got.dtype == result
     expected = np.einsum("abij,kij->abk", data.astype(np.float64), masks)
-    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    np.testing.assert_allclose(got, expected, rtol=1e-12 if result == np.float64 else 1e-4)
 
 
 @pytest.mark.parametrize("container", ["array", "list"])

@@ -9,7 +9,7 @@ from ..base import UDF
 from ._dtypes import kernel_input_dtype
 from ._targets import flat_target
 
-__all__ = ["LogsumUDF"]
+__all__ = ["LogsumUDF", "run_logsum"]
 
 
 class LogsumUDF(UDF):
@@ -65,3 +65,23 @@ class LogsumUDF(UDF):
 
     def merge(self, dest, src):
         dest.logsum += src.logsum
+
+
+def run_logsum(ctx, dataset, roi=None):
+    """Run :class:`LogsumUDF` on ``dataset`` (LiberTEM's helper of the same name).
+
+    Returns
+    -------
+    dict
+        ``{"logsum": BufferResult}``, as ``ctx.run_udf`` returns it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from udfkit import Context
+    >>> ctx = Context.make_with("inline")
+    >>> ds = ctx.load("memory", data=np.ones((2, 2, 3, 3), dtype="uint8"))
+    >>> float(run_logsum(ctx, ds)["logsum"].data.sum())
+    0.0
+    """
+    return ctx.run_udf(dataset=dataset, udf=LogsumUDF(), roi=roi)

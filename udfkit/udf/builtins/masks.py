@@ -1,54 +1,102 @@
 """``ApplyMasksUDF``: virtual detectors, i.e. the dot product of every frame with N masks.
 
 Per tile, the frames (``depth`` rows of the tile's pixels) are multiplied with the masks'
-matching pixels (``pixels × N``) in one matrix product (BLAS for dense masks, scipy for
-sparse ones); tiles of several signal slices add up into the same nav entries.
+matching pixels (``pixels × N``) in one matrix product (BLAS for dense masks, scipy or
+pydata sparse for sparse ones); tiles of several signal slices add up into the same nav
+entries. With ``shifts`` the masks move relative to each frame, so frames are processed one
+by one against the overlapping part of the masks.
 
-Masks are built from their factories once per process: the prepared masks are cached,
-keyed by the factories object itself and, for copies that arrived pickled on a worker, by
-a hash of their pickled bytes. The per-slice cuts for a tiling scheme are cached with them.
+The masks live in a :class:`~udfkit.common.container.MaskContainer`, made once per process:
+containers are cached, keyed by the factories object itself and, for copies that arrived
+pickled on a worker, by a hash of their pickled bytes; the container caches its per-slice
+cuts.
+
+Dtypes (LiberTEM's rules)
+-------------------------
+The masks keep their own dtype unless ``mask_dtype`` is given; the result dtype is
+``result_type(input dtype, mask dtype)``. The input is read as ``preferred_dtype`` if given,
+else float32 promoted with the mask dtype and the data's dtype: bool masks on uint16 data
+compute in float32, float64 masks in float64. Pass ``mask_dtype=np.float32`` to compute
+float64 masks in float32 (about twice as fast).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
-from math import prod
 
 import numpy as np
 
-from ...errors import UDFError
+from ...common.container import SPARSE_FORMATS, MaskContainer
+from ...errors import MaskError, UDFError
 from ..base import UDF
+from ..buffers import AuxData
 
 __all__ = ["ApplyMasksUDF"]
 
+log = logging.getLogger(__name__)
+
 _CACHE_ENTRIES = 4
+_SHIFT_CACHE_ENTRIES = 64
 _TILE_DEPTH = 64
 _TILE_BYTES = 4 << 20
+
+#: LiberTEM's ``BACKEND_ALL`` without the scipy ``*_array`` backends (what LiberTEM's
+#: ApplyMasksUDF supports); udfkit runs the ``"numpy"`` one
+_LIBERTEM_BACKENDS = (
+    "cupyx.scipy.sparse.csr_matrix", "cupyx.scipy.sparse.csc_matrix", "cupyx.scipy.sparse.coo_matrix",
+    "scipy.sparse.csr_matrix", "scipy.sparse.csc_matrix", "scipy.sparse.coo_matrix",
+    "cupy", "numpy", "sparse.COO", "sparse.GCXS",
+)
+_UDFKIT_BACKEND = "numpy"
 
 
 class ApplyMasksUDF(UDF):
     """Apply N masks to every frame: nav-shaped result ``intensity`` with ``extra_shape=(N,)``.
 
-    ``intensity[..., i]`` is ``sum(frame * mask_i)`` for every frame.
+    ``intensity[..., i]`` is ``sum(frame * mask_i)`` for every frame (weighted by float or
+    complex masks, or a plain integral over a region for bool masks).
 
     Parameters
     ----------
     mask_factories : callable, array or sequence of those
-        Each item is a mask of the signal shape (numpy array or, for 2D signals, a
-        ``scipy.sparse`` matrix), a stack ``(k, *sig_shape)`` of masks, or a callable
-        returning one of these. Callables are called once per worker process, which is
-        cheaper than shipping large arrays.
-    use_sparse : bool or None
-        ``True`` multiplies with scipy.sparse matrices, ``False`` with dense arrays;
-        ``None`` (default) uses sparse when any given mask is sparse.
+        Each item is a mask of the signal shape (numpy array, ``scipy.sparse`` matrix or
+        pydata ``sparse`` array), a stack ``(k, *sig_shape)`` of masks, a list of masks, or a
+        callable returning one of these (LiberTEM's form: a list of callables, or one
+        callable returning all masks). Callables are called once per worker process, which
+        is cheaper than shipping large arrays; see :mod:`udfkit.masks` for ready-made ones.
+    use_torch : bool
+        Accepted for LiberTEM compatibility; udfkit computes with numpy / scipy (the same
+        BLAS product torch would run on the CPU), so it has no effect.
+    use_sparse : None, bool or str
+        ``None`` (default): sparse products if every mask is sparse, else dense; ``True``:
+        sparse (``scipy.sparse`` CSR); ``False``: dense; ``"scipy.sparse"`` /
+        ``"scipy.sparse.csr"``, ``"scipy.sparse.csc"``, ``"sparse.pydata"``,
+        ``"sparse.pydata.GCXS"``: that sparse format (the pydata ones need the ``sparse``
+        package).
     mask_count : int, optional
-        Expected number of masks (checked).
+        Number of masks: known without calling the factories; checked once they are called.
     mask_dtype : dtype, optional
-        Dtype of the masks and of the computation; default float32 (complex64 for complex
-        masks), twice as fast as float64; pass ``"float64"`` for full precision. Frames are
-        converted to it (or wider, if the data are) as they are read.
+        Dtype of the masks in the product, overriding the masks' own dtype (which decides
+        the result dtype together with the input dtype); e.g. ``np.float32`` keeps float64
+        masks from making the computation float64.
+    preferred_dtype : dtype, optional
+        Input dtype asked for instead of the default (float32 promoted with the mask
+        dtype); an integer dtype with integer masks computes in integers.
+        ``UDF.USE_NATIVE_DTYPE`` reads the data as stored.
+    backends : iterable of str, optional
+        LiberTEM's array backends the UDF may run on (default: all LiberTEM's ApplyMasksUDF
+        supports). udfkit computes with ``"numpy"``, so the list must include it.
+    shifts : (int, int) or aux data, optional
+        Shift of the masks relative to each frame, one entry per signal axis (``(y, x)`` for
+        2D frames): a constant for all frames, or per frame as
+        ``ApplyMasksUDF.aux_data(shifts, kind="nav", extra_shape=(2,), dtype=int)``. A
+        positive y-shift moves the masks down, a positive x-shift to the right; the parts of
+        mask and frame that do not overlap are left out (no overlap gives 0). Float shifts
+        are truncated to integers. Frames are then processed one at a time (slower than
+        without shifts).
 
     Examples
     --------
@@ -63,109 +111,255 @@ class ApplyMasksUDF(UDF):
     >>> res["intensity"].data.shape
     (2, 3, 2)
     >>> res["intensity"].data[0, 0]
-    array([ 8., 16.], dtype=float32)
+    array([ 8., 16.])
+
+    A constant shift moves the masks by whole pixels (here the left half moves right by 3
+    columns, so that only one of its columns still overlaps the frame):
+
+    >>> shifted = ApplyMasksUDF(mask_factories=[lambda: left], shifts=(0, 3))
+    >>> ctx.run_udf(dataset=ctx.load("memory", data=data), udf=shifted)["intensity"].data[0, 0]
+    array([4.])
     """
 
-    def __init__(self, mask_factories=None, use_sparse=None, mask_count=None, mask_dtype=None):
+    def __init__(self, mask_factories=None, use_torch=True, use_sparse=None, mask_count=None,
+                 mask_dtype=None, preferred_dtype=None, backends=None, shifts=None, **kwargs):
         if mask_factories is None:
             raise UDFError("ApplyMasksUDF: mask_factories is required (masks, or callables "
                            "returning masks of the signal shape)")
-        if use_sparse not in (None, True, False):
-            raise UDFError(f"ApplyMasksUDF: use_sparse must be True, False or None, got {use_sparse!r}")
+        if not (use_sparse is None or use_sparse is True or use_sparse is False
+                or (isinstance(use_sparse, str) and use_sparse in SPARSE_FORMATS)):
+            raise UDFError(f"ApplyMasksUDF: use_sparse must be None, True, False or one of "
+                           f"{', '.join(map(repr, SPARSE_FORMATS))}; got {use_sparse!r}")
         if mask_count is not None and (isinstance(mask_count, bool)
                                        or not isinstance(mask_count, (int, np.integer))
                                        or mask_count < 0):
             raise UDFError(f"ApplyMasksUDF: mask_count must be a non-negative integer, got {mask_count!r}")
-        super().__init__(mask_factories=mask_factories, use_sparse=use_sparse,
-                         mask_count=mask_count, mask_dtype=mask_dtype)
+        _dtype_arg(mask_dtype, "mask_dtype")
+        _dtype_arg(preferred_dtype, "preferred_dtype")
+        backends = _backends_arg(backends)
+        if shifts is not None and not isinstance(shifts, AuxData):
+            shifts = _constant_shifts(shifts)
+        if use_torch:
+            _note_torch_once()
+        super().__init__(mask_factories=mask_factories, use_torch=use_torch, use_sparse=use_sparse,
+                         mask_count=mask_count, mask_dtype=mask_dtype, preferred_dtype=preferred_dtype,
+                         backends=backends, shifts=shifts, **kwargs)
 
-    def _masks(self) -> _Masks:
+    # -- the masks ---------------------------------------------------------------------------------
+    @property
+    def masks(self) -> MaskContainer:
+        """The :class:`~udfkit.common.container.MaskContainer` of this run's masks."""
         p = self.params
-        return _cached_masks(p.mask_factories, self.meta.dataset_shape.sig.to_tuple(),
-                             p.use_sparse, p.mask_dtype, p.mask_count)
+        return _cached_container(p.mask_factories, self.meta.dataset_shape.sig.to_tuple(),
+                                 p.use_sparse, p.mask_count)
+
+    def get_mask_dtype(self) -> np.dtype:
+        """``mask_dtype`` if given, else the masks' own dtype."""
+        if self.params.mask_dtype is not None:
+            return np.dtype(self.params.mask_dtype)
+        return self.masks.dtype
+
+    def get_mask_count(self) -> int:
+        """``mask_count`` if given (checked when the masks are made), else the number of masks."""
+        if self.params.mask_count is not None:
+            return int(self.params.mask_count)
+        return len(self.masks)
+
+    def _check_masks(self):
+        masks = self.masks
+        try:
+            own = masks.dtype
+            len(masks)
+        except MaskError as e:
+            raise MaskError(f"ApplyMasksUDF: {e}") from None
+        wanted = self.params.mask_dtype
+        if wanted is not None and own.kind == "c" and np.dtype(wanted).kind != "c":
+            raise UDFError(f"ApplyMasksUDF: the masks are complex, but mask_dtype={np.dtype(wanted)} is "
+                           "real and would drop their imaginary part; use a complex mask_dtype")
+        return masks
+
+    # -- the UDF interface ----------------------------------------------------------------------
+    def get_backends(self):
+        return self.params.backends
+
+    def get_method(self):
+        return "frame" if self.params.shifts is not None else "tile"
 
     def get_preferred_input_dtype(self):
-        return self._masks().dtype
+        if self.params.preferred_dtype is not None:
+            return self.params.preferred_dtype
+        self._check_masks()
+        # float32 as in LiberTEM, widened to the masks' dtype so that the product runs in one
+        # dtype instead of converting every tile to the masks' dtype again
+        return np.result_type(np.float32, self.get_mask_dtype())
 
     def get_result_buffers(self):
-        masks = self._masks()
-        dtype = np.result_type(self.meta.input_dtype, masks.dtype)
-        return {"intensity": self.buffer(kind="nav", extra_shape=(masks.count,), dtype=dtype)}
+        self._check_masks()
+        dtype = np.result_type(self.meta.input_dtype, self.get_mask_dtype())
+        return {"intensity": self.buffer(kind="nav", extra_shape=(self.get_mask_count(),),
+                                         dtype=dtype)}
 
     def get_tiling_preferences(self):
+        if self.params.shifts is not None:
+            return {"whole_frames": True}
         # BLAS wants many frames per product, and the tile and its masks in the cache: 64
         # frames of a quarter frame. Measured here, 16 masks, one BLAS thread, uint16 / float32
         # data: 8 MiB tiles of whole frames 2.2-2.6 / 3.3-4.0 GB/s, this 2.8-3.0 / 4.1-4.7
         return {"depth": _TILE_DEPTH, "total_size": _TILE_BYTES}
 
     def get_task_data(self):
-        return {"by_slice": self._masks().for_scheme(self.meta.tiling_scheme)}
+        masks = self._check_masks()
+        dtype = np.result_type(self.meta.input_dtype, self.get_mask_dtype())
+        fmt = masks.use_sparse
+        if self.params.shifts is None:
+            # every cut of the scheme, made before the first tile
+            by_slice = {sl.origin: masks.get_for_sig_slice(sl, dtype=dtype)
+                        for sl in self.meta.tiling_scheme}
+            return {"by_slice": by_slice, "pydata": _is_pydata(fmt), "dtype": dtype}
+        return {"dtype": dtype, "pydata": _is_pydata(fmt), "shifted": OrderedDict()}
 
     def process_tile(self, tile):
-        mat = self.task_data.by_slice[self.meta.sig_slice.origin]
+        td = self.task_data
+        mat = td.by_slice[self.meta.sig_slice.origin]
         rows = tile.reshape(tile.shape[0], -1)
-        self.results.intensity[:] += rows @ mat
+        self.results.intensity[:] += _product(rows, mat, td.pydata)
+
+    def process_frame(self, frame):
+        shifts = tuple(int(s) for s in np.asarray(self.params.shifts).reshape(-1))
+        sig_shape = frame.shape
+        if len(shifts) != len(sig_shape):
+            raise UDFError(f"ApplyMasksUDF: shifts has {len(shifts)} entries ({shifts}); expected one "
+                           f"per signal axis of the frames {sig_shape}")
+        frame_part, mat = self._shifted(shifts, sig_shape)
+        if mat is None:
+            return  # no overlap: the sums stay 0
+        rows = frame[frame_part].reshape(1, -1)
+        self.results.intensity[:] += _product(rows, mat, self.task_data.pydata)[0]
+
+    def _shifted(self, shifts, sig_shape):
+        """``(frame slices, mask cut)`` for a shift; ``(None, None)`` when nothing overlaps."""
+        cache = self.task_data.shifted
+        hit = cache.get(shifts)
+        if hit is not None:
+            cache.move_to_end(shifts)
+            return hit
+        from ...common.shape import Shape
+        from ...common.slice import Slice
+
+        frame_part, origin, extent = [], [], []
+        for s, n in zip(shifts, sig_shape):
+            # frame pixel p meets mask pixel p - s
+            lo, hi = max(0, s), min(n, n + s)
+            frame_part.append(slice(lo, max(lo, hi)))
+            origin.append(lo - s)
+            extent.append(max(0, hi - lo))
+        if 0 in extent:
+            hit = (None, None)
+        else:
+            sl = Slice(origin, Shape(tuple(extent), sig_dims=len(extent)))
+            hit = (tuple(frame_part), self.masks.get_for_sig_slice(sl, dtype=self.task_data.dtype))
+        cache[shifts] = hit
+        while len(cache) > _SHIFT_CACHE_ENTRIES:
+            cache.popitem(last=False)
+        return hit
 
 
-class _Masks:
-    """The masks as one ``(N, pixels)`` matrix, plus per-scheme cuts ``(slice pixels, N)``."""
+def _product(rows, mat, pydata: bool):
+    """``rows @ mat`` as a dense array (``mat``: dense, scipy sparse or pydata sparse)."""
+    if pydata:
+        # a pydata array on the left picks its own sparse @ dense kernel
+        out = (mat.T @ rows.T).T
+        return out.todense() if hasattr(out, "todense") else np.asarray(out)
+    out = rows @ mat
+    return out if isinstance(out, np.ndarray) else np.asarray(out)
 
-    def __init__(self, matrix, sig_shape, sparse: bool):
-        self.matrix = matrix
-        self.sig_shape = sig_shape
-        self.sparse = sparse
-        self.count = matrix.shape[0]
-        self.dtype = np.dtype(matrix.dtype)
-        self._cuts = {}
-        self._lock = threading.Lock()
 
-    def for_scheme(self, scheme) -> dict:
-        key = tuple(sl.origin + sl.shape.to_tuple() for sl in scheme.slices)
-        with self._lock:
-            cuts = self._cuts.get(key)
-            if cuts is None:
-                pixels = np.arange(prod(self.sig_shape)).reshape(self.sig_shape)
-                cuts = {}
-                for sl in scheme.slices:
-                    idx = pixels[sl.get()].reshape(-1)
-                    if self.sparse:
-                        cuts[sl.origin] = self.matrix[:, idx].T.tocsr()
-                    else:
-                        cuts[sl.origin] = np.ascontiguousarray(self.matrix[:, idx].T)
-                self._cuts = {key: cuts}  # one scheme at a time is what a run needs
-        return cuts
+def _is_pydata(fmt) -> bool:
+    return isinstance(fmt, str) and fmt.startswith("sparse.pydata")
+
+
+def _dtype_arg(value, name):
+    if value is None:
+        return None
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise UDFError(f"ApplyMasksUDF: {name}={value!r} is not a numpy dtype") from None
+    if dtype.kind not in "biufc":
+        raise UDFError(f"ApplyMasksUDF: {name} must be a numeric dtype (bool, integer, float or "
+                       f"complex), got {dtype}")
+    return dtype
+
+
+def _backends_arg(backends) -> tuple:
+    if backends is None:
+        return _LIBERTEM_BACKENDS
+    given = (backends,) if isinstance(backends, str) else tuple(backends)
+    if _UDFKIT_BACKEND not in given:
+        raise UDFError(f"ApplyMasksUDF: backends={given!r} does not include 'numpy'; udfkit computes "
+                       "with numpy on the CPU (no CuPy or sparse input arrays): include 'numpy' "
+                       "or pass backends=None")
+    return given
+
+
+def _constant_shifts(shifts) -> tuple:
+    try:
+        arr = np.asarray(shifts)
+    except Exception:  # noqa: BLE001 - anything not array-like gets the message below
+        arr = None
+    if arr is None or arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iuf":
+        raise UDFError(f"ApplyMasksUDF: shifts must be one integer per signal axis, e.g. (2, -5), "
+                       f"or per-frame shifts from ApplyMasksUDF.aux_data(...); got {shifts!r}")
+    return tuple(int(s) for s in arr)
+
+
+_torch_noted = False
+
+
+def _note_torch_once():
+    """One line (log level INFO) that ``use_torch`` has no effect, once per process."""
+    global _torch_noted
+    if not _torch_noted:
+        _torch_noted = True
+        log.info("ApplyMasksUDF: use_torch has no effect in udfkit; the masks are applied with "
+                 "numpy/scipy (the same CPU BLAS product)")
 
 
 _cache: OrderedDict = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cached_masks(factories, sig_shape, use_sparse, mask_dtype, mask_count) -> _Masks:
-    settings = (tuple(sig_shape), use_sparse, None if mask_dtype is None else str(mask_dtype),
-                mask_count)
+def _cached_container(factories, sig_shape, use_sparse, mask_count) -> MaskContainer:
+    settings = (tuple(sig_shape), use_sparse, mask_count)
     with _cache_lock:
         # callables by identity (a factory is expected to return the same masks each time);
         # arrays may have been changed in place, so they are always looked up by content
-        for key, (obj, masks) in _cache.items():
+        for key, (obj, container) in _cache.items():
             if obj is factories and key[1:] == settings and _only_callables(factories):
                 _cache.move_to_end(key)
-                return masks
+                return container
     key = (_content_hash(factories),) + settings
     with _cache_lock:
         hit = _cache.get(key)
     if hit is not None:
         return hit[1]
-    masks = _build(factories, tuple(sig_shape), use_sparse, mask_dtype, mask_count)
+    try:
+        container = MaskContainer(factories, use_sparse=use_sparse, count=mask_count,
+                                  sig_shape=sig_shape)
+        container.use_sparse  # noqa: B018 - make the masks now: errors surface before any data are read
+    except MaskError as e:
+        raise MaskError(f"ApplyMasksUDF: {e}") from None
     with _cache_lock:
         # holding the factories object keeps its id() from being reused while cached
-        _cache[key] = (factories, masks)
+        _cache[key] = (factories, container)
         while len(_cache) > _CACHE_ENTRIES:
             _cache.popitem(last=False)
-    return masks
+    return container
 
 
 def _only_callables(factories) -> bool:
-    return all(callable(item) for item in _items(factories))
+    items = factories if isinstance(factories, (list, tuple)) else [factories]
+    return all(callable(item) for item in items)
 
 
 def _content_hash(obj) -> str:
@@ -176,78 +370,3 @@ def _content_hash(obj) -> str:
     except Exception as e:
         raise UDFError(f"ApplyMasksUDF: mask_factories cannot be pickled: {type(e).__name__}: {e}") from None
     return hashlib.blake2b(payload, digest_size=16).hexdigest()
-
-
-def _is_sparse(x) -> bool:
-    mod = type(x).__module__
-    return mod.startswith("scipy.sparse")
-
-
-def _items(factories):
-    if callable(factories) or isinstance(factories, np.ndarray) or _is_sparse(factories):
-        return [factories]
-    try:
-        return list(factories)
-    except TypeError:
-        raise UDFError(f"ApplyMasksUDF: mask_factories must be a mask, a callable or a sequence "
-                       f"of those, got {type(factories).__name__}") from None
-
-
-def _build(factories, sig_shape, use_sparse, mask_dtype, mask_count) -> _Masks:
-    """Call the factories and stack the masks into one ``(N, pixels)`` matrix."""
-    n_px = prod(sig_shape)
-    rows = []
-    any_sparse = False
-    for i, item in enumerate(_items(factories)):
-        mask = item() if callable(item) else item
-        where = f"ApplyMasksUDF: mask {i}"
-        if _is_sparse(mask):
-            any_sparse = True
-            if tuple(mask.shape) == sig_shape and len(sig_shape) == 2:
-                rows.append(("sparse", mask.reshape(1, n_px)))
-            elif len(mask.shape) == 2 and mask.shape[1] == n_px:
-                rows.append(("sparse", mask))
-            else:
-                raise UDFError(f"{where} is a sparse matrix of shape {mask.shape}; expected the "
-                               f"signal shape {sig_shape} or (k, {n_px})")
-            continue
-        mask = np.asarray(mask)
-        if mask.shape == sig_shape:
-            rows.append(("dense", mask.reshape(1, n_px)))
-        elif mask.shape[1:] == sig_shape:
-            rows.append(("dense", mask.reshape(-1, n_px)))
-        else:
-            raise UDFError(f"{where} has shape {mask.shape}; expected the signal shape {sig_shape} "
-                           f"or a stack (k, *{sig_shape})")
-        if mask.dtype.kind not in "biufc":
-            raise UDFError(f"{where} has dtype {mask.dtype}; expected numbers")
-    if not rows or sum(m.shape[0] for _, m in rows) == 0:
-        raise UDFError("ApplyMasksUDF: mask_factories gave no masks")
-    sparse = any_sparse if use_sparse is None else bool(use_sparse)
-    if mask_dtype is not None:
-        try:
-            mask_dtype = np.dtype(mask_dtype)
-        except TypeError:
-            raise UDFError(f"ApplyMasksUDF: mask_dtype={mask_dtype!r} is not a numpy dtype") from None
-        if mask_dtype.kind not in "fc":
-            raise UDFError(f"ApplyMasksUDF: mask_dtype must be a float or complex dtype, got {mask_dtype}")
-        if mask_dtype.kind != "c" and any(m.dtype.kind == "c" for _, m in rows):
-            raise UDFError(f"ApplyMasksUDF: the masks are complex, but mask_dtype={mask_dtype} is "
-                           "real and would drop their imaginary part; use a complex mask_dtype")
-    if mask_dtype is None:
-        # float32 (complex64) unless asked: twice the speed of float64 in the matrix product
-        complex_ = any(m.dtype.kind == "c" for _, m in rows)
-        dtype = np.dtype(np.complex64 if complex_ else np.float32)
-    else:
-        dtype = np.dtype(mask_dtype)
-    if sparse:
-        import scipy.sparse as sp
-
-        matrix = sp.vstack([sp.csr_matrix(m) for _, m in rows], format="csr").astype(dtype)
-    else:
-        matrix = np.concatenate([m.toarray() if kind == "sparse" else m for kind, m in rows],
-                                axis=0).astype(dtype, copy=False)
-    if mask_count is not None and int(mask_count) != matrix.shape[0]:
-        raise UDFError(f"ApplyMasksUDF: mask_count={mask_count}, but the factories gave "
-                       f"{matrix.shape[0]} masks")
-    return _Masks(matrix, sig_shape, sparse)

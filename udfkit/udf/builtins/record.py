@@ -67,12 +67,21 @@ def make_target(params, shape, dtype, sig_dims):
 class RecordUDF(UDF):
     """Write every processed frame, in its stored dtype, to ``path``.
 
+    ``RecordUDF(filename)`` is LiberTEM's form and means what it means there: the file is
+    overwritten if it exists (and, from a name ending in ``.npy``, written as ``.npy``).
+    ``RecordUDF(path=...)`` is udfkit's form, which refuses to overwrite unless asked.
+
     Parameters
     ----------
+    filename : str or os.PathLike, optional
+        LiberTEM's name for the target; ``overwrite`` then defaults to ``True``.
+    _is_master : bool
+        LiberTEM's internal flag, accepted and ignored (udfkit knows where each step runs).
     path : str or os.PathLike
-        Target file (a directory for ``zarr`` and ``binary``).
-    overwrite : bool
-        Replace an existing target (default: refuse, before anything is read).
+        Target file (a directory for ``zarr`` and ``binary``); give this or ``filename``.
+    overwrite : bool, optional
+        Replace an existing target. Default: refuse (before anything is read) when given
+        ``path``, replace when given ``filename``.
     format : {"npy", "raw", "hdf5", "zarr", "binary"}, optional
         Default: from the name: ``.npy`` → npy, ``.h5``/``.hdf5``/``.hdf`` → hdf5, ``.zarr``
         → zarr, any other name → raw (the frames, next to a JSON sidecar ``<path>.json``
@@ -113,10 +122,21 @@ class RecordUDF(UDF):
     (6, True)
     """
 
-    def __init__(self, path=None, overwrite=False, format=None, compression=None, chunks=None,
-                 ds_path=None, zarr_format=3):
+    def __init__(self, filename=None, _is_master=True, path=None, overwrite=None, format=None,
+                 compression=None, chunks=None, ds_path=None, zarr_format=3):
+        if filename is not None and path is not None and os.fspath(filename) != os.fspath(path):
+            raise UDFError(f"RecordUDF: filename={os.fspath(filename)!r} and path={os.fspath(path)!r} "
+                           "name different targets; give one of them")
+        if path is None and filename is None:
+            raise UDFError("RecordUDF: path is required (or LiberTEM's filename)")
+        if overwrite is None:
+            # LiberTEM's RecordUDF(filename) replaces an existing file; udfkit's path= refuses
+            overwrite = path is None
         if path is None:
-            raise UDFError("RecordUDF: path is required")
+            path = filename
+        if not isinstance(_is_master, (bool, np.bool_)):
+            raise UDFError(f"RecordUDF: _is_master is LiberTEM's internal flag (True or False), "
+                           f"got {_is_master!r}")
         path = os.fspath(path)
         fmt = parse_format(path, format)
         compression = parse_compression(fmt, compression)

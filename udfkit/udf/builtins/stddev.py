@@ -20,7 +20,7 @@ from ..base import UDF
 from ._dtypes import extreme_values, kernel_input_dtype
 from ._targets import flat_target
 
-__all__ = ["StdDevUDF", "StatsUDF"]
+__all__ = ["StdDevUDF", "StatsUDF", "run_stddev", "consolidate_result"]
 
 #: tiles of at most this many pixels per frame keep the five per-pixel float64 arrays of the
 #: kernel (running sum and varsum, shift and the tile's two sums) in the core's L2 cache
@@ -34,7 +34,18 @@ class StdDevUDF(UDF):
     Results (sig-shaped unless noted): ``sum``, ``mean``, ``var`` (population variance,
     ``ddof=0`` like :func:`numpy.var`), ``std``, ``varsum`` (sum of squared deviations from
     the mean) and ``num_frames`` (a single value). All are float64 (complex128 for ``sum``
-    and ``mean`` of complex data).
+    and ``mean`` of complex data) unless ``dtype`` says otherwise.
+
+    Parameters
+    ----------
+    dtype : dtype, optional
+        Float dtype of the computation (LiberTEM's parameter): ``varsum``, ``var`` and
+        ``std`` have this dtype, ``sum`` and ``mean`` ``result_type(input dtype, dtype)``.
+        Default float64.
+    use_numba : bool
+        ``True`` (default): the numba kernel; ``False``: the same one-pass algorithm with
+        numpy operations (same numbers up to rounding, slower; useful where numba is not
+        wanted).
 
     Examples
     --------
@@ -52,8 +63,18 @@ class StdDevUDF(UDF):
 
     _with_minmax = False
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, dtype=None, use_numba=True):
+        if dtype is not None:
+            try:
+                kind = np.dtype(dtype).kind
+            except TypeError:
+                kind = None
+            if kind != "f":
+                raise UDFError(f"{type(self).__name__}: dtype must be a float dtype such as 'float64' "
+                               f"or 'float32' (or None for float64), got {dtype!r}")
+        if not isinstance(use_numba, (bool, np.bool_)):
+            raise UDFError(f"{type(self).__name__}: use_numba must be True or False, got {use_numba!r}")
+        super().__init__(dtype=dtype, use_numba=bool(use_numba))
 
     def get_preferred_input_dtype(self):
         return kernel_input_dtype(self.meta)
@@ -62,18 +83,22 @@ class StdDevUDF(UDF):
         itemsize = self.meta.input_dtype.itemsize if self.meta is not None else 4
         return {"depth": _TILE_DEPTH, "total_size": _TILE_DEPTH * _TILE_PIXELS * itemsize}
 
+    def _base_dtype(self):
+        return np.dtype(np.float64 if self.params.dtype is None else self.params.dtype)
+
     def _sum_dtype(self):
-        return np.dtype(np.complex128 if self.meta.input_dtype.kind == "c" else np.float64)
+        return np.result_type(self.meta.input_dtype, self._base_dtype())
 
     def get_result_buffers(self):
         sum_dtype = self._sum_dtype()
+        base = self._base_dtype()
         buffers = {
             "num_frames": self.buffer(kind="single", dtype=np.int64),
             "sum": self.buffer(kind="sig", dtype=sum_dtype),
-            "varsum": self.buffer(kind="sig", dtype=np.float64),
+            "varsum": self.buffer(kind="sig", dtype=base),
             "mean": self.buffer(kind="sig", dtype=sum_dtype, use="result_only"),
-            "var": self.buffer(kind="sig", dtype=np.float64, use="result_only"),
-            "std": self.buffer(kind="sig", dtype=np.float64, use="result_only"),
+            "var": self.buffer(kind="sig", dtype=base, use="result_only"),
+            "std": self.buffer(kind="sig", dtype=base, use="result_only"),
         }
         if self._with_minmax:
             dtype = self.meta.input_dtype
@@ -96,16 +121,25 @@ class StdDevUDF(UDF):
     def _scratch_arrays(self, n):
         if self._scratch is None or self._scratch[0].shape[0] < n:
             dtype = self._sum_dtype()
-            self._scratch = (np.empty(n, dtype), np.empty(n, dtype), np.empty(n, np.float64))
+            self._scratch = (np.empty(n, dtype), np.empty(n, dtype), np.empty(n, self._base_dtype()))
         return tuple(a[:n] for a in self._scratch)
 
     def process_tile(self, tile):
+        key = self.meta.sig_slice.origin
+        seen = self._frames_seen.get(key, 0)
+        depth = tile.shape[0]
+        r = self.results
+        if not self.params.use_numba:
+            with flat_target(r.sum) as total, flat_target(r.varsum) as varsum:
+                _moments_numpy(tile.reshape(depth, -1), seen, total, varsum)
+            if self._with_minmax:
+                np.minimum(r.min, tile.min(axis=0), out=r.min)
+                np.maximum(r.max, tile.max(axis=0), out=r.max)
+            self._frames_seen[key] = seen + depth
+            return
         from ._kernels import as_rows, minmax, moments
 
         flat, stride, depth, n = as_rows(tile)
-        key = self.meta.sig_slice.origin
-        seen = self._frames_seen.get(key, 0)
-        r = self.results
         with flat_target(r.sum) as total, flat_target(r.varsum) as varsum:
             moments(flat, stride, depth, n, seen, total, varsum, *self._scratch_arrays(n))
         if self._with_minmax:
@@ -146,6 +180,80 @@ class StdDevUDF(UDF):
             out["min"] = r.min
             out["max"] = r.max
         return out
+
+
+def _moments_numpy(rows, n_before, total, varsum):
+    """:func:`~udfkit.udf.builtins._kernels.moments` with numpy operations (``use_numba=False``).
+
+    ``rows`` is ``(depth, n)``; ``total`` and ``varsum`` (flat, length ``n``) hold
+    ``n_before`` frames and are updated in place.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        # inf and NaN in the data give inf / NaN results, as in the numba kernel, silently
+        _moments_numpy_body(rows.astype(total.dtype, copy=False), n_before, total, varsum)
+
+
+def _moments_numpy_body(rows, n_before, total, varsum):
+    first = rows[0]
+    # shift by the first frame (exact for integers, no cancellation for a large offset);
+    # by 0 where it is inf or NaN, which would turn inf into NaN
+    shift = np.where(np.isfinite(first), first, 0)
+    d = rows - shift
+    s1 = d.sum(axis=0)
+    s2 = (d.real ** 2 + d.imag ** 2).sum(axis=0) if d.dtype.kind == "c" else (d * d).sum(axis=0)
+    nb = float(rows.shape[0])
+    m2 = s2 - (s1.real ** 2 + s1.imag ** 2) / nb
+    tile_sum = shift * nb + s1
+    if n_before == 0:
+        total[:] = tile_sum
+        varsum[:] = m2
+        return
+    na = float(n_before)
+    # difference of the means from the sums: exact for integer data (sums below 2**53)
+    delta = (na * tile_sum - nb * total) / (na * nb)
+    total += tile_sum
+    varsum += m2 + (delta.real ** 2 + delta.imag ** 2) * (na * nb / (na + nb))
+
+
+def consolidate_result(udf_result) -> dict:
+    """StdDevUDF's results as plain values (LiberTEM's helper of the same name).
+
+    Parameters
+    ----------
+    udf_result : dict
+        What ``ctx.run_udf(dataset=..., udf=StdDevUDF())`` returned.
+
+    Returns
+    -------
+    dict
+        ``num_frames`` as an ``int``; ``sum``, ``varsum``, ``mean``, ``var``, ``std`` as
+        numpy arrays of the signal shape.
+    """
+    return {
+        "num_frames": int(udf_result["num_frames"].data[0]),
+        "varsum": udf_result["varsum"].data,
+        "sum": udf_result["sum"].data,
+        "var": udf_result["var"].data,
+        "std": udf_result["std"].data,
+        "mean": udf_result["mean"].data,
+    }
+
+
+def run_stddev(ctx, dataset, roi=None, progress=False, use_numba=True) -> dict:
+    """Run :class:`StdDevUDF` and return :func:`consolidate_result` of it (LiberTEM's helper).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from udfkit import Context
+    >>> data = np.arange(2 * 3 * 2 * 2, dtype="uint16").reshape(2, 3, 2, 2)
+    >>> ctx = Context.make_with("inline")
+    >>> res = run_stddev(ctx, ctx.load("memory", data=data))
+    >>> res["num_frames"], bool(np.allclose(res["var"], data.reshape(6, 2, 2).var(axis=0)))
+    (6, True)
+    """
+    udf = StdDevUDF(use_numba=use_numba)
+    return consolidate_result(ctx.run_udf(dataset=dataset, udf=udf, roi=roi, progress=progress))
 
 
 class StatsUDF(StdDevUDF):

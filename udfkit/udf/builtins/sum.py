@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from ...errors import UDFError
 from ..base import UDF
 from ._dtypes import accumulator_dtype, kernel_input_dtype
 from ._targets import flat_target
 
-__all__ = ["SumUDF", "SumSigUDF"]
+__all__ = ["SumUDF", "SumSigUDF", "run_sumsig"]
 
 
 class _NativeSum(UDF):
     """What both sums share: a ``dtype`` parameter and the stored dtype as input."""
 
     def __init__(self, dtype="float64"):
+        try:
+            kind = np.dtype(dtype).kind
+        except TypeError:
+            kind = None
+        if kind is None or kind not in "biufc":
+            raise UDFError(f"{type(self).__name__}: dtype must be a numeric numpy dtype such as "
+                           f"'float64', 'float32' or 'int64', got {dtype!r}")
         super().__init__(dtype=dtype)
 
     def get_preferred_input_dtype(self):
         return kernel_input_dtype(self.meta)
 
     def _sum_dtype(self):
-        return accumulator_dtype(self.meta.input_dtype, self.params.dtype)
+        requested = np.dtype(self.params.dtype)
+        if requested.kind in "biu":
+            # an integer sum, as LiberTEM computes it for an integer dtype; widened to 64 bits
+            # so that it does not wrap around (float data still promote to float)
+            dt = np.result_type(self.meta.input_dtype, requested)
+            if dt.kind in "bi":
+                return np.dtype(np.int64)
+            if dt.kind == "u":
+                return np.dtype(np.uint64)
+            return accumulator_dtype(dt)
+        return accumulator_dtype(self.meta.input_dtype, requested)
 
 
 class SumUDF(_NativeSum):
@@ -31,8 +51,10 @@ class SumUDF(_NativeSum):
     Parameters
     ----------
     dtype : dtype, optional
-        Dtype of the sum, promoted with the data's dtype (default float64; ``"float32"``
-        halves the result size at the cost of precision).
+        Dtype of the sum, promoted with the data's dtype (:func:`numpy.result_type`, as in
+        LiberTEM): default float64 (LiberTEM's default is float32; float64 keeps integer sums
+        exact up to 2**53); ``"float32"`` halves the result size at the cost of precision;
+        an integer dtype sums integer data exactly in 64-bit integers.
 
     Examples
     --------
@@ -51,10 +73,14 @@ class SumUDF(_NativeSum):
         return {"intensity": self.buffer(kind="sig", dtype=self._sum_dtype())}
 
     def process_tile(self, tile):
+        acc = self.results.intensity
+        if acc.dtype.kind in "iu":
+            acc += tile.sum(axis=0, dtype=acc.dtype)
+            return
         from ._kernels import as_rows, sum_frames
 
-        with flat_target(self.results.intensity) as acc:
-            sum_frames(*as_rows(tile), acc)
+        with flat_target(acc) as flat:
+            sum_frames(*as_rows(tile), flat)
 
     def merge(self, dest, src):
         dest.intensity += src.intensity
@@ -66,7 +92,9 @@ class SumSigUDF(_NativeSum):
     Parameters
     ----------
     dtype : dtype, optional
-        Dtype of the sums, promoted with the data's dtype (default float64).
+        Dtype of the sums, promoted with the data's dtype (default float64; LiberTEM's
+        SumSigUDF has no such parameter and sums in float32 or wider); an integer dtype
+        sums integer data exactly in 64-bit integers.
 
     Examples
     --------
@@ -85,7 +113,32 @@ class SumSigUDF(_NativeSum):
         return {"intensity": self.buffer(kind="nav", dtype=self._sum_dtype())}
 
     def process_tile(self, tile):
+        out = self.results.intensity
+        if out.dtype.kind in "iu":
+            out += tile.reshape(tile.shape[0], -1).sum(axis=1, dtype=out.dtype)
+            return
         from ._kernels import as_rows, sum_signal
 
         # the nav view covers exactly the tile's frames and is contiguous
-        sum_signal(*as_rows(tile), self.results.intensity)
+        sum_signal(*as_rows(tile), out)
+
+
+def run_sumsig(ctx, dataset, roi=None, progress=False):
+    """Run :class:`SumSigUDF` on ``dataset`` (LiberTEM's helper of the same name).
+
+    Returns
+    -------
+    dict
+        ``{"intensity": BufferResult}``, as ``ctx.run_udf`` returns it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from udfkit import Context
+    >>> ctx = Context.make_with("inline")
+    >>> ds = ctx.load("memory", data=np.ones((2, 2, 3, 3), dtype="uint8"))
+    >>> run_sumsig(ctx, ds)["intensity"].data
+    array([[9., 9.],
+           [9., 9.]])
+    """
+    return ctx.run_udf(dataset=dataset, udf=SumSigUDF(), roi=roi, progress=progress)
