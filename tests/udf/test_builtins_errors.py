@@ -324,7 +324,8 @@ def test_logsum_bool_data():
 
 @pytest.mark.parametrize("udf_cls", [SumUDF, StdDevUDF, PickUDF, LogsumUDF])
 @pytest.mark.parametrize("roi", [np.zeros((4, 3), bool), np.zeros(11, bool),
-                                 np.zeros((3, 4), dtype=np.uint8)], ids=["shape", "flat", "dtype"])
+                                 np.full((3, 4), 2, dtype=np.uint8)],  # 0/1 would be a ROI
+                         ids=["shape", "flat", "dtype"])
 def test_bad_roi(ctx, ds, udf_cls, roi):
     raises_clear(ROIError, lambda: ctx.run_udf(dataset=ds, udf=udf_cls(), roi=roi), match="roi")
     still_usable(ctx, ds)
