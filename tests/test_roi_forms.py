@@ -105,6 +105,17 @@ def test_one_dimensional_nav(ctx):
         np.testing.assert_allclose(res.raw_data, data[pos].sum(axis=(1, 2)))
 
 
+def test_nested_lists_are_masks_not_coordinates(ctx):
+    """``mask.astype(int).tolist()`` is a mask even where its rows look like (y, x) pairs."""
+    mask = np.array([[1, 1], [0, 0], [0, 1]])
+    data = np.arange(3 * 2 * 2 * 2, dtype=np.uint8).reshape(3, 2, 2, 2)
+    _check(ctx, data, mask.tolist(), mask.astype(bool))
+    # as tuples, the same numbers are coordinates
+    coords = np.zeros((3, 2), bool)
+    coords[1, 1] = coords[0, 0] = True
+    np.testing.assert_array_equal(parse_roi([(1, 1), (0, 0)], (3, 2)), coords.reshape(-1))
+
+
 def test_roi_is_copied(ctx):
     """Changing the user's array after the call changes nothing (LiberTEM copies too)."""
     roi = np.zeros((3, 3), dtype=bool)

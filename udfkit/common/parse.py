@@ -146,7 +146,8 @@ def parse_roi(roi, nav_shape, *, error=ValueError, where: str = ""):
     * a ``scipy.sparse`` matrix/array or a ``sparse`` (pydata) array of either shape;
     * one coordinate, a tuple of ints with one entry per nav axis: ``(y, x)`` selects that
       frame only;
-    * a list of coordinates ``[(y0, x0), (y1, x1), ...]``: those frames;
+    * a list of coordinate tuples ``[(y0, x0), (y1, x1), ...]``: those frames (a list of
+      lists is read as an array, as ``mask.tolist()`` gives it);
     * LiberTEM's list of coordinates with a truth value, ``[((y, x), True), ...]``: all
       values must be equal; ``False`` selects every position but the listed ones.
 
@@ -171,6 +172,8 @@ def parse_roi(roi, nav_shape, *, error=ValueError, where: str = ""):
     array([False, False,  True, False])
     >>> parse_roi([(0, 0), (1, 1)], (2, 2))
     array([ True, False, False,  True])
+    >>> parse_roi([[0, 1], [1, 1]], (2, 2))
+    array([False,  True,  True,  True])
     >>> parse_roi([((0, 1), False)], (2, 2))
     array([ True, False,  True,  True])
     >>> import scipy.sparse
@@ -220,7 +223,8 @@ def parse_roi(roi, nav_shape, *, error=ValueError, where: str = ""):
             return coordinates_to_mask([items])
         if not items:
             return np.zeros(n, dtype=bool)
-        if all(_is_coordinate(it, ndim) for it in items):
+        # coordinates are tuples: a list of lists of 0/1 (``mask.tolist()``) is a mask
+        if all(isinstance(it, tuple) and _is_coordinate(it, ndim) for it in items):
             return coordinates_to_mask(items)
         if all(_is_pair(it, ndim) for it in items):
             values = {bool(it[1]) for it in items}
