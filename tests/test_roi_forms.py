@@ -138,6 +138,24 @@ def test_forms_agree_with_bool_mask(data):
     np.testing.assert_array_equal(parse_roi(forms[name], (ny, nx)), mask.reshape(-1), err_msg=name)
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_runs_with_drawn_forms_equal_numpy(ctx, data):
+    """Property: a run with any form of a drawn mask, over drawn partitions, equals numpy."""
+    ny = data.draw(st.integers(1, 4))
+    nx = data.draw(st.integers(1, 5))
+    bits = data.draw(st.lists(st.booleans(), min_size=ny * nx, max_size=ny * nx))
+    mask = np.array(bits, dtype=bool).reshape(ny, nx)
+    forms = _forms(mask)
+    name = data.draw(st.sampled_from(sorted(forms)))
+    parts = data.draw(st.integers(1, ny * nx))
+    frames = np.arange(ny * nx * 3 * 2, dtype=np.int16).reshape(ny, nx, 3, 2) - 20
+    ds = ctx.load("memory", data=frames, num_partitions=parts)
+    res = ctx.run_udf(ds, SumSigUDF(), roi=forms[name])["intensity"]
+    np.testing.assert_array_equal(res.valid_mask, mask, err_msg=name)
+    np.testing.assert_array_equal(res.raw_data, frames[mask].sum(axis=(1, 2)), err_msg=name)
+
+
 @pytest.mark.parametrize("roi, match", [
     ((3, 0), r"coordinate \(3, 0\) lies outside the nav shape \(3, 4\)"),
     ([(0, 0), (0, 9)], r"coordinate \(0, 9\) lies outside"),
