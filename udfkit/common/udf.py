@@ -4,8 +4,10 @@ so that ``UDF.BACKEND_NUMPY``, ``UDF.TILE_SIZE_MAX`` or ``UDFMethod.TILE`` port 
 
 The backend names are the strings LiberTEM uses (they come from its ``sparseconverter``
 package): a UDF that returns ``("numpy", "cupy")`` from ``get_backends()`` means the same on
-both. udfkit computes on the CPU with numpy arrays; :data:`AVAILABLE_BACKENDS` says which
-backends a run can hand to a UDF.
+both. udfkit computes on the CPU: tiles are numpy arrays, converted to a sparse CPU format
+(scipy.sparse, pydata sparse) for a UDF that supports only such formats;
+:func:`available_backends` says which backends a run can hand to a UDF. CuPy and CUDA are not
+offered (udfkit has no GPU support).
 
 Examples
 --------
@@ -31,8 +33,8 @@ __all__ = [
     "BACKEND_SCIPY_COO_ARRAY", "BACKEND_SCIPY_CSR_ARRAY", "BACKEND_SCIPY_CSC_ARRAY",
     "BACKEND_CUPY_SCIPY_COO", "BACKEND_CUPY_SCIPY_CSR", "BACKEND_CUPY_SCIPY_CSC", "BACKEND_ALL",
     "BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "CUPY_BACKENDS", "SPARSE_BACKENDS",
-    "DENSE_BACKENDS", "ND_BACKENDS", "D2_BACKENDS", "AVAILABLE_BACKENDS",
-    "canonical_backends",
+    "DENSE_BACKENDS", "ND_BACKENDS", "D2_BACKENDS", "available_backends",
+    "canonical_backends", "to_backend",
 ]
 
 
@@ -105,8 +107,60 @@ D2_BACKENDS = frozenset({BACKEND_SCIPY_COO, BACKEND_SCIPY_CSR, BACKEND_SCIPY_CSC
                          BACKEND_CUPY_SCIPY_COO, BACKEND_CUPY_SCIPY_CSR, BACKEND_CUPY_SCIPY_CSC})
 ND_BACKENDS = BACKENDS - D2_BACKENDS
 
-#: what udfkit hands to UDFs: numpy arrays on the CPU (no GPU support)
-AVAILABLE_BACKENDS = (BACKEND_NUMPY,)
+_SCIPY_BACKENDS = (BACKEND_SCIPY_CSR, BACKEND_SCIPY_CSC, BACKEND_SCIPY_COO,
+                   BACKEND_SCIPY_CSR_ARRAY, BACKEND_SCIPY_CSC_ARRAY, BACKEND_SCIPY_COO_ARRAY)
+_PYDATA_BACKENDS = (BACKEND_SPARSE_COO, BACKEND_SPARSE_GCXS, BACKEND_SPARSE_DOK)
+
+
+def available_backends() -> tuple:
+    """The backends udfkit can hand to a UDF here: numpy, and the sparse CPU formats whose
+    package is installed (scipy for ``scipy.sparse.*``, ``sparse`` for ``sparse.*``).
+
+    Examples
+    --------
+    >>> available_backends()[0]
+    'numpy'
+    """
+    from importlib.util import find_spec
+
+    out = [BACKEND_NUMPY]
+    if find_spec("scipy") is not None:
+        out.extend(_SCIPY_BACKENDS)
+    if find_spec("sparse") is not None:
+        out.extend(_PYDATA_BACKENDS)
+    return tuple(out)
+
+
+def to_backend(arr, backend: str, frame: bool = False):
+    """A dense numpy tile (``(depth, *sig)``), or a frame (``sig``, with ``frame=True``), in
+    ``backend``'s format.
+
+    2D-only formats (``scipy.sparse``) get the signal axes flattened, and a frame gets a
+    leading axis of 1, as in LiberTEM.
+
+    Examples
+    --------
+    >>> a = np.arange(8.0).reshape(2, 2, 2)
+    >>> to_backend(a, BACKEND_SCIPY_CSR).shape
+    (2, 4)
+    >>> to_backend(a[0], BACKEND_SCIPY_CSR, frame=True).shape
+    (1, 4)
+    >>> to_backend(a, BACKEND_NUMPY) is a
+    True
+    """
+    if backend == BACKEND_NUMPY:
+        return arr
+    if backend in _SCIPY_BACKENDS:
+        import scipy.sparse
+
+        flat = arr.reshape((1, -1)) if frame else arr.reshape((arr.shape[0], -1))
+        return getattr(scipy.sparse, backend.rsplit(".", 1)[1])(flat)
+    if backend in _PYDATA_BACKENDS:
+        import sparse
+
+        return getattr(sparse, backend.rsplit(".", 1)[1]).from_numpy(arr)
+    raise ValueError(f"backend {backend!r} is not one udfkit converts to; expected one of "
+                     f"{available_backends()}")
 
 
 def canonical_backends(backends) -> tuple:

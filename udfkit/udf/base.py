@@ -164,7 +164,9 @@ class UDF:
         """
         if hasattr(arr, "todense") and not isinstance(arr, np.ndarray):
             arr = arr.todense()
-        arr = np.asarray(arr) if isinstance(arr, np.matrix) or hasattr(arr, "__array__") else arr
+        if hasattr(arr, "__array__"):
+            # also turns scipy's np.matrix into a plain array
+            arr = np.asarray(arr)
         shape = getattr(target, "shape", None)
         if (isinstance(arr, np.ndarray) and shape is not None and arr.shape != tuple(shape)
                 and arr.size == int(np.prod(shape)) and arr.ndim >= 1):
@@ -207,8 +209,10 @@ class UDF:
 
     def get_backends(self):
         """Array backends the UDF supports (one ``BACKEND_*`` name or several, in order of
-        preference). udfkit runs numpy on the CPU: a run needs :attr:`BACKEND_NUMPY` among them,
-        and ``self.meta.array_backend`` is always ``"numpy"``."""
+        preference). udfkit computes on the CPU: a UDF that lists :attr:`BACKEND_NUMPY` gets
+        numpy arrays; one that lists only sparse CPU formats gets its tiles converted to the
+        first one installed; CuPy / CUDA only is a :class:`~udfkit.errors.UDFError`.
+        ``self.meta.array_backend`` says which."""
         return (UDF.BACKEND_NUMPY,)
 
     # -- hooks --------------------------------------------------------------------------------

@@ -169,7 +169,8 @@ class UDFRun:
                 partition=p, udfs=udfs, methods=self.methods, scheme=self.scheme,
                 input_dtypes=self.input_dtypes, roi=part_roi, run_roi=self.roi,
                 dataset_shape=self.dataset.shape, dataset_dtype=self.dataset.dtype,
-                corrections=self.corrections, processed_offset=offset))
+                corrections=self.corrections, processed_offset=offset,
+                backends=self.array_backends))
         return tasks
 
     def _cut_aux(self, aux: AuxData, sel, udf) -> AuxData:

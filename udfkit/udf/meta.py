@@ -57,7 +57,8 @@ class UDFMeta:
     frame_index : numpy.ndarray or None
         Flat index in the full nav space of every frame of the current unit.
     array_backend : str
-        The array backend of the data the UDF receives: always ``UDF.BACKEND_NUMPY``.
+        The array backend of the data the UDF receives: ``UDF.BACKEND_NUMPY``, or the sparse
+        format a UDF that supports only sparse formats gets its tiles converted to.
     device_class : str
         ``"cpu"``: udfkit computes on the CPU.
     threads_per_worker : int or None

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from ..common import Shape, Slice
+from ..common.udf import to_backend
 from .base import _overrides
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .meta import UDFMeta
@@ -80,10 +81,14 @@ class PartitionTask:
     processed_offset : int
         Processed frames of the run before this partition: the ROI-reduced nav origin of its
         first frame (``meta.slice``).
+    backends : list of str, optional
+        One per UDF: the array backend its data arrive in (default: numpy for all); a sparse
+        one gets each tile converted.
     """
 
     def __init__(self, *, partition, udfs, methods, scheme, input_dtypes, roi, run_roi,
-                 dataset_shape, dataset_dtype, corrections=None, processed_offset=0):
+                 dataset_shape, dataset_dtype, corrections=None, processed_offset=0,
+                 backends=None):
         self.partition = partition
         self.udfs = udfs
         self.methods = methods
@@ -95,6 +100,7 @@ class PartitionTask:
         self.dataset_dtype = np.dtype(dataset_dtype)
         self.corrections = corrections
         self.processed_offset = int(processed_offset)
+        self.backends = list(backends) if backends is not None else ["numpy"] * len(udfs)
 
     @property
     def index(self) -> int:
@@ -115,9 +121,10 @@ class PartitionTask:
 class _Bound:
     """One UDF instance on a worker with its buffers and precomputed views."""
 
-    def __init__(self, udf, method, specs, n, sig_shape, scheme):
+    def __init__(self, udf, method, specs, n, sig_shape, scheme, backend="numpy"):
         self.udf = udf
         self.method = method
+        self.backend = backend
         self.specs = specs
         self.arrays = {name: np.zeros(buffer_shape(spec, n, sig_shape), dtype=spec.dtype)
                        for name, spec in specs.items() if spec.use != "result_only"}
@@ -178,21 +185,24 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
     partition_shape = Shape((n,) + sig_shape, sig_dims=len(sig_shape))
     full_sig = Slice((0,) * len(sig_shape), Shape(sig_shape, sig_dims=len(sig_shape)))
     offset = task.processed_offset
-    metas = {dtype: UDFMeta(dataset_shape=task.dataset_shape, dataset_dtype=task.dataset_dtype,
-                            input_dtype=dtype, roi=task.run_roi, tiling_scheme=scheme,
-                            partition_shape=partition_shape)
-             for dtype in task.input_dtypes}
+    # one meta per (input dtype, backend): UDFs that get the same data share it
+    metas = {(dtype, backend): UDFMeta(
+                 dataset_shape=task.dataset_shape, dataset_dtype=task.dataset_dtype,
+                 input_dtype=dtype, roi=task.run_roi, tiling_scheme=scheme,
+                 partition_shape=partition_shape, array_backend=backend)
+             for dtype, backend in zip(task.input_dtypes, task.backends)}
     bound = []
     try:
         for meta in metas.values():
             # get_task_data and preprocess see the whole partition, as in LiberTEM
             meta._set_unit(None, full_sig, offset, n)
-        for (cls, kwargs), method, dtype in zip(task.udfs, task.methods, task.input_dtypes):
+        for (cls, kwargs), method, dtype, backend in zip(task.udfs, task.methods,
+                                                         task.input_dtypes, task.backends):
             udf = cls(**kwargs)
-            udf.meta = metas[dtype]
+            udf.meta = metas[(dtype, backend)]
             specs = udf.get_result_buffers()
             udf.task_data = Namespace(udf.get_task_data() or {})
-            b = _Bound(udf, method, specs, n, sig_shape, scheme)
+            b = _Bound(udf, method, specs, n, sig_shape, scheme, backend)
             b.bind_whole()
             udf.preprocess()
             bound.append(b)
@@ -272,6 +282,7 @@ class _Feeder:
         idx = tile.scheme_idx
         sig_slice = self.scheme.slices[idx]
         origin = self.offset + k0
+        converted = {}
         for b in self.tile_udfs:
             udf = b.udf
             views = dict(b.per_slice[idx])
@@ -282,10 +293,16 @@ class _Feeder:
             for name, arr, _ in b.aux:
                 params[name] = arr[k0:k0 + depth]
             udf.meta._set_unit(tile.frame_index, sig_slice, origin, depth, idx)
+            arg = data
+            if b.backend != "numpy":
+                # converted once per tile for all UDFs that want this format
+                arg = converted.get(b.backend)
+                if arg is None:
+                    arg = converted[b.backend] = to_backend(data, b.backend)
             if b.method == "tile":
-                udf.process_tile(data)
+                udf.process_tile(arg)
             else:
-                udf.process_partition(data)
+                udf.process_partition(arg)
         if self.frame_udfs:
             self._frames(tile, k0, data, depth, idx)
 
@@ -306,4 +323,5 @@ class _Feeder:
                 for name, arr, extra in b.aux:
                     params[name] = arr[k] if extra else arr[k:k + 1]
                 udf.meta._set_unit(fidx, full_sig, offset + k, 1, idx)
-                udf.process_frame(frame)
+                udf.process_frame(frame if b.backend == "numpy"
+                                  else to_backend(frame, b.backend, frame=True))

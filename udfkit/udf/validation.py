@@ -81,7 +81,9 @@ def check_picklable(udf) -> None:
 
 
 def check_backends(udf, allowed=None) -> str:
-    """The array backend the UDF runs with: numpy, which it must list in ``get_backends()``.
+    """The array backend the UDF runs with: numpy when it lists it in ``get_backends()``
+    (the data sets deliver numpy, so that costs no conversion, as LiberTEM's plan prefers),
+    else the first sparse CPU format it lists that is installed.
 
     ``allowed`` restricts the backends further (``run_udf(backends=...)``).
     """
@@ -91,7 +93,7 @@ def check_backends(udf, allowed=None) -> str:
     if unknown:
         raise UDFError(f"{where}.get_backends() returned unknown backends {unknown}; expected "
                        "UDF.BACKEND_* names such as UDF.BACKEND_NUMPY")
-    available = _c.AVAILABLE_BACKENDS
+    available = _c.available_backends()
     if allowed is not None:
         allowed = _c.canonical_backends(allowed)
         bad = [b for b in allowed if b not in _c.BACKENDS]
@@ -102,9 +104,9 @@ def check_backends(udf, allowed=None) -> str:
     if not usable:
         limit = "" if allowed is None else f" (backends= limits the run to {list(allowed)})"
         raise UDFError(f"{where}.get_backends() returned {list(backends)}, but udfkit runs UDFs "
-                       f"on the CPU with numpy arrays only{limit}: add UDF.BACKEND_NUMPY "
+                       f"on the CPU with {list(available)}{limit}: add UDF.BACKEND_NUMPY "
                        "('numpy') to get_backends() and convert inside the UDF if needed")
-    return usable[0]
+    return _c.BACKEND_NUMPY if _c.BACKEND_NUMPY in usable else usable[0]
 
 
 def preferred_dtype(udf) -> np.dtype:
