@@ -15,7 +15,7 @@ the UDFs directly; these exist so that LiberTEM scripts port by changing imports
 ``create_disk_analysis``       ApplyMasksUDF, ``masks.circular``       intensity, intensity_log
 ``create_ring_analysis``       ApplyMasksUDF, ``masks.ring``           intensity, intensity_log
 ``create_point_analysis``      ApplyMasksUDF, one pixel                intensity, intensity_log
-``create_com_analysis``        :class:`~udfkit.udf.CoMUDF`              field, magnitude, x, y, ... (COMAnalysis)
+``create_com_analysis``        :class:`~udfkit.udf.CoMUDF`              field, magnitude, x, y, ...
 =============================  ======================================  =====================
 
 Complex data add ``<key>_real``, ``_imag``, ``_angle`` and ``_complex`` entries, as LiberTEM.
