@@ -17,8 +17,13 @@ matplotlib.use("Agg")
 from udfkit import UDF, Context  # noqa: E402
 from udfkit.errors import UdfkitWarning  # noqa: E402
 from udfkit.udf import StdDevUDF, SumSigUDF, SumUDF  # noqa: E402
-from udfkit.viz import Dummy2DPlot, Live2DPlot, dry_run, get_plottable_2D_channels  # noqa: E402
-from udfkit.viz import visualize_simple  # noqa: E402
+from udfkit.viz import (  # noqa: E402
+    Dummy2DPlot,
+    Live2DPlot,
+    dry_run,
+    get_plottable_2D_channels,
+    visualize_simple,
+)
 from udfkit.viz.mpl import MPLLive2DPlot  # noqa: E402
 
 DATA = np.random.default_rng(3).random((4, 6, 5, 7)).astype(np.float32)
