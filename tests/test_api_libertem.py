@@ -55,6 +55,13 @@ def test_make_with_libertem_kinds(kind, args, executor):
         _sums_equal(c)
 
 
+def test_make_with_without_kind_is_the_default_executor():
+    """LiberTEM's examples call make_with(cpus=4): udfkit's default executor, processes."""
+    with Context.make_with(cpus=2) as c:  # workers start with the first run only
+        assert type(c.executor).__name__ == "ProcessesExecutor"
+        assert c.executor.num_workers == 2
+
+
 def test_make_with_executor_spec_keyword():
     with Context.make_with(executor_spec="threads", cpus=1) as c:
         assert type(c.executor).__name__ == "ThreadsExecutor"

@@ -131,7 +131,7 @@ class Context:
         self.last_plots = []
 
     @classmethod
-    def make_with(cls, kind: str | None = "inline", *, cpus=None, gpus=None, plot_class=None,
+    def make_with(cls, kind: str | None = None, *, cpus=None, gpus=None, plot_class=None,
                   snooze_timeout=None, main_process_gpu=None, executor_spec: str | None = None,
                   **options) -> Context:
         """A Context with a new executor of ``kind``.
@@ -150,9 +150,10 @@ class Context:
 
         Parameters
         ----------
-        kind : str
-            The executor (``executor_spec`` is LiberTEM's name of this parameter). Unlike
-            LiberTEM, whose default is ``"dask"``, the default is ``"inline"``.
+        kind : str, optional
+            The executor (``executor_spec`` is LiberTEM's name of this parameter). Default:
+            udfkit's default executor, worker processes, as for ``Context()`` (LiberTEM's
+            default is its dask cluster); so ``make_with(cpus=4)`` is four worker processes.
         cpus : int or list of int, optional
             Number of workers; a list of core ids counts as its length (no pinning).
         gpus : int or list of int, optional
@@ -178,11 +179,11 @@ class Context:
         from .executor._spec import executor_from_spec
 
         if executor_spec is not None:
-            if kind not in (None, "inline") and kind != executor_spec:
+            if kind is not None and kind != executor_spec:
                 raise TypeError(f"make_with: kind={kind!r} and executor_spec={executor_spec!r} name "
                                 "the same parameter; give one")
             kind = executor_spec
-        kind = "inline" if kind is None else kind
+        kind = "processes" if kind is None else kind
         executor = executor_from_spec(kind, cpus=cpus, gpus=gpus, snooze_timeout=snooze_timeout,
                                       main_process_gpu=main_process_gpu, **options)
         return cls(executor=executor, plot_class=plot_class)
