@@ -22,9 +22,9 @@ def frame_header(seq: int, shape, *, depth: int, raw: bool = False, quad: bool =
 
     Examples
     --------
-    >>> frame_header(3, (256, 256), depth=12)[:42]
+    >>> frame_header(3, (256, 256), depth=12)[:41]
     b'MQ1,000003,00384,01,0256,0256,U16,   1x1,'
-    >>> frame_header(1, (512, 512), depth=1, raw=True, quad=True)[:42]
+    >>> frame_header(1, (512, 512), depth=1, raw=True, quad=True)[:41]
     b'MQ1,000001,00768,04,1024,0256,R64,   2x2,'
     """
     h, w = shape
