@@ -775,8 +775,10 @@ class SparseOnlySumSig(UDF):
             self._unit(frame.reshape((1,) + SIG))
 
 
-@pytest.mark.parametrize("backend", [UDF.BACKEND_SCIPY_CSR, UDF.BACKEND_SCIPY_COO_ARRAY,
-                                     UDF.BACKEND_SPARSE_COO, UDF.BACKEND_SPARSE_GCXS])
+@pytest.mark.parametrize("backend", [
+    UDF.BACKEND_SCIPY_CSR, UDF.BACKEND_SCIPY_COO_ARRAY, UDF.BACKEND_SPARSE_COO,
+    # GCXS compiles sparse's numba kernels on first use (~10-25 s)
+    pytest.param(UDF.BACKEND_SPARSE_GCXS, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("method", ["tile", "frame"])
 def test_sparse_only_udf_gets_converted_tiles(backend, method):
     ctx = shared_context("inline")
