@@ -220,7 +220,7 @@ class MIBDataSet(FileDataSet):
         _, first_path, ref, ref_raw = heads[0]
         where = (f"MIB file {first_path!r}" if len(heads) == 1 else
                  f"MIB series {first_path!r} ... ({len(heads)} files)")
-        for seq, f, head, _ in heads[1:]:
+        for _seq, f, head, _ in heads[1:]:
             if head.fixed != ref.fixed or head.depth != ref.depth:
                 raise DataSetError(f"MIB file {f!r}: its frames are {head.describe()}, but "
                                    f"{first_path!r} of the same series has {ref.describe()}; the "
@@ -262,7 +262,7 @@ class MIBDataSet(FileDataSet):
 
         counts, sizes = [], []
         expect_seq = ref.sequence
-        for i, (seq, f, head, _) in enumerate(heads):
+        for i, (seq, f, _head, _) in enumerate(heads):
             size = os.path.getsize(f)
             n, rest = divmod(size, stride)
             last = i == len(heads) - 1
