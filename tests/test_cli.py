@@ -115,7 +115,7 @@ def test_run_with_io_backend(backend, raw_file, data, tmp_path, capsys):
                                   data.astype(np.float64).sum(axis=(0, 1)))
     code, out, err = run_cli(["run", "sum", raw_file, *RAW_ARGS, "--io-backend", "tape",
                               "-o", str(out_dir)], capsys)
-    assert code == 1 and "io_backend" in err and "buffered" in err
+    assert code == 1 and "--io-backend" in err and "buffered" in err
 
 
 def test_run_npz_and_masks(raw_file, data, tmp_path, capsys):
