@@ -5,11 +5,14 @@
 
 Buffer kinds
 ------------
-``nav``     one entry per *processed* frame, shape ``(n, *extra_shape)`` while running (a ROI or
-            missing frames make the buffer shorter than the nav axis); results reshape it to
-            ``nav_shape + extra_shape``.
-``sig``     one entry per signal pixel: ``sig_shape + extra_shape``.
-``single``  just ``extra_shape`` (``(1,)`` when empty).
+``nav``
+    one entry per *processed* frame, shape ``(n, *extra_shape)`` while running (a ROI or
+    missing frames make the buffer shorter than the nav axis); results reshape it to
+    ``nav_shape + extra_shape``.
+``sig``
+    one entry per signal pixel: ``sig_shape + extra_shape``.
+``single``
+    just ``extra_shape`` (``(1,)`` when empty).
 
 This module imports nothing from the udf layer; its errors are :class:`~udfkit.errors.UDFError`
 (the error module sits at the bottom of the layer stack, next to ``common``).
