@@ -43,7 +43,7 @@ def sparse_forms(a):
     return forms
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from([(5,), (3, 4), (2, 3, 4)]))
 def test_nonzero_helpers_on_every_form(seed, shape):
     rng = np.random.default_rng(seed)

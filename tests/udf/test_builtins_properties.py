@@ -792,8 +792,9 @@ def test_one_pass_mixed_input_dtypes(tmp_path, dtype, sync_offset, image_count, 
     assert not case.has_frame.all()
     names = ["sum", "stats", "pick", "logsum", "masks", "sumsig", "map", "record"]
     with Context.make_with("inline", debug=debug) as ctx:
-        plan, _, results = run_plan(ctx, case, names, dict(mask_spec=("list", 2, "int", 0)),
-                                    tmp_path)
+        # float32 masks: mask_dtype, since the masks' own dtype (float64) would decide otherwise
+        plan, _, results = run_plan(ctx, case, names, dict(mask_spec=("list", 2, "int", 0),
+                                                           mask_dtype="float32"), tmp_path)
     wide = np.result_type(dt.newbyteorder("="), np.float32)
     assert plan.input_dtypes["masks"] == plan.input_dtypes["map"] == wide
     by_name = dict(zip(names, results))
