@@ -794,3 +794,30 @@ def test_sparse_only_udf_on_every_executor(ctx, roi):
     res, res_np = ctx.run_udf(dataset=ds, udf=[udf, SumOverSig()], roi=roi)
     np.testing.assert_allclose(res["intensity"].raw_data, selected(data, roi).sum(axis=(1, 2)))
     np.testing.assert_array_equal(res_np["pixelsum"].raw_data, res["intensity"].raw_data)
+
+
+class SchemeIdx(UDF):
+    """UDFMeta docs: sig_slice is tiling_scheme[tiling_scheme_idx]; a sig-sliced sum by it."""
+
+    def get_result_buffers(self):
+        return {"sum": self.buffer(kind="sig", dtype="float64"),
+                "parts": self.buffer(kind="single", dtype="int64")}
+
+    def process_tile(self, tile):
+        meta = self.meta
+        assert meta.sig_slice == meta.tiling_scheme[meta.tiling_scheme_idx]
+        assert meta.slice.sig == meta.sig_slice
+        self.results.sum[:] += tile.sum(axis=0)
+        self.results.parts[:] = max(self.results.parts[0], meta.tiling_scheme_idx + 1)
+
+    def merge(self, dest, src):
+        dest.sum += src.sum
+        dest.parts = np.maximum(dest.parts, src.parts)
+
+
+def test_tiling_scheme_idx(ctx, roi):
+    data = make_data()
+    ds = ctx.load("memory", data=data, sig_dims=2, num_partitions=2, tileshape=(3, 2, 4))
+    res = ctx.run_udf(dataset=ds, udf=SchemeIdx(), roi=roi)
+    np.testing.assert_array_equal(res["sum"].data, selected(data, roi).sum(axis=0))
+    assert res["parts"].data[0] == 3  # signal rows 5 in parts of 2
