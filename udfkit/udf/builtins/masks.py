@@ -149,9 +149,16 @@ class ApplyMasksUDF(UDF):
     @property
     def masks(self) -> MaskContainer:
         """The :class:`~udfkit.common.container.MaskContainer` of this run's masks."""
+        # once per run step (meta): looking arrays up by content hashes their bytes
+        meta = self.meta
+        memo = self.__dict__.get("_masks_memo")
+        if memo is not None and memo[0] is meta:
+            return memo[1]
         p = self.params
-        return _cached_container(p.mask_factories, self.meta.dataset_shape.sig.to_tuple(),
-                                 p.use_sparse, p.mask_count)
+        container = _cached_container(p.mask_factories, meta.dataset_shape.sig.to_tuple(),
+                                      p.use_sparse, p.mask_count)
+        self._masks_memo = (meta, container)
+        return container
 
     def get_mask_dtype(self) -> np.dtype:
         """``mask_dtype`` if given, else the masks' own dtype."""
