@@ -821,3 +821,45 @@ def test_tiling_scheme_idx(ctx, roi):
     res = ctx.run_udf(dataset=ds, udf=SchemeIdx(), roi=roi)
     np.testing.assert_array_equal(res["sum"].data, selected(data, roi).sum(axis=0))
     assert res["parts"].data[0] == 3  # signal rows 5 in parts of 2
+
+
+class SeesCorrections(UDF):
+    """UDFMeta.corrections: the corrections of the run, on the main process and the workers."""
+
+    def get_result_buffers(self):
+        return {"dark_sum_main": self.buffer(kind="single", dtype="float64"),
+                "dark_sum_worker": self.buffer(kind="nav", dtype="float64"),
+                "excluded_worker": self.buffer(kind="nav", dtype="int64")}
+
+    def _dark_sum(self):
+        dark = self.meta.corrections.dark
+        return 0.0 if dark is None else float(np.sum(dark))
+
+    def preprocess(self):
+        if self.meta.partition_shape is None:  # the main process
+            self.results.dark_sum_main[:] = self._dark_sum()
+
+    def process_frame(self, frame):
+        mask = self.meta.corrections.excluded_mask(self.meta.dataset_shape.sig.to_tuple())
+        self.results.dark_sum_worker[:] = self._dark_sum()
+        self.results.excluded_worker[:] = np.count_nonzero(mask)
+
+    def merge(self, dest, src):
+        dest.dark_sum_worker = src.dark_sum_worker
+        dest.excluded_worker = src.excluded_worker
+
+
+def test_meta_corrections(ctx):
+    from udfkit import CorrectionSet
+
+    ds, data = load(ctx)
+    dark = np.full(SIG, 2.0)
+    excluded = np.zeros(SIG, dtype=bool)
+    excluded[1, 2] = True
+    res = ctx.run_udf(dataset=ds, udf=SeesCorrections(),
+                      corrections=CorrectionSet(dark=dark, excluded_pixels=excluded))
+    assert res["dark_sum_main"].data[0] == dark.sum()
+    assert (res["dark_sum_worker"].data == dark.sum()).all()
+    assert (res["excluded_worker"].data == 1).all()
+    plain = ctx.run_udf(dataset=ds, udf=SeesCorrections())
+    assert (plain["dark_sum_worker"].data == 0).all() and (plain["excluded_worker"].data == 0).all()

@@ -89,7 +89,8 @@ class UDFRun:
         native = dataset.native_dtype
         for u, backend in zip(self.udfs, self.array_backends):
             u.meta = UDFMeta(dataset_shape=shape, dataset_dtype=dataset.dtype,
-                             input_dtype=native, roi=self.roi, array_backend=backend)
+                             input_dtype=native, roi=self.roi, array_backend=backend,
+                             corrections=corrections)
         # each UDF gets its own preference promoted with the stored dtype: a UDF that reads
         # the stored dtype keeps its fast path next to one that wants float32
         # corrected frames are float: at least float32, wider by promotion

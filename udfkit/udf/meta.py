@@ -63,6 +63,9 @@ class UDFMeta:
         ``"cpu"``: udfkit computes on the CPU.
     threads_per_worker : int or None
         Threads a UDF may use inside its process methods (None: no limit set).
+    corrections : CorrectionSet
+        The corrections applied to the data before the UDF sees them (an empty
+        :class:`~udfkit.io.corrections.CorrectionSet` without).
     dataset_paths : tuple of str
         The files the data set reads (empty for data in memory); set on the main process,
         for UDFs that write files and must not overwrite their own input.
@@ -70,7 +73,7 @@ class UDFMeta:
 
     def __init__(self, *, dataset_shape: Shape, dataset_dtype, input_dtype, roi=None,
                  tiling_scheme=None, partition_shape=None, array_backend="numpy",
-                 threads_per_worker=None):
+                 threads_per_worker=None, corrections=None):
         self.dataset_shape = dataset_shape
         self.dataset_dtype = np.dtype(dataset_dtype)
         self.input_dtype = np.dtype(input_dtype)
@@ -83,12 +86,31 @@ class UDFMeta:
         self.array_backend = array_backend
         self.device_class = "cpu"
         self.threads_per_worker = threads_per_worker
+        self._corrections = corrections  # a CorrectionSet, or a worker's CorrectionPlan
         self.sig_slice: Slice | None = None
         self._frame_index = None
         self._slice = None
         self._nav_origin = None
         self._depth = 0
         self._valid_nav_mask = None
+
+    @property
+    def corrections(self):
+        from ..io.corrections import CorrectionPlan, CorrectionSet
+
+        c = self._corrections
+        if c is None:
+            return CorrectionSet()
+        if isinstance(c, CorrectionPlan):
+            # workers get the plan (flat arrays); the set is rebuilt only when asked for
+            sig = c.sig_shape
+            mask = np.zeros(int(np.prod(sig)), dtype=bool)
+            mask[c.excluded] = True
+            c = CorrectionSet(dark=None if c.dark is None else c.dark.reshape(sig),
+                              gain=None if c.gain is None else c.gain.reshape(sig),
+                              excluded_pixels=mask.reshape(sig) if mask.any() else None)
+            self._corrections = c
+        return c
 
     @property
     def roi(self):

@@ -189,7 +189,8 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
     metas = {(dtype, backend): UDFMeta(
                  dataset_shape=task.dataset_shape, dataset_dtype=task.dataset_dtype,
                  input_dtype=dtype, roi=task.run_roi, tiling_scheme=scheme,
-                 partition_shape=partition_shape, array_backend=backend)
+                 partition_shape=partition_shape, array_backend=backend,
+                 corrections=task.corrections)
              for dtype, backend in zip(task.input_dtypes, task.backends)}
     bound = []
     try:
