@@ -82,6 +82,7 @@ def test_every_argument_in_one_pass(executor, roi):
         StdDevUDF(use_numba=True),
         SumUDF(dtype="int64"),
         SumSigUDF(dtype="float32"),
+        ApplyMasksUDF(mask_factories=[disk, ring, gradient], backends=("sparse.COO",)),
     ]
     res = run(executor, udfs, roi)
     f = frames(roi)
@@ -99,6 +100,7 @@ def test_every_argument_in_one_pass(executor, roi):
     np.testing.assert_allclose(res[5]["var"].data, f64.var(axis=0), rtol=1e-10)
     np.testing.assert_array_equal(res[6]["intensity"].data, f.sum(axis=0, dtype=np.int64))
     np.testing.assert_allclose(selected(res[7]["intensity"].data, roi), f64.sum(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(selected(res[8]["intensity"].data, roi), plain, rtol=1e-12, atol=1e-9)
 
 
 # -- ApplyMasksUDF -----------------------------------------------------------------------------
@@ -176,11 +178,27 @@ def test_apply_masks_backends_and_torch():
     assert "numpy" in default.get_backends() and "cupy" in default.get_backends()
     assert ApplyMasksUDF(mask_factories=[disk], backends=("numpy",)).get_backends() == ("numpy",)
     assert ApplyMasksUDF(mask_factories=[disk], backends="numpy").get_backends() == ("numpy",)
-    with pytest.raises(UDFError, match="backends.*numpy"):
-        ApplyMasksUDF(mask_factories=[disk], backends=("cupy",))
+    with pytest.raises(UDFError, match="backends.*GPU.*numpy"):
+        ApplyMasksUDF(mask_factories=[disk], backends=("cupy", "cuda"))
     a = run("inline", ApplyMasksUDF(mask_factories=[disk], use_torch=True))["intensity"].data
     b = run("inline", ApplyMasksUDF(mask_factories=[disk], use_torch=False))["intensity"].data
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("executor", EACH_EXECUTOR)
+@pytest.mark.parametrize("backend", ["scipy.sparse.csr_matrix", "scipy.sparse.csc_matrix", "sparse.COO"])
+@pytest.mark.parametrize("use_sparse", [None, False, "scipy.sparse", "sparse.pydata"])
+@pytest.mark.parametrize("shifted", [False, True])
+def test_apply_masks_on_sparse_backends(executor, backend, use_sparse, shifted):
+    """backends= without numpy: udfkit hands the UDF sparse tiles, as LiberTEM does."""
+    roi = ROI if shifted else None
+    udf = ApplyMasksUDF(mask_factories=[disk, ring, gradient], backends=(backend, "cupy"),
+                        use_sparse=use_sparse, shifts=(1, -2) if shifted else None)
+    res = run(executor, udf, roi)["intensity"].data
+    f = frames(roi)
+    expected = (shifted_reference(f, MASKS, [(1, -2)] * len(f)) if shifted
+                else np.einsum("npq,kpq->nk", f.astype(np.float64), MASKS))
+    np.testing.assert_allclose(selected(res, roi), expected, rtol=1e-12, atol=1e-9)
 
 
 def shifted_reference(data_frames, masks, shifts):

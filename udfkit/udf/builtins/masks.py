@@ -50,7 +50,6 @@ _LIBERTEM_BACKENDS = (
     "scipy.sparse.csr_matrix", "scipy.sparse.csc_matrix", "scipy.sparse.coo_matrix",
     "cupy", "numpy", "sparse.COO", "sparse.GCXS",
 )
-_UDFKIT_BACKEND = "numpy"
 
 
 class ApplyMasksUDF(UDF):
@@ -88,7 +87,9 @@ class ApplyMasksUDF(UDF):
         ``UDF.USE_NATIVE_DTYPE`` reads the data as stored.
     backends : iterable of str, optional
         LiberTEM's array backends the UDF may run on (default: all LiberTEM's ApplyMasksUDF
-        supports). udfkit computes with ``"numpy"``, so the list must include it.
+        supports). udfkit runs on the CPU: numpy tiles when ``"numpy"`` is listed, else tiles
+        in the first listed sparse format (``"scipy.sparse.csr_matrix"``, ``"sparse.COO"``,
+        ...); a list of GPU backends only is an error.
     shifts : (int, int) or aux data, optional
         Shift of the masks relative to each frame, one entry per signal axis (``(y, x)`` for
         2D frames): a constant for all frames, or per frame as
@@ -228,18 +229,22 @@ class ApplyMasksUDF(UDF):
     def process_tile(self, tile):
         td = self.task_data
         mat = td.by_slice[self.meta.sig_slice.origin]
-        rows = tile.reshape(tile.shape[0], -1)
+        # a shape tuple without -1: pydata sparse tiles reshape only like that
+        rows = tile.reshape((tile.shape[0], int(np.prod(tile.shape[1:]))))
         self.results.intensity[:] += _product(rows, mat, td.pydata)
 
     def process_frame(self, frame):
         shifts = tuple(int(s) for s in np.asarray(self.params.shifts).reshape(-1))
-        sig_shape = frame.shape
+        sig_shape = tuple(self.meta.dataset_shape.sig)
         if len(shifts) != len(sig_shape):
             raise UDFError(f"ApplyMasksUDF: shifts has {len(shifts)} entries ({shifts}); expected one "
                            f"per signal axis of the frames {sig_shape}")
         frame_part, mat = self._shifted(shifts, sig_shape)
         if mat is None:
             return  # no overlap: the sums stay 0
+        if not isinstance(frame, np.ndarray):
+            # a sparse frame (sparse backends): shifting cuts it in 2D, so it is made dense
+            frame = (frame.toarray() if _is_scipy(frame) else frame.todense()).reshape(sig_shape)
         rows = frame[frame_part].reshape(1, -1)
         self.results.intensity[:] += _product(rows, mat, self.task_data.pydata)[0]
 
@@ -272,13 +277,35 @@ class ApplyMasksUDF(UDF):
 
 
 def _product(rows, mat, pydata: bool):
-    """``rows @ mat`` as a dense array (``mat``: dense, scipy sparse or pydata sparse)."""
+    """``rows @ mat`` as a dense 2D array.
+
+    ``mat`` is dense, scipy sparse or pydata sparse; ``rows`` is a numpy array or, where the
+    UDF runs on a sparse backend, a scipy sparse matrix or pydata sparse array.
+    """
+    if not isinstance(rows, np.ndarray):
+        rows_pydata = not _is_scipy(rows)
+        if pydata and not rows_pydata:
+            import sparse
+
+            rows = sparse.COO.from_scipy_sparse(rows)
+        elif _is_scipy(mat) and rows_pydata:
+            rows = rows.to_scipy_sparse()
     if pydata:
         # a pydata array on the left picks its own sparse @ dense kernel
         out = (mat.T @ rows.T).T
-        return out.todense() if hasattr(out, "todense") else np.asarray(out)
-    out = rows @ mat
-    return out if isinstance(out, np.ndarray) else np.asarray(out)
+    else:
+        out = rows @ mat
+    if isinstance(out, np.ndarray) and not isinstance(out, np.matrix):
+        return out
+    if hasattr(out, "toarray"):
+        return out.toarray()
+    if hasattr(out, "todense"):
+        out = out.todense()
+    return np.asarray(out)
+
+
+def _is_scipy(x) -> bool:
+    return type(x).__module__.startswith("scipy.sparse")
 
 
 def _is_pydata(fmt) -> bool:
@@ -302,11 +329,17 @@ def _backends_arg(backends) -> tuple:
     if backends is None:
         return _LIBERTEM_BACKENDS
     given = (backends,) if isinstance(backends, str) else tuple(backends)
-    if _UDFKIT_BACKEND not in given:
-        raise UDFError(f"ApplyMasksUDF: backends={given!r} does not include 'numpy'; udfkit computes "
-                       "with numpy on the CPU (no CuPy or sparse input arrays): include 'numpy' "
-                       "or pass backends=None")
+    if not all(isinstance(b, str) for b in given):
+        raise UDFError(f"ApplyMasksUDF: backends must be backend names such as 'numpy', got {given!r}")
+    if all(_is_gpu_backend(b) for b in given):
+        raise UDFError(f"ApplyMasksUDF: backends={given!r} lists GPU backends only; udfkit computes "
+                       "on the CPU: include 'numpy' (or a scipy.sparse / sparse format) or pass "
+                       "backends=None")
     return given
+
+
+def _is_gpu_backend(name: str) -> bool:
+    return name in ("cuda", "cupy") or name.startswith("cupyx.")
 
 
 def _constant_shifts(shifts) -> tuple:
