@@ -863,3 +863,28 @@ def test_meta_corrections(ctx):
     assert (res["excluded_worker"].data == 1).all()
     plain = ctx.run_udf(dataset=ds, udf=SeesCorrections())
     assert (plain["dark_sum_worker"].data == 0).all() and (plain["excluded_worker"].data == 0).all()
+
+
+class DoubledViaSuper(UDF):
+    """LiberTEM's default get_results returns the public buffers: overrides build on it."""
+
+    def get_result_buffers(self):
+        return {"s": self.buffer(kind="nav", dtype="float64"),
+                "tmp": self.buffer(kind="nav", dtype="float64", use="private")}
+
+    def process_frame(self, frame):
+        self.results.s[:] = frame.sum()
+        self.results.tmp[:] = 1
+
+    def get_results(self):
+        res = super().get_results()
+        assert set(res) == {"s"}
+        res["s"] = res["s"] * 2
+        return res
+
+
+def test_get_results_override_builds_on_super(ctx, roi):
+    ds, data = load(ctx)
+    res = ctx.run_udf(dataset=ds, udf=DoubledViaSuper(), roi=roi)
+    assert set(res) == {"s"}
+    np.testing.assert_array_equal(res["s"].raw_data, 2 * selected(data, roi).sum(axis=(1, 2)))

@@ -240,10 +240,13 @@ class UDF:
         """Final results from the merged buffers (``self.results``).
 
         Buffers with ``use=None`` that are not returned are passed through unchanged, private
-        ones are never returned, ``result_only`` ones must be. The default returns nothing
-        more, i.e. all public buffers.
+        ones are never returned, ``result_only`` ones must be. The default returns the
+        ``use=None`` buffers as they are (as LiberTEM's does, so that an override may start
+        from ``super().get_results()``).
         """
-        return {}
+        results = self.results
+        return {name: results[name] for name in results
+                if results.get_buffer(name).use is None}
 
     @property
     def requires_custom_merge(self) -> bool:
