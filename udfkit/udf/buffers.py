@@ -97,6 +97,7 @@ class BufferNamespace(Namespace):
 
     Examples
     --------
+    >>> import numpy as np
     >>> ns = BufferNamespace({"x": np.zeros(3)})
     >>> ns.x = 2.0
     >>> ns.x += 1
