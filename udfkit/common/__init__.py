@@ -1,4 +1,4 @@
-"""Geometry value objects and input parsers shared by all layers (no udfkit imports)."""
+"""Geometry value objects and input parsers shared by all layers (imports only udfkit.errors)."""
 
 from .parse import normalize_dtype, normalize_roi, normalize_shape, parse_roi, parse_size
 from .shape import Shape
