@@ -17,6 +17,7 @@ __all__ = [
     "CorrectionError",
     "UDFError",
     "UDFResultError",
+    "UDFParameterError",
     "MaskError",
     "ExecutorError",
     "ExecutorSpecError",
@@ -57,7 +58,14 @@ class UDFResultError(UDFError):
     """A UDF's ``get_results`` returned something that does not fit its declared buffers."""
 
 
-class MaskError(UDFError, ValueError):
+class UDFParameterError(UDFError, ValueError):
+    """A UDF or export parameter of the right kind whose value is out of range (a radius of
+    0, an inner radius above the outer one, an unknown compression name). It is a
+    ``ValueError`` too, as the same mistake is in LiberTEM and numpy, so ported
+    ``except ValueError`` clauses catch it."""
+
+
+class MaskError(UDFParameterError):
     """A mask, mask factory or mask geometry (``udfkit.masks``, ``MaskContainer``,
     ``ApplyMasksUDF``) that does not fit: wrong shape, dtype or argument value."""
 

@@ -547,3 +547,15 @@ def test_physics_udfs_on_a_merlin_scan():
                                    ref_fem(frames, (136, 105), 20, 60)[inside], rtol=1e-6)
         np.testing.assert_allclose(cryst["intensity"].data[inside],
                                    ref_crystallinity(frames, 10, 40, (136, 105), 15)[inside], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [dict(r=3, ri=3), dict(r=0), dict(ri=-1),
+                                    dict(cx=float("nan")),
+                                    dict(regression=[[np.nan, 0], [0, 0], [0, 0]])])
+def test_bad_parameter_values_are_value_errors_too(kwargs):
+    # LiberTEM raises ValueError for these: a ported ``except ValueError`` must catch them
+    from udfkit.errors import UDFParameterError
+
+    with pytest.raises(ValueError) as info:
+        CoMUDF.with_params(**kwargs)
+    assert isinstance(info.value, UDFParameterError) and isinstance(info.value, UDFError)

@@ -442,3 +442,16 @@ def test_thunder_mouse_stack_round_trips_byte_for_byte(tmp_path):
         assert (out / n).read_bytes() == (src / n).read_bytes(), n
     conf = json.loads((out / "conf.json").read_text())
     assert conf == {"shape": [64, 64], "dtype": "int16"}
+
+
+@pytest.mark.parametrize("kwargs", [{"format": "tiff"}, {"format": "zarr", "compression": "lzf"},
+                                    {"format": "hdf5", "compression": "gzip:12"},
+                                    {"format": "hdf5", "chunks": (0, 2)},
+                                    {"format": "zarr", "zarr_format": 4}])
+def test_bad_option_values_are_value_errors(tmp_path, kwargs):
+    # an option of the right kind with a value out of range: ValueError (and UDFError)
+    from udfkit.errors import UDFParameterError
+
+    with pytest.raises(ValueError) as info:
+        RecordUDF(path=tmp_path / "t", **kwargs)
+    assert isinstance(info.value, UDFParameterError)

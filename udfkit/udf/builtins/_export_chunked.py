@@ -41,7 +41,7 @@ import os
 
 import numpy as np
 
-from ...errors import UDFError
+from ...errors import UDFError, UDFParameterError
 from ...io.chunked import flat_slabs
 from ._export_options import default_chunks, require
 from ._export_targets import Target, pwrite_all, remove_tree
@@ -103,7 +103,7 @@ class SpoolTarget(Target):
         super().__init__(params, shape, dtype, sig_dims)
         chunks = params.chunks or default_chunks(self.shape, self.sig_dims, self.dtype.itemsize)
         if len(chunks) != len(self.shape):
-            raise UDFError(f"RecordUDF: chunks {tuple(chunks)} must have one entry per axis of "
+            raise UDFParameterError(f"RecordUDF: chunks {tuple(chunks)} must have one entry per axis of "
                            f"the written array {self.shape}")
         # a chunk longer than its axis is the whole axis
         self.chunks = tuple(max(1, min(c, s)) for c, s in zip(chunks, self.shape))

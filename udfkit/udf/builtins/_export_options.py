@@ -1,8 +1,8 @@
 """Parsing the options of an export: target format, compression, chunks, dataset name.
 
 Each user-facing form has one ``parse_*`` function that returns a canonical value or raises
-:class:`~udfkit.errors.UDFError` naming the option, what it accepts and what it got; they
-run when :class:`~udfkit.udf.RecordUDF` is built, before anything is read.
+:class:`~udfkit.errors.UDFParameterError` (a ``ValueError``) naming the option, what it
+accepts and what it got; they run when :class:`~udfkit.udf.RecordUDF` is built, before anything is read.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from ...errors import UDFError
+from ...errors import UDFError, UDFParameterError
 
 __all__ = ["FORMATS", "COMPRESSIONS", "parse_format", "parse_compression", "parse_chunks",
            "parse_ds_path", "default_chunks", "require", "CHUNK_BYTES"]
@@ -54,7 +54,7 @@ def parse_format(path: str, fmt) -> str:
                            "write a Thunder binary stack into it, or name a file")
         return "raw"
     if not isinstance(fmt, str) or fmt.lower() not in FORMATS:
-        raise UDFError(f"export: format must be one of {list(FORMATS)} or None (from the "
+        raise UDFParameterError(f"export: format must be one of {list(FORMATS)} or None (from the "
                        f"extension), got {fmt!r}")
     return fmt.lower()
 
@@ -77,15 +77,15 @@ def parse_compression(fmt: str, compression) -> tuple | None:
         compression = str(name) if level is None else f"{name}:{level}"
     accepted = COMPRESSIONS.get(fmt, {})
     if not accepted:
-        raise UDFError(f"export: the {fmt} format cannot be compressed; compression must be None, "
+        raise UDFParameterError(f"export: the {fmt} format cannot be compressed; compression must be None, "
                        f"got {compression!r} (hdf5 takes {list(COMPRESSIONS['hdf5'])}, zarr "
                        f"takes {list(COMPRESSIONS['zarr'])})")
     if not isinstance(compression, str):
-        raise UDFError(f"export: compression must be a name such as 'gzip' or 'gzip:6', got "
+        raise UDFParameterError(f"export: compression must be a name such as 'gzip' or 'gzip:6', got "
                        f"{compression!r}")
     name, _, level_text = compression.lower().partition(":")
     if name not in accepted:
-        raise UDFError(f"export: compression for {fmt} must be one of {list(accepted)} or None, "
+        raise UDFParameterError(f"export: compression for {fmt} must be one of {list(accepted)} or None, "
                        f"got {compression!r}")
     default, levels = accepted[name]
     if not level_text:
@@ -96,7 +96,7 @@ def parse_compression(fmt: str, compression) -> tuple | None:
         level = None
     if levels is None or level not in levels:
         allowed = "no level" if levels is None else f"a level in {levels.start}..{levels.stop - 1}"
-        raise UDFError(f"export: compression {name!r} takes {allowed}, got {compression!r}")
+        raise UDFParameterError(f"export: compression {name!r} takes {allowed}, got {compression!r}")
     return name, level
 
 
@@ -105,14 +105,14 @@ def parse_chunks(fmt: str, chunks, compression) -> tuple | None:
     if chunks is None:
         return None
     if fmt not in COMPRESSIONS:
-        raise UDFError(f"export: the {fmt} format is not chunked; chunks must be None, got "
+        raise UDFParameterError(f"export: the {fmt} format is not chunked; chunks must be None, got "
                        f"{chunks!r}")
     try:
         out = tuple(int(c) for c in chunks)
     except (TypeError, ValueError):
         out = ()
     if not out or any(c < 1 for c in out):
-        raise UDFError(f"export: chunks must be a tuple of positive ints, one per axis of the "
+        raise UDFParameterError(f"export: chunks must be a tuple of positive ints, one per axis of the "
                        f"written array, got {chunks!r}")
     return out
 
@@ -130,11 +130,11 @@ def parse_ds_path(fmt: str, ds_path) -> str | None:
     if ds_path is None:
         return "data"
     if fmt not in COMPRESSIONS:
-        raise UDFError(f"export: ds_path/array_path name an array inside an hdf5 file or a zarr "
+        raise UDFParameterError(f"export: ds_path/array_path name an array inside an hdf5 file or a zarr "
                        f"store; the {fmt} format has none, got {ds_path!r}")
     name = str(ds_path).strip("/")
     if not name or any(part in ("", ".", "..") for part in name.split("/")):
-        raise UDFError(f"export: ds_path must be a name like 'data' or '/entry/data', got "
+        raise UDFParameterError(f"export: ds_path must be a name like 'data' or '/entry/data', got "
                        f"{ds_path!r}")
     return name
 

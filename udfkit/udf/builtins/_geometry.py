@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from ...errors import UDFError
+from ...errors import UDFError, UDFParameterError
 
 __all__ = ["squared_distance", "disk", "ring", "check_number", "check_point", "spectrum_ring"]
 
@@ -61,9 +61,9 @@ def check_number(value, name: str, where: str, *, allow_none=False, allow_inf=Fa
         raise UDFError(f"{where}: {name} must be a real number, got {value!r}")
     value = float(value)
     if np.isnan(value) or (np.isinf(value) and not allow_inf):
-        raise UDFError(f"{where}: {name} must be a finite number, got {value!r}")
+        raise UDFParameterError(f"{where}: {name} must be a finite number, got {value!r}")
     if minimum is not None and value < minimum:
-        raise UDFError(f"{where}: {name} must be >= {minimum}, got {value!r}")
+        raise UDFParameterError(f"{where}: {name} must be >= {minimum}, got {value!r}")
     return value
 
 

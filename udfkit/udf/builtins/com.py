@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ...errors import UDFError
+from ...errors import UDFError, UDFParameterError
 from ..base import UDF
 from ._geometry import check_number, disk, ring
 
@@ -470,7 +470,7 @@ def _parse_regression(value, where: str):
         raise UDFError(f"{where}: regression must be -1, 0, 1 (RegressionOptions) or an array of "
                        f"shape (3, 2) [[y, x], [dy/dy, dx/dy], [dy/dx, dx/dx]], got {got}")
     if not np.isfinite(arr).all():
-        raise UDFError(f"{where}: the regression matrix must be finite, got {arr.tolist()}")
+        raise UDFParameterError(f"{where}: the regression matrix must be finite, got {arr.tolist()}")
     return arr
 
 
@@ -482,10 +482,10 @@ def _checked_params(p, where: str) -> CoMParams:
     cx = check_number(p.cx, "cx", where, allow_none=True)
     r = check_number(p.r, "r", where, allow_inf=True)
     if r <= 0:
-        raise UDFError(f"{where}: the radius r must be > 0, got {p.r!r}")
+        raise UDFParameterError(f"{where}: the radius r must be > 0, got {p.r!r}")
     ri = check_number(p.ri, "ri", where, allow_none=True, minimum=0.0)
     if ri is not None and ri >= r:
-        raise UDFError(f"{where}: the inner radius ri ({p.ri!r}) must be less than the outer "
+        raise UDFParameterError(f"{where}: the inner radius ri ({p.ri!r}) must be less than the outer "
                        f"radius r ({p.r!r}) for an annular CoM")
     rot = check_number(p.scan_rotation, "scan_rotation", where)
     if not isinstance(p.flip_y, (bool, np.bool_)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import UDFError
+from ...errors import UDFError, UDFParameterError
 from ..base import UDF
 from ._geometry import check_number, check_point, disk, spectrum_ring
 
@@ -57,7 +57,7 @@ class CrystallinityUDF(UDF):
         r_in = check_number(rad_in, "rad_in", where, minimum=0.0)
         r_out = check_number(rad_out, "rad_out", where, minimum=0.0)
         if r_in >= r_out:
-            raise UDFError(f"CrystallinityUDF: rad_in ({rad_in!r}) must be less than rad_out "
+            raise UDFParameterError(f"CrystallinityUDF: rad_in ({rad_in!r}) must be less than rad_out "
                            f"({rad_out!r}); the ring holds rad_in < |k| <= rad_out")
         check_point(real_center, "real_center", where, allow_none=True)
         check_number(real_rad, "real_rad", where, allow_none=True, minimum=0.0)

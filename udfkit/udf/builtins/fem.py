@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import UDFError
+from ...errors import UDFError, UDFParameterError
 from ..base import UDF
 from ._geometry import check_number, check_point, ring
 
@@ -55,7 +55,7 @@ class FEMUDF(UDF):
         r_in = check_number(rad_in, "rad_in", where, minimum=0.0)
         r_out = check_number(rad_out, "rad_out", where, minimum=0.0)
         if r_in >= r_out:
-            raise UDFError(f"FEMUDF: rad_in ({rad_in!r}) must be less than rad_out ({rad_out!r}); "
+            raise UDFParameterError(f"FEMUDF: rad_in ({rad_in!r}) must be less than rad_out ({rad_out!r}); "
                            "the ring holds the pixels with rad_in < distance <= rad_out")
         super().__init__(center=center, rad_in=rad_in, rad_out=rad_out)
 

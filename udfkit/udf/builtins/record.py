@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from ...errors import UDFError
+from ...errors import UDFError, UDFParameterError
 from ..base import UDF
 from ._export_options import (
     parse_chunks,
@@ -143,7 +143,7 @@ class RecordUDF(UDF):
         if fmt == "zarr":
             require("zarr", "zarr", "export to zarr")
             if zarr_format not in (2, 3):
-                raise UDFError(f"RecordUDF: zarr_format must be 2 or 3, got {zarr_format!r}")
+                raise UDFParameterError(f"RecordUDF: zarr_format must be 2 or 3, got {zarr_format!r}")
         if fmt == "hdf5" and compression is not None and compression[0] in ("zstd", "blosc"):
             require("hdf5plugin", "hdf5plugin", f"HDF5 compression {compression[0]!r}")
         super().__init__(path=path, overwrite=bool(overwrite), format=fmt,
