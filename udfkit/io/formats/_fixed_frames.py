@@ -1,4 +1,4 @@
-"""Shapes of detector files whose header fixes the frame size (blo, empad, mrc).
+"""Shapes of detector files whose header fixes the frame size (blo, empad, mrc, seq, tvips, ser).
 
 The header says how many frames a file holds and how many pixels a frame has. The user may
 reshape both: ``sig_shape`` only into a shape with the same number of pixels (the bytes

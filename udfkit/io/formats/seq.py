@@ -30,7 +30,8 @@ from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
 from ._common import check_path
-from ._header_shapes import read_struct, resolve_shapes
+from ._fixed_frames import resolve_fixed_frames
+from ._header_shapes import read_struct
 from .base import COMMON_PARAMS, Format, Param
 
 __all__ = ["SEQFormat", "SEQDataSet", "read_seq_header", "write_seq", "HEADER_FIELDS", "IMAGE_FORMATS"]
@@ -193,7 +194,7 @@ class SEQDataSet(FileDataSet):
         if count == 0:
             raise DataSetError(f"{where} holds no complete frame: it has {size} bytes, a frame "
                                f"needs {offset} header bytes + {stride} ({desc})")
-        nav, sig, sync_offset = resolve_shapes(
+        nav, sig, sync_offset = resolve_fixed_frames(
             where, native_nav=(count,), native_sig=(height, width), nav_shape=self._nav_shape_arg,
             sig_shape=self._sig_shape_arg, image_count=count, sync_offset=self._sync_offset_arg,
             allow_partial=self._allow_partial, have=f"{size} bytes", frame_desc=desc)

@@ -41,7 +41,7 @@ from ..base import DataSetMeta, DataTile, FrameSource
 from ..file_based import FileDataSet, FilePartition
 from ..layout import FileLayout, FileSet
 from ._common import check_path
-from ._header_shapes import resolve_shapes
+from ._fixed_frames import resolve_fixed_frames
 from ._ser_file import (
     DATA_TYPES,
     ELEMENT_FIELDS,
@@ -294,7 +294,7 @@ class SERDataSet(FileDataSet):
         native_nav, nav_order = self._native_nav(path, h)
         allow_partial = self._allow_partial or (self._nav_shape_arg is None and valid < prod(native_nav))
         desc = f"{head_bytes} header bytes + {native_sig} of {dtype}"
-        nav, sig, sync_offset = resolve_shapes(
+        nav, sig, sync_offset = resolve_fixed_frames(
             where, native_nav=native_nav, native_sig=native_sig, nav_shape=self._nav_shape_arg,
             sig_shape=self._sig_shape_arg, image_count=valid, sync_offset=self._sync_offset_arg,
             allow_partial=allow_partial, have=f"{valid} valid elements", frame_desc=desc)

@@ -37,7 +37,8 @@ from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
 from ._common import check_path
-from ._header_shapes import read_struct, resolve_shapes
+from ._fixed_frames import resolve_fixed_frames
+from ._header_shapes import read_struct
 from .base import COMMON_PARAMS, Format, Param, read_head
 
 __all__ = ["TVIPSFormat", "TVIPSDataSet", "series_files", "read_series_header", "write_tvips",
@@ -259,7 +260,7 @@ class TVIPSDataSet(FileDataSet):
             rows = (image_count - sync) // scan["row_length"]
             if rows > 0:
                 native_nav = (rows, scan["row_length"])
-        nav, sig, sync_offset = resolve_shapes(
+        nav, sig, sync_offset = resolve_fixed_frames(
             where, native_nav=native_nav, native_sig=native_sig, nav_shape=self._nav_shape_arg,
             sig_shape=self._sig_shape_arg, image_count=image_count, sync_offset=sync_offset,
             allow_partial=self._allow_partial, have=f"{sum(sizes)} bytes", frame_desc=desc)
