@@ -147,6 +147,32 @@ def warm_all(paths):
             subprocess.run(["cat", *files[chunk:chunk + 500]], stdout=subprocess.DEVNULL, check=True)
 
 
+def file_scan(path, repeats):
+    """GB/s of numba summing the file as uint16 over ``np.memmap`` on one core: the page-cache
+    bandwidth of *this* file, the bound for a native read of it.
+
+    Measured per file because it differs between files of the same size in the page cache
+    (on this machine 6.7 to 15.7 GB/s for 512 MiB files written by h5py, ``tofile`` or
+    ``np.save``: the kernel's page-cache folio sizes), so a ratio to another file's speed
+    mixes that difference into the format's.
+    """
+    import numba
+
+    @numba.njit(cache=False)
+    def total(a):
+        t = 0
+        for i in range(a.size):
+            t += a[i]
+        return t
+
+    size = os.path.getsize(path) // 2
+    mm = np.memmap(path, dtype=np.uint16, mode="r", shape=(size,))
+    total(mm[:16])
+    best = timed(lambda: total(mm), repeats)[0]
+    del mm
+    return size * 2 / best / GB
+
+
 class PeakRSS:
     """Peak resident memory of the worker processes (children), or of this process."""
 
@@ -238,7 +264,7 @@ def main():
 
     udfs = make_udfs()
     ref = np.load(os.path.join(args.data, "ref_u16_sigsum.npy"))
-    rows, raw_median = [], {}
+    rows, raw_median, scans = [], {}, {}
     for kind in args.kinds.split(","):
         ctx = Context() if kind == "processes" and args.cpus is None else \
             Context.make_with(kind, **({} if kind == "inline" else {"cpus": args.cpus}))
@@ -274,6 +300,11 @@ def main():
                 if kind in raw_median:
                     line["sum_vs_raw"] = line["sum_median"] / raw_median[kind][0]
                     line["noop_vs_raw"] = line["noop_median"] / raw_median[kind][1]
+                if len(files) == 1 and os.path.isfile(files[0]) and frames is not None:
+                    if files[0] not in scans:
+                        scans[files[0]] = file_scan(files[0], args.repeats)
+                    line["file_scan_1core"] = scans[files[0]]
+                    extra += f"  file memmap scan (1 core) {scans[files[0]]:.2f}"
                 rows.append(line)
                 print(f"{kind:9s} {case:12s} sum {line['sum_best']:6.2f} / {line['sum_median']:6.2f}"
                       f" ({line.get('sum_vs_raw', float('nan')):4.0%} of raw)  no-op "
@@ -300,7 +331,7 @@ def naive(data_dir, repeats, rows):
     import h5py
 
     with h5py.File(os.path.join(data_dir, "u16.h5"), "r") as f:
-        arr = da.from_array(f["data"], chunks=(256,) + SIG)
+        arr = da.from_array(f["data"], chunks=(2, NAV[1]) + SIG)
         with dask.config.set(scheduler="threads"):
             best = timed(lambda: arr.sum(axis=0, dtype=np.float64).compute(), repeats)[0]
     print(f"naive     dask.array over h5py (threads) sum {nbytes / best / GB:6.2f}", flush=True)
