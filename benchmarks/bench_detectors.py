@@ -3,10 +3,10 @@
 
     python benchmarks/bench_detectors.py --data DIR [--frames 4096] [--repeats 3]
         [--kinds processes] [--cpus 2] [--cases raw,mib-u16-quad,mib-r12-quad,mib-r1-quad]
-        [--libertem /work/lt-venv/bin/python] [--out results.jsonl]
+        [--libertem VENV/bin/python] [--out results.jsonl]
 
     # the small proof run (128 MiB per file):
-    python benchmarks/bench_detectors.py --data /tmp/bench_det --frames 256 --repeats 2
+    python benchmarks/bench_detectors.py --data DIR --frames 256 --repeats 2
 
 The files are written once into ``DIR/detectors`` (reused by later runs of the same
 ``--frames``): ``--frames`` quad frames of 512×512 12-bit counts (4096 frames: 2 GiB as

@@ -1,6 +1,6 @@
 """Run the same built-in UDFs with udfkit and with LiberTEM 0.16 and print the differences.
 
-    python benchmarks/compare_libertem.py [--lt-python /work/lt-venv/bin/python] [--shape 16 16 32 32]
+    python benchmarks/compare_libertem.py [--lt-python VENV/bin/python] [--shape 16 16 32 32]
 
 LiberTEM is no dependency of udfkit: it runs in its own virtual environment, in a subprocess
 of that environment's python, on the same generated data (an ``.npy`` file: Poisson counts
@@ -25,7 +25,8 @@ import textwrap
 
 import numpy as np
 
-LT_PYTHON = "/work/lt-venv/bin/python"
+#: python of a venv with libertem==0.16.0 (``--lt-python`` or $LIBERTEM_PYTHON)
+LT_PYTHON = os.environ.get("LIBERTEM_PYTHON", "")
 
 #: name → (LiberTEM module, class, constructor source, ROI or None); the constructor source is
 #: evaluated on both sides with the names P (parameters) and M (mask stack) in scope
