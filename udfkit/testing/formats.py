@@ -328,8 +328,10 @@ class DataSetTests:
             metafunc.parametrize(name, values[name], ids=[name_of(v) for v in values[name]])
 
     @pytest.fixture(scope="class")
-    def contexts(self):
-        """The class's Contexts by executor name, started on first use."""
+    @classmethod
+    def contexts(cls):
+        """The class's Contexts by executor name, started on first use (a classmethod: a
+        class-scoped fixture runs once per class, not per test instance)."""
         shared = SharedContexts(ALL_EXECUTORS)
         yield shared
         shared.close_all()

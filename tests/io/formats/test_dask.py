@@ -46,7 +46,8 @@ class TestDask(DataSetTests):
     supports_corrupt = False  # no file that loading checks
 
     @pytest.fixture(scope="class")
-    def contexts(self):
+    @classmethod
+    def contexts(cls):
         return shared
 
     def write(self, tmp_path, data, *, sig_dims):

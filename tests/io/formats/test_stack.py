@@ -48,7 +48,8 @@ class TestStack(DataSetTests):
     dtypes = ("uint8", "uint16", ">u2", "int32", "float32", ">f4", "float64")
 
     @pytest.fixture(scope="class")
-    def contexts(self):
+    @classmethod
+    def contexts(cls):
         return shared
 
     def write(self, tmp_path, data, *, sig_dims):
