@@ -117,7 +117,8 @@ class TestEMPAD(DataSetTests):
             xml = scan_xml(tmp_path / "acq.xml", raw_name="series.raw", kind="series", count=nav[0])
         else:
             write_raw(tmp_path / "scan.raw", frames)
-            xml = scan_xml(tmp_path / "acq.xml", pix=nav, raw_name="/home/empad/acq/scan.raw")
+            # the XML names the raw file by its path on the acquisition machine
+            xml = scan_xml(tmp_path / "acq.xml", pix=nav, raw_name="/acquisition/empad/scan.raw")
         return dict(path=xml)
 
     def corrupt(self, params):
