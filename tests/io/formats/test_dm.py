@@ -577,7 +577,8 @@ def test_implausible_type_description(ctx, tmp_path):
         ctx.load("dm", path=path)
 
 
-LT_PYTHON = Path("/work/lt-venv/bin/python")
+#: python of a venv with libertem==0.16.0, as for benchmarks/compare_libertem.py
+LT_PYTHON = Path(os.environ.get("LIBERTEM_PYTHON", ""))
 
 LT_SCRIPT = """
 import json
@@ -605,8 +606,9 @@ def test_same_as_libertem(ctx, tmp_path):
     import json
     import subprocess
 
-    if not LT_PYTHON.is_file():
-        pytest.skip(f"LiberTEM 0.16 is not installed at {LT_PYTHON} (the reference venv)")
+    if not os.environ.get("LIBERTEM_PYTHON") or not LT_PYTHON.is_file():
+        pytest.skip("set LIBERTEM_PYTHON to the python of a venv with libertem==0.16.0 to compare "
+                    "with LiberTEM")
     data = np.random.default_rng(10).integers(0, 1000, (3, 4, 5, 6)).astype("uint16")
     write_dm(tmp_path / "c4.dm4", data, order="C")
     write_dm(tmp_path / "f4.dm4", data, order="F")
