@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["partition_bounds", "check_num_partitions", "TARGET_PARTITION_BYTES",
-           "MIN_PARTITION_BYTES"]
+__all__ = ["partition_bounds", "partition_reason", "check_num_partitions",
+           "TARGET_PARTITION_BYTES", "MIN_PARTITION_BYTES"]
 
 TARGET_PARTITION_BYTES = 256 << 20
 MIN_PARTITION_BYTES = 8 << 20
@@ -63,6 +63,57 @@ def partition_bounds(nav_size: int, frame_bytes: int, num_partitions: int | None
         cuts = [0] + [_nearest_aligned(c, align, align_offset) for c in cuts[1:-1]] + [nav_size]
         cuts = sorted({min(max(c, 0), nav_size) for c in cuts})
     return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def partition_reason(nav_size: int, frame_bytes: int, num_partitions: int | None = None,
+                     num_workers: int = 1, align: int = 1) -> str:
+    """Which rule of the module docstring gives :func:`partition_bounds` its count, in words.
+
+    Follows the same branches as :func:`partition_bounds` (a run plan shows the sentence).
+
+    Examples
+    --------
+    >>> partition_reason(128 * 128, 256 * 256 * 2, num_workers=2)
+    '2.0 GiB of stored frames in partitions of about 256.0 MiB: 8 partitions'
+    >>> partition_reason(64, 4096)
+    'the data set (256.0 KiB) is smaller than two 8 MiB partitions per worker: 1 partition'
+    >>> partition_reason(10, 1, num_partitions=3)
+    'num_partitions=3 was given'
+    """
+    if num_partitions is not None:
+        n = max(1, min(int(num_partitions), nav_size))
+        why = f"num_partitions={int(num_partitions)} was given"
+        if n < int(num_partitions):
+            why += f", capped at one frame per partition ({n})"
+    else:
+        total = nav_size * frame_bytes
+        by_size = math.ceil(total / TARGET_PARTITION_BYTES)
+        per_worker = 2 * max(1, num_workers)
+        most = max(1, total // MIN_PARTITION_BYTES)
+        n = max(1, min(max(by_size, per_worker), most, nav_size))
+        if max(by_size, per_worker) > most:
+            why = (f"the data set ({_size(total)}) is smaller than two {_size(MIN_PARTITION_BYTES)} "
+                   f"partitions per worker")
+        elif per_worker > by_size:
+            why = (f"two partitions per worker ({max(1, num_workers)} worker"
+                   f"{'s' if num_workers > 1 else ''}) so that no worker idles at the end")
+        else:
+            why = (f"{_size(total)} of stored frames in partitions of about "
+                   f"{_size(TARGET_PARTITION_BYTES)}")
+        if n == nav_size and n < min(max(by_size, per_worker), most):
+            why += ", at most one frame each"
+        why += f": {n} partition{'s' if n != 1 else ''}"
+    if align > 1:
+        why += f"; boundaries moved to multiples of {align} frames (the file's chunks)"
+    return why
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
 
 
 def _nearest_aligned(c: int, align: int, offset: int) -> int:

@@ -240,6 +240,29 @@ class Negotiator:
         zero_copy : bool
             Whether tiles will be views of the stored bytes.
         """
+        return self.negotiate(requests, sig_shape=sig_shape, dtype=dtype,
+                              max_partition_frames=max_partition_frames,
+                              constraints=constraints, zero_copy=zero_copy)[0]
+
+    def negotiate(self, requests, *, sig_shape, dtype, max_partition_frames: int,
+                  constraints: TilingConstraints | None = None,
+                  zero_copy: bool = False) -> tuple[TilingScheme, str]:
+        """Like :meth:`get_scheme`, and say which rule decided: ``(scheme, reason)``.
+
+        The reason is one sentence naming the rule of the module docstring that fixed the
+        tile shape (a run plan shows it); it is produced by the branch that made the choice,
+        so it cannot drift from the rules.
+
+        Examples
+        --------
+        >>> scheme, why = Negotiator(copy_size="1MiB").negotiate(
+        ...     [TilingRequest("tile")], sig_shape=(256, 256), dtype="float32",
+        ...     max_partition_frames=100)
+        >>> scheme.shape
+        (4, 256, 256)
+        >>> why
+        'copied tiles (conversion, byte swap or ROI gaps) sized for the cache: 4 whole frames of float32 fit the 1.0 MiB budget (rule 4)'
+        """
         requests = list(requests)
         if not requests:
             raise TilingError("no UDFs to negotiate a tiling for")
@@ -247,43 +270,90 @@ class Negotiator:
         if constraints is None:
             constraints = TilingConstraints(base_shape=(1,) * (len(sig_shape) - 1) + (sig_shape[-1],))
         max_depth = max(1, int(max_partition_frames))
-        if constraints.max_depth is not None:
-            max_depth = min(max_depth, max(1, int(constraints.max_depth)))
+        capped_by = "the largest partition"
+        if constraints.max_depth is not None and int(constraints.max_depth) < max_depth:
+            max_depth = max(1, int(constraints.max_depth))
+            capped_by = "the I/O backend's read buffer"
         methods = {r.method for r in requests}
 
         if "partition" in methods:
-            return TilingScheme.make(sig_shape, sig_shape, max_depth, "partition")
+            return (TilingScheme.make(sig_shape, sig_shape, max_depth, "partition"),
+                    f"a UDF processes whole partitions: whole frames, {max_depth} deep "
+                    f"(capped by {capped_by}) (rule 1)")
         intent = "frame" if "frame" in methods else "tile"
         whole = intent == "frame" or any(r.whole_frames for r in requests)
+        why_whole = ("a UDF processes single frames" if intent == "frame"
+                     else "a UDF (or the corrections) needs whole frames")
 
         if constraints.tileshape is not None:
             depth = min(int(constraints.tileshape[0]), max_depth)
             tile_sig = tuple(constraints.tileshape[1:])
             if len(tile_sig) != len(sig_shape):
                 raise TilingError(f"tileshape {constraints.tileshape} does not match sig_shape {sig_shape}")
+            widened = ""
             if whole:
                 tile_sig = sig_shape
+                widened = f", widened to whole frames because {why_whole}"
             tile_sig = tuple(min(t, s) for t, s in zip(tile_sig, sig_shape))
-            return TilingScheme.make(sig_shape, tile_sig, depth, intent)
+            return (TilingScheme.make(sig_shape, tile_sig, depth, intent),
+                    f"the data set forces the tile shape {tuple(constraints.tileshape)}"
+                    f"{widened} (rule 3)")
 
         itemsize = np.dtype(dtype).itemsize
         budget = self.zero_copy_size if zero_copy else self.copy_size
+        if zero_copy:
+            budget_why = "zero-copy tiles (views of the file), capped"
+        else:
+            budget_why = "copied tiles (conversion, byte swap or ROI gaps) sized for the cache"
         sizes = [r.total_size for r in requests if r.total_size is not None]
         if sizes:
             budget = min(sizes)
+            budget_why = "a UDF asks for tiles of total_size"
         budget_items = max(1, budget // itemsize)
         frame_items = prod(sig_shape)
         depths = [r.depth for r in requests if r.depth is not None]
+        budget_text = f"{_human(budget)} budget"
 
         if depths:
             depth = min(min(depths), max_depth)
+            depth_why = f"a UDF asks for depth {min(depths)}" + (
+                f", capped by {capped_by}" if depth < min(depths) else "") + " (rule 5)"
         else:
             depth = min(max(1, budget_items // frame_items), max_depth)
+            depth_why = None
+            if depth < max(1, budget_items // frame_items):
+                depth_why = f"capped at {depth} frames by {capped_by} (rule 7)"
 
         if whole or depth * frame_items <= budget_items:
-            return TilingScheme.make(sig_shape, sig_shape, depth, intent)
+            scheme = TilingScheme.make(sig_shape, sig_shape, depth, intent)
+            if whole and depth * frame_items > budget_items:
+                why = f"whole frames because {why_whole} (rule 2)"
+            elif depth_why is None:
+                why = (f"{budget_why}: {depth} whole frame{'s' if depth > 1 else ''} of "
+                       f"{np.dtype(dtype).name} fit the {budget_text} (rule 4)")
+            else:
+                why = f"{budget_why}: whole frames within the {budget_text}"
+            if depth_why is not None:
+                why += f"; depth: {depth_why}"
+            elif whole and "rule 2" not in why and intent == "frame":
+                why += f"; whole frames because {why_whole} (rule 2)"
+            return scheme, why
         tile_sig = _grow_sig_part(sig_shape, constraints.base_shape, max(1, budget_items // depth))
-        return TilingScheme.make(sig_shape, tile_sig, depth, intent)
+        why = (f"{budget_why}: a whole frame of {np.dtype(dtype).name} exceeds the {budget_text}, "
+               f"so the signal is split into parts of {tile_sig} (multiples of the base shape "
+               f"{tuple(constraints.base_shape)}) (rule 6)")
+        if depth_why is not None:
+            why += f"; depth: {depth_why}"
+        return TilingScheme.make(sig_shape, tile_sig, depth, intent), why
+
+
+def _human(n: int) -> str:
+    """``1048576`` → ``'1.0 MiB'`` (for reasons; io cannot import the CLI's formatter)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
 
 
 def _grow_sig_part(sig_shape, base_shape, budget_items: int) -> tuple:
