@@ -74,9 +74,9 @@ def partition_reason(nav_size: int, frame_bytes: int, num_partitions: int | None
     Examples
     --------
     >>> partition_reason(128 * 128, 256 * 256 * 2, num_workers=2)
-    '2.0 GiB of stored frames in partitions of about 256.0 MiB: 8 partitions'
+    '2 GiB of stored frames in partitions of about 256 MiB: 8 partitions'
     >>> partition_reason(64, 4096)
-    'the data set (256.0 KiB) is smaller than two 8 MiB partitions per worker: 1 partition'
+    'the data set (256 KiB) is smaller than two 8 MiB partitions per worker: 1 partition'
     >>> partition_reason(10, 1, num_partitions=3)
     'num_partitions=3 was given'
     """
@@ -111,7 +111,7 @@ def partition_reason(nav_size: int, frame_bytes: int, num_partitions: int | None
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit == "B" or n == int(n) else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
 
