@@ -126,6 +126,8 @@ class Context:
         if not isinstance(executor, Executor):
             raise TypeError(f"executor: expected an Executor, got {type(executor).__name__}")
         self.executor = executor
+        # executors know nothing of UDFs: the Context says what their workers should import
+        executor.warm_modules(["udfkit.udf"])
         self._plot_class = plot_class
         #: the live plots of the last ``run_udf(plots=...)`` (their figures stay inspectable)
         self.last_plots = []
@@ -290,16 +292,18 @@ class Context:
             params[target] = value
         return params
 
-    def _run(self, dataset, udf, roi, progress, iterate, deterministic=False, corrections=None):
+    def _run(self, dataset, udf, roi, progress, iterate, deterministic=False, corrections=None,
+             retries=None):
         udfs = _udf_list(udf)
         if not udfs:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
+        executor = self.executor.with_retries(retries)
         run = UDFRun(dataset, udfs, roi=roi, corrections=corrections)
-        return run.execute(self.executor, iterate=iterate, progress=make_reporter(progress),
+        return run.execute(executor, iterate=iterate, progress=make_reporter(progress),
                            deterministic=deterministic)
 
     def run_udf(self, dataset, udf, roi=None, corrections=None, progress=False, backends=None,
-                plots=None, sync=True, *, deterministic=False):
+                plots=None, sync=True, *, deterministic=False, retries=None):
         """Run one UDF (returns its result dict) or a list of UDFs in one pass (a list of dicts).
 
         Parameters
@@ -332,6 +336,10 @@ class Context:
             Merge partition results in partition order, not as they arrive: floating-point
             results are then bit-identical whatever the executor (at the cost of holding
             early results until their predecessors are merged).
+        retries : int, optional
+            How many times a partition whose worker died (killed, out of memory) is run
+            again on a fresh worker before the run fails; default the executor's (1 for
+            processes and dask, 0 for inline and threads, whose workers cannot die alone).
 
         Returns
         -------
@@ -363,16 +371,18 @@ class Context:
         """
         if not sync:
             return self._run_async(dataset, udf, roi=roi, corrections=corrections, progress=progress,
-                                   backends=backends, plots=plots, deterministic=deterministic)
+                                   backends=backends, plots=plots, deterministic=deterministic,
+                                   retries=retries)
         udfs = _udf_list(udf)
         _check_backends(backends, udfs)
         if plots:
             final = self._run_with_plots(dataset, udfs, roi, corrections, progress, plots,
-                                         deterministic)
+                                         deterministic, retries)
         else:
             # without iterate the run yields exactly one, final, result
             (final,) = self._run(dataset, udfs, roi, progress, iterate=False,
-                                 deterministic=deterministic, corrections=corrections)
+                                 deterministic=deterministic, corrections=corrections,
+                                 retries=retries)
         return final.buffers if _is_many(udf) else final.buffers[0]
 
     async def _run_async(self, dataset, udf, **kwargs):
@@ -380,13 +390,15 @@ class Context:
 
         return await asyncio.to_thread(self.run_udf, dataset, udf, **kwargs)
 
-    def _run_with_plots(self, dataset, udfs, roi, corrections, progress, plots, deterministic):
+    def _run_with_plots(self, dataset, udfs, roi, corrections, progress, plots, deterministic,
+                        retries=None):
         from .viz import prepare_plots, update_plots
 
         self.last_plots = live = prepare_plots(self, dataset, udfs, roi, plots)
         final = None
         for final in self._run(dataset, udfs, roi, progress, iterate=bool(live),
-                               deterministic=deterministic, corrections=corrections):
+                               deterministic=deterministic, corrections=corrections,
+                               retries=retries):
             if live and not final.complete:
                 update_plots(live, udfs, final, force=False)
         if live:
@@ -394,12 +406,13 @@ class Context:
         return final
 
     def run_udf_iter(self, dataset, udf, roi=None, corrections=None, progress=False, backends=None,
-                     plots=None, sync=True, *, deterministic=False):
+                     plots=None, sync=True, *, deterministic=False, retries=None):
         """Like :meth:`run_udf`, but a generator of :class:`~udfkit.udf.RunResults`, one after
         every merged partition, the last one complete. Closing it early stops the run.
 
         With ``sync=False`` it is an asynchronous iterator (``async for``; ``await
-        it.aclose()`` stops the run); with ``plots`` the plots follow every yield.
+        it.aclose()`` stops the run); with ``plots`` the plots follow every yield. ``retries``
+        as for :meth:`run_udf`.
 
         Examples
         --------
@@ -420,19 +433,21 @@ class Context:
         """
         udfs = _udf_list(udf)
         _check_backends(backends, udfs)
-        gen = self._iter_with_plots(dataset, udfs, roi, corrections, progress, plots, deterministic)
+        gen = self._iter_with_plots(dataset, udfs, roi, corrections, progress, plots, deterministic,
+                                    retries)
         if sync:
             return gen
         return _AsyncResults(gen)
 
-    def _iter_with_plots(self, dataset, udfs, roi, corrections, progress, plots, deterministic):
+    def _iter_with_plots(self, dataset, udfs, roi, corrections, progress, plots, deterministic,
+                         retries=None):
         live = []
         if plots:
             from .viz import prepare_plots, update_plots
 
             self.last_plots = live = prepare_plots(self, dataset, udfs, roi, plots)
         stream = self._run(dataset, udfs, roi, progress, iterate=True, deterministic=deterministic,
-                           corrections=corrections)
+                           corrections=corrections, retries=retries)
         try:
             for part in stream:
                 yield part

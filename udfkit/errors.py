@@ -71,11 +71,17 @@ class MaskError(UDFParameterError):
 
 
 class ExecutorError(UdfkitError, RuntimeError):
-    """An executor failed to run a task (not an exception raised by the UDF itself)."""
+    """An executor failed to run a task (not an exception raised by the UDF itself).
+
+    ``task_index`` is the position of the task it concerns in the run's task list (None
+    when it concerns no single task), so the caller can name the partition."""
+
+    task_index: int | None = None
 
 
 class ExecutorSpecError(UdfkitError, ValueError):
-    """A ``Context.make_with`` request udfkit does not offer (a kind, ``cpus`` or ``gpus``)."""
+    """A ``Context.make_with`` request udfkit does not offer (a kind, ``cpus`` or ``gpus``),
+    or an executor argument out of range (``cpus=0``, ``retries=-1``)."""
 
 
 class IOBackendError(UdfkitError, OSError):

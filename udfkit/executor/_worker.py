@@ -1,7 +1,7 @@
 """The loop of a ``processes`` worker (runs in a spawned process).
 
-Messages from the main process: ``("task", run_id, index, payload, want_progress)`` and
-``("stop",)``. Messages back: ``("progress", run_id, index, frames)``,
+Messages from the main process: ``("task", run_id, index, payload, want_progress)``,
+``("warm", [module, ...])`` (import these now) and ``("stop",)``. Messages back: ``("progress", run_id, index, frames)``,
 ``("result", run_id, index, pickle, segments)`` (large buffers in shared memory, see
 :mod:`udfkit.executor._shm`) and ``("error", run_id, index, pickled exception or None,
 summary, traceback text)``.
@@ -20,7 +20,20 @@ __all__ = ["worker_main", "SEGMENT_PREFIX"]
 SEGMENT_PREFIX = "udfkit_"
 
 
-def worker_main(conn) -> None:
+def _import_all(modules) -> None:
+    import importlib
+
+    for name in modules:
+        # a module that fails to import fails again in the first task that needs it, with
+        # the error where the user looks; warming is only a head start
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+
+
+def worker_main(conn, warm=()) -> None:
+    """Serve tasks from ``conn`` until told to stop; import ``warm`` first."""
     # Ctrl-C in a terminal reaches the whole process group: the main process decides
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import cloudpickle
@@ -29,7 +42,8 @@ def worker_main(conn) -> None:
     from .threadpools import single_threaded
 
     _shm.set_segment_prefix(f"{SEGMENT_PREFIX}{os.getpid()}_")
-    import udfkit.udf  # noqa: F401 - import once, so the first task does not pay for it
+    # the executor's user says what to import once, so the first task does not pay for it
+    _import_all(warm)
 
     with single_threaded():
         while True:
@@ -39,6 +53,9 @@ def worker_main(conn) -> None:
                 return  # the main process is gone
             if msg[0] == "stop":
                 return
+            if msg[0] == "warm":
+                _import_all(msg[1])
+                continue
             _, run_id, index, payload, want_progress = msg
             try:
                 task = cloudpickle.loads(payload)
@@ -49,7 +66,9 @@ def worker_main(conn) -> None:
                     kwargs["progress"] = report
                 data, segments = _shm.dumps(task(**kwargs))
                 conn.send(("result", run_id, index, data, segments))
-            except Exception as e:
+            except BaseException as e:
+                # SystemExit or KeyboardInterrupt raised by a task's own code is its error
+                # too (SIGINT is ignored here): sent back, not the end of the worker
                 text = traceback.format_exc()
                 try:
                     exc = cloudpickle.dumps(e)

@@ -5,14 +5,23 @@ processes bound to 127.0.0.1; ``Context.make_with("dask", scheduler="tcp://host:
 :meth:`DaskExecutor.connect`) uses a running scheduler, whose workers are best started with
 ``udfkit worker ADDRESS`` (or ``dask worker ADDRESS --preload udfkit.preload``).
 
-One task per partition; at most ``2 ×`` workers tasks are submitted at a time, more as results
-come back. Partition results are gathered and merged on the client. Progress reports of
-running partitions travel through a ``distributed.Queue`` named after the run. A run that
+The run loop is the shared one (:mod:`udfkit.executor._schedule`); this module is its
+adapter: one future per task, at most ``2 ×`` workers tasks submitted at a time, more as
+results come back. Partition results are gathered and merged on the client. Progress reports
+of running partitions travel through a ``distributed.Queue`` named after the run. A run that
 stops early (an error, Ctrl-C, a ``run_udf_iter`` generator closed) cancels its tasks; those
 already running stop at their next progress report, so the next run does not wait for
-them. A task whose worker dies is run again on another worker by dask. An exception
-in a UDF comes back with its type and remote traceback (dask keeps both); a task whose
-workers keep dying ends the run with :class:`~udfkit.errors.ExecutorError`.
+them. An exception in a UDF comes back with its type and remote traceback (dask keeps both;
+the traceback is added as a note too).
+
+Workers that die
+----------------
+A task whose worker dies is run again on another worker ``retries`` times (default 1), then
+the run fails with :class:`~udfkit.errors.ExecutorError` naming the task. On a local cluster
+the scheduler itself gives up at the first death (``allowed_failures=0``), so ``retries`` is
+the whole policy; a remote scheduler first retries by its own setting
+(``distributed.scheduler.allowed-failures``, default 3), and ``retries`` then counts
+``KilledWorker`` errors on top.
 """
 
 from __future__ import annotations
@@ -21,11 +30,10 @@ import itertools
 import uuid
 
 from ..errors import ExecutorError
-from .base import Executor, default_workers, pickle_task
+from ._schedule import Adapter, Outcome, schedule
+from .base import Executor, check_count, default_workers, pickle_task
 
 __all__ = ["DaskExecutor", "DaskJobExecutor"]
-
-_POLL = 0.1
 
 
 def _run_task(payload, queue_name, index):
@@ -98,16 +106,29 @@ class DaskExecutor(Executor):
     connect_timeout : float or str
         How long to try reaching ``scheduler`` (seconds, or a dask time string such as
         ``"30s"``) before giving up with an :class:`~udfkit.errors.ExecutorError`.
+    retries : int
+        How many times a task whose worker died is run again before the run fails
+        (default 1; see the module docstring for remote schedulers).
+
+    Raises
+    ------
+    ExecutorSpecError
+        For ``cpus`` that is not a positive integer or ``retries`` that is negative.
+    ExecutorError
+        When ``scheduler`` cannot be reached within ``connect_timeout``.
     """
 
     kind = "dask"
 
     def __init__(self, cpus: int | None = None, scheduler: str | None = None, client=None,
-                 connect_timeout: float | str = "10s"):
+                 connect_timeout: float | str = "10s", retries: int = 1):
+        self.retries = check_count(retries, "retries", minimum=0)
+        n = default_workers() if cpus is None else check_count(cpus, "cpus")
         from distributed import Client, LocalCluster
 
         self._own_client = client is None
         self._cluster = None
+        self._warm: list[str] = []
         if client is not None:
             self.client = client
         elif scheduler is not None:
@@ -117,15 +138,15 @@ class DaskExecutor(Executor):
                 raise ExecutorError(f"cannot connect to the dask scheduler at {scheduler!r} within "
                                     f"{connect_timeout}: {e}") from None
         else:
-            n = default_workers() if cpus is None else cpus
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ValueError(f"cpus: expected a positive integer, got {cpus!r}")
             # without a dashboard the scheduler still serves HTTP (health checks), by default
             # on port 8787: a free port instead, or a second cluster (or a dask dashboard
-            # already open) makes it warn "Port 8787 is already in use"
+            # already open) makes it warn "Port 8787 is already in use".
+            # allowed_failures=0: the scheduler gives up on a task at its first dead worker,
+            # and the run loop's ``retries`` decides whether it runs again
             self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                          host="127.0.0.1", dashboard_address=None,
-                                         scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                         scheduler_kwargs={"dashboard_address": "127.0.0.1:0",
+                                                           "allowed_failures": 0},
                                          preload=["udfkit.preload"], silence_logs=40)
             self.client = Client(self._cluster)
         self._runs = itertools.count(1)
@@ -139,67 +160,23 @@ class DaskExecutor(Executor):
     def num_workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
-    def run_tasks(self, tasks, progress=None):
-        from distributed import Queue, wait
-        from distributed.scheduler import KilledWorker
+    def warm_modules(self, modules) -> None:
+        new = [m for m in modules if m not in self._warm]
+        if new:
+            self._warm.extend(new)
+            # the scheduler runs a registered plugin on every worker, also on those that
+            # join later (a nanny's replacement of a dead worker)
+            from ._dask_plugins import WarmModules
 
-        queue_name = None if progress is None else f"udfkit-progress-{uuid.uuid4().hex}"
-        queue = None if queue_name is None else Queue(queue_name, client=self.client)
-        todo = iter(enumerate(tasks))
-        pending = {}
-        limit = 2 * self.num_workers
+            self.client.register_plugin(WarmModules(new))
 
-        def submit_next() -> bool:
-            for index, task in todo:
-                payload = pickle_task(task, index, "a dask worker")
-                future = self.client.submit(_run_task, payload, queue_name, index, pure=False,
-                                            key=f"udfkit-task-{uuid.uuid4().hex}-{index}")
-                pending[future] = index
-                return True
-            return False
-
-        counted = {}  # index -> (attempt, its frames so far, frames handed on)
-
-        def hand_on_reports():
-            # a task run again after its worker died reports its first frames again: only
-            # frames beyond those already handed on count, so progress never goes back
-            if queue is None:
-                return
-            for index, attempt, frames in queue.get(batch=True):
-                last, done, handed = counted.get(index, (attempt, 0, 0))
-                done = done + frames if attempt == last else frames
-                counted[index] = (attempt, done, max(done, handed))
-                if done > handed:
-                    progress(index, done - handed)
-
+    def run_tasks(self, tasks, progress=None, *, retries=None):
+        retries = self.retries if retries is None else check_count(retries, "retries", minimum=0)
+        adapter = _DaskRun(self, progress is not None)
         try:
-            while len(pending) < limit and submit_next():
-                pass
-            while pending:
-                try:
-                    done, _ = wait(list(pending), timeout=_POLL, return_when="FIRST_COMPLETED")
-                except TimeoutError:
-                    done = ()
-                hand_on_reports()
-                for future in done:
-                    index = pending.pop(future)
-                    try:
-                        result = future.result()
-                    except KilledWorker as e:
-                        error = ExecutorError(f"task {index} failed: the dask workers running it "
-                                              f"died ({e})")
-                        error.task_index = index
-                        raise error from None
-                    yield index, result
-                    submit_next()
+            yield from schedule(adapter, tasks, progress, retries)
         finally:
-            if pending:
-                self.client.cancel(list(pending), force=True)
-            if queue is not None:
-                try:
-                    queue.close()
-                except Exception:  # pragma: no cover - best effort on shutdown
-                    pass
+            adapter.close()
 
     def close(self) -> None:
         if self._own_client:
@@ -210,6 +187,63 @@ class DaskExecutor(Executor):
 
     def __repr__(self):
         return f"DaskExecutor({self.client.scheduler.address!r})"
+
+
+class _DaskRun(Adapter):
+    """One run on the cluster: futures are the handles; ``KilledWorker`` is a dead worker."""
+
+    def __init__(self, executor: DaskExecutor, want_progress: bool):
+        from distributed import Queue
+
+        self.client = executor.client
+        self.queue_name = None
+        self.queue = None
+        if want_progress:
+            self.queue_name = f"udfkit-progress-{uuid.uuid4().hex}"
+            self.queue = Queue(self.queue_name, client=self.client)
+        self.limit = 2 * executor.num_workers
+
+    def free_slots(self, in_flight):
+        return self.limit - in_flight
+
+    def submit(self, index, task):
+        payload = pickle_task(task, index, "a dask worker")
+        return self.client.submit(_run_task, payload, self.queue_name, index, pure=False,
+                                  key=f"udfkit-task-{uuid.uuid4().hex}-{index}")
+
+    def wait(self, handles, timeout):
+        from distributed import wait
+        from distributed.scheduler import KilledWorker
+
+        try:
+            done, _ = wait(handles, timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = ()
+        reports = [] if self.queue is None else self.queue.get(batch=True)
+        outcomes = []
+        for future in done:
+            try:
+                outcomes.append(Outcome(future, "result", future.result()))
+            except KilledWorker as e:
+                outcomes.append(Outcome(future, "died", f"the dask worker running it died ({e})"))
+            except BaseException as e:
+                if future.status == "error":
+                    import traceback
+
+                    text = "".join(traceback.format_tb(future.traceback()))
+                    e.add_note(f"raised on a dask worker; worker traceback:\n{text}")
+                outcomes.append(Outcome(future, "error", e))
+        return outcomes, reports
+
+    def cancel(self, handles):
+        self.client.cancel(list(handles), force=True)
+
+    def close(self):
+        if self.queue is not None:
+            try:
+                self.queue.close()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                pass
 
 
 class DaskJobExecutor(DaskExecutor):

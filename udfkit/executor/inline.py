@@ -38,18 +38,24 @@ class InlineExecutor(Executor):
     def num_workers(self) -> int:
         return 1
 
-    def run_tasks(self, tasks, progress=None):
+    def run_tasks(self, tasks, progress=None, *, retries=None):
+        # ``retries`` has nothing to do here: no worker can die without this thread
         if self.debug:
             import cloudpickle
 
-            def roundtrip(obj):
-                return cloudpickle.loads(cloudpickle.dumps(obj))
+            from .base import pickle_task
+
         for i, task in enumerate(tasks):
             # the task runs in this thread, so its reports can go straight to the callback
             kwargs = {} if progress is None else {"progress": partial(progress, i)}
+            if self.debug:
+                # the same error as a worker process would give (ExecutorError naming the task)
+                task = cloudpickle.loads(pickle_task(task, i, "a worker process"))
             # the caller's code between tasks keeps its BLAS threads; the task gets one
             with single_threaded():
-                result = roundtrip(roundtrip(task)(**kwargs)) if self.debug else task(**kwargs)
+                result = task(**kwargs)
+            if self.debug:
+                result = cloudpickle.loads(cloudpickle.dumps(result))
             yield i, result
 
     def __repr__(self):

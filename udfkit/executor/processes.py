@@ -5,13 +5,20 @@ every run; each imports udfkit once, keeps its compiled kernels, and runs one ta
 time with BLAS / OpenMP / numba limited to one thread. Tasks go to a worker through its
 pipe (they are small); results come back through shared memory (:mod:`._shm`).
 
+The run loop is the shared one (:mod:`udfkit.executor._schedule`); this module is its
+adapter: a task goes to an idle worker, and "wait for any" waits on the pipes and process
+sentinels of the busy workers.
+
 Failures
 --------
 * An exception in a task comes back pickled, with the worker's traceback as a note, and is
   raised in the caller with its original type.
-* A worker that dies (killed, segfault, out of memory) is noticed through its process
-  sentinel within :data:`_POLL` seconds: the run raises :class:`~udfkit.errors.ExecutorError`
-  naming the task, and the worker is replaced.
+* A worker found dead at any point is replaced: idle (killed between runs: found before a
+  task is sent to it), while a task is sent (``BrokenPipeError``: the task goes to its
+  replacement), or while running (noticed through its process sentinel within
+  :data:`~udfkit.executor._schedule.POLL` seconds). A task whose worker died while running
+  it is run again on a fresh worker ``retries`` times (default 1); then the run raises
+  :class:`~udfkit.errors.ExecutorError` naming the task.
 * When a run ends early (an error, ``Ctrl-C``, a closed ``run_udf_iter``), workers still
   busy with its tasks are terminated and replaced, so the next run starts clean; shared
   memory they may have left is removed by name.
@@ -27,12 +34,12 @@ from multiprocessing.connection import wait
 
 from ..errors import ExecutorError
 from . import _shm
+from ._schedule import Adapter, Outcome, schedule
 from ._worker import SEGMENT_PREFIX, worker_main
-from .base import Executor, default_workers, pickle_task
+from .base import Executor, check_count, default_workers, pickle_task
 
 __all__ = ["ProcessesExecutor"]
 
-_POLL = 0.1
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -43,7 +50,16 @@ class _Worker:
     def __init__(self, process, conn):
         self.process = process
         self.conn = conn
-        self.busy = None  # (run_id, index) of the task it is running
+        self.busy = None  # the handle of the task it is running
+
+
+class _Attempt:
+    """The handle of one task sent to one worker (a task run again gets a new one)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
 
 
 class ProcessesExecutor(Executor):
@@ -53,6 +69,14 @@ class ProcessesExecutor(Executor):
     ----------
     cpus : int, optional
         Number of worker processes; default one per physical core.
+    retries : int
+        How many times a task whose worker died is run again on a fresh worker before the
+        run fails (default 1).
+
+    Raises
+    ------
+    ExecutorSpecError
+        For ``cpus`` that is not a positive integer or ``retries`` that is negative.
 
     Examples
     --------
@@ -62,18 +86,16 @@ class ProcessesExecutor(Executor):
 
     kind = "processes"
 
-    def __init__(self, cpus: int | None = None):
-        if cpus is None:
-            cpus = default_workers()
-        if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
-            raise ValueError(f"cpus: expected a positive integer, got {cpus!r}")
+    def __init__(self, cpus: int | None = None, retries: int = 1):
+        self._n = default_workers() if cpus is None else check_count(cpus, "cpus")
+        self.retries = check_count(retries, "retries", minimum=0)
         self._mp = multiprocessing.get_context("spawn")
         self._runs = itertools.count(1)
         self._closed = False
-        self._n = cpus
+        self._warm: list[str] = []
         # started with the first run: a Context that only loads data sets or reads files
         # (e.g. ``udfkit info``) starts no processes
-        self._workers = []
+        self._workers: list[_Worker] = []
 
     # -- workers ----------------------------------------------------------------------------
     def _start(self) -> _Worker:
@@ -82,8 +104,8 @@ class ProcessesExecutor(Executor):
         # a spawned child inherits the environment: one thread per library from the start
         os.environ.update({k: "1" for k in _THREAD_ENV})
         try:
-            process = self._mp.Process(target=worker_main, args=(child,), daemon=True,
-                                       name="udfkit-worker")
+            process = self._mp.Process(target=worker_main, args=(child, tuple(self._warm)),
+                                       daemon=True, name="udfkit-worker")
             process.start()
         finally:
             for k, v in saved.items():
@@ -110,9 +132,11 @@ class ProcessesExecutor(Executor):
         worker.conn.close()
         _remove_segments_of(process.pid)
 
-    def _replace(self, worker: _Worker, kill: bool = True) -> None:
+    def _replace(self, worker: _Worker, kill: bool = True) -> _Worker:
         self._stop(worker, kill=kill)
-        self._workers[self._workers.index(worker)] = self._start()
+        new = self._start()
+        self._workers[self._workers.index(worker)] = new
+        return new
 
     @property
     def num_workers(self) -> int:
@@ -122,105 +146,25 @@ class ProcessesExecutor(Executor):
         if not self._workers:
             self._workers = [self._start() for _ in range(self._n)]
 
+    def warm_modules(self, modules) -> None:
+        new = [m for m in modules if m not in self._warm]
+        if not new:
+            return
+        self._warm.extend(new)
+        for worker in self._workers:
+            try:
+                worker.conn.send(("warm", new))
+            except OSError:
+                pass  # a dead worker: replaced when the next task finds it
+
     # -- running ----------------------------------------------------------------------------
-    def run_tasks(self, tasks, progress=None):
+    def run_tasks(self, tasks, progress=None, *, retries=None):
         if self._closed:
             raise RuntimeError("this ProcessesExecutor is closed")
+        retries = self.retries if retries is None else check_count(retries, "retries", minimum=0)
         self._ensure_started()
-        run_id = next(self._runs)
-        todo = iter(enumerate(tasks))
-        want_progress = progress is not None
-
-        def assign(worker) -> bool:
-            for index, task in todo:
-                payload = pickle_task(task, index, "a worker process")
-                worker.conn.send(("task", run_id, index, payload, want_progress))
-                worker.busy = (run_id, index)
-                return True
-            return False
-
-        finished = False
-        try:
-            for worker in list(self._workers):
-                if not assign(worker):
-                    break
-            while True:
-                busy = [w for w in self._workers if w.busy is not None]
-                if not busy:
-                    finished = True
-                    return
-                by_handle = {}
-                for w in busy:
-                    by_handle[w.conn] = w
-                    by_handle[w.process.sentinel] = w
-                for handle in wait(list(by_handle), timeout=_POLL):
-                    worker = by_handle[handle]
-                    if worker.busy is None:
-                        continue  # already handled through its other handle
-                    if handle is worker.process.sentinel and not worker.conn.poll():
-                        self._worker_died(worker)
-                    try:
-                        msg = worker.conn.recv()
-                    except (EOFError, OSError):
-                        self._worker_died(worker)
-                    out = self._handle(worker, msg, run_id, progress)
-                    if out is not None:
-                        yield out
-                        # after the yield: a caller that stops here starts nothing more
-                        assign(worker)
-        finally:
-            if not finished:
-                # cancel: workers still busy with this run are replaced, not waited for
-                for worker in list(self._workers):
-                    if worker.busy is not None:
-                        self._replace(worker)
-
-    def _handle(self, worker, msg, run_id, progress):
-        kind = msg[0]
-        if msg[1] != run_id:  # pragma: no cover - stale workers are replaced, not reused
-            if kind == "result":
-                _shm.discard(msg[4])
-            return None
-        if kind == "progress":
-            if progress is not None:
-                progress(msg[2], msg[3])
-            return None
-        worker.busy = None
-        if kind == "result":
-            return msg[2], _shm.loads(msg[3], msg[4])
-        _, _, index, payload, summary, text = msg
-        exc = None
-        if payload is not None:
-            import cloudpickle
-
-            try:
-                exc = cloudpickle.loads(payload)
-            except Exception:
-                exc = None
-        if not isinstance(exc, BaseException):
-            raise ExecutorError(f"task {index} failed on worker process {worker.process.pid}: "
-                                f"{summary}\n{text}")
-        exc.add_note(f"raised on udfkit worker process {worker.process.pid} in task {index}; "
-                     f"worker traceback:\n{text}")
-        raise exc
-
-    def _worker_died(self, worker):
-        index = worker.busy[1]
-        pid = worker.process.pid
-        worker.process.join(timeout=1)
-        code = worker.process.exitcode
-        worker.busy = None
-        self._replace(worker)
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        hint = ""
-        if code is not None and code > 0:
-            hint = ("; a worker that exits with an error at once is often a script that runs "
-                    "udfkit at import time: workers are spawned and import the script, so put "
-                    "the script's work under `if __name__ == \"__main__\":`")
-        error = ExecutorError(f"worker process {pid} died ({how}) while running task {index} "
-                              f"of this run; it has been replaced{hint}")
-        error.task_index = index
-        raise error
+        yield from schedule(_ProcessesRun(self, next(self._runs), progress is not None), tasks,
+                            progress, retries)
 
     def close(self) -> None:
         if self._closed:
@@ -233,6 +177,122 @@ class ProcessesExecutor(Executor):
 
     def __repr__(self):
         return f"ProcessesExecutor(cpus={self._n})"
+
+
+class _ProcessesRun(Adapter):
+    """One run on the pool: one task per idle worker, a dead worker replaced wherever found."""
+
+    def __init__(self, executor: ProcessesExecutor, run_id: int, want_progress: bool):
+        self.executor = executor
+        self.run_id = run_id
+        self.want_progress = want_progress
+        self.early: list[Outcome] = []  # ends found while submitting (a send that failed twice)
+
+    def _idle(self) -> list[_Worker]:
+        return [w for w in self.executor._workers if w.busy is None]
+
+    def free_slots(self, in_flight):
+        return len(self._idle())
+
+    def submit(self, index, task):
+        payload = pickle_task(task, index, "a worker process")
+        handle = _Attempt(index)
+        worker = self._idle()[0]
+        if worker.process.exitcode is not None:
+            # killed while idle (the OOM killer, a user): its replacement takes the task
+            worker = self.executor._replace(worker)
+        msg = ("task", self.run_id, index, payload, self.want_progress)
+        try:
+            worker.conn.send(msg)
+        except OSError:
+            # died between the look and the send (BrokenPipeError): the task has not started
+            worker = self.executor._replace(worker)
+            try:
+                worker.conn.send(msg)
+            except OSError as e:  # pragma: no cover - a fresh worker that dies at once
+                self.early.append(Outcome(handle, "died", f"a fresh worker process could not "
+                                          f"take the task ({type(e).__name__}: {e})"))
+                return handle
+        worker.busy = handle
+        return handle
+
+    def wait(self, handles, timeout):
+        outcomes, reports = self.early, []
+        self.early = []
+        if outcomes:
+            timeout = 0
+        by_handle = {}
+        for w in self.executor._workers:
+            if w.busy is not None:
+                by_handle[w.conn] = w
+                by_handle[w.process.sentinel] = w
+        for ready in wait(list(by_handle), timeout=timeout):
+            worker = by_handle[ready]
+            if worker.busy is None:
+                continue  # already handled through its other handle
+            broken = False
+            try:
+                # everything it has sent; its result may come after its reports
+                while worker.busy is not None and worker.conn.poll():
+                    self._receive(worker, worker.conn.recv(), outcomes, reports)
+            except (EOFError, OSError):
+                broken = True  # the other end is gone: the worker died
+            if worker.busy is not None and (broken or ready is worker.process.sentinel):
+                outcomes.append(self._died(worker))
+        return outcomes, reports
+
+    def _receive(self, worker, msg, outcomes, reports):
+        kind = msg[0]
+        if msg[1] != self.run_id:  # pragma: no cover - stale workers are replaced, not reused
+            if kind == "result":
+                _shm.discard(msg[4])
+            return
+        if kind == "progress":
+            reports.append((msg[2], worker.busy, msg[3]))
+            return
+        handle, worker.busy = worker.busy, None
+        if kind == "result":
+            outcomes.append(Outcome(handle, "result", _shm.loads(msg[3], msg[4])))
+            return
+        _, _, index, payload, summary, text = msg
+        exc = None
+        if payload is not None:
+            import cloudpickle
+
+            try:
+                exc = cloudpickle.loads(payload)
+            except Exception:
+                exc = None
+        if not isinstance(exc, BaseException):
+            exc = ExecutorError(f"task {index} failed on worker process {worker.process.pid}: "
+                                f"{summary}\n{text}")
+        else:
+            exc.add_note(f"raised on udfkit worker process {worker.process.pid} in task {index}; "
+                         f"worker traceback:\n{text}")
+        outcomes.append(Outcome(handle, "error", exc))
+
+    def _died(self, worker) -> Outcome:
+        handle = worker.busy
+        pid = worker.process.pid
+        worker.process.join(timeout=1)
+        code = worker.process.exitcode
+        worker.busy = None
+        self.executor._replace(worker)
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        hint = ""
+        if code is not None and code > 0:
+            hint = ("; a worker that exits with an error at once is often a script that runs "
+                    "udfkit at import time: workers are spawned and import the script, so put "
+                    "the script's work under `if __name__ == \"__main__\":`")
+        return Outcome(handle, "died", f"worker process {pid} died ({how}) while running it; "
+                                       f"it has been replaced{hint}")
+
+    def cancel(self, handles):
+        # workers still busy with this run are replaced, not waited for
+        for worker in list(self.executor._workers):
+            if worker.busy is not None:
+                worker.busy = None
+                self.executor._replace(worker)
 
 
 def _remove_segments_of(pid: int) -> None:

@@ -14,13 +14,11 @@ from __future__ import annotations
 import queue
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-from .base import Executor, default_workers
+from ._schedule import Adapter, Outcome, schedule
+from .base import Executor, check_count, default_workers
 from .threadpools import single_threaded
 
 __all__ = ["ThreadsExecutor"]
-
-#: how often the iterating thread wakes up to hand on progress reports, seconds
-_POLL = 0.1
 
 
 class ThreadsExecutor(Executor):
@@ -33,6 +31,11 @@ class ThreadsExecutor(Executor):
     max_in_flight : int, optional
         Tasks submitted at a time; default ``2 * cpus``.
 
+    Raises
+    ------
+    ExecutorSpecError
+        For ``cpus`` or ``max_in_flight`` that are not positive integers.
+
     Examples
     --------
     >>> ex = ThreadsExecutor(cpus=2)
@@ -44,64 +47,23 @@ class ThreadsExecutor(Executor):
     kind = "threads"
 
     def __init__(self, cpus: int | None = None, max_in_flight: int | None = None):
-        if cpus is None:
-            cpus = default_workers()
-        if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
-            raise ValueError(f"cpus: expected a positive integer, got {cpus!r}")
-        self._n = cpus
-        self._max_in_flight = max(1, int(max_in_flight or 2 * cpus))
-        self._pool = ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="udfkit-worker")
+        self._n = default_workers() if cpus is None else check_count(cpus, "cpus")
+        self._max_in_flight = (2 * self._n if max_in_flight is None
+                               else check_count(max_in_flight, "max_in_flight"))
+        self._pool = ThreadPoolExecutor(max_workers=self._n, thread_name_prefix="udfkit-worker")
         self._closed = False
 
     @property
     def num_workers(self) -> int:
         return self._n
 
-    def run_tasks(self, tasks, progress=None):
+    def run_tasks(self, tasks, progress=None, *, retries=None):
         if self._closed:
             raise RuntimeError("this ThreadsExecutor is closed")
-        reports = queue.SimpleQueue()
-        todo = iter(enumerate(tasks))
-        pending = {}
-
-        def submit_next() -> bool:
-            for index, task in todo:
-                if progress is None:
-                    future = self._pool.submit(task)
-                else:
-                    # reports travel through a queue to the iterating thread
-                    future = self._pool.submit(task, progress=lambda n, i=index: reports.put((i, n)))
-                pending[future] = index
-                return True
-            return False
-
-        def hand_on_reports():
-            if progress is not None:
-                while True:
-                    try:
-                        index, frames = reports.get_nowait()
-                    except queue.Empty:
-                        return
-                    progress(index, frames)
-
+        retries = self.retries if retries is None else retries
+        # BLAS/OpenMP get one thread each while the run lasts (N threads would start N × cores)
         with single_threaded():
-            try:
-                while len(pending) < self._max_in_flight and submit_next():
-                    pass
-                while pending:
-                    done, _ = wait(pending, timeout=_POLL, return_when=FIRST_COMPLETED)
-                    hand_on_reports()
-                    for future in done:
-                        index = pending.pop(future)
-                        result = future.result()  # re-raises the task's exception
-                        yield index, result
-                        # after the yield: a caller that stops here submits nothing more
-                        submit_next()
-            finally:
-                # early close, an error or Ctrl-C: queued tasks are dropped; running ones
-                # cannot be interrupted and finish on their own
-                for future in pending:
-                    future.cancel()
+            yield from schedule(_ThreadsRun(self, progress is not None), tasks, progress, retries)
 
     def close(self) -> None:
         if not self._closed:
@@ -110,3 +72,42 @@ class ThreadsExecutor(Executor):
 
     def __repr__(self):
         return f"ThreadsExecutor(cpus={self._n})"
+
+
+class _ThreadsRun(Adapter):
+    """One run on the pool: futures are the handles; threads cannot die alone."""
+
+    def __init__(self, executor: ThreadsExecutor, want_progress: bool):
+        self.executor = executor
+        self.want_progress = want_progress
+        # reports travel through a queue to the iterating thread
+        self.reports = queue.SimpleQueue()
+
+    def free_slots(self, in_flight):
+        return self.executor._max_in_flight - in_flight
+
+    def submit(self, index, task):
+        pool = self.executor._pool
+        if not self.want_progress:
+            return pool.submit(task)
+        return pool.submit(task, progress=lambda n, i=index: self.reports.put((i, 0, n)))
+
+    def wait(self, handles, timeout):
+        done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
+        reports = []
+        while True:
+            try:
+                reports.append(self.reports.get_nowait())
+            except queue.Empty:
+                break
+        outcomes = []
+        for future in done:
+            exc = future.exception()
+            outcomes.append(Outcome(future, "result", future.result()) if exc is None
+                            else Outcome(future, "error", exc))
+        return outcomes, reports
+
+    def cancel(self, handles):
+        # queued tasks are dropped; running ones cannot be interrupted and finish on their own
+        for future in handles:
+            future.cancel()
