@@ -44,11 +44,11 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from ..api import Context
-
-    if not getattr(args, "needs_context", True):
-        return args.func(args)
     try:
+        if not getattr(args, "needs_context", True):
+            return args.func(args)
+        from ..api import Context
+
         with Context() as ctx:
             return args.func(args, ctx)
     except KeyboardInterrupt:
