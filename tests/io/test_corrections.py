@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from udfkit import CorrectionError, CorrectionSet, UdfkitError
 from udfkit.common import Shape, Slice
-from udfkit.io.base import DataTile
 from udfkit.io.corrections import CorrectionPlan, neighbour_table
+from udfkit.io.tiles import DataTile
 from udfkit.io.tiling import TilingScheme
 
 # -- the reference: the definition, read literally ---------------------------------------------

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from udfkit import Context
 from udfkit.common import Shape, Slice
 from udfkit.io import _decode
-from udfkit.io.tiles import aligned_empty, row_layout
+from udfkit.io.aligned import aligned_empty
+from udfkit.io.tiles import row_layout
 from udfkit.io.tiling import TilingScheme
 
 NATIVE = "<" if np.little_endian else ">"

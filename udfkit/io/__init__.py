@@ -3,9 +3,11 @@
 Imports only :mod:`udfkit.common` and :mod:`udfkit.errors`; knows nothing of UDFs.
 """
 
-from .base import DataSet, DataSetMeta, DataTile, FrameSource, IOBackend, Partition
+from .base import DataSet, DataSetMeta, FrameSource, IOBackend, Partition
 from .corrections import CorrectionSet
+from .tiles import DataTile, SourcePartition
 from .tiling import Negotiator, TilingConstraints, TilingRequest, TilingScheme
 
 __all__ = ["DataSet", "DataSetMeta", "DataTile", "FrameSource", "IOBackend", "Partition",
-           "CorrectionSet", "Negotiator", "TilingConstraints", "TilingRequest", "TilingScheme"]
+           "SourcePartition", "CorrectionSet", "Negotiator", "TilingConstraints", "TilingRequest",
+           "TilingScheme"]

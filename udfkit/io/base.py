@@ -24,55 +24,18 @@ NaN (floats), 0 (integers) or False (bools).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ..common import Shape, Slice
 from ..errors import DataSetError
 from .partitioning import check_num_partitions
+from .tiling import TilingConstraints, TilingScheme
 
-__all__ = ["DataTile", "DataSetMeta", "DataSet", "Partition", "IOBackend", "FrameSource"]
-
-
-class DataTile:
-    """One tile of data: ``depth`` consecutive (processed) frames × one part of the signal.
-
-    Attributes
-    ----------
-    data : numpy.ndarray
-        Shape ``(depth, *sig_part)``. Read-only: it may be a view into the file or a reused
-        buffer, so it must not be modified or kept after the UDF call returns.
-    tile_slice : Slice
-        Where the tile sits, in flattened-nav coordinates: the origin is the flattened nav
-        index of its first frame, the first extent its number of frames. With a ROI the
-        frames need not be consecutive; ``frame_index`` has the exact positions.
-    scheme_idx : int
-        Index of the signal slice in the tiling scheme.
-    frame_index : numpy.ndarray
-        Flattened navigation index (in the full data set) of each frame in the tile.
-    processed_start : int
-        Position of the tile's first frame among the partition's processed frames (the row
-        of partition-sized nav buffers that belongs to it).
-    """
-
-    __slots__ = ("data", "tile_slice", "scheme_idx", "frame_index", "processed_start")
-
-    def __init__(self, data, tile_slice: Slice, scheme_idx: int, frame_index,
-                 processed_start: int = 0):
-        self.data = data
-        self.tile_slice = tile_slice
-        self.scheme_idx = scheme_idx
-        self.frame_index = frame_index
-        self.processed_start = processed_start
-
-    @property
-    def shape(self):
-        return self.data.shape
-
-    def __repr__(self):
-        return (f"DataTile(shape={self.data.shape}, tile_slice={self.tile_slice!r}, "
-                f"scheme_idx={self.scheme_idx})")
+__all__ = ["DataSetMeta", "DataSet", "Partition", "IOBackend", "FrameSource"]
 
 
 @dataclass(frozen=True)
@@ -153,8 +116,9 @@ class Partition(ABC):
     """A contiguous range ``[start, stop)`` of the flattened navigation axis.
 
     Partitions are small picklable descriptions; the worker that runs one opens the file
-    itself. Subclasses provide :meth:`open_source`; tiling, ROI handling, zero-copy views and
-    decoding are shared (see :mod:`udfkit.io.tiles`).
+    itself and iterates :meth:`get_tiles`. Formats whose frames a
+    :class:`FrameSource` reads subclass :class:`~udfkit.io.tiles.SourcePartition`, which
+    shares tiling, ROI handling, zero-copy views and decoding.
     """
 
     def __init__(self, *, shape: Shape, start: int, stop: int, raw_dtype, image_count: int,
@@ -210,12 +174,13 @@ class Partition(ABC):
         """True when tiles of the stored dtype can be views (no copy)."""
 
     @abstractmethod
-    def open_source(self, frames: np.ndarray, depth: int) -> FrameSource:
-        """Open the file frames ``frames`` (sorted) of this partition on the worker, to be
-        read ``depth`` frames at a time."""
+    def get_tiles(self, tiling_scheme: TilingScheme, dest_dtype: DTypeLike = "float32",
+                  roi: np.ndarray | None = None) -> Iterator:
+        """Yield :class:`~udfkit.io.tiles.DataTile` objects covering the processed frames.
 
-    def get_tiles(self, tiling_scheme, dest_dtype="float32", roi=None):
-        """Yield :class:`DataTile` objects covering the processed frames of this partition.
+        The tiles come in processing order: for each block of ``tiling_scheme.depth``
+        processed frames, one tile per signal slice of the scheme. Their data are read-only
+        and valid until the next tile is requested.
 
         Parameters
         ----------
@@ -226,9 +191,6 @@ class Partition(ABC):
         roi : numpy.ndarray of bool, optional
             Partition-local region of interest; positions without a frame are skipped anyway.
         """
-        from .tiles import generate_tiles
-
-        return generate_tiles(self, tiling_scheme, np.dtype(dest_dtype), roi)
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.index}: [{self.start}, {self.stop})>"
@@ -404,8 +366,6 @@ class DataSet(ABC):
 
     def get_tiling_constraints(self):
         """What the data set imposes on tiles (see :class:`~udfkit.io.tiling.TilingConstraints`)."""
-        from .tiling import TilingConstraints
-
         sig = self.shape.sig.to_tuple()
         return TilingConstraints(base_shape=(1,) * (len(sig) - 1) + (sig[-1],) if len(sig) > 1 else (1,))
 

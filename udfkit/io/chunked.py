@@ -35,7 +35,9 @@ from math import prod
 import numpy as np
 
 from ..errors import UdfkitWarning
-from .base import DataSet, FrameSource, Partition
+from .aligned import aligned_empty
+from .base import DataSet, FrameSource
+from .tiles import SourcePartition
 
 __all__ = ["ArrayReader", "ChunkGeometry", "ChunkedDataSet", "ChunkedPartition", "block_frames",
            "flat_slabs", "DECODE_BYTES", "MAX_BLOCK_BYTES"]
@@ -198,7 +200,7 @@ class ChunkGeometry:
     chunks: tuple = ()
 
 
-class ChunkedPartition(Partition):
+class ChunkedPartition(SourcePartition):
     """A partition of a :class:`ChunkedDataSet`: its reader plus the block geometry."""
 
     def __init__(self, *, reader: ArrayReader, block: int, **kwargs):
@@ -248,8 +250,6 @@ class _BlockSource(FrameSource):
 
         def make_out():
             if self._buf is None or self._buf.shape[0] < n:
-                from .tiles import aligned_empty
-
                 self._buf = aligned_empty(n * self._items, self._dtype).reshape((n,) + self._sig)
             return self._buf[:n]
 
@@ -272,8 +272,6 @@ class _BlockSource(FrameSource):
         """Frames of more than one decoded run: copy them into a scratch buffer, in order."""
         n = frames.size
         if self._scratch is None or self._scratch.shape[0] < n:
-            from .tiles import aligned_empty
-
             self._scratch = aligned_empty(n * self._items, self._dtype).reshape((n,) + self._sig)
         k = 0
         while k < n:

@@ -43,7 +43,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..errors import CorrectionError
-from .base import DataTile
+from .aligned import aligned_empty
+from .tiles import DataTile
 
 __all__ = ["CorrectionSet", "CorrectionPlan"]
 
@@ -445,13 +446,11 @@ class TileCorrector:
 
     Dark and gain are cut to each signal slice of the scheme and converted to the output's
     real dtype once, when the corrector is made (once per partition). Calling it with a
-    :class:`~udfkit.io.base.DataTile` returns a new, read-only tile that is a view of the
+    :class:`~udfkit.io.tiles.DataTile` returns a new, read-only tile that is a view of the
     buffer; the next call overwrites it.
     """
 
     def __init__(self, plan: CorrectionPlan, scheme, out_dtype):
-        from .tiles import aligned_empty
-
         out_dtype = np.dtype(out_dtype)
         if out_dtype.kind not in "fc":
             raise CorrectionError(f"corrections need a float or complex input dtype, got {out_dtype}")

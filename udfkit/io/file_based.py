@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .backends import get_backend
-from .base import DataSet, FrameSource, Partition
+from .base import DataSet, FrameSource
+from .tiles import SourcePartition
 
 __all__ = ["FilePartition", "FileDataSet"]
 
 
-class FilePartition(Partition):
+class FilePartition(SourcePartition):
     """A range of frames of a file set; the worker opens the files through ``backend``.
 
     Parameters

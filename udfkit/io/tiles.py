@@ -25,27 +25,93 @@ Dtype pairs numba cannot handle (``float16``, byte-swapped complex) go through n
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from collections.abc import Iterator
 from math import prod
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ..common import Shape, Slice
-from .base import DataTile
+from .aligned import aligned_empty
+from .base import FrameSource, Partition
+from .tiling import TilingScheme
 
-__all__ = ["generate_tiles", "row_layout", "aligned_empty"]
-
-_ALIGN = 64
-
-
-def aligned_empty(n: int, dtype) -> np.ndarray:
-    """A 1D array of ``n`` elements whose data start on a 64-byte boundary."""
-    dtype = np.dtype(dtype)
-    raw = np.empty(n * dtype.itemsize + _ALIGN, dtype=np.uint8)
-    skip = (-raw.ctypes.data) % _ALIGN
-    return raw[skip:skip + n * dtype.itemsize].view(dtype)
+__all__ = ["DataTile", "SourcePartition", "generate_tiles", "row_layout"]
 
 
-def row_layout(sig_shape, sig_slice: Slice) -> tuple[np.ndarray, int]:
+class DataTile:
+    """One tile of data: ``depth`` consecutive (processed) frames × one part of the signal.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Shape ``(depth, *sig_part)``. Read-only: it may be a view into the file or a reused
+        buffer, so it must not be modified or kept after the UDF call returns.
+    tile_slice : Slice
+        Where the tile sits, in flattened-nav coordinates: the origin is the flattened nav
+        index of its first frame, the first extent its number of frames. With a ROI the
+        frames need not be consecutive; ``frame_index`` has the exact positions.
+    scheme_idx : int
+        Index of the signal slice in the tiling scheme.
+    frame_index : numpy.ndarray
+        Flattened navigation index (in the full data set) of each frame in the tile.
+    processed_start : int
+        Position of the tile's first frame among the partition's processed frames (the row
+        of partition-sized nav buffers that belongs to it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from udfkit.common import Shape, Slice
+    >>> t = DataTile(np.zeros((2, 4, 4)), Slice((6, 0, 0), Shape((2, 4, 4), sig_dims=2)), 0,
+    ...              np.array([6, 7]))
+    >>> t.shape
+    (2, 4, 4)
+    """
+
+    __slots__ = ("data", "tile_slice", "scheme_idx", "frame_index", "processed_start")
+
+    def __init__(self, data: np.ndarray, tile_slice: Slice, scheme_idx: int,
+                 frame_index: np.ndarray, processed_start: int = 0):
+        self.data = data
+        self.tile_slice = tile_slice
+        self.scheme_idx = scheme_idx
+        self.frame_index = frame_index
+        self.processed_start = processed_start
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of :attr:`data`, ``(depth, *sig_part)``."""
+        return self.data.shape
+
+    def __repr__(self) -> str:
+        return (f"DataTile(shape={self.data.shape}, tile_slice={self.tile_slice!r}, "
+                f"scheme_idx={self.scheme_idx})")
+
+
+class SourcePartition(Partition):
+    """A partition whose frames a :class:`~udfkit.io.base.FrameSource` reads; its tiles are
+    cut by :func:`generate_tiles` (zero-copy views, splits, one fused decode pass).
+
+    Subclasses provide :meth:`open_source` and ``supports_zero_copy``; a subclass with a
+    ``decoder`` attribute (a :class:`~udfkit.io.decoders.FrameDecoder`) has its records
+    decoded first. Every built-in format's partition is one.
+    """
+
+    @abstractmethod
+    def open_source(self, frames: np.ndarray, depth: int) -> FrameSource:
+        """Open the file frames ``frames`` (sorted) of this partition on the worker, to be
+        read ``depth`` frames at a time."""
+
+    def get_tiles(self, tiling_scheme: TilingScheme, dest_dtype: DTypeLike = "float32",
+                  roi: np.ndarray | None = None) -> Iterator[DataTile]:
+        """Yield the :class:`DataTile` objects covering the processed frames (see
+        :meth:`udfkit.io.base.Partition.get_tiles`)."""
+        return generate_tiles(self, tiling_scheme, np.dtype(dest_dtype), roi)
+
+
+def row_layout(sig_shape: tuple[int, ...], sig_slice: Slice) -> tuple[np.ndarray, int]:
     """Element offsets of the contiguous rows of ``sig_slice`` in a C-order frame, and their length.
 
     Trailing axes that the slice covers completely are merged into one row.
@@ -82,8 +148,21 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
     return view
 
 
-def generate_tiles(partition, scheme, dest_dtype: np.dtype, roi=None):
-    """Yield the tiles of ``partition`` (see the module docstring)."""
+def generate_tiles(partition: SourcePartition, scheme: TilingScheme, dest_dtype: np.dtype,
+                   roi: np.ndarray | None = None) -> Iterator[DataTile]:
+    """Yield the tiles of ``partition`` (see the module docstring).
+
+    Parameters
+    ----------
+    partition : SourcePartition
+        Opened on the calling process with the frames it selects.
+    scheme : TilingScheme
+        Signal slices and depth.
+    dest_dtype : numpy.dtype
+        The dtype of the tiles' data.
+    roi : numpy.ndarray of bool, optional
+        Partition-local region of interest.
+    """
     sel = partition.selected_positions(roi)
     if sel.size == 0:
         return

@@ -20,6 +20,7 @@ import numpy as np
 
 from ...common import parse_size
 from ...errors import DataSetError
+from ..aligned import aligned_empty
 from ..base import FrameSource, IOBackend
 from ..readplan import plan_reads
 from ._buffers import POOL
@@ -170,8 +171,6 @@ class BlockSource(FrameSource):
         if self._elem_pos is not None:
             return self._views[0], self._elem_pos[i0:i1]
         # a frame at an odd offset (odd per-frame headers with direct I/O): copy it aligned
-        from ..tiles import aligned_empty
-
         pos = self._plan.frame_pos[i0:i1]
         buf = self._buffers[0]
         n = pos.size

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from ..aligned import aligned_empty
 from ..base import FrameSource, IOBackend
 from ._files import check_size, needed_ends, open_files, read_exactly
 
@@ -131,8 +132,6 @@ class _MMapSource(FrameSource):
 
     def _copy(self, frames):
         """Frames that cannot be one aligned view: ``pread`` each into a scratch buffer."""
-        from ..tiles import aligned_empty
-
         fs = self._fs
         n = frames.size
         nbytes = fs.frame_bytes

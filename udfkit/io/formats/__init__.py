@@ -39,6 +39,7 @@ BUILTIN_FORMATS = {
     "ser": "udfkit.io.formats.ser:SERFormat",
     "dm": "udfkit.io.formats.dm:DMFormat",
     "mib": "udfkit.io.formats.mib:MIBFormat",
+    "raw_csr": "udfkit.io.formats.raw_csr:RawCSRFormat",
 }
 
 ENTRY_POINT_GROUP = "udfkit.formats"

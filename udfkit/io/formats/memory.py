@@ -8,10 +8,11 @@ import numpy as np
 
 from ...common import Shape, normalize_shape
 from ...errors import DataSetError
-from ..base import DataSet, DataSetMeta, FrameSource, Partition
+from ..base import DataSet, DataSetMeta, FrameSource
+from ..tiles import SourcePartition
 from ..tiling import TilingConstraints
-from .base import COMMON_PARAMS, Format, Param
 from ._common import check_frame_count, check_sync_offset, parse_dims, resolve_shapes
+from .base import COMMON_PARAMS, Format, Param
 
 __all__ = ["MemoryFormat", "MemoryDataSet"]
 
@@ -118,7 +119,7 @@ class MemoryDataSet(DataSet):
         return parts
 
 
-class MemoryPartition(Partition):
+class MemoryPartition(SourcePartition):
     """A partition of a :class:`MemoryDataSet` holding its own frames."""
 
     def __init__(self, *, frames, first_frame: int, **kwargs):

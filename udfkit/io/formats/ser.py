@@ -37,9 +37,11 @@ import numpy as np
 
 from ...common import Shape, Slice
 from ...errors import DataSetError
-from ..base import DataSetMeta, DataTile, FrameSource
+from ..aligned import aligned_empty
+from ..base import DataSetMeta, FrameSource
 from ..file_based import FileDataSet, FilePartition
 from ..layout import FileLayout, FileSet
+from ..tiles import DataTile
 from ._common import check_path
 from ._fixed_frames import resolve_fixed_frames
 from ._ser_file import (
@@ -135,7 +137,6 @@ class SERPartition(FilePartition):
         # each signal slice bottom up (tile row i is file row H - 1 - (r0 + i)), reads,
         # flips and converts at once into a reused C-contiguous buffer
         from .. import _decode
-        from ..tiles import aligned_empty
 
         sel = self.selected_positions(roi)
         if sel.size == 0:

@@ -27,8 +27,9 @@ import numpy as np
 
 from ...common import Shape
 from ...errors import DataSetError
-from ..base import DataSet, DataSetMeta, FrameSource, Partition
+from ..base import DataSet, DataSetMeta, FrameSource
 from ..partitioning import partition_bounds
+from ..tiles import SourcePartition
 from ..tiling import TilingConstraints
 from ._common import check_frame_count, check_sync_offset, parse_dims
 from .base import COMMON_PARAMS, Format, Param
@@ -49,12 +50,12 @@ class StackFormat(Format):
     )
 
 
-class StackPartition(Partition):
+class StackPartition(SourcePartition):
     """A partition of a :class:`StackDataSet`: a part of one member's partition.
 
     Parameters
     ----------
-    member : Partition
+    member : SourcePartition
         The member's partition holding all frames of this one.
     shift : int
         Added to a stack frame number to get the member's file frame number.
@@ -64,7 +65,7 @@ class StackPartition(Partition):
         See :class:`~udfkit.io.base.Partition`.
     """
 
-    def __init__(self, *, member: Partition, shift: int, member_index: int, **kwargs):
+    def __init__(self, *, member: SourcePartition, shift: int, member_index: int, **kwargs):
         super().__init__(raw_dtype=member.raw_dtype, **kwargs)
         self.member = member
         self.shift = int(shift)

@@ -1,0 +1,98 @@
+"""Kernels of the ``raw_csr`` format: CSR rows into dense frames.
+
+:func:`densify` writes selected rows of a CSR span into a C-contiguous ``(n, sig_size)``
+block in one pass (zero the row, add its entries), converting the stored values into the
+block's dtype on the fly and checking every column index. Duplicate column indices in a row
+add up, as in scipy's ``toarray``. Dtypes numba does not handle (float16, bool, byte-swapped
+values) are converted first or go through numpy.
+
+This module imports numba; import it lazily.
+"""
+
+import numba
+import numpy as np
+
+__all__ = ["densify"]
+
+
+@numba.njit(cache=True, nogil=True)
+def _densify(ptr, rows, idx, val, base, out, sig_size):
+    for o in range(rows.shape[0]):
+        r = rows[o]
+        dst = out[o]
+        for z in range(dst.shape[0]):
+            dst[z] = 0
+        for k in range(ptr[r] - base, ptr[r + 1] - base):
+            j = np.int64(idx[k])
+            if j < 0 or j >= sig_size:
+                return k
+            dst[j] += val[k]
+    return -1
+
+
+def _numba_ok(dtype: np.dtype, kinds: str) -> bool:
+    return dtype.isnative and dtype.kind in kinds and dtype != np.float16
+
+
+def densify(ptr, rows, idx, val, base, out, sig_size) -> int:
+    """Dense frames of the CSR rows ``rows`` of a span into ``out``.
+
+    Parameters
+    ----------
+    ptr : numpy.ndarray
+        int64 indptr of the span as stored (``ptr[0]`` is the element offset ``base``).
+    rows : numpy.ndarray
+        int64 rows of the span to write, one per row of ``out``.
+    idx, val : numpy.ndarray
+        Column indices and values of the span (element ``base`` first), stored dtypes.
+    base : int
+        Element offset of ``idx[0]`` in the files.
+    out : numpy.ndarray
+        C-contiguous ``(len(rows), sig_size)``.
+    sig_size : int
+
+    Returns
+    -------
+    int
+        -1, or the position in ``idx`` of the first index outside ``[0, sig_size)``.
+
+    Examples
+    --------
+    >>> out = np.empty((2, 4), np.float32)
+    >>> ptr = np.array([10, 12, 13])
+    >>> densify(ptr, np.array([1, 0]), np.array([3, 3, 1], np.int32),
+    ...         np.array([1, 2, 5], ">u2"), 10, out, 4)
+    -1
+    >>> out.tolist()
+    [[0.0, 5.0, 0.0, 0.0], [0.0, 0.0, 0.0, 3.0]]
+    >>> densify(ptr, np.array([1]), np.array([3, 3, 9], np.int32), np.ones(3), 10, out[:1], 4)
+    2
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if not _numba_ok(idx.dtype, "iu"):
+        idx = idx.astype(np.int64)
+    if not val.dtype.isnative:
+        val = val.astype(val.dtype.newbyteorder("="))
+    if (_numba_ok(val.dtype, "iufc") and _numba_ok(out.dtype, "iufc") and out.flags.c_contiguous
+            and (out.dtype.kind == "c" or val.dtype.kind != "c")):
+        return int(_densify(ptr, rows, idx, val, np.int64(base), out, np.int64(sig_size)))
+    return _densify_numpy(ptr, rows, idx, val, int(base), out, int(sig_size))
+
+
+def _densify_numpy(ptr, rows, idx, val, base, out, sig_size) -> int:
+    out[...] = 0
+    starts = ptr[rows] - base
+    counts = ptr[rows + 1] - base - starts
+    total = int(counts.sum())
+    if total == 0:
+        return -1
+    # element positions of the selected rows, and the output row of each
+    first = np.repeat(starts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+    k = first + np.arange(total, dtype=np.int64)
+    cols = idx[k].astype(np.int64)
+    bad = np.flatnonzero((cols < 0) | (cols >= sig_size))
+    if bad.size:
+        return int(k[bad[0]])
+    out_rows = np.repeat(np.arange(rows.size), counts)
+    np.add.at(out, (out_rows, cols), val[k].astype(out.dtype))
+    return -1
