@@ -57,8 +57,7 @@ def main(argv=None) -> int:
     except EXPECTED_ERRORS as e:
         if args.debug:
             raise
-        from ._common import command_line_message
+        from ._common import error_line
 
-        message = command_line_message(str(e).replace("\n", " "), args.command)
-        print(f"udfkit {args.command}: error: {message}", file=sys.stderr)
+        print(error_line(e, args.command), file=sys.stderr)
         return 1

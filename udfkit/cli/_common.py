@@ -10,7 +10,7 @@ import sys
 from ..errors import UdfkitError
 
 __all__ = ["CLIError", "add_dataset_options", "dataset_params", "parse_shape", "human_bytes",
-           "progress_flag", "EXPECTED_ERRORS", "command_line_message"]
+           "progress_flag", "EXPECTED_ERRORS", "command_line_message", "error_line"]
 
 
 class CLIError(UdfkitError):
@@ -50,7 +50,9 @@ def _parse_bool(text: str) -> bool:
         return True
     if text.lower() in ("0", "false", "no", "off"):
         return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    # "--allow-partial scan.raw" lands here: argparse gives the switch the path as its value
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r} (a switch alone "
+                                     "means true; put it after PATH)")
 
 
 _ARG_TYPES = {"shape": (parse_shape, "SHAPE"), "int": (int, "N"), "bool": (_parse_bool, "BOOL"),
@@ -66,8 +68,10 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
                    help=f"format: {', '.join(BUILTIN_FORMATS)} or auto (default: detect from the file)")
     for name, param in _cli_options().items():
         conv, metavar = _ARG_TYPES.get(param.kind, (str, "VALUE"))
+        # a yes/no option alone means yes (--allow-partial), as the errors advise it
+        extra = dict(nargs="?", const=True) if param.kind == "bool" else {}
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=conv, default=None,
-                       metavar=metavar, help=param.help)
+                       metavar=metavar, help=param.help, **extra)
 
 
 def dataset_params(args) -> tuple[str, dict]:
@@ -80,8 +84,21 @@ def dataset_params(args) -> tuple[str, dict]:
     return args.type, params
 
 
-_LOAD_CALL = re.compile(r"ctx\.load\('(?P<fmt>\w+)'(?P<args>[^)]*)\)")
+_LOAD_CALL = re.compile(r"ctx\.load\((?P<q>'?)(?P<fmt>\w+)(?P=q)(?P<args>[^)]*)\)")
 _NEEDS = re.compile(r"(?P<lead>\bneeds )(?P<names>\w+(?:, \w+)*)")
+# a Python keyword argument in a message: name=True, name='text', name=(3, 5), name=12
+_KEYWORD = re.compile(r"(?P<verb>\bpass )?(?<![\w.-])(?P<name>[a-z][a-z0-9_]*)="
+                      r"(?P<value>True|False|'[^']*'|\"[^\"]*\"|\([\d, ]*\)|\[[\d, ]*\]"
+                      r"|-?\d+(?:\.\d+)?\b)")
+
+#: keyword arguments of the Python API that a subcommand offers as options of its own
+COMMAND_KEYWORDS = {
+    "run": {"overwrite": "--overwrite"},
+    "export": {"overwrite": "--overwrite", "format": "--format", "compression": "--compression"},
+}
+
+#: the Python names of the things a subcommand works with, as the user of the command knows them
+_COMMAND_PREFIXES = {"export": ("RecordUDF: ", "export: ")}
 
 
 def command_line_message(message: str, command: str) -> str:
@@ -89,7 +106,9 @@ def command_line_message(message: str, command: str) -> str:
 
     The formats' errors name load parameters as Python keywords (``nav_shape``) and show a
     ``ctx.load(...)`` call; on the command line the same parameters are ``--nav-shape`` and
-    the call is ``udfkit <command> PATH --type <format> ...``.
+    the call is ``udfkit <command> PATH --type <format> ...``. Advice to pass a keyword
+    argument (``pass allow_partial=True``, ``overwrite=True``) becomes advice to add the
+    option (``add --allow-partial``, ``--overwrite``) where the command has one.
 
     Examples
     --------
@@ -98,11 +117,18 @@ def command_line_message(message: str, command: str) -> str:
     'raw needs --dtype, --sig-shape: udfkit info PATH --type raw --dtype ... --sig-shape ...'
     >>> command_line_message("sync_offset 9 is larger than the 4 frames", "run")
     '--sync-offset 9 is larger than the 4 frames'
+    >>> command_line_message("the file ends early; pass allow_partial=True to read it", "run")
+    'the file ends early; add --allow-partial to read it'
+    >>> command_line_message("RecordUDF: a.npy exists; pass overwrite=True to replace it", "export")
+    'a.npy exists; add --overwrite to replace it'
+    >>> command_line_message("with nav_shape=(3, 5) or --sig-shape (8,) it fits", "run")
+    'with --nav-shape 3,5 or --sig-shape 8 it fits'
     """
     options = _cli_options()
+    keywords = COMMAND_KEYWORDS.get(command, {})
 
     def flag(name: str) -> str:
-        return "--" + name.replace("_", "-")
+        return keywords.get(name) or "--" + name.replace("_", "-")
 
     def load_call(m):
         args = [a.strip() for a in m.group("args").split(",") if "=" in a]
@@ -113,13 +139,54 @@ def command_line_message(message: str, command: str) -> str:
         names = [flag(n) if n in options else n for n in m.group("names").split(", ")]
         return m.group("lead") + ", ".join(names)
 
+    def keyword(m):
+        name, value = m.group("name"), m.group("value")
+        if name not in options and name not in keywords:
+            return m.group(0)
+        verb = "add " if m.group("verb") else ""
+        if value == "True":
+            words = flag(name)
+        elif value == "False":
+            # the command's own switches (--overwrite) are off unless given
+            words = f"{flag(name)} false" if name in options else f"no {flag(name)}"
+        elif value[0] in "([":
+            words = f"{flag(name)} {value[1:-1].replace(' ', '')}"
+        else:
+            words = f"{flag(name)} {value.strip(chr(39) + chr(34))}"
+        return verb + words
+
+    for prefix in _COMMAND_PREFIXES.get(command, ()):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
     message = _LOAD_CALL.sub(load_call, message)
     message = _NEEDS.sub(needs, message)
+    message = _KEYWORD.sub(keyword, message)
     # remaining Python keywords with an underscore are unambiguous parameter names
     for name in options:
         if "_" in name:
             message = re.sub(rf"(?<![\w-]){name}\b", flag(name), message)
+    # a shape after a flag (--nav-shape=(3, 5), --sig-shape (8, 6)) as the option takes it
+    message = re.sub(r"(--[a-z][a-z-]*)[= ]\((\d+(?:, ?\d+)*),?\)",
+                     lambda m: f"{m.group(1)} {m.group(2).replace(' ', '')}", message)
     return message
+
+
+def error_line(error: BaseException, command: str) -> str:
+    """The one line ``udfkit COMMAND`` prints for an expected error.
+
+    Library messages are translated with :func:`command_line_message`; an operating
+    system error that udfkit did not wrap (``[Errno 13] Permission denied: 'x'``) is
+    written as ``x: Permission denied``, the way command-line tools do.
+    """
+    if isinstance(error, OSError) and not isinstance(error, UdfkitError) and error.strerror:
+        where = error.filename if error.filename is not None else ""
+        if error.filename2 is not None:
+            where = f"{where} -> {error.filename2}"
+        message = f"{where}: {error.strerror}" if where != "" else error.strerror
+    else:
+        message = str(error) or type(error).__name__
+        message = command_line_message(message.replace("\n", " "), command)
+    return f"udfkit {command}: error: {message}"
 
 
 def human_bytes(n: float) -> str:

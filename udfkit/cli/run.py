@@ -35,8 +35,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--masks", metavar="MASKS.npy",
                    help="masks for 'masks': an array of shape (N, *sig_shape) or sig_shape")
     p.add_argument("-o", "--out", required=True, metavar="OUT",
-                   help="output directory (created if missing)")
+                   help="output directory (created if missing) for OUT/<udf>_<result>.npy files; "
+                        "or a file: OUT.npy for a single result (one UDF with one result, such "
+                        "as sum), OUT.npz for every result in one file (<udf>_<result> arrays)")
     p.add_argument("--npz", action="store_true", help="one OUT/<udf>.npz per UDF instead of .npy files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT.npy or OUT.npz file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -91,28 +95,90 @@ def make_udfs(spec: str, masks_path: str | None = None) -> list:
     return out
 
 
+def output_kind(out: str, npz: bool, overwrite: bool) -> str:
+    """What ``-o OUT`` names: ``"dir"``, ``"npy"`` (one result) or ``"npz"`` (one file).
+
+    Checked before the run, so a target that cannot be written costs no pass over the data.
+    An existing directory is always a directory, whatever its name.
+    """
+    ext = os.path.splitext(out)[1].lower()
+    if ext in (".npy", ".npz") and not os.path.isdir(out):
+        if npz and ext == ".npy":
+            raise CLIError(f"--npz writes one .npz file per UDF into a directory, but -o {out!r} "
+                           "names a .npy file; drop --npz, or give a directory or an .npz file")
+        if os.path.exists(out) and not overwrite:
+            raise CLIError(f"-o {out!r} exists; add --overwrite to replace it")
+        kind, directory = ext[1:], os.path.dirname(os.path.abspath(out))
+    else:
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise CLIError(f"-o {out!r} is an existing file, not a directory; name a directory "
+                           "for the results, a .npy file for a single result or a .npz file "
+                           "for all of them")
+        kind, directory = "dir", os.path.abspath(out)
+    # the directory (to be made) must sit below a writable directory, not below a file
+    existing = directory
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise CLIError(f"-o {out!r}: {existing!r} is a file, so no directory can be made in it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"-o {out!r}: no permission to write in {existing!r}")
+    return kind
+
+
+def _visible_results(ds, name: str, udf) -> list:
+    """The result names ``udf`` returns on ``ds`` (its buffers that are not private)."""
+    from ..udf.driver import UDFRun
+
+    specs = UDFRun(ds, [udf]).specs[0]
+    return [key for key, spec in specs.items() if spec.use != "private"]
+
+
 def run(args, ctx) -> int:
     filetype, params = dataset_params(args)
     named = make_udfs(args.udf, args.masks)
+    kind = output_kind(args.out, args.npz, args.overwrite)
+    if kind == "npy" and len(named) > 1:
+        raise CLIError(f"-o {args.out!r} names one .npy file, but {len(named)} UDFs give several "
+                       "results; name a directory or a .npz file")
     ds = ctx.load(filetype, **params)
+    if kind == "npy":
+        keys = _visible_results(ds, *named[0])
+        if len(keys) != 1:
+            raise CLIError(f"-o {args.out!r} names one .npy file, but {named[0][0]} gives "
+                           f"{len(keys)} results ({', '.join(keys)}); name a directory or a "
+                           ".npz file")
     roi = _load_npy(args.roi, "--roi") if args.roi else None
     t0 = time.perf_counter()
     results = ctx.run_udf(dataset=ds, udf=[u for _, u in named], roi=roi,
                           progress=progress_flag(args))
     elapsed = time.perf_counter() - t0
-    os.makedirs(args.out, exist_ok=True)
+    arrays = {(name, key): np.asarray(r.data)
+              for (name, _), res in zip(named, results) for key, r in res.items()}
     written = []
-    for (name, _), res in zip(named, results):
-        arrays = {key: np.asarray(r.data) for key, r in res.items()}
-        if args.npz:
-            path = os.path.join(args.out, f"{name}.npz")
-            np.savez(path, **arrays)
-            written.append(path)
-        else:
-            for key, arr in arrays.items():
-                path = os.path.join(args.out, f"{name}_{key}.npy")
-                np.save(path, arr)
+    if kind == "dir":
+        os.makedirs(args.out, exist_ok=True)
+        for name, _ in named:
+            mine = {key: arr for (n, key), arr in arrays.items() if n == name}
+            if args.npz:
+                path = os.path.join(args.out, f"{name}.npz")
+                np.savez(path, **mine)
                 written.append(path)
+            else:
+                for key, arr in mine.items():
+                    path = os.path.join(args.out, f"{name}_{key}.npy")
+                    np.save(path, arr)
+                    written.append(path)
+    else:
+        parent = os.path.dirname(args.out)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        if kind == "npy":
+            (arr,) = arrays.values()
+            np.save(args.out, arr)
+        else:
+            np.savez(args.out, **{f"{name}_{key}": arr for (name, key), arr in arrays.items()})
+        written.append(args.out)
     frames = ds.shape.nav.size if roi is None else int(np.count_nonzero(roi))
     nbytes = frames * ds.shape.sig.size * ds.dtype.itemsize
     print(f"{', '.join(n for n, _ in named)} on {params['path']}: {frames} frames, "
