@@ -1,26 +1,18 @@
-"""The processes executor: results, failures, cancellation, no leaks."""
+"""The processes executor: the contracts of ExecutorTests, and what is its own (shared
+memory, no leaks, fast start and close, workers that import only what they are told)."""
 
 import os
 import signal
-import threading
 import time
 
 import numpy as np
 import psutil
 import pytest
-from executor_helpers import (
-    SIG,
-    SIGINT_SCRIPT_HEAD,
-    Boom,
-    RaisesOnPartition,
-    SlowTiles,
-    Unpicklable,
-    check_equals_inline,
-    make_ds,
-)
 
-from udfkit import UDF, Context, UDFError
-from udfkit.errors import ExecutorError
+from udfkit import UDF, Context
+from udfkit.errors import ExecutorSpecError
+from udfkit.executor.processes import ProcessesExecutor
+from udfkit.testing.executors import SIG, ExecutorTests, make_ds
 from udfkit.udf import SumUDF
 
 
@@ -49,11 +41,6 @@ def pctx():
     assert shm_segments() == before
 
 
-
-def test_results_equal_inline(pctx):
-    check_equals_inline(pctx)
-
-
 def test_large_results_travel_through_shared_memory(pctx):
     # per-partition buffers of 4 MiB: out of band, and nothing left in /dev/shm afterwards
     class Big(UDF):
@@ -68,116 +55,6 @@ def test_large_results_travel_through_shared_memory(pctx):
     res = pctx.run_udf(dataset=ds, udf=Big())
     np.testing.assert_allclose(res["frames"].data[..., 0, 0], data.sum(axis=(2, 3)))
     assert shm_segments() == before
-
-
-
-
-def test_exception_keeps_type_and_worker_traceback(pctx):
-    data, ds = make_ds(pctx)
-    with pytest.raises(Boom, match="bad frame") as info:
-        pctx.run_udf(dataset=ds, udf=RaisesOnPartition())
-    notes = "\n".join(getattr(info.value, "__notes__", []))
-    assert "worker traceback" in notes and "process_tile" in notes
-    res = pctx.run_udf(dataset=ds, udf=SumUDF())
-    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
-
-
-def test_unpicklable_kwargs_fail_before_anything_runs(pctx):
-    _, ds = make_ds(pctx)
-    with pytest.raises(UDFError, match="pickle"):
-        pctx.run_udf(dataset=ds, udf=Unpicklable(lock=threading.Lock()))
-
-
-
-class KillOnFirstReport:
-    """A progress reporter that kills a busy worker once the run is under way."""
-
-    def __init__(self, executor):
-        self.executor = executor
-        self.done = False
-
-    def start(self, total):
-        pass
-
-    def advance(self, n):
-        if not self.done:
-            self.done = True
-            busy = [w for w in self.executor._workers if w.busy is not None]
-            os.kill(busy[0].process.pid, signal.SIGKILL)
-
-    def close(self):
-        pass
-
-
-def test_killed_worker_gives_clear_error_and_is_replaced(pctx):
-    data, ds = make_ds(pctx, num_partitions=2, tileshape=(1,) + SIG)
-    pids = sorted(w.process.pid for w in pctx.executor._workers)
-    t0 = time.perf_counter()
-    with pytest.raises(ExecutorError, match="died .*killed by signal 9.*replaced"):
-        pctx.run_udf(dataset=ds, udf=SlowTiles(), progress=KillOnFirstReport(pctx.executor))
-    assert time.perf_counter() - t0 < 10
-    assert sorted(w.process.pid for w in pctx.executor._workers) != pids
-    assert len(children()) == 2
-    res = pctx.run_udf(dataset=ds, udf=SumUDF())
-    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
-
-
-class InterruptAfter:
-    def __init__(self, frames):
-        self.frames = frames
-        self.seen = 0
-
-    def start(self, total):
-        pass
-
-    def advance(self, n):
-        self.seen += n
-        if self.seen >= self.frames:
-            raise KeyboardInterrupt
-
-    def close(self):
-        pass
-
-
-def test_interrupt_returns_fast_and_context_stays_usable(pctx):
-    data, ds = make_ds(pctx, num_partitions=2, tileshape=(1,) + SIG)  # 24 × 0.05 s per partition
-    t0 = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        pctx.run_udf(dataset=ds, udf=SlowTiles(), progress=InterruptAfter(4))
-    assert time.perf_counter() - t0 < 2.5
-    assert len(children()) == 2
-    res = pctx.run_udf(dataset=ds, udf=SumUDF())
-    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
-
-
-def test_progress_from_running_partitions(pctx):
-    _, ds = make_ds(pctx, num_partitions=1, tileshape=(2,) + SIG)
-    calls = []
-
-    class Rec:
-        def start(self, total):
-            self.total = total
-
-        def advance(self, n):
-            calls.append((n, threading.get_ident()))
-
-        def close(self):
-            pass
-
-    rec = Rec()
-    pctx.run_udf(dataset=ds, udf=SlowTiles(), progress=rec)
-    assert sum(n for n, _ in calls) == rec.total == 48
-    assert len(calls) >= 3
-    assert {t for _, t in calls} == {threading.get_ident()}
-
-
-def test_close_early_iter_then_run_again(pctx):
-    data, ds = make_ds(pctx, num_partitions=6)
-    gen = pctx.run_udf_iter(dataset=ds, udf=SumUDF())
-    next(gen)
-    gen.close()
-    res = pctx.run_udf(dataset=ds, udf=SumUDF())
-    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
 
 
 def test_soak_no_growth(pctx):
@@ -201,9 +78,16 @@ def test_start_and_close_are_fast_and_leave_nothing():
     assert children() == before
 
 
-def test_bad_cpus():
+def test_bad_arguments():
     with pytest.raises(ValueError, match="cpus"):
         Context.make_with("processes", cpus=0)
+    for kwargs in ({"cpus": 0}, {"cpus": "2"}, {"retries": -1}, {"retries": 0.5}):
+        with pytest.raises(ExecutorSpecError, match="cpus|retries"):
+            ProcessesExecutor(**kwargs)
+    with Context.make_with("inline") as ctx:
+        _, ds = make_ds(ctx)
+        with pytest.raises(ExecutorSpecError, match="retries: expected an integer of at least 0"):
+            ctx.run_udf(dataset=ds, udf=SumUDF(), retries=-1)
 
 
 class FloatSum(UDF):
@@ -232,14 +116,6 @@ def test_deterministic_merge_is_bit_identical_to_inline(kind, pctx):
         assert np.array_equal(got, ref)
 
 
-def test_dead_worker_error_names_the_partition(pctx):
-    _, ds = make_ds(pctx, num_partitions=2, tileshape=(1,) + SIG)
-    with pytest.raises(ExecutorError) as info:
-        pctx.run_udf(dataset=ds, udf=SlowTiles(), progress=KillOnFirstReport(pctx.executor))
-    notes = "\n".join(getattr(info.value, "__notes__", []))
-    assert "partition" in notes and "frames [" in notes and "MemoryDataSet" in notes
-
-
 def test_script_without_main_guard_gets_a_hint(tmp_path):
     """The default Context spawns workers, which import the script: without a main guard
     the user gets an error that says so (not a hang)."""
@@ -256,37 +132,44 @@ def test_script_without_main_guard_gets_a_hint(tmp_path):
     assert "ExecutorError" in r.stderr and '__name__ == "__main__"' in r.stderr
 
 
-SIGINT_SCRIPT = SIGINT_SCRIPT_HEAD + """
-if __name__ == "__main__":
-    with Context() as ctx:
-        ds = ctx.load("memory", data=np.zeros((16, 16, 8, 8)), tileshape=(1, 8, 8), num_partitions=4)
-        try:
-            ctx.run_udf(dataset=ds, udf=Slow(), progress=Started())
-        except KeyboardInterrupt:
-            # the Context is still usable after the interrupt
-            r = ctx.run_udf(dataset=ctx.load("memory", data=np.ones((2, 2, 4, 4))), udf=Slow())
-            print("interrupted, then ran", r["x"].data.shape, flush=True)
-            sys.exit(3)
-"""
+class TestProcesses(ExecutorTests):
+    kind = "processes"
+    options = {"cpus": 2}
+    remote = True
+    # the workers busy with the stopped run are replaced by freshly spawned ones
+    after_interrupt = 10.0
 
 
-def test_real_sigint_stops_the_run(tmp_path):
-    import subprocess
-    import sys
+def test_workers_import_what_they_are_told():
+    """warm_modules (the Context names udfkit.udf) makes present and future workers import
+    what they are told before their first task."""
+    def has(name):
+        return lambda: name in __import__("sys").modules
 
-    script = tmp_path / "sigint.py"
-    script.write_text(SIGINT_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    assert proc.stdout.readline().strip() == "started"
-    time.sleep(0.5)  # the workers are busy with 12.8 s of tiles
-    kids = psutil.Process(proc.pid).children(recursive=True)
-    t0 = time.perf_counter()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 3, err
-    assert "interrupted, then ran (2, 2)" in out
-    assert time.perf_counter() - t0 < 5
-    time.sleep(0.2)
-    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE
-                and "resource_tracker" not in " ".join(k.cmdline())]
+    ex = ProcessesExecutor(cpus=1)
+    try:
+        assert list(ex.run_tasks([has("colorsys")])) == [(0, False)]
+        ex.warm_modules(["colorsys"])
+        assert list(ex.run_tasks([has("colorsys")])) == [(0, True)]
+        os.kill(ex._workers[0].process.pid, signal.SIGKILL)  # its replacement imports it too
+        ex._workers[0].process.join()
+        assert list(ex.run_tasks([has("colorsys")])) == [(0, True)]
+    finally:
+        ex.close()
+    with Context(executor=ProcessesExecutor(cpus=1)) as ctx:
+        assert ctx.executor._warm == ["udfkit.udf"]
+
+
+def test_worker_code_does_not_import_udfs():
+    """Executors know nothing of UDFs: the worker loop and the dask preload import no part
+    of udfkit.udf (the Context tells them what to warm)."""
+    import ast
+
+    import udfkit.executor._worker
+    import udfkit.preload
+
+    for module in (udfkit.executor._worker, udfkit.preload):
+        tree = ast.parse(open(module.__file__).read())
+        names = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [n for n in names if n.endswith("udf") or ".udf." in n], (module, names)

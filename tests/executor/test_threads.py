@@ -1,46 +1,52 @@
-"""The threads executor, and progress reports while partitions run (inline and threads)."""
+"""The inline and threads executors: the contracts of ExecutorTests, and what is theirs."""
 
 import threading
 import time
 
-import numpy as np
 import pytest
-from executor_helpers import SIG, Boom, RaisesOnPartition, SlowTiles, check_equals_inline, make_ds
 
 from udfkit import UDF, Context
+from udfkit.errors import ExecutorSpecError
 from udfkit.executor import make_executor
 from udfkit.executor.threads import ThreadsExecutor
-from udfkit.udf import SumUDF
+from udfkit.testing.executors import ExecutorTests, make_ds
+
+#: tasks run in this process: no worker of their own can die, nothing is pickled
+IN_PROCESS = frozenset({"killed_worker", "real_sigint", "unpicklable_task"})
 
 
-@pytest.fixture
-def threads_ctx():
-    with Context.make_with("threads", cpus=2) as ctx:
-        yield ctx
+class TestInline(ExecutorTests):
+    kind = "inline"
+    not_applicable = IN_PROCESS
 
 
-def test_results_equal_inline(threads_ctx):
-    check_equals_inline(threads_ctx)
+class TestInlineDebug(ExecutorTests):
+    """Pickles every task and result as a worker process would: the pickling contracts."""
+
+    kind = "inline"
+    options = {"debug": True}
+    not_applicable = frozenset({"killed_worker", "real_sigint", "interrupt", "early_close",
+                                "progress"})
 
 
-def test_default_workers_and_bad_cpus():
+class TestThreads(ExecutorTests):
+    kind = "threads"
+    options = {"cpus": 2}
+    not_applicable = IN_PROCESS
+
+
+def test_default_workers_and_bad_arguments():
     ex = make_executor("threads")
     assert ex.num_workers >= 1
     ex.close()
-    with pytest.raises(ValueError, match="cpus"):
+    for kwargs in ({"cpus": 0}, {"cpus": 1.5}, {"cpus": True}, {"cpus": 2, "max_in_flight": 0}):
+        with pytest.raises(ExecutorSpecError, match="cpus|max_in_flight"):
+            ThreadsExecutor(**kwargs)
+    # an ExecutorSpecError is a ValueError: callers that caught ValueError still do
+    with pytest.raises(ValueError, match="cpus: expected an integer of at least 1, got 0"):
         ThreadsExecutor(cpus=0)
     with pytest.raises(RuntimeError, match="closed"):
         list(ex.run_tasks([lambda: 1]))
-
-
-
-
-def test_exception_reaches_caller_and_context_stays_usable(threads_ctx):
-    data, ds = make_ds(threads_ctx)
-    with pytest.raises(Boom, match="bad frame"):
-        threads_ctx.run_udf(dataset=ds, udf=RaisesOnPartition())
-    res = threads_ctx.run_udf(dataset=ds, udf=SumUDF())
-    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
 
 
 class Concurrency(UDF):
@@ -68,49 +74,20 @@ def test_partitions_run_in_parallel_but_bounded():
     assert 2 <= Concurrency.running[1] <= 3
 
 
+def test_in_flight_tasks_are_bounded():
+    """At most max_in_flight tasks are submitted before the first result is taken."""
+    submitted = []
+    ex = ThreadsExecutor(cpus=2, max_in_flight=3)
 
-class Recorder:
-    def __init__(self, stop_after=None):
-        self.calls = []
-        self.threads = set()
-        self.stop_after = stop_after
+    def task(i):
+        def run():
+            submitted.append(i)
+            return i
+        return run
 
-    def start(self, total):
-        self.total = total
-
-    def advance(self, n):
-        self.calls.append(n)
-        self.threads.add(threading.get_ident())
-        if self.stop_after is not None and sum(self.calls) >= self.stop_after:
-            raise KeyboardInterrupt
-
-    def close(self):
-        self.closed = True
-
-
-@pytest.mark.parametrize("kind", ["inline", "threads"])
-def test_progress_while_partitions_run(kind):
-    """Reports arrive during a partition, in the calling thread, and add up to the total."""
-    with Context.make_with(kind) as ctx:
-        # one partition of 48 frames in tiles of 2 frames: ~0.7 s, reports every 0.2 s
-        _, ds = make_ds(ctx, num_partitions=1, tileshape=(2,) + SIG)
-        rec = Recorder()
-        ctx.run_udf(dataset=ds, udf=SlowTiles(), progress=rec)
-    assert sum(rec.calls) == rec.total == 48
-    assert len(rec.calls) >= 3, rec.calls  # not just one report at the end
-    assert rec.threads == {threading.get_ident()}
-    assert rec.closed
-
-
-@pytest.mark.parametrize("kind", ["inline", "threads"])
-def test_interrupt_stops_the_run_and_context_stays_usable(kind):
-    with Context.make_with(kind) as ctx:
-        data, ds = make_ds(ctx, num_partitions=8, tileshape=(2,) + SIG)
-        rec = Recorder(stop_after=1)
-        t0 = time.perf_counter()
-        with pytest.raises(KeyboardInterrupt):
-            ctx.run_udf(dataset=ds, udf=SlowTiles(), progress=rec)
-        assert time.perf_counter() - t0 < 2.0
-        assert rec.closed
-        res = ctx.run_udf(dataset=ds, udf=SumUDF())
-        np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
+    it = ex.run_tasks([task(i) for i in range(10)])
+    next(it)
+    time.sleep(0.1)
+    assert len(submitted) <= 3 + 1
+    it.close()
+    ex.close()
