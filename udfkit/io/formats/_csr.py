@@ -126,7 +126,9 @@ class WindowReader:
                                f"are needed, but it holds {n} elements of {self.array.dtype}; "
                                "the files do not fit together (or changed after loading)")
         if lo == hi:
-            return self._data[:0]
+            empty = np.empty(0, dtype=self.array.dtype)
+            empty.flags.writeable = False
+            return empty
         if not (self._lo <= lo and hi <= self._hi):
             self._load(lo, hi)
         return self._data[lo - self._lo:hi - self._lo]

@@ -207,7 +207,8 @@ def write_descriptor(path, *, nav_shape, sig_shape, files, dtypes, sync_offset=N
     Parameters
     ----------
     path : str or os.PathLike
-    nav_shape, sig_shape : tuple of int
+    nav_shape, sig_shape : tuple of int or None
+        ``None``: left out (a reader then takes one axis of all rows, or needs ``sig_shape=``).
     files : tuple of str
         ``indptr``, ``indices`` and ``data`` file names (best relative to the TOML's directory).
     dtypes : tuple of dtype
@@ -216,9 +217,10 @@ def write_descriptor(path, *, nav_shape, sig_shape, files, dtypes, sync_offset=N
         Written to ``[params]`` when given (udfkit reads it; LiberTEM 0.16 ignores it).
     """
     path = os.fspath(path)
-    lines = ["[params]", 'filetype = "raw_csr"',
-             f"nav_shape = {[int(n) for n in nav_shape]}",
-             f"sig_shape = {[int(n) for n in sig_shape]}"]
+    lines = ["[params]", 'filetype = "raw_csr"']
+    for key, shape in (("nav_shape", nav_shape), ("sig_shape", sig_shape)):
+        if shape is not None:
+            lines.append(f"{key} = {[int(n) for n in shape]}")
     if sync_offset is not None:
         lines.append(f"sync_offset = {int(sync_offset)}")
     lines += ["", "[raw_csr]"]
@@ -238,7 +240,7 @@ def _flat_array(path: str, dtype: np.dtype, role: str, where: str) -> FlatArray:
     size = os.path.getsize(path)
     if size % dtype.itemsize:
         raise DataSetError(f"{role} file {path!r} has {size} bytes, which is not a whole number of "
-                           f"{dtype} elements ({dtype.itemsize} bytes each); check {role}_dtype in "
+                           f"{dtype.str} elements ({dtype.itemsize} bytes each); check {role}_dtype in "
                            f"{where}")
     return FlatArray(path, dtype, size // dtype.itemsize, role)
 
