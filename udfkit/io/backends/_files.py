@@ -8,7 +8,17 @@ import numpy as np
 
 from ...errors import DataSetError
 
-__all__ = ["open_files", "needed_ends", "check_size", "read_exactly"]
+__all__ = ["open_files", "needed_ends", "check_size", "read_exactly", "size_at_open",
+           "truncated_message"]
+
+# the size of each file when open_files opened it, by descriptor (an entry is overwritten when
+# its number is reused), so that a truncation error can say how much the file lost
+_SIZE_AT_OPEN: dict[int, int] = {}
+
+
+def size_at_open(fd: int) -> int | None:
+    """The size the file behind ``fd`` had when :func:`open_files` opened it (None: unknown)."""
+    return _SIZE_AT_OPEN.get(fd)
 
 
 def needed_ends(fileset, frames: np.ndarray) -> dict:
@@ -30,12 +40,13 @@ def needed_ends(fileset, frames: np.ndarray) -> dict:
 
 
 def check_size(fd: int, path: str, need: int, frames: str = "the frames to read",
-               when: str = "after it was loaded") -> None:
-    """Raise when the file behind ``fd`` holds fewer than ``need`` bytes (truncated)."""
+               when: str = "after it was loaded") -> int:
+    """The size of the file behind ``fd``; raise when it holds fewer than ``need`` bytes."""
     size = os.fstat(fd).st_size
     if size < need:
         raise DataSetError(f"file {path!r} has {size} bytes, but {frames} need bytes up "
                            f"to {need}; the file was truncated {when}")
+    return size
 
 
 def open_files(fileset, frames: np.ndarray, flags: int = 0) -> dict:
@@ -49,7 +60,7 @@ def open_files(fileset, frames: np.ndarray, flags: int = 0) -> dict:
             except FileNotFoundError:
                 raise DataSetError(f"file {path!r} disappeared after it was loaded") from None
             fds[f] = fd
-            check_size(fd, path, need, f"frames {first}..{last}")
+            _SIZE_AT_OPEN[fd] = check_size(fd, path, need, f"frames {first}..{last}")
     except BaseException:
         for fd in fds.values():
             os.close(fd)
@@ -68,7 +79,15 @@ def read_exactly(fd: int, view: memoryview, offset: int, need: int, path: str) -
     while got < need:
         n = os.preadv(fd, [view[got:total]], offset + got)
         if n == 0:
-            raise DataSetError(f"file {path!r} ended at byte {offset + got}, but the frames to read "
-                               f"need bytes up to {offset + need}; the file was truncated while "
-                               "it was being read")
+            raise DataSetError(truncated_message(fd, path, offset + need))
         got += n
+
+
+def truncated_message(fd: int, path: str, need: int) -> str:
+    """What to tell the user when the file behind ``fd`` ended before byte ``need``."""
+    now = os.fstat(fd).st_size
+    old = size_at_open(fd)
+    was = f"from {old} " if old is not None and old > now else ""
+    return (f"file {path!r} shrank {was}to {now} bytes while it was being read, but the frames "
+            f"to read need bytes up to {need}; do not truncate or rewrite a file while a run "
+            "reads it")

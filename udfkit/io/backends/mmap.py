@@ -2,14 +2,23 @@
 
 Tiles whose stored bytes already are what the UDF wants are views of the mapping (no
 copy at all); everything else is decoded from the mapping in one pass. A partition is
-mapped in windows, so address space and resident memory stay bounded. The size of the
-file is checked when the mapping is made: touching a mapping beyond the end of a file that
-shrank would kill the process with SIGBUS instead of raising an error.
+mapped in windows, so address space and resident memory stay bounded.
+
+A file that shrinks while it is mapped must not kill the process: touching a mapped page
+beyond the new end of the file raises ``SIGBUS``. The size is checked when a window is mapped,
+but the file can shrink after that, while the UDF reads the tiles. So each window's
+addresses are registered with the ``SIGBUS`` handler of :mod:`._sigbus`, which maps zeros
+over the lost pages and counts the fault; the reader checks that count before each tile and
+when it closes, and raises a :class:`~udfkit.errors.DataSetError` with the file's old and
+new size. The check is one array load per tile, the registration two stores per window.
+Where the handler cannot be installed (other than Linux on x86-64/AArch64) the check at
+mapping time is all there is.
 
 Frames of one tile that lie in different files, or whose offset is not a multiple of the
 item size (an odd per-frame header), or of a file whose offset table is not increasing
 (chunks stored out of order), cannot be one aligned view; they are copied into a scratch
-buffer with ``pread``.
+buffer with ``pread``. So are all frames when every guard slot is taken (hundreds of
+partitions open at once in one process).
 """
 
 from __future__ import annotations
@@ -19,9 +28,11 @@ import os
 
 import numpy as np
 
+from ...errors import DataSetError
 from ..aligned import aligned_empty
 from ..base import FrameSource, IOBackend
-from ._files import check_size, needed_ends, open_files, read_exactly
+from . import _sigbus
+from ._files import needed_ends, open_files, read_exactly, size_at_open, truncated_message
 
 __all__ = ["MMapBackend", "WINDOW_BYTES"]
 
@@ -97,11 +108,18 @@ class _MMapSource(FrameSource):
         # per file: can a tile be a view, i.e. do all its frames start on a whole item (no odd
         # header or stride) and follow each other in the file (offset tables may not)?
         self._aligned = [_viewable(layout, self._itemsize) for layout in fileset.files]
+        # the guard is installed once per process; without it, mapping is as unguarded as
+        # numpy.memmap (platforms other than Linux on x86-64/AArch64)
+        self._guarded = _sigbus.install()
+        self._slot = None  # the guard slot of the current window
+        self._failed = False
         self._fds = open_files(fileset, frames)
         # the last byte this partition needs from each file: windows stop there
         self._ends = {f: end for f, (_, _, end) in needed_ends(fileset, frames).items()}
 
     def read(self, i0, i1):
+        if self._slot is not None and _sigbus.faults(self._slot):
+            self._raise_fault()
         frames = self._frames[i0:i1]
         fs = self._fs
         f = fs.file_of(int(frames[0]))
@@ -112,23 +130,62 @@ class _MMapSource(FrameSource):
         lo, hi = int(offsets[0]), int(offsets[-1]) + fs.frame_bytes
         wf, wlo, whi = self._win
         if not (wf == f and wlo <= lo and hi <= whi):
-            self._flat = None
-            self._map(f, lo, hi)
+            self._unmap()
+            if not self._map(f, lo, hi):
+                return self._copy(frames)
             wlo = lo
         return self._flat, (offsets - wlo) // self._itemsize
 
-    def _map(self, f, lo, hi):
+    def _map(self, f, lo, hi) -> bool:
+        """Map the window from ``lo``; False when it could not be guarded (then unmapped)."""
         # map at least a window's worth (whole frames: the stride keeps items aligned)
         end = min(max(hi, lo + WINDOW_BYTES), self._ends[f])
         aligned = lo - lo % mmap.ALLOCATIONGRANULARITY
         fd = self._fds[f]
-        check_size(fd, self._fs.files[f].path, end, when="while it was being read")
+        path = self._fs.files[f].path
+        if os.fstat(fd).st_size < end:
+            raise DataSetError(truncated_message(fd, path, end))
         mm = mmap.mmap(fd, end - aligned, access=mmap.ACCESS_READ, offset=aligned)
-        _advise(mm)
         # the array keeps the mapping alive; dropping the last view unmaps it
-        self._flat = np.frombuffer(mm, dtype=self._fs.dtype, count=(end - lo) // self._itemsize,
-                                   offset=lo - aligned)
+        flat = np.frombuffer(mm, dtype=self._fs.dtype, count=(end - lo) // self._itemsize,
+                             offset=lo - aligned)
+        if self._guarded:
+            start = flat.ctypes.data - (lo - aligned)
+            page = mmap.PAGESIZE
+            self._slot = _sigbus.register(start, start + -(-(end - aligned) // page) * page)
+            if self._slot is None:
+                del flat
+                mm.close()
+                return False
+        _advise(mm)
+        self._flat = flat
         self._win = (f, lo, end)
+        return True
+
+    def _unmap(self) -> None:
+        # a fault in the window that is left must still end the run
+        if self._slot is not None:
+            slot, faulted = self._slot, _sigbus.faults(self._slot)
+            self._slot = None
+            _sigbus.release(slot)
+            if faulted and not self._failed:
+                self._raise_fault()
+        self._flat = None
+        self._win = (-1, 0, 0)
+
+    def _raise_fault(self):
+        self._failed = True  # once: close() after this error must not raise it again
+        f = self._win[0]
+        fd = self._fds[f]
+        path = self._fs.files[f].path
+        now = os.fstat(fd).st_size
+        old = size_at_open(fd)
+        if old is not None and now < old:
+            raise DataSetError(truncated_message(fd, path, self._ends[f]))
+        raise DataSetError(f"reading file {path!r} through its memory map failed with a bus error "
+                           f"(it has {now} bytes, {old} when the partition opened): an I/O error "
+                           "of its storage, or the file shrank and grew again; use "
+                           "io_backend='buffered' to get the operating system's error")
 
     def _copy(self, frames):
         """Frames that cannot be one aligned view: ``pread`` each into a scratch buffer."""
@@ -147,7 +204,10 @@ class _MMapSource(FrameSource):
         return flat, np.arange(n, dtype=np.int64) * self._items
 
     def close(self) -> None:
-        self._flat = None
-        fds, self._fds = self._fds, {}
-        for fd in fds.values():
-            os.close(fd)
+        try:
+            self._unmap()
+        finally:
+            self._flat = None
+            fds, self._fds = self._fds, {}
+            for fd in fds.values():
+                os.close(fd)

@@ -1,0 +1,200 @@
+"""A file that shrinks while a run reads it through mmap ends the run with a DataSetError.
+
+Touching a mapped page past the new end of a file raises SIGBUS, which kills a Python process.
+Each case runs in a fresh interpreter, so that a SIGBUS that gets through shows up as that
+interpreter's exit status and the "Bus error" of faulthandler on its stderr, instead of
+killing the test run.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the SIGBUS guard is for Linux")
+
+# One script per executor: every case truncates (or rewrites shorter) the file from inside
+# the run, in the middle of a mapped window, and then checks that the Context still gives
+# numpy's result once the file is whole again.
+SCRIPT = r'''
+import os, sys, threading, time
+import numpy as np
+from udfkit import Context, UDF
+from udfkit.errors import DataSetError
+from udfkit.udf.builtins import SumUDF
+import udfkit.io.backends.mmap as mm
+
+KIND, PATH = sys.argv[1], sys.argv[2]
+NAV, SIG = 96, (128, 128)
+DATA = np.arange(NAV * 128 * 128, dtype=np.uint16).reshape((NAV,) + SIG)
+FULL = DATA.nbytes
+
+def write():
+    DATA.tofile(PATH)
+
+class Shrink(UDF):
+    """Shrinks the file when it reaches frame ``at`` and keeps reading."""
+    def get_result_buffers(self):
+        return {"s": self.buffer(kind="nav", dtype="float64")}
+    def get_preferred_input_dtype(self):
+        return self.USE_NATIVE_DTYPE if self.params.native else np.float32
+    def get_tiling_preferences(self):
+        return {"depth": 4}  # tiles after the one that shrinks the file: it is read later
+    def process_frame(self, frame):
+        if self.meta.coordinates[0][0] == self.params.at:
+            if self.params.how == "truncate":
+                os.truncate(self.params.path, self.params.keep)
+            else:  # replaced in place by a shorter file, as an editor or a new acquisition does
+                with open(self.params.path, "wb") as f:
+                    f.write(b"\0" * self.params.keep)
+        self.results.s[:] = frame.sum()
+
+def expect_error(ctx, ds, **params):
+    write()
+    try:
+        ctx.run_udf(dataset=ds, udf=Shrink(path=PATH, **params))
+    except DataSetError as e:
+        msg = str(e)
+        keep = params["keep"]
+        # the guard and the size check of a later window give the old and the new size; on
+        # threads and processes, another partition may see the short file when it opens it
+        # and say what its frames need instead
+        # a rewrite empties the file before it writes: another partition may see 0 bytes
+        sizes = (keep, 0) if params["how"] == "rewrite" else (keep,)
+        assert PATH in msg and any(f"{n} bytes" in msg for n in sizes), msg
+        if params["exact"] and KIND == "inline":
+            assert f"from {FULL} to {keep} bytes" in msg, msg
+        print("OK", params["how"], params["native"], msg)
+    else:
+        raise AssertionError(f"no error for {params}")
+
+def check_sum(ctx, ds):
+    write()
+    res = ctx.run_udf(dataset=ds, udf=SumUDF())
+    assert np.array_equal(res["intensity"].data, DATA.sum(axis=0, dtype=np.float64)), "sum differs"
+
+if __name__ == "__main__":
+    mm.WINDOW_BYTES = 256 << 10  # many windows per partition: faults in the middle of one
+    ctx = Context.make_with(KIND) if KIND == "inline" else Context.make_with(KIND, cpus=2)
+    with ctx:
+        write()
+        ds = ctx.load("raw", path=PATH, nav_shape=(NAV,), sig_shape=SIG, dtype="uint16",
+                      num_partitions=2)
+        # frame 10 is early in the first window: the rest of the window is lost
+        expect_error(ctx, ds, at=10, keep=4096 * 3, how="truncate", native=True, exact=True)
+        expect_error(ctx, ds, at=70, keep=FULL // 2 + 4096, how="rewrite", native=True, exact=True)
+        # decoded tiles (a numba kernel reads the mapping)
+        expect_error(ctx, ds, at=10, keep=8192, how="truncate", native=False, exact=False)
+        check_sum(ctx, ds)
+        if KIND == "inline":
+            # another thread truncates at an arbitrary moment: the run fails with the
+            # error or finishes before it, never with SIGBUS
+            for delay in (0.0, 0.001, 0.003, 0.01):
+                write()
+                t = threading.Timer(delay, os.truncate, (PATH, 4096))
+                t.start()
+                try:
+                    ctx.run_udf(dataset=ds, udf=SumUDF())
+                except DataSetError as e:
+                    assert PATH in str(e) and "4096 bytes" in str(e), str(e)
+                t.join()
+            check_sum(ctx, ds)
+    print("DONE")
+'''
+
+
+def _run(tmp_path, *args):
+    script = tmp_path / "truncate_run.py"
+    script.write_text(SCRIPT)
+    return subprocess.run([sys.executable, "-X", "faulthandler", str(script), *args],
+                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["inline", "threads", "processes"])
+def test_truncated_while_mapped_raises_dataset_error(tmp_path, kind):
+    out = _run(tmp_path, kind, str(tmp_path / "data.raw"))
+    assert "Bus error" not in out.stderr and out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("OK ") == 3 and out.stdout.rstrip().endswith("DONE"), out.stdout
+
+
+FOREIGN = r'''
+import mmap, os, signal, sys
+import numpy as np
+from udfkit.io.backends import _sigbus
+assert _sigbus.install()
+path = sys.argv[1]
+with open(path, "wb") as f:
+    f.write(b"\1" * (1 << 20))
+fd = os.open(path, os.O_RDONLY)
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), signal.SIGBUS)
+else:  # a mapping the guard does not know: its bus error must not be swallowed
+    arr = np.frombuffer(mmap.mmap(fd, 1 << 20, access=mmap.ACCESS_READ), np.uint8)
+    os.truncate(path, 0)
+    print(int(arr.sum()))
+print("survived")
+'''
+
+
+@pytest.mark.parametrize("how", ["fault", pytest.param("kill", marks=pytest.mark.slow)])
+def test_other_bus_errors_still_reach_the_previous_handler(tmp_path, how):
+    """The guard only handles its own ranges: other SIGBUS go to faulthandler and kill."""
+    script = tmp_path / "foreign.py"
+    script.write_text(FOREIGN)
+    out = subprocess.run([sys.executable, "-X", "faulthandler", str(script),
+                          str(tmp_path / "f.bin"), how],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == -signal.SIGBUS, (out.returncode, out.stdout, out.stderr[-2000:])
+    assert "survived" not in out.stdout
+    assert "Bus error" in out.stderr  # faulthandler, installed before the guard, still reports it
+
+
+SOURCE = textwrap.dedent(r'''
+import os, sys
+import numpy as np
+from udfkit.errors import DataSetError
+from udfkit.io.backends import _sigbus
+from udfkit.io.backends.mmap import MMapBackend
+from udfkit.io.layout import FileLayout, FileSet
+path = sys.argv[1]
+np.arange(64 * 1024, dtype="uint16").tofile(path)  # 64 frames of 2 KiB
+files = FileSet([FileLayout(path, 0, np.dtype("uint16"), (32, 32), 64)])
+src = MMapBackend().open(files, np.arange(64), 8)
+flat, offs = src.read(0, 8)
+assert flat[:8].tolist() == list(range(8))
+os.truncate(path, 2048)
+assert int(flat[1024:].sum()) == 0  # the lost pages read as zeros, no SIGBUS
+try:
+    src.read(8, 16)
+except DataSetError as e:
+    assert "from 131072 to 2048 bytes" in str(e), str(e)
+    print("raised")
+src.close()  # does not raise the same error again, releases the guard slot
+assert len(_sigbus._free) == _sigbus.SLOTS
+print("closed", len(os.listdir("/proc/self/fd")))
+''')
+
+
+def test_source_reports_fault_once_and_releases_its_slot(tmp_path):
+    script = tmp_path / "source.py"
+    script.write_text(SOURCE)
+    out = subprocess.run([sys.executable, "-X", "faulthandler", str(script), str(tmp_path / "d.raw")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "raised" in out.stdout and "closed" in out.stdout
+
+
+@pytest.mark.slow
+def test_guard_compiles_once_per_cache(tmp_path):
+    """The handler is a cached numba cfunc: a second process loads it instead of compiling."""
+    code = ("from udfkit.io.backends import _sigbus; assert _sigbus.install(); "
+            "print(_sigbus._handler.cache_hits)")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                           timeout=120) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
+    assert [r.stdout.strip() for r in runs] == ["0", "1"]
