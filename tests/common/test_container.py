@@ -17,6 +17,7 @@ from udfkit.common import Shape, Slice
 from udfkit.common.container import SPARSE_FORMATS, MaskContainer
 from udfkit.errors import MaskError, UDFError
 from udfkit.io.tiling import TilingScheme
+from udfkit.testing.profiles import examples
 
 SIG = (6, 5)
 RNG = np.random.default_rng(11)
@@ -77,7 +78,7 @@ def to_array(x):
     return x.toarray() if hasattr(x, "toarray") else x.todense()
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(y0=st.integers(0, 5), x0=st.integers(0, 4), h=st.integers(1, 6), w=st.integers(1, 5),
        fmt=st.sampled_from([False, *SPARSE_FORMATS]), transpose=st.booleans(),
        dtype=st.sampled_from([None, np.float32, np.complex128]))

@@ -9,9 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from udfkit.common.math import count_nonzero, flat_nonzero, make_2D_square, ndenumerate, prod
+from udfkit.testing.profiles import examples
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(st.lists(st.integers(0, 2**40), max_size=5))
 def test_prod_is_exact(items):
     expected = 1
@@ -43,7 +44,7 @@ def sparse_forms(a):
     return forms
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from([(5,), (3, 4), (2, 3, 4)]))
 def test_nonzero_helpers_on_every_form(seed, shape):
     rng = np.random.default_rng(seed)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from udfkit.common import Shape, Slice
+from udfkit.testing.profiles import examples
 
 
 def mk(origin, shape, sig_dims):
@@ -105,7 +106,7 @@ def slice_and_subshape(draw):
     return mk(origin, shape, sig_dims), tuple(sub)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(slice_and_subshape())
 def test_subslices_tile_exactly_once(case):
     s, sub = case
@@ -188,7 +189,7 @@ def two_slices(draw):
     return one(), one()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(two_slices())
 def test_intersection_matches_masks(pair):
     a, b = pair
@@ -253,7 +254,7 @@ def nav_sub_rect(draw):
     return tuple(nav), tuple(origin), tuple(ext)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(nav_sub_rect())
 def test_flatten_nav_property(case):
     nav, origin, ext = case

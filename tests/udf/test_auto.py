@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from builtins_strategies import load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from physics_refs import assert_nav_full, full_frames, physics_cases
 
 from udfkit import Context
 from udfkit.errors import UDFError
 from udfkit.testing import ALL_EXECUTORS, SharedContexts
+from udfkit.testing.physics import assert_nav_full, full_frames, physics_cases
+from udfkit.testing.profiles import examples
+from udfkit.testing.strategies import load
 from udfkit.udf import AutoUDF
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -26,7 +27,7 @@ def profile(frame):
     return np.concatenate([frame.sum(axis=1), [frame.max()]])
 
 
-@settings(max_examples=12, **SETTINGS)
+@settings(max_examples=examples(12), **SETTINGS)
 @given(case=physics_cases(), monitor=st.booleans(), executor=st.sampled_from(FAST))
 def test_auto_equals_numpy(case, monitor, executor, tmp_path_factory):
     ctx = shared_context(executor)

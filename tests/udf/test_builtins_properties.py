@@ -20,7 +20,13 @@ from math import prod
 
 import numpy as np
 import pytest
-from builtins_strategies import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from udfkit import Context
+from udfkit.testing import ALL_EXECUTORS, SharedContexts
+from udfkit.testing.profiles import examples
+from udfkit.testing.strategies import (
     REAL_DTYPES,
     BCase,
     assert_nav_rows,
@@ -35,11 +41,6 @@ from builtins_strategies import (
     ref_sum,
     ref_sumsig,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from udfkit import Context
-from udfkit.testing import ALL_EXECUTORS, SharedContexts
 from udfkit.udf import (
     ApplyMasksUDF,
     LogsumUDF,
@@ -246,26 +247,17 @@ def run_plan(ctx, case, names, kw, tmpdir, fmt=None):
 
 # -- the central property --------------------------------------------------------------------
 
-@settings(max_examples=400, **SETTINGS)
-@given(drawn=plans(), executor=st.sampled_from(sorted(EXECUTORS)))
-def test_builtins_equal_numpy(drawn, executor):
-    """A drawn list of built-in UDFs in one pass over a drawn data set equals numpy."""
-    case, names, kw = drawn
-    with tempfile.TemporaryDirectory() as tmpdir:
-        run_plan(shared_context(executor), case, names, kw, tmpdir)
-
-
-@pytest.mark.slow
-@settings(max_examples=2000, **SETTINGS)
+@settings(max_examples=examples(300), **SETTINGS)
 @given(drawn=plans(max_udfs=6), executor=st.sampled_from(sorted(EXECUTORS)))
-def test_builtins_equal_numpy_many_examples(drawn, executor):
-    """The central property with many more examples and longer UDF lists (``-m slow``)."""
+def test_builtins_equal_numpy(drawn, executor):
+    """A drawn list of up to six built-in UDFs in one pass over a drawn data set equals numpy
+    (``--hypothesis-profile=nightly`` runs ten times the examples)."""
     case, names, kw = drawn
     with tempfile.TemporaryDirectory() as tmpdir:
         run_plan(shared_context(executor), case, names, kw, tmpdir)
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=examples(60), **SETTINGS)
 @given(case=cases(formats=["raw"]), debug=st.booleans())
 def test_each_builtin_alone_on_raw_files_with_sync_offset(case, debug):
     """Every built-in on its own (each gets its preferred input dtype: native for most)."""
@@ -290,7 +282,7 @@ def test_each_builtin_alone_on_raw_files_with_sync_offset(case, debug):
 TILE_UDFS = ["sum", "sumsig", "stddev", "stats", "masks"]
 
 
-@settings(max_examples=100, **SETTINGS)
+@settings(max_examples=examples(100), **SETTINGS)
 @given(dtype=st.sampled_from(REAL_DTYPES + ["complex64"]),
        tileshape=st.one_of(st.just((2, 3, 5)),
                            st.tuples(st.integers(1, 7), st.integers(1, 16), st.integers(1, 12))),
@@ -326,7 +318,7 @@ def test_forced_tiles_cutting_rows(dtype, tileshape, nav_shape, num_partitions, 
 
 # -- ApplyMasksUDF ---------------------------------------------------------------------------
 
-@settings(max_examples=120, **SETTINGS)
+@settings(max_examples=examples(120), **SETTINGS)
 @given(case=cases(dtypes=["uint8", "uint16", ">u2", "int16", "int32", "float32", ">f4",
                           "float64", "complex64"], max_sig_dims=3),
        data=st.data(), debug=st.booleans())
@@ -434,7 +426,7 @@ def test_stddev_float32_large_offset(tmp_path, fmt, offset):
     np.testing.assert_array_equal(res["max"].data, data.max(axis=(0, 1)))
 
 
-@settings(max_examples=50, **SETTINGS)
+@settings(max_examples=examples(50), **SETTINGS)
 @given(dtype=st.sampled_from(["uint16", ">u2", "int16", "uint32", "int32", ">i4"]),
        num_partitions=st.integers(1, 6), seed=st.integers(0, 2**32 - 1),
        tileshape=st.one_of(st.none(), st.tuples(st.integers(1, 9), st.integers(1, 6),
@@ -525,7 +517,7 @@ def test_stddev_all_false_roi(udf_cls, debug):
         assert np.isnan(res[name].data).all(), name
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=examples(60), **SETTINGS)
 @given(case=cases(dtypes=["float32", "float64", ">f4", ">f8"], max_nav_dims=2, max_sig_dims=2),
        nan_density=st.sampled_from([0.02, 0.1, 0.5]), inf=st.booleans(), data=st.data())
 def test_stats_nan_propagates_like_numpy(case, nan_density, inf, data):
@@ -588,7 +580,7 @@ def test_stddev_sum_with_inf():
 
 # -- run_udf_iter ----------------------------------------------------------------------------
 
-@settings(max_examples=80, **SETTINGS)
+@settings(max_examples=examples(80), **SETTINGS)
 @given(case=cases(dtypes=["uint16", ">u2", "float32", "float64", "int32", "complex64"],
                   formats=["memory", "raw"], max_nav=8),
        debug=st.booleans())
@@ -627,7 +619,7 @@ def test_run_udf_iter_partial_results_consistent(case, debug):
 
 # -- PickUDF ---------------------------------------------------------------------------------
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=examples(60), **SETTINGS)
 @given(case=cases(roi_kinds=("random", "single", "full", "none")), debug=st.booleans())
 def test_pick_native_dtype(case, debug):
     """PickUDF alone: (n_selected, *sig) frames in flat nav order, the stored dtype in native
@@ -661,7 +653,7 @@ def test_pick_empty_selection(how):
 
 # -- LogsumUDF -------------------------------------------------------------------------------
 
-@settings(max_examples=50, **SETTINGS)
+@settings(max_examples=examples(50), **SETTINGS)
 @given(case=cases(dtypes=REAL_DTYPES), debug=st.booleans())
 def test_logsum(case, debug):
     """sum over frames of log(frame - min(frame) + 1), float64, for every real dtype (negative
@@ -673,7 +665,7 @@ def test_logsum(case, debug):
 
 # -- MapUDF / ctx.map ------------------------------------------------------------------------
 
-@settings(max_examples=50, **SETTINGS)
+@settings(max_examples=examples(50), **SETTINGS)
 @given(case=cases(dtypes=["uint8", "uint16", ">u2", "int32", "float32", "float64", "complex64"],
                   max_sig_dims=2),
        which=st.sampled_from(["scalar", "vector", "int", "frame"]), debug=st.booleans())
@@ -702,7 +694,7 @@ def test_ctx_map(case, which, debug):
 
 # -- RecordUDF -------------------------------------------------------------------------------
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=examples(60), **SETTINGS)
 @given(case=cases(dtypes=REAL_DTYPES + ["complex64"], formats=["memory", "raw", "npy"]),
        target=st.sampled_from(["npy", "raw"]), debug=st.booleans(), via=st.sampled_from(
            ["udf", "export"]))

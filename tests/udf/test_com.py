@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builtins_strategies import BCase, load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from physics_refs import (
+
+from udfkit import Context
+from udfkit.errors import UDFError
+from udfkit.testing import ALL_EXECUTORS, SharedContexts
+from udfkit.testing.physics import (
     assert_nav_full,
     full_frames,
     physics_cases,
@@ -25,10 +28,8 @@ from physics_refs import (
     ref_crystallinity,
     ref_fem,
 )
-
-from udfkit import Context
-from udfkit.errors import UDFError
-from udfkit.testing import ALL_EXECUTORS, SharedContexts
+from udfkit.testing.profiles import examples
+from udfkit.testing.strategies import BCase, load
 from udfkit.udf import FEMUDF, AutoUDF, CoMUDF, CrystallinityUDF
 from udfkit.udf.com import (
     CoMParams,
@@ -106,23 +107,15 @@ def check_com(res, case, kw, rtol=1e-5):
     assert res["regression"].data.shape == (3, 2) and res["regression"].data.dtype == np.float64
 
 
-@settings(max_examples=20, **SETTINGS)
-@given(case=physics_cases(), data=st.data(), executor=st.sampled_from(FAST))
-def test_com_equals_numpy(case, data, executor, tmp_path_factory):
+@pytest.mark.parametrize("executors", [
+    pytest.param(FAST, id="fast"),
+    # worker processes and a dask cluster in the slow run only: the cluster takes seconds to start
+    pytest.param(["processes", "dask"], id="workers", marks=pytest.mark.slow)])
+@settings(max_examples=examples(20), **SETTINGS)
+@given(case=physics_cases(max_nav=9, max_sig=20), data=st.data())
+def test_com_equals_numpy(executors, case, data, tmp_path_factory):
     kw = data.draw(com_params(case.sig_shape))
-    ctx = shared_context(executor)
-    ds = load(ctx, case, tmp_path_factory.mktemp("com"))
-    res = ctx.run_udf(dataset=ds, udf=CoMUDF.with_params(**kw), roi=case.roi)
-    check_com(res, case, kw)
-
-
-@pytest.mark.slow
-@settings(max_examples=400, **SETTINGS)
-@given(case=physics_cases(max_nav=9, max_sig=20), data=st.data(),
-       executor=st.sampled_from(sorted(ALL_EXECUTORS)))
-def test_com_equals_numpy_many_examples(case, data, executor, tmp_path_factory):
-    kw = data.draw(com_params(case.sig_shape))
-    ctx = shared_context(executor)
+    ctx = shared_context(data.draw(st.sampled_from(executors), label="executor"))
     ds = load(ctx, case, tmp_path_factory.mktemp("com"))
     res = ctx.run_udf(dataset=ds, udf=CoMUDF.with_params(**kw), roi=case.roi)
     check_com(res, case, kw)

@@ -25,16 +25,19 @@ from math import prod
 
 import numpy as np
 import pytest
-from builtins_strategies import ALL_DTYPES, BCase, cases
-from builtins_strategies import load as load_memory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from udfkit import UDF, Context, CorrectionError, CorrectionSet
 from udfkit.testing import SharedContexts
+from udfkit.testing.profiles import examples
+from udfkit.testing.strategies import ALL_DTYPES, BCase, cases
+from udfkit.testing.strategies import load as load_memory
 from udfkit.udf.driver import UDFRun
 
-DTYPES = ["uint16", ">u2", "int32", "float32", ">f4", "float64"]
+#: every stored dtype, complex and float16 included (the long run is the same test under the
+#: ``nightly`` hypothesis profile)
+DTYPES = ALL_DTYPES + ["float16"]
 BACKENDS = ["mmap", "buffered", "direct"]
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                         HealthCheck.data_too_large])
@@ -215,11 +218,12 @@ def run_and_check(ctx, ds, case: BCase, corr: CorrectionSet, method="tile", dept
 # -- the properties --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("executor", sorted(EXECUTORS))
-@settings(max_examples=100, **SETTINGS)
-@given(data=st.data(), case=cases(dtypes=DTYPES, max_sig=7),
+@settings(max_examples=examples(100), **SETTINGS)
+@given(data=st.data(), case=cases(dtypes=DTYPES, max_sig=9),
        method=st.sampled_from(["frame", "tile", "tile", "partition"]),
-       depth=st.one_of(st.none(), st.integers(1, 4)),
-       total_size=st.sampled_from([None, None, 16, 64, 512]), io_backend=st.sampled_from(BACKENDS))
+       depth=st.one_of(st.none(), st.integers(1, 6)),
+       total_size=st.sampled_from([None, None, 8, 16, 64, 512, 4096]),
+       io_backend=st.sampled_from(BACKENDS))
 def test_corrected_frames_equal_numpy(executor, data, case, method, depth, total_size, io_backend):
     corr = data.draw(corrections_for(case.sig_shape), label="corrections")
     ctx = shared_context(executor)
@@ -237,23 +241,7 @@ def test_corrected_frames_equal_numpy(executor, data, case, method, depth, total
             assert scheme.slices == plain.slices
 
 
-@pytest.mark.slow
-@settings(max_examples=1000, **SETTINGS)
-@given(data=st.data(), case=cases(dtypes=ALL_DTYPES + ["float16"], max_sig=9),
-       method=st.sampled_from(["frame", "tile", "partition"]),
-       depth=st.one_of(st.none(), st.integers(1, 6)),
-       total_size=st.sampled_from([None, 8, 16, 64, 512, 4096]), io_backend=st.sampled_from(BACKENDS),
-       executor=st.sampled_from(sorted(EXECUTORS)))
-def test_corrected_frames_equal_numpy_many_examples(data, case, method, depth, total_size, io_backend,
-                                                    executor):
-    """The property with 30× the examples, every dtype incl. complex and float16 (``-m slow``)."""
-    corr = data.draw(corrections_for(case.sig_shape), label="corrections")
-    ctx = shared_context(executor)
-    with tempfile.TemporaryDirectory() as tmpdir:
-        run_and_check(ctx, load(ctx, case, tmpdir, io_backend), case, corr, method, depth, total_size)
-
-
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=examples(25), **SETTINGS)
 @given(case=cases(dtypes=["uint16", ">f4"], max_sig=6, formats=["memory", "raw"]),
        data=st.data())
 def test_run_udf_iter_and_map(case, data):

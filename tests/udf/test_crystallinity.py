@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from builtins_strategies import load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from physics_refs import assert_nav_full, full_frames, physics_cases, ref_crystallinity
 
 from udfkit import Context
 from udfkit.errors import UDFError
 from udfkit.testing import ALL_EXECUTORS, SharedContexts
+from udfkit.testing.physics import assert_nav_full, full_frames, physics_cases, ref_crystallinity
+from udfkit.testing.profiles import examples
+from udfkit.testing.strategies import load
 from udfkit.udf import CrystallinityUDF
 from udfkit.udf.crystallinity import run_analysis_crystall
 
@@ -45,7 +46,7 @@ def ring_is_empty(sig_shape, rad_in, rad_out):
     return not np.fft.fftshift(ring)[:, : w // 2 + 1].any()
 
 
-@settings(max_examples=20, **SETTINGS)
+@settings(max_examples=examples(20), **SETTINGS)
 @given(case=physics_cases(), data=st.data(), executor=st.sampled_from(FAST))
 def test_crystallinity_equals_numpy(case, data, executor, tmp_path_factory):
     kw = data.draw(params(case.sig_shape))

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from builtins_strategies import load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from physics_refs import assert_nav_full, full_frames, physics_cases, ref_fem
 
 from udfkit import Context
 from udfkit.errors import UDFError
 from udfkit.testing import ALL_EXECUTORS, SharedContexts
+from udfkit.testing.physics import assert_nav_full, full_frames, physics_cases, ref_fem
+from udfkit.testing.profiles import examples
+from udfkit.testing.strategies import load
 from udfkit.udf import FEMUDF
 from udfkit.udf.FEM import run_fem
 
@@ -35,7 +36,7 @@ def rings(draw, sig_shape):
     return center, rad_in, rad_out
 
 
-@settings(max_examples=20, **SETTINGS)
+@settings(max_examples=examples(20), **SETTINGS)
 @given(case=physics_cases(), data=st.data(), executor=st.sampled_from(FAST))
 def test_fem_equals_numpy(case, data, executor, tmp_path_factory):
     center, rad_in, rad_out = data.draw(rings(case.sig_shape))

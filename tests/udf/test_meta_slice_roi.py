@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from udfkit import UDF
 from udfkit.testing.contexts import ALL_EXECUTORS, SharedContexts
+from udfkit.testing.profiles import examples
 
 shared_context = SharedContexts()
 _close_shared_contexts = shared_context.closing_fixture()
@@ -160,7 +161,8 @@ def check_case(ctx, case):
     np.testing.assert_allclose(res["by_view"].data, want.reshape(nav))
 
 
-#: examples per executor in the default run (starting a run on worker processes costs more)
+#: examples per executor in the default run (starting a run on worker processes costs more);
+#: the ``nightly`` hypothesis profile runs ten times as many
 FAST_EXAMPLES = {"inline": 25, "inline-debug": 8, "threads": 8, "processes": 5, "dask": 5}
 
 
@@ -168,21 +170,8 @@ FAST_EXAMPLES = {"inline": 25, "inline-debug": 8, "threads": 8, "processes": 5, 
 def test_meta_slice_lines_up_with_numpy(executor):
     ctx = shared_context(executor)
 
-    @settings(max_examples=FAST_EXAMPLES[executor], deadline=None, derandomize=True,
+    @settings(max_examples=examples(FAST_EXAMPLES[executor]), deadline=None,
               suppress_health_check=[HealthCheck.too_slow])
-    @given(cases())
-    def run(case):
-        check_case(ctx, case)
-
-    run()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("executor", list(ALL_EXECUTORS))
-def test_meta_slice_lines_up_with_numpy_many(executor):
-    ctx = shared_context(executor)
-
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(cases())
     def run(case):
         check_case(ctx, case)

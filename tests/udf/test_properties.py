@@ -17,12 +17,13 @@ from math import prod
 
 import numpy as np
 import pytest
-from builtins_strategies import load as load_case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from udfkit import UDF, Context
 from udfkit.testing import SharedContexts
+from udfkit.testing.profiles import examples
+from udfkit.testing.strategies import load as load_case
 
 DTYPES = ["uint8", "uint16", "int32", "float32", "float64", ">u2", ">f4",
           # beyond the brief: more byte orders and sizes, float16 (decoded through numpy)
@@ -312,7 +313,7 @@ def check_iter(ctx, ds, case: Case):
 
 @pytest.mark.parametrize("executor", sorted(EXECUTORS))
 @pytest.mark.parametrize("fmt", FORMATS)
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases())
 def test_results_equal_numpy(fmt, executor, case):
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -323,7 +324,7 @@ def test_results_equal_numpy(fmt, executor, case):
 
 
 @pytest.mark.parametrize("executor", sorted(WORKER_EXECUTORS))
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases(), fmt=st.sampled_from(FORMATS))
 def test_executors_equal_inline(executor, fmt, case):
     """The central property on threads, worker processes and a local dask cluster (fewer
@@ -346,18 +347,7 @@ def test_executors_equal_inline(executor, fmt, case):
                 np.testing.assert_array_equal(g[name].valid_mask, r[name].valid_mask, err_msg=name)
 
 
-@pytest.mark.slow
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=cases(), fmt=st.sampled_from(FORMATS), debug=st.booleans())
-def test_results_equal_numpy_many_examples(case, fmt, debug):
-    """The central property with 15× the examples of the default run (``-m slow``)."""
-    with tempfile.TemporaryDirectory() as tmpdir:
-        with Context.make_with("inline", debug=debug) as ctx:
-            ds = load(ctx, case, fmt, tmpdir)
-            run_all(ctx, ds, case)
-
-
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(case=cases(), fmt=st.sampled_from(["raw", "npy"]))
 def test_formats_agree_exactly(case, fmt):
     """The same data give bit-identical results from memory and from a file."""

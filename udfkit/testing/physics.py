@@ -5,6 +5,12 @@ stack of frames as float64, NaN at positions that are not processed (outside the
 without a frame in the file). The formulas are written out here from their definitions
 (pixel ``(i, j)`` at the point ``(i, j)``; a disk holds distance ``<= r``; a ring
 ``r_in < d <= r_out``; rotation as a complex multiplication), not taken from udfkit.
+
+Examples
+--------
+>>> case = BCase(nav_shape=(1, 3), sig_shape=(2, 2), dtype="uint8", image_count=3, sync_offset=1)
+>>> np.isnan(full_frames(case)[0, :, 0, 0]).tolist()
+[False, False, True]
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ from __future__ import annotations
 from math import prod
 
 import numpy as np
-from builtins_strategies import BCase, rois
 from hypothesis import strategies as st
+
+from .strategies import BCase, rois
 
 __all__ = ["physics_cases", "full_frames", "ref_com", "ref_fem", "ref_crystallinity",
            "assert_nav_full", "positive_values"]

@@ -1,4 +1,8 @@
-"""Hypothesis strategies and numpy references for the property tests of the built-in UDFs.
+"""Hypothesis strategies and numpy references for property tests of UDFs.
+
+The property tests of the built-in UDFs (``tests/udf/``) draw their data sets here, and so
+can the tests of a package that brings its own UDFs. Like the rest of :mod:`udfkit.testing`
+it needs the ``test`` extra (hypothesis).
 
 A :class:`BCase` is one drawn data set: stored dtype (including big-endian and complex),
 nav / sig shapes, file format, ``sync_offset`` (with frames missing at either end),
@@ -12,6 +16,19 @@ Data values are small integers (quarter steps for float and complex dtypes) so t
 exact in float32 and float64; ``big=True`` draws integers over the whole range of their dtype
 (for 32-bit integers exact in float64, not in float32: the input dtype a UDF gets must be wide
 enough; for 8- and 16-bit integers the edges of LogsumUDF's lookup table).
+
+Examples
+--------
+>>> import numpy as np
+>>> from udfkit import Context
+>>> from udfkit.udf import SumUDF
+>>> case = BCase(nav_shape=(2, 3), sig_shape=(4,), dtype=">u2", image_count=5, sync_offset=-1)
+>>> case.processed.tolist(), case.n
+([False, True, True, True, True, True], 5)
+>>> with Context.make_with("inline") as ctx:
+...     res = ctx.run_udf(dataset=load(ctx, case, tmpdir=None), udf=SumUDF())
+>>> bool(np.array_equal(res["intensity"].data, ref_sum(case)))
+True
 """
 
 from __future__ import annotations
@@ -34,7 +51,47 @@ MAX_ELEMENTS = 12_000
 
 
 class BCase:
-    """One drawn data set with its numpy reference (see the module docstring)."""
+    """One drawn data set with its numpy reference (see the module docstring).
+
+    Parameters
+    ----------
+    nav_shape, sig_shape : tuple of int
+        The data set's shapes (``sig_shape`` may be 1-D to 3-D).
+    dtype : dtype
+        Stored dtype, byte order included.
+    image_count : int
+        Frames in the file or array; fewer or more than ``nav_shape`` needs.
+    sync_offset : int
+        Position ``i`` holds stored frame ``i + sync_offset``.
+    num_partitions : int, optional
+        Asked for at load.
+    tileshape : tuple of int, optional
+        Forced tile shape ``(depth, *sig_part)`` of the ``memory`` format.
+    roi : ndarray of bool, optional
+        Nav-shaped.
+    seed : int
+        Of the values (see :func:`make_values`).
+    fmt : {"memory", "raw", "npy"}
+        How :func:`load` loads it.
+    big : bool
+        Integers over the whole range of their dtype.
+    nav_shaped_input : bool
+        Give the data nav-shaped (and let the format infer the shapes) where it has
+        ``nav_size`` frames.
+    values : array, optional
+        The values to store instead of drawn ones (``(image_count, *sig_shape)``).
+
+    Attributes
+    ----------
+    stored : ndarray
+        ``(image_count, *sig_shape)`` in the stored dtype.
+    processed : ndarray of bool
+        Per flat nav position: it has a frame and the ROI selects it.
+    frames : ndarray
+        The processed frames in flat nav order, float64 (complex128 for complex dtypes).
+    native_frames : ndarray
+        The same in the stored dtype.
+    """
 
     def __init__(self, *, nav_shape, sig_shape, dtype, image_count, sync_offset=0,
                  num_partitions=None, tileshape=None, roi=None, seed=0, fmt="memory",
@@ -68,14 +125,17 @@ class BCase:
 
     @property
     def n(self) -> int:
+        """Number of processed frames."""
         return int(self.processed.sum())
 
     @property
     def partial(self) -> bool:
+        """The file holds fewer frames than ``nav_shape`` needs (``allow_partial``)."""
         return self.image_count < prod(self.nav_shape)
 
     @property
     def native_dtype(self) -> np.dtype:
+        """The stored dtype in native byte order."""
         return self.dtype.newbyteorder("=")
 
     @property
@@ -92,6 +152,17 @@ class BCase:
 
 
 def make_values(dtype, shape, seed, big=False):
+    """Random values whose sums are exact: small integers (quarter steps for float and complex
+    dtypes), about one in ten zero; with ``big``, integers over their dtype's whole range.
+
+    Returns the values as float64 or complex128 (or int64); :class:`BCase` casts them to the
+    stored dtype.
+
+    Examples
+    --------
+    >>> bool(make_values("uint8", (2, 3), seed=1, big=True).max() <= 255)
+    True
+    """
     dtype = np.dtype(dtype)
     rng = np.random.default_rng(seed)
     if dtype.kind == "u":
@@ -130,6 +201,21 @@ def rois(draw, nav_shape, kinds=("none", "none", "random", "empty", "single", "f
 @st.composite
 def cases(draw, dtypes=ALL_DTYPES, formats=FORMATS, max_nav_dims=3, max_sig_dims=3,
           max_nav=6, max_sig=9, partial=True, sync=True, roi_kinds=None, tiles=True):
+    """Strategy of :class:`BCase`: format, shapes, dtype, missing frames, ``sync_offset``,
+    partitions, forced tile shape (``memory``) and ROI drawn.
+
+    Parameters
+    ----------
+    dtypes, formats : sequence
+        What to draw the stored dtype and the format from.
+    max_nav_dims, max_sig_dims, max_nav, max_sig : int
+        Most axes and longest axis of nav and sig (frames of more than ``MAX_ELEMENTS``
+        elements in all keep only their last signal axis).
+    partial, sync, tiles : bool
+        Draw missing or extra frames, a ``sync_offset``, a forced tile shape.
+    roi_kinds : tuple of str, optional
+        Kinds of :func:`rois` to draw from.
+    """
     fmt = draw(st.sampled_from(formats))
     nav_dims = draw(st.integers(1, max_nav_dims) if max_nav_dims < 3
                     else st.sampled_from([1, 1, 2, 2, 2, 3]))
@@ -162,7 +248,13 @@ def cases(draw, dtypes=ALL_DTYPES, formats=FORMATS, max_nav_dims=3, max_sig_dims
 
 
 def load(ctx, case: BCase, tmpdir, fmt=None):
-    """Load ``case`` as ``fmt`` (default ``case.fmt``); raw and npy files go into ``tmpdir``."""
+    """Load ``case`` as ``fmt`` (default ``case.fmt``); raw and npy files go into ``tmpdir``
+    (unused for ``memory``).
+
+    Works for any object with :class:`BCase`'s attributes ``nav_shape``, ``sig_shape``,
+    ``dtype``, ``stored``, ``sync_offset``, ``num_partitions``, ``tileshape``, ``partial`` and
+    ``nav_shaped_input``.
+    """
     fmt = fmt or case.fmt
     common = dict(sync_offset=case.sync_offset, num_partitions=case.num_partitions)
     if case.partial:
@@ -196,14 +288,17 @@ def expected_input_dtype(case: BCase, preferences) -> np.dtype:
 
 
 def ref_sum(case):
+    """``SumUDF``'s ``intensity``: the sum of the processed frames."""
     return case.frames.sum(axis=0)
 
 
 def ref_sumsig(case):
+    """``SumSigUDF``'s rows: the sum of each processed frame."""
     return case.flat.sum(axis=1)
 
 
 def ref_stddev(case):
+    """``StdDevUDF``'s results as a dict (NaN mean / var / std without a processed frame)."""
     f = case.frames
     n = f.shape[0]
     if n == 0:
@@ -216,6 +311,7 @@ def ref_stddev(case):
 
 
 def ref_logsum(case):
+    """``LogsumUDF``'s ``logsum``: sum of ``log(frame - frame.min() + 1)``."""
     f = case.frames
     if f.shape[0] == 0:
         return np.zeros(case.sig_shape)
@@ -254,6 +350,9 @@ def assert_nav_rows(res, rows, case: BCase, *, rtol=1e-12, atol=0.0, exact=False
 
 
 def check_stddev(res, case: BCase, *, rtol=1e-9, minmax=False, input_dtype=None):
+    """``res`` (a ``StdDevUDF`` result) equals :func:`ref_stddev` of ``case``, within ``rtol``
+    and an absolute tolerance from the data's magnitude; ``minmax``: its ``min`` and ``max``
+    buffers too."""
     ref = ref_stddev(case)
     n = ref["num_frames"]
     assert res["num_frames"].data.shape == (1,)
@@ -357,4 +456,5 @@ def build_masks(sig_shape, spec):
 
 
 def draw_alternate(seed) -> bool:
+    """A coin flip from ``seed``, for choices made after the drawing (in :func:`build_masks`)."""
     return bool(seed % 2)

@@ -1,0 +1,24 @@
+"""Hypothesis profiles of the whole test suite (see :mod:`udfkit.testing.profiles`).
+
+``default``
+    What ``python -m pytest`` runs: hypothesis' defaults, each property test with its own
+    example count.
+``ci``
+    The same example counts, derandomised (a failure reproduces on rerun and on another
+    machine), no example database, no deadline, the reproduction blob printed.
+``nightly``
+    Ten times the examples of every property test (``-m slow`` runs the long cases too):
+    ``python -m pytest -m "" --hypothesis-profile=nightly``.
+
+Select one with hypothesis' option ``--hypothesis-profile=NAME`` or the environment variable
+``UDFKIT_HYPOTHESIS_PROFILE=NAME`` (the option wins). A test scales its example count with
+:func:`udfkit.testing.profiles.examples` (``@settings(max_examples=examples(20))``); copies
+of a test with more examples are not needed.
+"""
+
+from udfkit.testing.profiles import load_profile, register_profiles
+
+# conftest.py is imported before hypothesis' plugin reads --hypothesis-profile (at
+# pytest_configure), and before test modules apply @settings at import: both see these
+register_profiles()
+load_profile()
