@@ -22,6 +22,8 @@ __all__ = [
     "ExecutorError",
     "ExecutorSpecError",
     "IOBackendError",
+    "FileChangedError",
+    "CLIError",
     "UdfkitWarning",
 ]
 
@@ -85,7 +87,42 @@ class ExecutorSpecError(UdfkitError, ValueError):
 
 
 class IOBackendError(UdfkitError, OSError):
-    """An I/O backend cannot read a file the way it was asked to."""
+    """An I/O backend cannot read a file the way it was asked to.
+
+    Raised while a run reads: the operating system refused to open or read a file of the
+    data set (``errno``, ``filename`` and the message say which file, which bytes and why),
+    or the file no longer holds what it held when it was loaded (:class:`FileChangedError`).
+    It is an ``OSError``, so code that catches ``OSError`` around a run keeps working.
+
+    Examples
+    --------
+    >>> import errno
+    >>> e = IOBackendError(errno.EIO, "reading 4096 bytes at offset 0 of file 'a.raw' failed: "
+    ...                    "Input/output error", "a.raw")
+    >>> str(e), e.errno == errno.EIO, e.filename, isinstance(e, OSError)
+    ("reading 4096 bytes at offset 0 of file 'a.raw' failed: Input/output error", True, 'a.raw', True)
+    """
+
+    def __str__(self) -> str:
+        # the message names the file, the bytes and the reason itself; OSError's
+        # "[Errno 5] message: 'file'" would name the file twice
+        if self.strerror is not None:
+            return str(self.strerror)
+        return super().__str__()
+
+
+class FileChangedError(IOBackendError, DataSetError):
+    """A file of a loaded data set changed while a run reads it: it was truncated or removed
+    after ``Context.load`` checked it.
+
+    Both an :class:`IOBackendError` (an ``OSError``: the read failed) and a
+    :class:`DataSetError` (the file no longer matches the load parameters), so handlers
+    written for either catch it.
+    """
+
+
+class CLIError(UdfkitError):
+    """A bad command line of the ``udfkit`` command: reported as one line, exit code 2."""
 
 
 class UdfkitWarning(UserWarning):

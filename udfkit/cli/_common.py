@@ -7,14 +7,10 @@ import os
 import re
 import sys
 
-from ..errors import UdfkitError
+from ..errors import CLIError, UdfkitError
 
 __all__ = ["CLIError", "add_dataset_options", "dataset_params", "parse_shape", "human_bytes",
            "progress_flag", "EXPECTED_ERRORS", "command_line_message", "error_line"]
-
-
-class CLIError(UdfkitError):
-    """A bad command line: reported as one line, exit code 2."""
 
 
 #: errors that are the user's input, not udfkit's bug: one line, no traceback

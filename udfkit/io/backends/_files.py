@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ...errors import DataSetError
+from ...errors import FileChangedError, IOBackendError
 
 __all__ = ["open_files", "needed_ends", "check_size", "read_exactly", "size_at_open",
            "truncated_message"]
@@ -44,8 +44,8 @@ def check_size(fd: int, path: str, need: int, frames: str = "the frames to read"
     """The size of the file behind ``fd``; raise when it holds fewer than ``need`` bytes."""
     size = os.fstat(fd).st_size
     if size < need:
-        raise DataSetError(f"file {path!r} has {size} bytes, but {frames} need bytes up "
-                           f"to {need}; the file was truncated {when}")
+        raise FileChangedError(f"file {path!r} has {size} bytes, but {frames} need bytes up "
+                               f"to {need}; the file was truncated {when}")
     return size
 
 
@@ -58,7 +58,10 @@ def open_files(fileset, frames: np.ndarray, flags: int = 0) -> dict:
             try:
                 fd = os.open(path, os.O_RDONLY | flags)
             except FileNotFoundError:
-                raise DataSetError(f"file {path!r} disappeared after it was loaded") from None
+                raise FileChangedError(f"file {path!r} disappeared after it was loaded") from None
+            except OSError as e:  # permissions changed, an I/O error, O_DIRECT refused (EINVAL)
+                raise IOBackendError(e.errno, f"cannot open file {path!r} to read frames {first}.."
+                                     f"{last} (bytes up to {need}): {e.strerror}", path) from e
             fds[f] = fd
             _SIZE_AT_OPEN[fd] = check_size(fd, path, need, f"frames {first}..{last}")
     except BaseException:
@@ -77,9 +80,14 @@ def read_exactly(fd: int, view: memoryview, offset: int, need: int, path: str) -
     got = 0
     total = len(view)
     while got < need:
-        n = os.preadv(fd, [view[got:total]], offset + got)
+        try:
+            n = os.preadv(fd, [view[got:total]], offset + got)
+        except OSError as e:  # EIO of the device, a network file system gone stale, ...
+            raise IOBackendError(e.errno, f"reading {total - got} bytes at offset {offset + got} of "
+                                 f"file {path!r} failed (bytes {offset}..{offset + need} are "
+                                 f"needed): {e.strerror}", path) from e
         if n == 0:
-            raise DataSetError(truncated_message(fd, path, offset + need))
+            raise FileChangedError(truncated_message(fd, path, offset + need))
         got += n
 
 
