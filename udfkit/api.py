@@ -17,6 +17,7 @@ from .executor.progress import make_reporter
 from .io.formats import make_dataset
 from .udf.base import UDF
 from .udf.driver import UDFRun
+from .udf.plan import RunPlan, plan_run
 
 __all__ = ["Context", "LIBERTEM_LOAD_POSITIONAL", "BACKEND_NAMES"]
 
@@ -298,9 +299,50 @@ class Context:
         if not udfs:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
         executor = self.executor.with_retries(retries)
-        run = UDFRun(dataset, udfs, roi=roi, corrections=corrections)
+        # the run executes its plan: what Context.plan shows is what runs
+        run = UDFRun(plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=executor))
         return run.execute(executor, iterate=iterate, progress=make_reporter(progress),
                            deterministic=deterministic)
+
+    def plan(self, dataset, udf, roi=None, corrections=None, backends=None) -> RunPlan:
+        """What :meth:`run_udf` with these arguments will do, before a byte is read.
+
+        Parameters
+        ----------
+        dataset : DataSet
+        udf : UDF or list of UDF
+        roi, corrections, backends
+            As for :meth:`run_udf`.
+
+        Returns
+        -------
+        RunPlan
+            Tile shape and the negotiator's reason, partitions with their processed frames,
+            each UDF's method, input dtype and buffers, bytes read, memory per worker of this
+            Context's executor and on the main process, result sizes. ``print(plan)`` shows
+            a short table; see :mod:`udfkit.udf.plan` for what the memory estimate counts.
+
+        Raises
+        ------
+        UDFError, ROIError, CorrectionError
+            As :meth:`run_udf` would, before reading.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from udfkit import Context
+        >>> from udfkit.udf import SumUDF
+        >>> ctx = Context.make_with("inline")
+        >>> ds = ctx.load("memory", data=np.zeros((8, 8, 32, 32), dtype="uint16"), num_partitions=2)
+        >>> plan = ctx.plan(ds, SumUDF(), roi=np.eye(8, dtype=bool))
+        >>> plan.tile_shape, [p.processed for p in plan.partitions], plan.udfs[0].buffers[0].shape
+        ((32, 32, 32), [4, 4], (32, 32))
+        """
+        udfs = _udf_list(udf)
+        if not udfs:
+            raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
+        _check_backends(backends, udfs)
+        return plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=self.executor)
 
     def run_udf(self, dataset, udf, roi=None, corrections=None, progress=False, backends=None,
                 plots=None, sync=True, *, deterministic=False, retries=None):

@@ -1,7 +1,10 @@
-"""Planning and merging a run on the main process.
+"""Executing a planned run on the main process: tasks, buffers, merge, results.
 
 Protocol of a run
 -----------------
+Steps 1 and 2 are :func:`~udfkit.udf.plan.plan_run`, whose :class:`~udfkit.udf.plan.RunPlan`
+can be looked at before the run (``Context.plan``); :class:`UDFRun` executes a plan.
+
 1. **Check** every UDF (process method, picklable parameters, input dtype preference) before
    anything is read; normalise the ROI.
 2. **Plan**: each UDF's input dtype is numpy's promotion of its preference with the stored
@@ -29,34 +32,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common import normalize_roi
-from ..errors import ExecutorError, ROIError
-from ..io.corrections import CorrectionSet
-from ..io.tiling import Negotiator, TilingRequest
+from ..errors import ExecutorError
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
-from .meta import UDFMeta
+from .plan import RunPlan, plan_run
 from .results import BufferResult, RunResults
 from .runner import PartitionTask
-from .validation import (
-    check_backends,
-    check_buffers,
-    check_results,
-    check_udf,
-    preferred_dtype,
-    tiling_request,
-)
+from .validation import check_results
 
 __all__ = ["UDFRun"]
 
 
 class UDFRun:
-    """One pass of several UDFs over a data set (see the module docstring).
+    """One pass of several UDFs over a data set: executes a :class:`~udfkit.udf.plan.RunPlan`
+    (see the module docstring).
 
     Parameters
     ----------
-    dataset : DataSet
-        An initialized data set.
-    udfs : list of UDF
+    plan : RunPlan or DataSet
+        The plan to execute (from :func:`~udfkit.udf.plan.plan_run`). A data set instead
+        plans the run here from the other arguments (the older spelling
+        ``UDFRun(dataset, udfs, roi=...)``).
+    udfs : list of UDF, optional
+        Only with a data set.
     roi : array_like of bool, optional
     negotiator : Negotiator, optional
     corrections : CorrectionSet, optional
@@ -66,85 +63,36 @@ class UDFRun:
         must support one of them that udfkit offers (numpy).
     """
 
-    def __init__(self, dataset, udfs, roi=None, negotiator=None, corrections=None, backends=None):
-        self.dataset = dataset
-        self.udfs = list(udfs)
-        self.methods = [check_udf(u) for u in self.udfs]
-        self.array_backends = [check_backends(u, backends) for u in self.udfs]
-        shape = dataset.shape
-        self.nav_shape = shape.nav.to_tuple()
-        self.sig_shape = shape.sig.to_tuple()
-        nav_size = shape.nav.size
-        user_roi = normalize_roi(roi, self.nav_shape, error=ROIError,
-                                 where=f"{dataset.description} (nav shape {self.nav_shape})")
-        valid = dataset.get_valid_mask()
-        if user_roi is None:
-            self.roi = valid
-        elif valid is None:
-            self.roi = user_roi
-        else:
-            self.roi = user_roi & valid
-        self.corrections = self._plan_corrections(corrections)
-        # the meta comes first: a UDF may look at the data set to choose its input dtype
-        native = dataset.native_dtype
-        for u, backend in zip(self.udfs, self.array_backends):
-            u.meta = UDFMeta(dataset_shape=shape, dataset_dtype=dataset.dtype,
-                             input_dtype=native, roi=self.roi, array_backend=backend,
-                             corrections=corrections)
-        # each UDF gets its own preference promoted with the stored dtype: a UDF that reads
-        # the stored dtype keeps its fast path next to one that wants float32
-        # corrected frames are float: at least float32, wider by promotion
-        floor = () if self.corrections is None else (np.float32,)
-        self.input_dtypes = [np.result_type(preferred_dtype(u), native, *floor) for u in self.udfs]
-        md = dataset.meta.metadata
-        paths = tuple(md.get("paths") or [p for p in [md.get("path")] if p is not None])
-        for u, dtype in zip(self.udfs, self.input_dtypes):
-            u.meta.input_dtype = dtype
-            u.meta.dataset_paths = paths
+    def __init__(self, plan, udfs=None, roi=None, negotiator=None, corrections=None,
+                 backends=None):
+        if not isinstance(plan, RunPlan):
+            if udfs is None:
+                raise TypeError("UDFRun: expected a RunPlan, or a data set and a list of UDFs")
+            plan = plan_run(plan, udfs, roi=roi, corrections=corrections, backends=backends,
+                            negotiator=negotiator)
+        elif udfs is not None or roi is not None or corrections is not None \
+                or backends is not None or negotiator is not None:
+            raise TypeError("UDFRun: a RunPlan already holds the UDFs, ROI and corrections; "
+                            "pass only the plan")
+        self.plan = plan
+        inputs = plan.inputs
+        self.dataset = inputs.dataset
+        self.udfs = list(inputs.udfs)
+        self.methods = [u.method for u in plan.udfs]
+        self.array_backends = [u.array_backend for u in plan.udfs]
+        self.input_dtypes = [u.input_dtype for u in plan.udfs]
         self.input_dtype = np.result_type(*self.input_dtypes)
-        self.specs = [check_buffers(u) for u in self.udfs]
-
-        self.partitions = dataset.get_partitions()
-        self.counts = []
-        self.offsets = []
-        offset = 0
-        for p in self.partitions:
-            n = int(p.selected_positions(self._part_roi(p)).size)
-            self.offsets.append(offset)
-            self.counts.append(n)
-            offset += n
-        self.total_frames = offset
-        self.positions = None if self.roi is None else np.flatnonzero(self.roi)
-        if self.positions is not None and self.positions.size == nav_size:
-            self.positions = None
-
-        negotiator = negotiator or Negotiator()
-        stored = dataset.dtype
-        requests = [tiling_request(u, m) for u, m in zip(self.udfs, self.methods)]
-        if self.corrections is not None and self.corrections.needs_whole_frames:
-            # a neighbourhood of an excluded pixel must not cross a tile border
-            requests.append(TilingRequest(method="tile", whole_frames=True))
-        self.scheme = negotiator.get_scheme(
-            requests,
-            sig_shape=self.sig_shape, dtype=self.input_dtype,
-            max_partition_frames=max(p.num_frames for p in self.partitions),
-            constraints=dataset.get_tiling_constraints(),
-            # with a ROI most tiles have gaps and are copied: size them for the cache
-            zero_copy=(dataset.supports_zero_copy and stored.isnative and self.roi is None
-                       and self.corrections is None
-                       and all(dtype == stored for dtype in self.input_dtypes)))
-        for u in self.udfs:
-            u.meta.tiling_scheme = self.scheme
-
-    def _plan_corrections(self, corrections):
-        if corrections is None:
-            return None
-        if not isinstance(corrections, CorrectionSet):
-            raise TypeError(f"corrections: expected a CorrectionSet or None, got "
-                            f"{type(corrections).__name__}")
-        if corrections.is_empty:
-            return None
-        return corrections.plan(self.sig_shape, where=self.dataset.description)
+        self.specs = list(inputs.specs)
+        self.nav_shape = plan.nav_shape
+        self.sig_shape = plan.sig_shape
+        self.roi = inputs.roi
+        self.corrections = inputs.corrections
+        self.partitions = list(inputs.partitions)
+        self.counts = [p.processed for p in plan.partitions]
+        self.offsets = [p.offset for p in plan.partitions]
+        self.total_frames = plan.processed_frames
+        self.positions = inputs.positions
+        self.scheme = plan.scheme
 
     def _part_roi(self, p):
         return None if self.roi is None else self.roi[p.start:p.stop]
