@@ -1,4 +1,4 @@
-"""The ``udfkit`` command: ``demo``, ``info``, ``run``, ``export``.
+"""The ``udfkit`` command: ``demo``, ``info``, ``plan``, ``run``, ``export``.
 
 Bad input ends the command with a one-line message on stderr and a non-zero exit code
 (2 for a bad command line, 1 for a failed run); ``--debug`` shows the traceback instead.
@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import demo, info, run, worker
+    from . import demo, info, plan, run, worker
 
     parser = _Parser(prog="udfkit", description="Run user-defined functions over large "
                                                 "n-dimensional data sets.")
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     demo.add_parser(sub)
     info.add_parser(sub)
+    plan.add_parser(sub)
     run.add_parsers(sub)
     worker.add_parser(sub)
     return parser

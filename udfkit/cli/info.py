@@ -20,28 +20,27 @@ def add_parser(sub) -> None:
 
 
 def describe(ctx, filetype: str, params: dict) -> dict:
-    """The facts ``udfkit info`` prints, as a dict (also used by the tests)."""
-    from ..udf import UDF, SumUDF
-    from ..udf.driver import UDFRun
+    """The facts ``udfkit info`` prints, as a dict (also used by the tests).
+
+    The tile shapes come from the run plan: ``SumUDF``'s plan for the built-ins, which read
+    the stored dtype, and the negotiator asked directly for what a ``process_tile`` UDF with
+    the default float32 input would get.
+    """
+    import numpy as np
+
+    from ..io.tiling import TilingRequest
+    from ..udf import SumUDF
+    from ..udf.plan import negotiate_tiling, plan_run
 
     ds = ctx.load(filetype, **params)
     detected = ds.format_name
     shape = ds.shape
     bounds = ds.partition_bounds()
-
-    class _FloatTileUDF(UDF):
-        # what a user's process_tile UDF with the default float32 input gets
-        def get_result_buffers(self):
-            return {"x": self.buffer(kind="single")}
-
-        def process_tile(self, tile):
-            pass
-
-        def merge(self, dest, src):
-            pass
-
-    native = UDFRun(ds, [SumUDF()]).scheme
-    user = UDFRun(ds, [_FloatTileUDF()]).scheme
+    plan = plan_run(ds, [SumUDF()], executor=ctx.executor)
+    native = plan.scheme
+    user, _, _ = negotiate_tiling(ds, [TilingRequest(method="tile")],
+                                  [np.result_type(np.float32, ds.native_dtype)],
+                                  roi=plan.inputs.roi, partitions=plan.inputs.partitions)
     frame_bytes = shape.sig.size * ds.dtype.itemsize
     path = params.get("path")
     if isinstance(path, (list, tuple)):

@@ -59,7 +59,7 @@ from .meta import UDFMeta
 from .validation import check_backends, check_buffers, check_udf, preferred_dtype, tiling_request
 
 __all__ = ["RunPlan", "UDFPlan", "BufferPlan", "PartitionPlan", "MemoryEstimate", "Placement",
-           "plan_run", "placement_of"]
+           "plan_run", "negotiate_tiling", "placement_of"]
 
 
 @dataclass(frozen=True)
@@ -484,21 +484,11 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
     if positions is not None and positions.size == nav_size:
         positions = None
 
-    negotiator = negotiator or Negotiator()
     stored = dataset.dtype
     requests = [tiling_request(u, m) for u, m in zip(udfs, methods)]
-    all_requests = list(requests)
-    if correction_plan is not None and correction_plan.needs_whole_frames:
-        # a neighbourhood of an excluded pixel must not cross a tile border
-        all_requests.append(TilingRequest(method="tile", whole_frames=True))
-    # with a ROI most tiles have gaps and are copied: size them for the cache
-    zero_copy = bool(dataset.supports_zero_copy and stored.isnative and run_roi is None
-                     and correction_plan is None
-                     and all(dtype == stored for dtype in input_dtypes))
-    scheme, tiling_why = negotiator.negotiate(
-        all_requests, sig_shape=sig_shape, dtype=np.result_type(*input_dtypes),
-        max_partition_frames=max(p.num_frames for p in partitions),
-        constraints=dataset.get_tiling_constraints(), zero_copy=zero_copy)
+    scheme, tiling_why, zero_copy = negotiate_tiling(
+        dataset, requests, input_dtypes, roi=run_roi, corrections=correction_plan,
+        negotiator=negotiator, partitions=partitions)
     for u in udfs:
         u.meta.tiling_scheme = scheme
 
@@ -527,6 +517,57 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         inputs=_Inputs(dataset=dataset, udfs=tuple(udfs), specs=tuple(specs), roi=run_roi,
                        positions=positions, corrections=correction_plan,
                        partitions=tuple(partitions)))
+
+
+def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=None,
+                     negotiator: Negotiator | None = None, partitions=None):
+    """The tiling scheme of a run with these tiling requests: ``(scheme, reason, zero_copy)``.
+
+    The part of :func:`plan_run` that asks the negotiator, usable without UDF objects
+    (``udfkit info`` asks what a ``process_tile`` UDF with float32 input would get).
+
+    Parameters
+    ----------
+    dataset : DataSet
+    requests : list of TilingRequest
+    input_dtypes : list of dtype
+        What the UDFs receive (one per UDF).
+    roi : numpy.ndarray or None
+        The run's flat ROI (a ROI makes tiles copies, sized for the cache).
+    corrections : CorrectionPlan or None
+    negotiator : Negotiator, optional
+    partitions : list of Partition, optional
+        ``dataset.get_partitions()`` when the caller has them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from udfkit import Context
+    >>> from udfkit.io.tiling import Negotiator, TilingRequest
+    >>> ds = Context.make_with("inline").load("memory", data=np.zeros((4, 256, 256), "uint16"),
+    ...                                       sig_dims=2)
+    >>> scheme, why, zero_copy = negotiate_tiling(ds, [TilingRequest("tile")], [np.float32],
+    ...                                           negotiator=Negotiator(copy_size="1MiB"))
+    >>> scheme.shape, zero_copy
+    ((4, 256, 256), False)
+    """
+    negotiator = negotiator or Negotiator()
+    stored = dataset.dtype
+    input_dtypes = [np.dtype(d) for d in input_dtypes]
+    if partitions is None:
+        partitions = dataset.get_partitions()
+    requests = list(requests)
+    if corrections is not None and corrections.needs_whole_frames:
+        # a neighbourhood of an excluded pixel must not cross a tile border
+        requests.append(TilingRequest(method="tile", whole_frames=True))
+    # with a ROI most tiles have gaps and are copied: size them for the cache
+    zero_copy = bool(dataset.supports_zero_copy and stored.isnative and roi is None
+                     and corrections is None and all(d == stored for d in input_dtypes))
+    scheme, why = negotiator.negotiate(
+        requests, sig_shape=dataset.shape.sig.to_tuple(), dtype=np.result_type(*input_dtypes),
+        max_partition_frames=max(p.num_frames for p in partitions),
+        constraints=dataset.get_tiling_constraints(), zero_copy=zero_copy)
+    return scheme, why, zero_copy
 
 
 def _plan_corrections(corrections, sig_shape, where):
