@@ -12,7 +12,8 @@ import re
 
 import numpy as np
 
-__all__ = ["normalize_shape", "normalize_dtype", "parse_size", "parse_roi", "normalize_roi"]
+__all__ = ["normalize_shape", "normalize_dtype", "check_dtype_supported", "parse_size", "parse_roi",
+           "normalize_roi"]
 
 
 def normalize_shape(value, name: str = "shape", *, min_dims=1, max_dims=None,
@@ -68,15 +69,50 @@ def normalize_dtype(value, *, error=ValueError, where: str = "") -> np.dtype:
     Traceback (most recent call last):
     ...
     ValueError: dtype: expected a numpy dtype such as 'uint16' or '>f4', got 'uint17'
+    >>> normalize_dtype(("i4", -1))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: dtype: expected a numpy dtype such as 'uint16' or '>f4', got ('i4', -1) (numpy: ...)
     """
     prefix = f"{where}: dtype" if where else "dtype"
     try:
         dt = np.dtype(value)
-    except TypeError:
-        raise error(f"{prefix}: expected a numpy dtype such as 'uint16' or '>f4', got {value!r}") from None
+    except (TypeError, ValueError) as e:
+        # numpy's ValueErrors (a negative sub-array shape) do not name the parameter
+        why = f" (numpy: {e})" if isinstance(e, ValueError) else ""
+        raise error(f"{prefix}: expected a numpy dtype such as 'uint16' or '>f4', got {value!r}{why}") \
+            from None
     if value is None or dt.kind not in "biufc":
         raise error(f"{prefix}: expected a numeric dtype such as 'uint16' or '>f4', got {value!r}")
+    check_dtype_supported(dt, error=error, where=where)
     return dt
+
+
+def check_dtype_supported(dtype, *, error=ValueError, where: str = "") -> None:
+    """Refuse floats wider than 64 bits (``np.longdouble``, ``np.clongdouble`` on x86-64).
+
+    udfkit's kernels (numba) and the result buffers compute in at most float64 and
+    complex128; numba has no extended-precision type, so such data would load and then fail
+    in every run.
+
+    Examples
+    --------
+    >>> check_dtype_supported(np.dtype("float64"))
+    >>> check_dtype_supported(np.dtype("V16"))  # not a number: another check's business
+    >>> check_dtype_supported(np.dtype((np.float64, 2)), where="x")
+    Traceback (most recent call last):
+    ...
+    ValueError: x: dtype ('<f8', (2,)) has a sub-array shape; expected a scalar numeric dtype
+    """
+    dt = np.dtype(dtype)
+    prefix = f"{where}: dtype" if where else "dtype"
+    if dt.subdtype is not None:
+        raise error(f"{prefix} {dt} has a sub-array shape; expected a scalar numeric dtype")
+    if (dt.kind == "f" and dt.itemsize > 8) or (dt.kind == "c" and dt.itemsize > 16):
+        bits = "float64" if dt.kind == "f" else "complex128"
+        raise error(f"{prefix} {dt} ({dt.itemsize * 8}-bit extended precision) is not supported: "
+                    f"udfkit computes in at most {bits}; convert the data first, e.g. "
+                    f"arr.astype(np.{bits})")
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)

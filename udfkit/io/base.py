@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from ..common import Shape, Slice
+from ..common.parse import check_dtype_supported
 from ..errors import DataSetError
 from .partitioning import check_num_partitions
 from .tiling import TilingConstraints, TilingScheme
@@ -245,6 +246,12 @@ class DataSet(ABC):
         if executor is not None:
             self._num_workers = max(1, int(getattr(executor, "num_workers", 1)))
         self._meta = self._initialize()
+        try:
+            # every format's dtype: extended-precision floats would load and fail in every run
+            check_dtype_supported(self._meta.raw_dtype, error=DataSetError, where=self.description)
+        except DataSetError:
+            self._meta = None
+            raise
         self._num_partitions_arg = check_num_partitions(self.description, self._num_partitions_arg,
                                                         error=DataSetError)
         return self
