@@ -21,10 +21,14 @@ from hypothesis import strategies as st
 from udfkit import Context
 from udfkit.cli import build_parser
 from udfkit.cli._common import CLIError
-from udfkit.cli.worker import (DEFAULT_CONNECT_TIMEOUT, DEFAULT_SCHEDULER_PORT,
-                               parse_scheduler_address, route_to_scheduler, worker_command)
+from udfkit.cli.worker import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_SCHEDULER_PORT,
+    parse_scheduler_address,
+    route_to_scheduler,
+    worker_command,
+)
 from udfkit.udf import SumSigUDF, SumUDF
-
 
 
 def listening_sockets(pids) -> list:

@@ -117,6 +117,8 @@ def command_line_message(message: str, command: str) -> str:
     'the file ends early; add --allow-partial to read it'
     >>> command_line_message("RecordUDF: a.npy exists; pass overwrite=True to replace it", "export")
     'a.npy exists; add --overwrite to replace it'
+    >>> command_line_message("npy: unknown parameter 'dtype'; accepted: ['path', 'sig_dims']", "run")
+    'npy: unknown parameter --dtype; accepted: PATH, --sig-dims'
     >>> command_line_message("with nav_shape=(3, 5) or --sig-shape (8,) it fits", "run")
     'with --nav-shape 3,5 or --sig-shape 8 it fits'
     """
@@ -142,14 +144,20 @@ def command_line_message(message: str, command: str) -> str:
         verb = "add " if m.group("verb") else ""
         if value == "True":
             words = flag(name)
-        elif value == "False":
+        elif value == "False" and name not in options:
             # the command's own switches (--overwrite) are off unless given
-            words = f"{flag(name)} false" if name in options else f"no {flag(name)}"
+            verb, words = ("leave out " if verb else "without "), flag(name)
+        elif value == "False":
+            words = f"{flag(name)} false"
         elif value[0] in "([":
             words = f"{flag(name)} {value[1:-1].replace(' ', '')}"
         else:
             words = f"{flag(name)} {value.strip(chr(39) + chr(34))}"
         return verb + words
+
+    def name_list(m):
+        names = [n.strip("'") for n in m.group(1).split(", ")]
+        return ", ".join("PATH" if n == "path" else flag(n) if n in options else n for n in names)
 
     for prefix in _COMMAND_PREFIXES.get(command, ()):
         if message.startswith(prefix):
@@ -157,6 +165,10 @@ def command_line_message(message: str, command: str) -> str:
     message = _LOAD_CALL.sub(load_call, message)
     message = _NEEDS.sub(needs, message)
     message = _KEYWORD.sub(keyword, message)
+    # lists of parameter names (['path', 'nav_shape']) and quoted names ('dtype')
+    message = re.sub(r"\[('\w+'(?:, '\w+')*)\]", name_list, message)
+    message = re.sub(r"'(\w+)'", lambda m: flag(m.group(1)) if m.group(1) in options else m.group(0),
+                     message)
     # remaining Python keywords with an underscore are unambiguous parameter names
     for name in options:
         if "_" in name:

@@ -138,6 +138,9 @@ def run(args, ctx) -> int:
     filetype, params = dataset_params(args)
     named = make_udfs(args.udf, args.masks)
     kind = output_kind(args.out, args.npz, args.overwrite)
+    if kind != "dir" and os.path.isfile(args.out) and isinstance(params["path"], str) \
+            and os.path.isfile(params["path"]) and os.path.samefile(args.out, params["path"]):
+        raise CLIError(f"-o {args.out!r} is the input file; name another file for the result")
     if kind == "npy" and len(named) > 1:
         raise CLIError(f"-o {args.out!r} names one .npy file, but {len(named)} UDFs give several "
                        "results; name a directory or a .npz file")
