@@ -1,122 +1,51 @@
-"""Conformance of the I/O backends: every backend × format × dtype × ROI × sync_offset gives
-the same tiles as numpy (and so as every other backend), and the same UDF results."""
+"""The I/O backends: each one's test class runs the conformance suite
+:class:`udfkit.testing.IOBackendTests` (reads, tiles and UDF results equal numpy for every
+stored dtype, format, ROI and ``sync_offset``; empty reads; many files; missing and truncated
+files) in the configurations below; then what is particular to one backend (read sizes,
+buffer reuse, alignment, the page cache, ``O_DIRECT`` refused)."""
 
 from __future__ import annotations
 
 import os
-from math import prod
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from udfkit import UDF, Context
 from udfkit.errors import DataSetError
 from udfkit.io.backends.buffered import BufferedBackend
 from udfkit.io.backends.direct import DirectBackend
 from udfkit.io.backends.mmap import MMapBackend
-from udfkit.io.tiling import TilingScheme
+from udfkit.testing.backends import (
+    READ_ERRORS,
+    IOBackendTests,
+    direct_io_refusal,
+    stored_values,
+    write_frames,
+)
 from udfkit.udf import SumSigUDF, SumUDF
 
-DTYPES = ["uint8", "uint16", ">u2", "int32", ">i4", "float32", ">f4", "float64", ">f8", "complex64"]
-FORMATS = ["raw", "npy", "multi-raw"]
+
+class TestMMap(IOBackendTests):
+    variants = {"default": MMapBackend()}
 
 
-def backends():
-    """Every backend, with small buffers so that partitions take many batches."""
-    return {
-        "mmap": MMapBackend(),
-        "buffered": BufferedBackend(buffer_size=3000),
-        "buffered-readahead": BufferedBackend(buffer_size=5000, readahead=True, max_gap=0),
-        "direct": DirectBackend(buffer_size=8192),
-        "direct-noreadahead": DirectBackend(buffer_size=4096, readahead=False, max_gap=1 << 20),
-    }
+class TestBuffered(IOBackendTests):
+    # small buffers, so that a partition takes many batches
+    variants = {"small": BufferedBackend(buffer_size=3000),
+                "readahead-nogap": BufferedBackend(buffer_size=5000, readahead=True, max_gap=0)}
 
 
-BACKEND_NAMES = list(backends())
+class TestDirect(IOBackendTests):
+    variants = {"readahead": DirectBackend(buffer_size=8192),
+                "noreadahead-biggap": DirectBackend(buffer_size=4096, readahead=False,
+                                                    max_gap=1 << 20)}
+
+    def usable_in(self, directory):
+        return direct_io_refusal(directory)
 
 
-def values(dtype, shape, rng):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "c":
-        return (rng.integers(-50, 50, shape) + 1j * rng.integers(-50, 50, shape)).astype(dtype)
-    if dtype.kind == "f":
-        return (rng.standard_normal(shape) * 100).astype(dtype)
-    info = np.iinfo(dtype)
-    return rng.integers(max(info.min, -1000), min(info.max, 1000), shape, endpoint=True).astype(dtype)
-
-
-def write_dataset(tmp_path, fmt, frames, *, n_files=2, file_header=0, frame_header=0, frame_footer=0,
-                  seed=0):
-    """Write ``frames`` (image_count, *sig) in ``fmt``; return ``ctx.load`` keyword arguments."""
-    sig = frames.shape[1:]
-    if fmt == "npy":
-        path = tmp_path / "data.npy"
-        np.save(path, frames)
-        return dict(filetype="npy", path=str(path), sig_shape=sig)
-    if fmt == "raw":
-        path = tmp_path / "data.raw"
-        frames.tofile(path)
-        return dict(filetype="raw", path=str(path), dtype=frames.dtype.str, sig_shape=sig)
-    rng = np.random.default_rng(seed)
-    bounds = np.linspace(0, frames.shape[0], n_files + 1).astype(int)
-    paths = []
-    for i in range(n_files):
-        path = tmp_path / f"part{i}.bin"
-        with open(path, "wb") as f:
-            # junk in the headers: a reader that includes them gives wrong numbers
-            f.write(rng.integers(0, 256, file_header, dtype=np.uint8).tobytes())
-            for frame in frames[bounds[i]:bounds[i + 1]]:
-                f.write(rng.integers(0, 256, frame_header, dtype=np.uint8).tobytes())
-                f.write(frame.tobytes())
-                f.write(rng.integers(0, 256, frame_footer, dtype=np.uint8).tobytes())
-        paths.append(str(path))
-    return dict(filetype="raw", path=paths, dtype=frames.dtype.str, sig_shape=sig,
-                file_header_bytes=file_header, frame_header_bytes=frame_header,
-                frame_footer_bytes=frame_footer)
-
-
-@st.composite
-def cases(draw):
-    dtype = draw(st.sampled_from(DTYPES))
-    fmt = draw(st.sampled_from(FORMATS))
-    sig = tuple(draw(st.lists(st.integers(1, 9), min_size=1, max_size=2)))
-    nav = draw(st.integers(1, 40))
-    extra = draw(st.integers(0, 3))
-    sync = draw(st.integers(-(nav - 1), nav + extra - 1))
-    roi_kind = draw(st.sampled_from(["none", "random", "sparse"]))
-    rng_seed = draw(st.integers(0, 2**16))
-    roi = None
-    if roi_kind != "none":
-        rng = np.random.default_rng(rng_seed)
-        roi = rng.random(nav) < (0.6 if roi_kind == "random" else 0.1)
-    headers = dict(n_files=draw(st.integers(1, 3)), file_header=draw(st.sampled_from([0, 3, 16, 4096])),
-                   frame_header=draw(st.sampled_from([0, 1, 8, 100])),
-                   frame_footer=draw(st.sampled_from([0, 2, 64]))) if fmt == "multi-raw" else {}
-    depth = draw(st.integers(1, 7))
-    split = draw(st.booleans()) and sig[0] > 1
-    return dict(dtype=dtype, fmt=fmt, sig=sig, nav=nav, extra=extra, sync=sync, roi=roi,
-                headers=headers, depth=depth, split=split, seed=rng_seed,
-                num_partitions=draw(st.integers(1, 4)),
-                dest=draw(st.sampled_from(["native", "float32", "float64"])))
-
-
-def read_tiles(ds, scheme, dest, roi):
-    nav = ds.shape.nav.size
-    sig = ds.shape.sig.to_tuple()
-    out = np.zeros((nav,) + sig, dest)
-    hits = np.zeros((nav,) + sig, np.int32)
-    for p in ds.get_partitions():
-        proi = None if roi is None else roi[p.start:p.stop]
-        for t in p.get_tiles(scheme, dest, proi):
-            assert not t.data.flags.writeable
-            sl = scheme[t.scheme_idx]
-            idx = (np.asarray(t.frame_index),) + sl.get()
-            out[idx] = t.data
-            hits[idx] += 1
-    return out, hits
-
+# == what is particular to one backend ========================================================
 
 @pytest.fixture(scope="module")
 def inline():
@@ -124,70 +53,11 @@ def inline():
         yield ctx
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
-@given(case=cases())
-def test_tiles_equal_numpy_for_every_backend(inline, tmp_path_factory, io_helpers, case):
-    tmp = tmp_path_factory.mktemp("conf")
-    rng = np.random.default_rng(case["seed"])
-    image_count = case["nav"] + case["extra"]
-    frames = values(case["dtype"], (image_count,) + case["sig"], rng)
-    load = write_dataset(tmp, case["fmt"], frames, seed=case["seed"], **case["headers"])
-    filetype = load.pop("filetype")
-    ref, processed = io_helpers.expected_frames(frames, case["nav"], case["sync"], case["roi"])
-    ref = ref.astype(ref.dtype.newbyteorder("="))
-    dest = ref.dtype if case["dest"] == "native" else np.result_type(case["dest"], ref.dtype)
-    sig = case["sig"]
-    tile_sig = (max(1, sig[0] // 2),) + sig[1:] if case["split"] else sig
-    scheme = TilingScheme.make(sig, tile_sig, case["depth"], "tile")
-    allow_partial = image_count - case["sync"] < case["nav"]
-    for name, backend in backends().items():
-        ds = inline.load(filetype, nav_shape=(case["nav"],), sync_offset=case["sync"],
-                         io_backend=backend, num_partitions=case["num_partitions"],
-                         allow_partial=allow_partial, **load)
-        out, hits = read_tiles(ds, scheme, dest, case["roi"])
-        assert np.all(hits[processed] == 1), name
-        assert np.all(hits[~processed] == 0), name
-        np.testing.assert_array_equal(out[processed], ref[processed].astype(dest), err_msg=name)
-
-
-class FrameTotals(UDF):
-    """Per-frame sums with a Python ``process_tile``: sees exactly the tiles the backend makes."""
-
-    def get_result_buffers(self):
-        return {"total": self.buffer(kind="nav", dtype="float64")}
-
-    def process_tile(self, tile):
-        self.results.total[:] += tile.reshape(tile.shape[0], -1).sum(axis=1)
-
-
-@pytest.mark.parametrize("backend", BACKEND_NAMES)
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("dtype", ["uint16", ">u2", "float32", ">f8"])
-def test_udf_results_equal_numpy(inline, tmp_path, backend, fmt, dtype):
-    rng = np.random.default_rng(1)
-    nav, sig = (5, 7), (12, 10)
-    frames = values(dtype, (prod(nav) + 2,) + sig, rng)
-    load = write_dataset(tmp_path, fmt, frames, n_files=3, file_header=10, frame_header=6,
-                         frame_footer=2)
-    filetype = load.pop("filetype")
-    roi = rng.random(nav) < 0.7
-    ds = inline.load(filetype, nav_shape=nav, sync_offset=1, io_backend=backends()[backend],
-                     num_partitions=3, **load)
-    res = inline.run_udf(ds, [SumUDF(), SumSigUDF(), FrameTotals()], roi=roi)
-    ref = frames[1:1 + prod(nav)].astype(np.float64).reshape(nav + sig) if frames.dtype.kind != "c" \
-        else frames[1:1 + prod(nav)].reshape(nav + sig)
-    np.testing.assert_allclose(res[0]["intensity"].data, ref[roi].sum(axis=0), rtol=1e-12)
-    sums = ref.sum(axis=(2, 3))
-    np.testing.assert_allclose(res[1]["intensity"].data[roi], sums[roi], rtol=1e-12)
-    np.testing.assert_allclose(res[2]["total"].data[roi], sums[roi], rtol=1e-5)
-
-
 @pytest.mark.parametrize("kind", ["threads", "processes"])
 def test_block_backends_on_other_executors(tmp_path, kind):
     rng = np.random.default_rng(2)
-    frames = values("uint16", (64, 16, 16), rng)
-    load = write_dataset(tmp_path, "multi-raw", frames, n_files=3, frame_header=4)
+    frames = stored_values("uint16", (64, 16, 16), rng)
+    load = write_frames(tmp_path, "multi-raw", frames, n_files=3, frame_header=4)
     load.pop("filetype")
     with Context.make_with(kind, cpus=2) as ctx:
         for backend in ("buffered", "direct", BufferedBackend(buffer_size="4KiB", readahead=True)):
@@ -324,7 +194,7 @@ def test_direct_io_on_tmpfs_is_a_clear_error():
         with Context.make_with("inline") as ctx:
             ds = ctx.load("raw", path=path, dtype="uint16", nav_shape=(4,), sig_shape=(8, 8),
                           io_backend="direct")
-            with pytest.raises(DataSetError, match=r"udfkit_test_direct.*does not support direct I/O.*"
+            with pytest.raises(READ_ERRORS, match=r"udfkit_test_direct.*does not support direct I/O.*"
                                                    r"io_backend='buffered'"):
                 ctx.run_udf(ds, SumUDF())
     finally:
@@ -400,18 +270,6 @@ def test_direct_reads_bypass_the_page_cache(tmp_path):
             assert _cached_fraction(path) == expect_cached, backend
 
 
-@pytest.mark.parametrize("backend", ["buffered", "direct"])
-def test_truncated_while_reading_is_a_clear_error(tmp_path, backend):
-    path = tmp_path / "short.raw"
-    np.zeros((40, 32, 32), np.uint16).tofile(path)
-    with Context.make_with("inline") as ctx:
-        ds = ctx.load("raw", path=str(path), dtype="uint16", nav_shape=(40,), sig_shape=(32, 32),
-                      io_backend=backend)
-        os.truncate(path, 10 * 2048)
-        with pytest.raises(DataSetError, match=r"short\.raw' has 20480 bytes.*truncated"):
-            ctx.run_udf(ds, SumUDF())
-
-
 def test_backend_parameters_are_checked():
     with pytest.raises(DataSetError, match="buffer_size"):
         BufferedBackend(buffer_size=0)
@@ -438,6 +296,6 @@ def test_direct_io_refused_is_a_clear_error(tmp_path, monkeypatch):
         ds = ctx.load("raw", path=str(path), dtype="uint16", nav_shape=(4,), sig_shape=(8, 8),
                       io_backend="direct")
         monkeypatch.setattr(os, "open", refusing)
-        with pytest.raises(DataSetError, match=r"refused\.raw.*does not support direct I/O.*"
+        with pytest.raises(READ_ERRORS, match=r"refused\.raw.*does not support direct I/O.*"
                                                r"io_backend='buffered'"):
             ctx.run_udf(ds, SumUDF())

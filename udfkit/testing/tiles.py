@@ -7,11 +7,13 @@ as a run does, and :func:`expected_frames` is the numpy picture of the same data
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 from ..io.tiling import TilingScheme
 
-__all__ = ["read_all", "expected_frames"]
+__all__ = ["read_all", "expected_frames", "owner", "is_file_view"]
 
 
 def read_all(ds, dest_dtype=None, scheme=None, roi=None, check_tile=None):
@@ -109,3 +111,34 @@ def expected_frames(frames, nav_size, sync_offset=0, roi=None):
     if roi is not None:
         processed &= np.asarray(roi, dtype=bool).reshape(nav_size)
     return data, processed
+
+
+def owner(arr):
+    """The object at the end of ``arr``'s ``.base`` chain: the mapping (or buffer) that a
+    view of a file or of a read buffer lives in.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.zeros(4)
+    >>> owner(a[1:]) is a
+    True
+    """
+    x = arr
+    while isinstance(x, np.ndarray) and x.base is not None:
+        x = x.base
+    if isinstance(x, memoryview):
+        x = x.obj
+    return x
+
+
+def is_file_view(arr) -> bool:
+    """True when ``arr`` is a view into a memory-mapped file (a zero-copy tile).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_file_view(np.zeros(3))
+    False
+    """
+    return isinstance(owner(arr), mmap.mmap)
