@@ -339,3 +339,68 @@ def test_udfkit_worker_listens_where_it_reaches_the_scheduler(where, tmp_path):
                                               data.astype(np.float64).sum(axis=(0, 1)))
         finally:
             _stop(worker)
+
+
+def _make_certificates(directory) -> dict:
+    """A CA and one node certificate for 127.0.0.1, made with the openssl command."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make test certificates")
+    d = str(directory)
+    with open(f"{d}/san.cnf", "w") as f:
+        f.write("[req]\ndistinguished_name=dn\n[dn]\n[ext]\n"
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    steps = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+         "-days", "1", "-subj", "/CN=udfkit-test-ca"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr",
+         "-subj", "/CN=node", "-config", "san.cnf"],
+        ["x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "node.pem", "-days", "1", "-extfile", "san.cnf",
+         "-extensions", "ext"],
+    ]
+    for step in steps:
+        subprocess.run(["openssl", *step], cwd=d, check=True, capture_output=True, timeout=60)
+    return {"ca": f"{d}/ca.pem", "cert": f"{d}/node.pem", "key": f"{d}/node.key"}
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_udfkit_worker_with_tls(tmp_path):
+    """The TLS set-up the docs show: a tls:// scheduler, ``udfkit worker --tls-*``, a client
+    with a ``distributed.security.Security``; a client without TLS is turned away."""
+    from distributed import Client, LocalCluster
+    from distributed.security import Security
+
+    pem = _make_certificates(tmp_path)
+    sec = Security(tls_ca_file=pem["ca"], tls_client_cert=pem["cert"], tls_client_key=pem["key"],
+                   tls_scheduler_cert=pem["cert"], tls_scheduler_key=pem["key"],
+                   require_encryption=True)
+    with LocalCluster(n_workers=0, processes=False, protocol="tls://", host="127.0.0.1",
+                      security=sec, dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://127.0.0.1:")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "udfkit", "worker", address, "--nworkers", "1",
+             "--tls-ca-file", pem["ca"], "--tls-cert", pem["cert"], "--tls-key", pem["key"]],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(tmp_path))
+        try:
+            with Client(address, security=sec, timeout=30) as client:
+                client.wait_for_workers(1, timeout=90)
+                (worker_address,) = client.scheduler_info()["workers"]
+                assert worker_address.startswith("tls://127.0.0.1:")
+                sockets = listening_sockets(process_tree(worker.pid))
+                assert sockets and all(s[1] == "127.0.0.1" for s in sockets), sockets
+                data = np.random.default_rng(5).random((3, 4, 5, 6)).astype(np.float32)
+                np.save(tmp_path / "scan.npy", data)
+                with Context.make_with("dask", client=client) as ctx:
+                    res = ctx.run_udf(dataset=ctx.load("npy", path=str(tmp_path / "scan.npy")),
+                                      udf=SumSigUDF())
+                np.testing.assert_allclose(res["intensity"].data, data.sum(axis=(2, 3)),
+                                           rtol=1e-5)
+            with pytest.raises(OSError):
+                Client(address.replace("tls://", "tcp://"), timeout=3)
+        finally:
+            _stop(worker)
