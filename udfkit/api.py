@@ -74,6 +74,20 @@ def _udf_list(udf) -> list:
     return list(udf) if _is_many(udf) else [udf]
 
 
+def _check_dataset(dataset, method: str = "run_udf") -> None:
+    """``dataset=`` must be a loaded data set; anything else fails later with an AttributeError."""
+    from .io.base import DataSet
+
+    if isinstance(dataset, DataSet):
+        return
+    hint = "; load one with ctx.load(...)"
+    if hasattr(dataset, "shape") and hasattr(dataset, "dtype"):  # numpy, dask, zarr arrays
+        hint = ("; wrap an array with ctx.load('memory', data=arr) (a dask array: "
+                "ctx.load('dask', dask_array=arr))")
+    raise TypeError(f"{method}: dataset: expected a udfkit DataSet, got "
+                    f"{'None' if dataset is None else type(dataset).__qualname__}{hint}")
+
+
 def _check_backends(backends, udfs) -> None:
     """``backends=``: a subset of LiberTEM's names that must include numpy, udfkit's only one."""
     if backends is None:
@@ -295,6 +309,7 @@ class Context:
 
     def _run(self, dataset, udf, roi, progress, iterate, deterministic=False, corrections=None,
              retries=None):
+        _check_dataset(dataset)
         udfs = _udf_list(udf)
         if not udfs:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
@@ -342,6 +357,7 @@ class Context:
         if not udfs:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
         _check_backends(backends, udfs)
+        _check_dataset(dataset, "plan")
         return plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=self.executor)
 
     def run_udf(self, dataset, udf, roi=None, corrections=None, progress=False, backends=None,
@@ -411,6 +427,7 @@ class Context:
         >>> res["intensity"].data.tolist()
         [[36.0, 117.0], [198.0, 279.0]]
         """
+        _check_dataset(dataset)
         if not sync:
             return self._run_async(dataset, udf, roi=roi, corrections=corrections, progress=progress,
                                    backends=backends, plots=plots, deterministic=deterministic,

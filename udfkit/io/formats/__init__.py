@@ -119,6 +119,12 @@ def detect_format(params: dict) -> str:
         score = fmt.guess_can_open(path)
         if score > 0:
             scores[name] = score
+    if not scores and os.path.isdir(path):
+        raise DataSetError(
+            f"cannot detect the format of {path!r}: it is a directory, and 'auto' accepts a "
+            "directory only when it is a zarr store (zarr.json or .zarray/.zgroup at its root), "
+            "a Thunder binary stack (conf.json and .bin files), or a folder of TIFF or DM files; "
+            "give the path of a file in it, or name the format: ctx.load(FORMAT, path=...)")
     if not scores:
         tried = ", ".join(sorted(f.describe() for f in formats.values() if f.array_param is None))
         raise DataSetError(f"cannot detect the format of {path!r}: none of the formats recognises it "

@@ -21,6 +21,10 @@ def check_path(path, what: str) -> str:
         raise DataSetFileNotFoundError(f"{what} {path!r} does not exist")
     if not os.path.isfile(path):
         raise DataSetError(f"{what} {path!r} is not a regular file")
+    if not os.access(path, os.R_OK):
+        # refused here rather than as a bare PermissionError on a worker during the run
+        raise DataSetError(f"{what} {path!r} cannot be read: permission denied for this user "
+                           f"(mode {os.stat(path).st_mode & 0o777:o}); check its permissions")
     return path
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
 import os
+import tokenize
 from math import prod
 
 import numpy as np
@@ -12,8 +14,8 @@ from ...errors import DataSetError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
-from .base import COMMON_PARAMS, Format, Param
 from ._common import check_frame_count, check_path, check_sync_offset, parse_dims, resolve_shapes
+from .base import COMMON_PARAMS, Format, Param
 
 __all__ = ["NPYFormat", "NPYDataSet", "read_npy_header"]
 
@@ -34,7 +36,11 @@ class NPYFormat(Format):
 
 
 def read_npy_header(path: str):
-    """Return ``(shape, fortran_order, dtype, header_bytes)`` of an ``.npy`` file."""
+    """Return ``(shape, fortran_order, dtype, header_bytes)`` of an ``.npy`` file.
+
+    A header numpy cannot parse, or whose shape is not a tuple of non-negative integers, is a
+    :class:`~udfkit.errors.DataSetError` naming the file.
+    """
     fmt = np.lib.format
     with open(path, "rb") as f:
         try:
@@ -43,9 +49,16 @@ def read_npy_header(path: str):
                 shape, fortran, dtype = fmt.read_array_header_1_0(f)
             else:
                 shape, fortran, dtype = fmt.read_array_header_2_0(f)
-        except ValueError as e:
-            raise DataSetError(f"npy file {path!r} has no valid .npy header: {e}") from None
-        return tuple(shape), fortran, np.dtype(dtype), f.tell()
+        except (ValueError, TypeError, SyntaxError, EOFError, UnicodeDecodeError,
+                tokenize.TokenError) as e:
+            # numpy parses the header dict with tokenize and ast: a damaged header surfaces
+            # as any of these, none naming the file
+            raise DataSetError(f"npy file {path!r} has no valid .npy header: "
+                               f"{type(e).__name__}: {e}") from None
+        if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0 for n in shape):
+            raise DataSetError(f"npy file {path!r}: its header's shape {tuple(shape)} is invalid; "
+                               "expected non-negative integers (the file is damaged)")
+        return tuple(int(n) for n in shape), fortran, np.dtype(dtype), f.tell()
 
 
 class NPYDataSet(FileDataSet):
