@@ -9,10 +9,10 @@ beyond the new end of the file raises ``SIGBUS``. The size is checked when a win
 but the file can shrink after that, while the UDF reads the tiles. So each window's
 addresses are registered with the ``SIGBUS`` handler of :mod:`._sigbus`, which maps zeros
 over the lost pages and counts the fault; the reader checks that count before each tile and
-when it closes, and raises a :class:`~udfkit.errors.DataSetError` with the file's old and
-new size. The check is one array load per tile, the registration two stores per window.
-Where the handler cannot be installed (other than Linux on x86-64/AArch64) the check at
-mapping time is all there is.
+when it closes, and raises a :class:`~udfkit.errors.FileChangedError` (a ``DataSetError``
+and an ``OSError``) with the file's old and new size. The check is one array load per tile,
+the registration two stores per window. Where the handler cannot be installed (other than
+Linux on x86-64/AArch64) the check at mapping time is all there is.
 
 Frames of one tile that lie in different files, or whose offset is not a multiple of the
 item size (an odd per-frame header), or of a file whose offset table is not increasing
@@ -23,12 +23,13 @@ partitions open at once in one process).
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 
 import numpy as np
 
-from ...errors import DataSetError
+from ...errors import FileChangedError, IOBackendError
 from ..aligned import aligned_empty
 from ..base import FrameSource, IOBackend
 from . import _sigbus
@@ -144,7 +145,7 @@ class _MMapSource(FrameSource):
         fd = self._fds[f]
         path = self._fs.files[f].path
         if os.fstat(fd).st_size < end:
-            raise DataSetError(truncated_message(fd, path, end))
+            raise FileChangedError(truncated_message(fd, path, end))
         mm = mmap.mmap(fd, end - aligned, access=mmap.ACCESS_READ, offset=aligned)
         # the array keeps the mapping alive; dropping the last view unmaps it
         flat = np.frombuffer(mm, dtype=self._fs.dtype, count=(end - lo) // self._itemsize,
@@ -181,11 +182,11 @@ class _MMapSource(FrameSource):
         now = os.fstat(fd).st_size
         old = size_at_open(fd)
         if old is not None and now < old:
-            raise DataSetError(truncated_message(fd, path, self._ends[f]))
-        raise DataSetError(f"reading file {path!r} through its memory map failed with a bus error "
-                           f"(it has {now} bytes, {old} when the partition opened): an I/O error "
-                           "of its storage, or the file shrank and grew again; use "
-                           "io_backend='buffered' to get the operating system's error")
+            raise FileChangedError(truncated_message(fd, path, self._ends[f]))
+        raise IOBackendError(errno.EIO, f"reading file {path!r} through its memory map failed with a "
+                             f"bus error (it has {now} bytes, {old} when the partition opened): an "
+                             "I/O error of its storage, or the file shrank and grew again; use "
+                             "io_backend='buffered' to get the operating system's error", path)
 
     def _copy(self, frames):
         """Frames that cannot be one aligned view: ``pread`` each into a scratch buffer."""
