@@ -41,6 +41,7 @@ from ..common import Shape
 from ..errors import DataSetError
 from ..io.tiling import TilingScheme
 from .contexts import ALL_EXECUTORS, SharedContexts
+from .profiles import examples
 from .tiles import expected_frames, read_all
 
 __all__ = ["DataSetTests", "FormatCase", "make_values"]
@@ -223,7 +224,8 @@ class DataSetTests:
         dask).
     max_examples : int
         Hypothesis examples per test (default 8; half of it, at least 2, on executors with
-        workers, where every run costs a few milliseconds per partition).
+        workers, where every run costs a few milliseconds per partition), scaled by the
+        active hypothesis profile (:mod:`udfkit.testing.profiles`).
 
     Examples
     --------
@@ -347,10 +349,11 @@ class DataSetTests:
         return _cases(**kw)
 
     def _examples(self, executor: str = "inline", n: int | None = None):
-        """Hypothesis settings: few examples, fewer where workers make each run cost more."""
+        """Hypothesis settings: few examples, fewer where workers make each run cost more
+        (scaled by the active hypothesis profile)."""
         if n is None:
             n = self.max_examples if executor.startswith("inline") else max(2, self.max_examples // 2)
-        return settings(max_examples=n, deadline=None,
+        return settings(max_examples=examples(n), deadline=None,
                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
     def load(self, ctx, tmp_path, case: FormatCase, **overrides):

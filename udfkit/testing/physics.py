@@ -133,7 +133,7 @@ def ref_fem(full, center, rad_in, rad_out):
 
 
 def ref_crystallinity(full, rad_in, rad_out, real_center=None, real_rad=None):
-    """Sum of |FFT| over the ring of the half spectrum, as LiberTEM defines it.
+    """Sum of ``|FFT|`` over the ring of the half spectrum, as LiberTEM defines it.
 
     The ring is drawn around ``(h / 2, w / 2)`` on the centred spectrum, moved with
     ``fftshift`` (as LiberTEM does; for odd sizes that is half a pixel off the inverse shift)
