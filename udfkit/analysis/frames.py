@@ -60,10 +60,11 @@ class PickFrameAnalysis(BaseAnalysis):
             raise UDFError(f"create_pick_analysis: a data set with {dims} nav dimensions needs "
                            f"{', '.join(names)} (and no other), got {given}")
         nav = tuple(self.dataset.shape.nav)
-        for name, value, size in zip(names, keep, nav):
-            if not 0 <= int(value) < size:
+        picked = tuple(int(v) for v in keep if v is not None)  # none is None: checked above
+        for name, value, size in zip(names, picked, nav):
+            if not 0 <= value < size:
                 raise UDFError(f"create_pick_analysis: {name}={value} is outside the nav shape {nav}")
-        return tuple(int(v) for v in keep)
+        return picked
 
     def get_udf(self):
         from ..udf import PickUDF

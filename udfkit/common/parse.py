@@ -45,15 +45,15 @@ def normalize_shape(value, name: str = "shape", *, min_dims=1, max_dims=None,
             raise error(f"{prefix}: expected a tuple of positive integers, got {value!r}") from None
     if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
         raise error(f"{prefix}: expected a tuple of positive integers, got {value!r}")
-    dims = tuple(int(d) for d in dims)
-    if any(d < 0 or (d == 0 and not allow_zero) for d in dims):
+    sizes = tuple(int(d) for d in dims)
+    if any(d < 0 or (d == 0 and not allow_zero) for d in sizes):
         kind = "non-negative" if allow_zero else "positive"
         raise error(f"{prefix}: expected {kind} integers, got {value!r}")
     upper = max_dims if max_dims is not None else "any number of"
-    if len(dims) < min_dims or (max_dims is not None and len(dims) > max_dims):
+    if len(sizes) < min_dims or (max_dims is not None and len(sizes) > max_dims):
         raise error(f"{prefix}: expected {min_dims} to {upper} dimensions, got {value!r} "
-                    f"({len(dims)} dimensions)")
-    return dims
+                    f"({len(sizes)} dimensions)")
+    return sizes
 
 
 def normalize_dtype(value, *, error=ValueError, where: str = "") -> np.dtype:
@@ -286,9 +286,9 @@ def parse_roi(roi, nav_shape, *, error=ValueError, where: str = ""):
         raise error(f"{prefix}: expected a bool array of the nav shape {nav_shape} or flat with "
                     f"{n} entries, got shape {arr.shape}")
     if arr.dtype != np.bool_:
-        values = np.unique(arr)
-        if arr.dtype.kind not in "iuf" or not np.isin(values, (0, 1)).all():
-            shown = values if values.size <= 8 else f"{values[:8]} ..."
+        distinct = np.unique(arr)
+        if arr.dtype.kind not in "iuf" or not np.isin(distinct, (0, 1)).all():
+            shown = distinct if distinct.size <= 8 else f"{distinct[:8]} ..."
             raise error(f"{prefix}: expected a bool array of the nav shape {nav_shape} (or one of "
                         f"0 and 1), got dtype {arr.dtype} with values {shown}")
     return np.array(arr.reshape(n), dtype=bool, order="C")

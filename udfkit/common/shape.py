@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from math import prod
+from typing import Any, SupportsIndex, overload
 
 __all__ = ["Shape"]
 
@@ -29,8 +31,10 @@ class Shape:
     """
 
     __slots__ = ("_shape", "_sig_dims")
+    _shape: tuple[int, ...]
+    _sig_dims: int
 
-    def __init__(self, shape, sig_dims: int):
+    def __init__(self, shape: Iterable[SupportsIndex], sig_dims: int):
         shape = tuple(int(x) for x in shape)
         sig_dims = int(sig_dims)
         if not 0 <= sig_dims <= len(shape):
@@ -38,10 +42,10 @@ class Shape:
         object.__setattr__(self, "_shape", shape)
         object.__setattr__(self, "_sig_dims", sig_dims)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Shape is immutable")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[Shape], tuple[tuple[int, ...], int]]:
         return (Shape, (self._shape, self._sig_dims))
 
     @property
@@ -86,24 +90,28 @@ class Shape:
         """The full shape as a tuple of ints."""
         return self._shape
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter(self._shape)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._shape)
 
-    def __getitem__(self, k):
+    @overload
+    def __getitem__(self, k: SupportsIndex) -> int: ...
+    @overload
+    def __getitem__(self, k: slice) -> tuple[int, ...]: ...
+    def __getitem__(self, k: SupportsIndex | slice) -> int | tuple[int, ...]:
         return self._shape[k]
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, Shape):
             return self._shape == other._shape and self._sig_dims == other._sig_dims
         if isinstance(other, (tuple, list)):
             return self._shape == tuple(other)
         return NotImplemented
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self._shape, self._sig_dims))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Shape({self._shape}, sig_dims={self._sig_dims})"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from math import prod
+from typing import Any, SupportsIndex, overload
 
 from .shape import Shape
 
@@ -35,8 +37,10 @@ class Slice:
     """
 
     __slots__ = ("_origin", "_shape")
+    _origin: tuple[int, ...]
+    _shape: Shape
 
-    def __init__(self, origin, shape: Shape):
+    def __init__(self, origin: Iterable[SupportsIndex], shape: Shape):
         origin = tuple(int(o) for o in origin)
         if not isinstance(shape, Shape):
             raise TypeError(f"shape must be a Shape, got {type(shape).__name__}")
@@ -45,10 +49,10 @@ class Slice:
         object.__setattr__(self, "_origin", origin)
         object.__setattr__(self, "_shape", shape)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Slice is immutable")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[Slice], tuple[tuple[int, ...], Shape]]:
         return (Slice, (self._origin, self._shape))
 
     @property
@@ -73,7 +77,12 @@ class Slice:
         n = self._shape.nav_dims
         return Slice(self._origin[n:], self._shape.sig)
 
-    def get(self, arr=None, nav_only: bool = False, sig_only: bool = False):
+    @overload
+    def get(self, arr: None = None, nav_only: bool = False,
+            sig_only: bool = False) -> tuple[slice, ...]: ...
+    @overload
+    def get(self, arr: Any, nav_only: bool = False, sig_only: bool = False) -> Any: ...
+    def get(self, arr: Any = None, nav_only: bool = False, sig_only: bool = False) -> Any:
         """Index ``arr`` with this slice, or return the tuple of slices.
 
         Parameters
@@ -98,7 +107,7 @@ class Slice:
             return slices
         return arr[slices]
 
-    def subslices(self, shape) -> list[Slice]:
+    def subslices(self, shape: Iterable[SupportsIndex]) -> list[Slice]:
         """Cut this slice into a grid of sub-slices of ``shape`` (smaller at the far edges).
 
         Examples
@@ -107,15 +116,15 @@ class Slice:
         >>> [(x.origin, x.shape.to_tuple()) for x in s.subslices((3, 4))]
         [((0, 0), (3, 4)), ((3, 0), (2, 4))]
         """
-        shape = tuple(int(x) for x in shape)
-        if len(shape) != len(self._shape):
-            raise ValueError(f"sub-slice shape {shape} does not match slice dims {len(self._shape)}")
-        if any(x <= 0 for x in shape):
-            raise ValueError(f"sub-slice shape must be positive, got {shape}")
-        ranges = [range(0, total, step) for total, step in zip(self._shape, shape)]
+        parts = tuple(int(x) for x in shape)
+        if len(parts) != len(self._shape):
+            raise ValueError(f"sub-slice shape {parts} does not match slice dims {len(self._shape)}")
+        if any(x <= 0 for x in parts):
+            raise ValueError(f"sub-slice shape must be positive, got {parts}")
+        ranges = [range(0, total, step) for total, step in zip(self._shape, parts)]
         out = []
         for corner in itertools.product(*ranges):
-            ext = tuple(min(step, total - c) for c, step, total in zip(corner, shape, self._shape))
+            ext = tuple(min(step, total - c) for c, step, total in zip(corner, parts, self._shape))
             origin = tuple(o + c for o, c in zip(self._origin, corner))
             out.append(Slice(origin, Shape(ext, sig_dims=self._shape.sig_dims)))
         return out
@@ -148,7 +157,7 @@ class Slice:
         """True when the slice contains no element."""
         return any(s == 0 for s in self._shape)
 
-    def flatten_nav(self, containing_shape) -> Slice:
+    def flatten_nav(self, containing_shape: Iterable[int]) -> Slice:
         """Express this slice in the flattened-nav coordinates of ``containing_shape``.
 
         The slice must cover a contiguous range of the flattened navigation axis (for example
@@ -180,13 +189,13 @@ class Slice:
             Shape((prod(nav_ext),) + sig, sig_dims=self._shape.sig_dims),
         )
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Slice):
             return NotImplemented
         return self._origin == other._origin and self._shape == other._shape
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self._origin, self._shape))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Slice(origin={self._origin}, shape={self._shape!r})"

@@ -322,7 +322,7 @@ class DataSet(ABC):
 
         The default lists the stored dtype and the entries of :meth:`layout_info`.
         """
-        items = [{"name": "dtype", "value": str(self.dtype)}]
+        items: list[dict] = [{"name": "dtype", "value": str(self.dtype)}]
         items += [{"name": str(k), "value": v if isinstance(v, (str, int, float)) else str(v)}
                   for k, v in self.layout_info().items()]
         return items

@@ -260,8 +260,9 @@ class Negotiator:
         ...     max_partition_frames=100)
         >>> scheme.shape
         (4, 256, 256)
-        >>> why
-        'copied tiles (conversion, byte swap or ROI gaps) sized for the cache: 4 whole frames of float32 fit the 1.0 MiB budget (rule 4)'
+        >>> print(why)  # doctest: +NORMALIZE_WHITESPACE
+        copied tiles (conversion, byte swap or ROI gaps) sized for the cache: 4 whole frames
+        of float32 fit the 1.0 MiB budget (rule 4)
         """
         requests = list(requests)
         if not requests:
@@ -347,7 +348,7 @@ class Negotiator:
         return TilingScheme.make(sig_shape, tile_sig, depth, intent), why
 
 
-def _human(n: int) -> str:
+def _human(n: float) -> str:
     """``1048576`` → ``'1.0 MiB'`` (for reasons; io cannot import the CLI's formatter)."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":

@@ -128,7 +128,7 @@ class BlockSource(FrameSource):
         self._reader = None
 
     def _load(self, b: int, buf: np.ndarray) -> None:
-        view = memoryview(buf)
+        view = memoryview(buf.data)
         for fd, path, offset, nbytes, at, need in self._batch_reads[b]:
             read_exactly(fd, view[at:at + nbytes], offset, need, path)
 
