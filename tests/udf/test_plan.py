@@ -121,7 +121,7 @@ def check_agrees(plan: RunPlan, seen: dict, results: list, udfs: list) -> None:
     assert sorted((i, n) for i, n, _ in seen["results"]) == sorted(seen["tasks"])
     assert sum(n for _, n, _ in seen["results"]) == plan.processed_frames
     # partition-sized buffers on the workers: names, shapes and dtypes of the plan
-    for index, frames, buffers in seen["results"]:
+    for index, _, buffers in seen["results"]:
         for uplan, got in zip(plan.udfs, buffers):
             want = {b.name: b for b in uplan.buffers if b.returned}
             assert set(got) == set(want)
@@ -252,6 +252,11 @@ def test_memory_estimate_per_executor_kind(ctx):
     ds = ctx.load("memory", data=np.zeros((16, 32, 32), dtype="float32"), num_partitions=2)
     plan = plan_run(ds, [SumUDF()], executor=ctx.executor)
     task = plan.memory.task_bytes
+    # float32 data read as float32: zero-copy views, no tile buffer; a ROI makes copies
+    assert plan.memory.per_task["tiles"] == 0
+    roi = np.arange(16) % 3 == 0
+    with_roi = plan_run(ds, [SumUDF()], roi=roi, executor=ctx.executor)
+    assert with_roi.memory.per_task["tiles"] == with_roi.scheme.depth * 32 * 32 * 4
 
     class Fake:
         def __init__(self, kind, n):

@@ -505,8 +505,8 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
 
     frame_bytes = prod(sig_shape) * stored.itemsize
     placement = placement_of(executor)
-    memory = _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored, correction_plan,
-                       largest, placement)
+    memory = _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored,
+                       correction_plan, largest, placement, run_roi)
     return RunPlan(
         dataset=dataset.description, nav_shape=tuple(nav_shape), sig_shape=tuple(sig_shape),
         dataset_dtype=np.dtype(stored), scheme=scheme, tiling_reason=tiling_why,
@@ -628,7 +628,7 @@ def _partition_reason(dataset, count, nav_size, frame_bytes) -> str:
 
 
 def _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored, corrections,
-              largest, placement: Placement) -> MemoryEstimate:
+              largest, placement: Placement, roi=None) -> MemoryEstimate:
     slice_items = max(s.shape.size for s in scheme.slices)
     # a partition with fewer processed frames than the depth gets shallower tiles
     depth = min(scheme.depth, max(1, largest))
@@ -641,7 +641,7 @@ def _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored
     corrected = 0
     if corrections is not None:
         source = corrections.source_dtype(stored, dtypes)
-        if not _zero_copy_for(dataset, stored, source) or decoder is not None:
+        if not _zero_copy_for(dataset, stored, source, roi) or decoder is not None:
             tiles += depth * (frame_items if decoder is not None else slice_items) * source.itemsize
         corrected = sum(depth * slice_items * d.itemsize for d in dtypes)
     else:
@@ -652,7 +652,7 @@ def _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored
                 if out != d:
                     # converted copy of each slice
                     tiles += depth * slice_items * d.itemsize
-            elif not _zero_copy_for(dataset, stored, d):
+            elif not _zero_copy_for(dataset, stored, d, roi):
                 tiles += depth * slice_items * d.itemsize
     backend = getattr(dataset, "io_backend", None)
     block = getattr(backend, "block_bytes", None) or 0
@@ -673,8 +673,11 @@ def _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored
                           placement=placement)
 
 
-def _zero_copy_for(dataset, stored, dest) -> bool:
-    return bool(dataset.supports_zero_copy and np.dtype(dest) == stored and stored.isnative)
+def _zero_copy_for(dataset, stored, dest, roi=None) -> bool:
+    # with a ROI a block of frames has gaps, which the tile cutter copies into its buffer
+    # (it is allocated at the first such block, so count it whenever there is a ROI)
+    return bool(dataset.supports_zero_copy and np.dtype(dest) == stored and stored.isnative
+                and roi is None)
 
 
 def _param_bytes(udf, largest: int) -> int:
