@@ -672,7 +672,8 @@ class Context:
                             progress=progress, backends=backends)["result"]
 
     def export(self, dataset, path, *, roi=None, overwrite=False, format=None, compression=None,
-               chunks=None, ds_path=None, array_path=None, zarr_format=3, progress=False):
+               chunks=None, ds_path=None, array_path=None, zarr_format=3, threshold=None,
+               progress=False):
         """Write the data set (or the frames in ``roi``) to ``path``, streaming.
 
         Parameters
@@ -685,12 +686,14 @@ class Context:
         overwrite : bool
             Replace an existing target (default: refuse with ``FileExistsError``): a whole
             file, or a whole zarr store; of a directory only a binary stack's own files.
-        format : {"npy", "raw", "hdf5", "zarr", "binary"}, optional
+        format : {"npy", "raw", "hdf5", "zarr", "binary", "raw_csr"}, optional
             Default: from the name: ``.npy`` → npy (numpy header), ``.h5``/``.hdf5``/``.hdf``
-            → hdf5, ``.zarr`` → zarr (a directory store), any other name → raw (next to a
-            JSON sidecar ``<path>.json`` with ``dtype``, ``nav_shape`` and ``sig_shape``).
-            ``"binary"`` writes a Thunder image stack into the directory ``path``: one
-            ``image-NNNNN.bin`` per frame and ``conf.json``, as Thunder's ``tobinary``.
+            → hdf5, ``.zarr`` → zarr (a directory store), ``.toml`` → raw_csr, any other name
+            → raw (next to a JSON sidecar ``<path>.json`` with ``dtype``, ``nav_shape`` and
+            ``sig_shape``). ``"binary"`` writes a Thunder image stack into the directory
+            ``path``: one ``image-NNNNN.bin`` per frame and ``conf.json``, as Thunder's
+            ``tobinary``. ``"raw_csr"`` writes LiberTEM's sparse format: ``path`` is the TOML
+            descriptor, the three arrays go beside it (``<stem>.indptr.raw``, ...).
         compression : str, optional
             hdf5: ``"gzip"``, ``"lzf"``, ``"zstd"``, ``"blosc"`` (the last two through
             hdf5plugin); zarr: ``"gzip"``, ``"zstd"``, ``"blosc"``; with a level as
@@ -704,6 +707,9 @@ class Context:
             two names are one parameter, as ``ctx.load("hdf5"/"zarr", ...)`` spell it.
         zarr_format : {3, 2}
             Zarr format of a zarr target.
+        threshold : float, optional
+            raw_csr: keep the pixels with ``abs(value) > threshold`` (default: the pixels
+            that are not exactly zero).
         progress : bool or reporter
 
         Returns
@@ -745,7 +751,7 @@ class Context:
         # RecordUDF refuses to overwrite the data set's own file
         udf = RecordUDF(path=path, overwrite=overwrite, format=format, compression=compression,
                         chunks=chunks, ds_path=ds_path if ds_path is not None else array_path,
-                        zarr_format=zarr_format)
+                        zarr_format=zarr_format, threshold=threshold)
         try:
             self.run_udf(dataset, udf, roi=roi, progress=progress)
         except BaseException:

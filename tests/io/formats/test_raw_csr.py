@@ -354,7 +354,7 @@ print(json.dumps(out))
 def test_same_as_libertem(inline_ctx, tmp_path):
     """LiberTEM 0.16 (its own venv) reads the same files to the same shapes and sums, with the
     index dtypes of its own tests (int32, uint64, big-endian), nav_shape/sig_shape overrides
-    and sync_offset."""
+    and sync_offset; and it reads what ``ctx.export(..., "x.toml")`` writes."""
     lt_python = os.environ.get("LIBERTEM_PYTHON", "")
     if not lt_python or not os.path.isfile(lt_python):
         pytest.skip("set LIBERTEM_PYTHON to the python of a venv with libertem==0.16.0 to compare "
@@ -372,6 +372,10 @@ def test_same_as_libertem(inline_ctx, tmp_path):
     cases["fewer"] = {"path": cases["plain1"]["path"], "nav_shape": [10, 10]}
     cases["sync+"] = {"path": cases["plain2"]["path"], "sync_offset": 9}
     cases["sync-"] = {"path": cases["plain3"]["path"], "sync_offset": -5}
+    # what udfkit's export writes
+    exported = inline_ctx.export(inline_ctx.load("memory", data=dense.reshape(13, 17, 24, 19)),
+                                 tmp_path / "exported.toml")
+    cases["exported"] = {"path": str(exported)}
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     (tmp_path / "lt.py").write_text(LT_SCRIPT)
     done = subprocess.run([lt_python, "lt.py"], cwd=tmp_path, capture_output=True, text=True,

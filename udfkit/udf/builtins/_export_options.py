@@ -18,7 +18,7 @@ __all__ = ["FORMATS", "COMPRESSIONS", "parse_format", "parse_compression", "pars
            "parse_ds_path", "default_chunks", "require", "CHUNK_BYTES"]
 
 #: every target format, in the order the error messages list them
-FORMATS = ("npy", "raw", "hdf5", "zarr", "binary")
+FORMATS = ("npy", "raw", "hdf5", "zarr", "binary", "raw_csr")
 
 #: compression name → (default level, accepted levels) per format that compresses
 COMPRESSIONS = {
@@ -31,7 +31,8 @@ COMPRESSIONS = {
 #: one B-tree entry in HDF5) is small, small enough for HDF5's default 1 MiB chunk cache
 CHUNK_BYTES = 1 << 20
 
-_EXTENSIONS = {".npy": "npy", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".zarr": "zarr"}
+_EXTENSIONS = {".npy": "npy", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".zarr": "zarr",
+               ".toml": "raw_csr"}
 
 
 def parse_format(path: str, fmt) -> str:

@@ -7,6 +7,8 @@ runs on (with a shared file system), so frames are never passed around:
 * ``npy`` (numpy header), ``raw`` (plus a JSON sidecar) and uncompressed contiguous
   ``hdf5``: each frame has a fixed byte offset, workers ``pwrite`` it there;
 * ``binary`` (Thunder's image stacks): one file per frame, written by its worker;
+* ``raw_csr`` (LiberTEM's sparse format): each worker spools its frames' CSR rows, the main
+  process appends them in row order (see :mod:`udfkit.udf.builtins._export_csr`);
 * chunked or compressed ``hdf5`` and ``zarr``: one writer per chunk, through per-partition
   spool files next to the target and a merge on the main process (see
   :mod:`udfkit.udf.builtins._export_chunked`).
@@ -29,6 +31,7 @@ from ._export_options import (
     parse_format,
     require,
 )
+from ._export_csr import parse_threshold
 from ._export_targets import BinaryTarget, Hdf5ContiguousTarget, NpyTarget, RawTarget
 
 __all__ = ["RecordUDF", "export_layout", "make_target"]
@@ -57,6 +60,10 @@ def make_target(params, shape, dtype, sig_dims):
         return RawTarget(params, shape, dtype, sig_dims)
     if fmt == "binary":
         return BinaryTarget(params, shape, dtype, sig_dims)
+    if fmt == "raw_csr":
+        from ._export_csr import CSRTarget
+
+        return CSRTarget(params, shape, dtype, sig_dims)
     if fmt == "hdf5" and params.compression is None and params.chunks is None:
         return Hdf5ContiguousTarget(params, shape, dtype, sig_dims)
     from ._export_chunked import Hdf5ChunkedTarget, ZarrTarget
@@ -82,11 +89,13 @@ class RecordUDF(UDF):
     overwrite : bool, optional
         Replace an existing target. Default: refuse (before anything is read) when given
         ``path``, replace when given ``filename``.
-    format : {"npy", "raw", "hdf5", "zarr", "binary"}, optional
+    format : {"npy", "raw", "hdf5", "zarr", "binary", "raw_csr"}, optional
         Default: from the name: ``.npy`` → npy, ``.h5``/``.hdf5``/``.hdf`` → hdf5, ``.zarr``
-        → zarr, any other name → raw (the frames, next to a JSON sidecar ``<path>.json``
-        holding ``dtype``, ``nav_shape`` and ``sig_shape``). ``binary`` writes a Thunder
-        image stack: a directory of ``image-NNNNN.bin`` files and ``conf.json``.
+        → zarr, ``.toml`` → raw_csr, any other name → raw (the frames, next to a JSON sidecar
+        ``<path>.json`` holding ``dtype``, ``nav_shape`` and ``sig_shape``). ``binary`` writes
+        a Thunder image stack: a directory of ``image-NNNNN.bin`` files and ``conf.json``.
+        ``raw_csr`` writes LiberTEM's sparse format: ``path`` is the TOML descriptor, the
+        arrays ``<stem>.indptr.raw``, ``<stem>.indices.raw``, ``<stem>.data.raw`` go beside it.
     compression : str, optional
         hdf5: ``"gzip"``, ``"lzf"``, ``"zstd"``, ``"blosc"`` (the last two need hdf5plugin);
         zarr: ``"gzip"``, ``"zstd"``, ``"blosc"``; a level as ``"gzip:6"``. Default: none
@@ -98,6 +107,9 @@ class RecordUDF(UDF):
         Name of the array inside the HDF5 file or zarr store (default ``"data"``).
     zarr_format : {3, 2}
         Zarr format of a zarr target.
+    threshold : float, optional
+        raw_csr only: keep pixels with ``abs(value) > threshold`` (default: every pixel that is
+        not exactly zero).
 
     Notes
     -----
@@ -123,7 +135,7 @@ class RecordUDF(UDF):
     """
 
     def __init__(self, filename=None, _is_master=True, path=None, overwrite=None, format=None,
-                 compression=None, chunks=None, ds_path=None, zarr_format=3):
+                 compression=None, chunks=None, ds_path=None, zarr_format=3, threshold=None):
         if filename is not None and path is not None and os.fspath(filename) != os.fspath(path):
             raise UDFError(f"RecordUDF: filename={os.fspath(filename)!r} and path={os.fspath(path)!r} "
                            "name different targets; give one of them")
@@ -149,7 +161,8 @@ class RecordUDF(UDF):
         super().__init__(path=path, overwrite=bool(overwrite), format=fmt,
                          compression=compression, chunks=parse_chunks(fmt, chunks, compression),
                          ds_path=parse_ds_path(fmt, ds_path),
-                         zarr_format=int(zarr_format) if fmt == "zarr" else None)
+                         zarr_format=int(zarr_format) if fmt == "zarr" else None,
+                         threshold=parse_threshold(fmt, threshold))
 
     def get_preferred_input_dtype(self):
         return self.USE_NATIVE_DTYPE
