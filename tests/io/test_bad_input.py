@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from udfkit import Context
+from udfkit import UDF, Context
 from udfkit.errors import DataSetError, UdfkitError
 from udfkit.udf.builtins import SumUDF
 
@@ -185,3 +185,32 @@ def test_unreadable_file_refused_at_load_as_the_os_reports_it(ctx, tmp_path, for
     with pytest.raises(DataSetError, match="permission denied") as info:
         ctx.load(form, path=str(path), **params)
     assert str(path) in str(info.value)
+
+
+class _LongDoubleSum(UDF):
+    """Asks for its frames as long double: numba has no such type, numpy does."""
+
+    def get_result_buffers(self):
+        return {"s": self.buffer(kind="sig", dtype=np.longdouble)}
+
+    def get_preferred_input_dtype(self):
+        return np.longdouble
+
+    def process_frame(self, frame):
+        assert frame.dtype == np.longdouble
+        self.results.s[:] += frame
+
+    def merge(self, dest, src):
+        dest.s[:] += src.s
+
+
+@pytest.mark.skipif(not EXTENDED, reason="long double is float64 on this platform")
+@pytest.mark.parametrize("stored", ["float32", ">u2", "int64"])
+def test_udf_asking_for_long_double_frames_gets_them_decoded_by_numpy(ctx, tmp_path, stored):
+    data = (np.arange(6 * 8 * 8) % 1000).reshape(6, 8, 8).astype(stored)
+    path = tmp_path / "x.raw"
+    data.tofile(path)
+    ds = ctx.load("raw", path=str(path), dtype=stored, nav_shape=(6,), sig_shape=(8, 8))
+    res = ctx.run_udf(dataset=ds, udf=_LongDoubleSum())["s"].data
+    assert res.dtype == np.longdouble
+    assert np.array_equal(res, data.astype(np.longdouble).sum(axis=0))

@@ -178,6 +178,8 @@ def kernel_supports(stored: np.dtype, dest: np.dtype) -> bool:
         return False
     if stored.itemsize == 2 and stored.kind == "f" or dest.itemsize == 2 and dest.kind == "f":
         return False  # float16 is not a numba type
+    if any(d.itemsize > (8 if d.kind == "f" else 16) for d in (stored, dest) if d.kind in "fc"):
+        return False  # nor are long double / complex256 (a UDF may still ask for them)
     if not dest.isnative:
         return False
     if stored.isnative or stored.itemsize == 1:
