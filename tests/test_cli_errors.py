@@ -99,6 +99,14 @@ def test_out_npz_holds_every_result(npy, data, tmp_path, capsys):
         np.testing.assert_allclose(z["stddev_mean"], flat.mean(axis=0))
 
 
+def test_out_file_name_is_kept(npy, data, tmp_path, capsys):
+    out = tmp_path / "RESULT.NPY"
+    code, _, err = cli(["run", "sum", npy, "-o", out], capsys)
+    assert code == 0, err
+    assert [p.name for p in tmp_path.glob("RESULT*")] == ["RESULT.NPY"]
+    np.testing.assert_array_equal(np.load(out), data.astype(np.float64).sum(axis=(0, 1)))
+
+
 def test_existing_directory_named_npy_stays_a_directory(npy, tmp_path, capsys):
     out = tmp_path / "results.npy"
     out.mkdir()

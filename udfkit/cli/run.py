@@ -176,11 +176,13 @@ def run(args, ctx) -> int:
         parent = os.path.dirname(args.out)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        if kind == "npy":
-            (arr,) = arrays.values()
-            np.save(args.out, arr)
-        else:
-            np.savez(args.out, **{f"{name}_{key}": arr for (name, key), arr in arrays.items()})
+        # through a file object: numpy would append .npy to a name like OUT.NPY
+        with open(args.out, "wb") as f:
+            if kind == "npy":
+                (arr,) = arrays.values()
+                np.save(f, arr)
+            else:
+                np.savez(f, **{f"{name}_{key}": arr for (name, key), arr in arrays.items()})
         written.append(args.out)
     frames = ds.shape.nav.size if roi is None else int(np.count_nonzero(roi))
     nbytes = frames * ds.shape.sig.size * ds.dtype.itemsize
