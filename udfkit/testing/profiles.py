@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 
 from hypothesis import HealthCheck, settings
+from hypothesis.errors import InvalidArgument
 
 __all__ = ["PROFILES", "ENV_VAR", "BASE_EXAMPLES", "register_profiles", "load_profile", "examples"]
 
@@ -88,7 +89,7 @@ def load_profile(name: str | None = None) -> str:
         name = os.environ.get(ENV_VAR) or _current_name()
     try:
         settings.get_profile(name)
-    except Exception:  # hypothesis' InvalidArgument
+    except InvalidArgument:
         known = sorted(PROFILES)
         source = f"${ENV_VAR}" if os.environ.get(ENV_VAR) == name else "profile"
         raise ValueError(f"{source}: expected one of the hypothesis profiles {known}, got {name!r}") \
