@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import udfkit.api
 from udfkit.cli import build_parser, main
 from udfkit.cli._common import COMMAND_KEYWORDS, _cli_options, command_line_message, error_line
+from udfkit.testing.profiles import examples
 
 NAV, SIG = (4, 5), (8, 6)
 RAW = ["--dtype", "uint16", "--nav-shape", "4,5", "--sig-shape", "8,6"]
@@ -214,7 +215,7 @@ _names = sorted(_cli_options())
 _subcommands = build_parser()._subparsers._group_actions[0].choices
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(command=st.sampled_from(["info", "run", "export"]), data=st.data())
 def test_every_keyword_advice_names_a_real_option(command, data):
     """``pass NAME=VALUE`` of any load parameter (or of the command's own keyword

@@ -28,6 +28,7 @@ from udfkit.cli.worker import (
     route_to_scheduler,
     worker_command,
 )
+from udfkit.testing.profiles import examples
 from udfkit.udf import SumSigUDF, SumUDF
 
 
@@ -107,7 +108,7 @@ hosts = st.one_of(
              min_size=1, max_size=4).map(".".join))
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(scheme=st.sampled_from(["", "tcp://", "tls://"]), host=hosts,
        port=st.one_of(st.none(), st.integers(1, 65535)))
 def test_parse_scheduler_address_round_trip(scheme, host, port):

@@ -185,6 +185,25 @@ def error_line(error: BaseException, command: str) -> str:
     Library messages are translated with :func:`command_line_message`; an operating
     system error that udfkit did not wrap (``[Errno 13] Permission denied: 'x'``) is
     written as ``x: Permission denied``, the way command-line tools do.
+
+    Parameters
+    ----------
+    error : BaseException
+        One of :data:`EXPECTED_ERRORS`.
+    command : str
+        The subcommand that raised it.
+
+    Returns
+    -------
+    str
+        ``udfkit COMMAND: error: MESSAGE``, one line.
+
+    Examples
+    --------
+    >>> error_line(PermissionError(13, "Permission denied", "/data/out.npy"), "run")
+    'udfkit run: error: /data/out.npy: Permission denied'
+    >>> error_line(ValueError("sync_offset 9 is larger than the 4 frames"), "info")
+    'udfkit info: error: --sync-offset 9 is larger than the 4 frames'
     """
     if isinstance(error, OSError) and not isinstance(error, UdfkitError) and error.strerror:
         where = error.filename if error.filename is not None else ""

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._common import CLIError, add_dataset_options, dataset_params, human_bytes, progress_flag
 
-__all__ = ["add_parsers", "BUILTIN_NAMES", "make_udfs"]
+__all__ = ["add_parsers", "BUILTIN_NAMES", "make_udfs", "output_kind"]
 
 #: command-line name → class name in udfkit.udf
 BUILTIN_NAMES = {
@@ -100,6 +100,37 @@ def output_kind(out: str, npz: bool, overwrite: bool) -> str:
 
     Checked before the run, so a target that cannot be written costs no pass over the data.
     An existing directory is always a directory, whatever its name.
+
+    Parameters
+    ----------
+    out : str
+        The ``-o`` argument.
+    npz : bool
+        ``--npz`` (one ``.npz`` per UDF in a directory).
+    overwrite : bool
+        ``--overwrite``: an existing ``.npy``/``.npz`` file may be replaced.
+
+    Returns
+    -------
+    str
+        ``"dir"``, ``"npy"`` or ``"npz"``.
+
+    Raises
+    ------
+    CLIError
+        An existing file where a directory is wanted, an existing target without
+        ``--overwrite``, ``--npz`` with a ``.npy`` name, a directory that cannot be made.
+
+    Examples
+    --------
+    >>> output_kind("no-such-results-dir", npz=False, overwrite=False)
+    'dir'
+    >>> output_kind("mean-pattern.npy", npz=False, overwrite=False)
+    'npy'
+    >>> output_kind("mean-pattern.npy", npz=True, overwrite=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    udfkit.errors.CLIError: --npz writes one .npz file per UDF into a directory, but -o ...
     """
     ext = os.path.splitext(out)[1].lower()
     if ext in (".npy", ".npz") and not os.path.isdir(out):

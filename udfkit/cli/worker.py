@@ -40,6 +40,7 @@ def _seconds(text: str) -> float:
 
 
 def add_parser(sub) -> None:
+    """Register ``udfkit worker`` on the subcommand parsers ``sub``."""
     p = sub.add_parser(
         "worker", help="start dask workers with udfkit preloaded",
         description="Start dask worker processes connected to SCHEDULER, one thread each, with "
@@ -89,6 +90,21 @@ def parse_scheduler_address(address: str) -> tuple[str, str, int]:
     The scheme defaults to ``tcp`` and the port to 8786 (``dask scheduler``'s default); an
     IPv6 host is written in brackets (``tcp://[::1]:8786``).
 
+    Parameters
+    ----------
+    address : str
+        ``[SCHEME://]HOST[:PORT]`` as ``dask worker`` takes it.
+
+    Returns
+    -------
+    tuple of (str, str, int)
+        The scheme in lower case, the host (IPv6 without brackets), the port.
+
+    Raises
+    ------
+    CLIError
+        No host, a port that is not a number from 1 to 65535, an unclosed bracket.
+
     Examples
     --------
     >>> parse_scheduler_address("tls://[::1]:9000")
@@ -132,13 +148,33 @@ def route_to_scheduler(address: str, timeout: float) -> str | None:
     Tries (again and again, for a scheduler that is still starting) until ``timeout``
     seconds have passed; the local end of the connection that succeeds is the address of
     the interface through which this machine reaches the scheduler, and so the address
-    the scheduler and the other workers can reach this one at. Returns None for schemes
-    other than tcp and tls (ucx, inproc), which this check does not know.
+    the scheduler and the other workers can reach this one at.
+
+    Parameters
+    ----------
+    address : str
+        The scheduler, as :func:`parse_scheduler_address` reads it.
+    timeout : float
+        Seconds to keep trying.
+
+    Returns
+    -------
+    str or None
+        The local IP address; None for schemes other than tcp and tls (ucx, inproc), which
+        this check does not know.
 
     Raises
     ------
     CLIError
         The host name does not resolve, or no connection succeeded in time.
+
+    Examples
+    --------
+    >>> import socket
+    >>> scheduler = socket.create_server(("127.0.0.1", 0))
+    >>> route_to_scheduler(f"tcp://127.0.0.1:{scheduler.getsockname()[1]}", timeout=2)
+    '127.0.0.1'
+    >>> scheduler.close()
     """
     scheme, host, port = parse_scheduler_address(address)
     if scheme not in ("tcp", "tls"):
@@ -185,9 +221,32 @@ def _http_address(host: str) -> str:
 def worker_command(args, local_host: str | None = None) -> list:
     """The ``dask worker`` command line that ``udfkit worker`` runs.
 
-    ``local_host`` is the address found by :func:`route_to_scheduler`; without ``--host``
-    or ``--listen-address`` the workers bind to it. Without either (a scheme this command
-    does not check) dask chooses, as ``dask worker`` does.
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``udfkit worker`` command line.
+    local_host : str, optional
+        The address found by :func:`route_to_scheduler`; without ``--host`` or
+        ``--listen-address`` the worker, nanny and HTTP ports bind to it. Without any of the
+        three (a scheme this command does not check) dask chooses, as ``dask worker`` does.
+
+    Returns
+    -------
+    list of str
+        The command, starting with this Python interpreter.
+
+    Raises
+    ------
+    CLIError
+        Options that contradict each other, or a TLS file that does not exist.
+
+    Examples
+    --------
+    >>> from udfkit.cli import build_parser
+    >>> args = build_parser().parse_args(["worker", "tcp://10.0.0.1:8786", "--nworkers", "2"])
+    >>> " ".join(worker_command(args, "10.0.0.5")[3:])  # doctest: +NORMALIZE_WHITESPACE
+    'tcp://10.0.0.1:8786 --nworkers 2 --nthreads 1 --preload udfkit.preload --no-dashboard
+     --host 10.0.0.5 --dashboard-address 10.0.0.5:0'
     """
     from ..executor.base import default_workers
 
