@@ -156,6 +156,7 @@ def test_command_host_and_listen_address_are_the_users_choice(tmp_path):
     (["--contact-address", "tcp://1.2.3.4:9000"], "needs --listen-address"),
     (["--nworkers", "0"], "--nworkers"),
     (["--tls-key", "/no/such/key.pem", "--nworkers", "1"], "--tls-key '/no/such/key.pem'"),
+    (["--listen-address", "tcp://h:x", "--nworkers", "1"], "--listen-address 'tcp://h:x'"),
 ])
 def test_command_refuses_contradictions(argv, needle):
     with pytest.raises(CLIError) as e:
@@ -246,6 +247,18 @@ def test_bad_connect_timeout(value, capsys):
         parse("x", "--connect-timeout", value)
     assert e.value.code == 2
     assert "--connect-timeout" in capsys.readouterr().err
+
+
+def test_bad_options_before_the_wait(capsys):
+    """A contradiction is reported at once, not after --connect-timeout on a dead address."""
+    from udfkit.cli import main
+
+    t0 = time.monotonic()
+    code = main(["worker", f"tcp://127.0.0.1:{closed_port()}", "--connect-timeout", "30",
+                 "--host", "127.0.0.1", "--listen-address", "tcp://127.0.0.1:9000"])
+    assert code == 1 and time.monotonic() - t0 < 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--host and --listen-address" in err
 
 
 def test_no_scheduler_one_line_quickly(tmp_path):

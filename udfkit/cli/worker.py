@@ -208,7 +208,10 @@ def route_to_scheduler(address: str, timeout: float) -> str | None:
 
 
 def _host_of(listen_address: str) -> str:
-    return parse_scheduler_address(listen_address)[1]
+    try:
+        return parse_scheduler_address(listen_address)[1]
+    except CLIError as e:
+        raise CLIError(str(e).replace("SCHEDULER", "--listen-address", 1)) from None
 
 
 def _http_address(host: str) -> str:
@@ -250,17 +253,7 @@ def worker_command(args, local_host: str | None = None) -> list:
     """
     from ..executor.base import default_workers
 
-    if args.host and args.listen_address:
-        raise CLIError("--host and --listen-address both name the address to listen on; "
-                       "give one (--listen-address for one worker on a fixed port)")
-    if args.contact_address and not args.listen_address:
-        raise CLIError("--contact-address needs --listen-address (the address to bind)")
-    if args.nworkers is not None and args.nworkers < 1:
-        raise CLIError(f"--nworkers: expected a positive number of worker processes, got "
-                       f"{args.nworkers}")
-    if args.listen_address and args.nworkers != 1:
-        raise CLIError("--listen-address binds one port, so it needs --nworkers 1; "
-                       "--host chooses the address for several workers")
+    _check_options(args)
     n = args.nworkers or default_workers()
     cmd = [sys.executable, "-m", "distributed.cli.dask_worker", args.scheduler,
            "--nworkers", str(n), "--nthreads", "1", "--preload", "udfkit.preload",
@@ -285,13 +278,33 @@ def worker_command(args, local_host: str | None = None) -> list:
     for flag in ("tls_ca_file", "tls_cert", "tls_key"):
         value = getattr(args, flag)
         if value is not None:
-            if not os.path.isfile(value):
-                raise CLIError(f"--{flag.replace('_', '-')} {value!r}: no such file")
             cmd += ["--" + flag.replace("_", "-"), value]
     return cmd
 
 
+def _check_options(args) -> None:
+    """Contradicting options and missing TLS files, found before the scheduler is tried."""
+    if args.host and args.listen_address:
+        raise CLIError("--host and --listen-address both name the address to listen on; "
+                       "give one (--listen-address for one worker on a fixed port)")
+    if args.contact_address and not args.listen_address:
+        raise CLIError("--contact-address needs --listen-address (the address to bind)")
+    if args.nworkers is not None and args.nworkers < 1:
+        raise CLIError(f"--nworkers: expected a positive number of worker processes, got "
+                       f"{args.nworkers}")
+    if args.listen_address and args.nworkers != 1:
+        raise CLIError("--listen-address binds one port, so it needs --nworkers 1; "
+                       "--host chooses the address for several workers")
+    if args.listen_address:
+        _host_of(args.listen_address)  # a malformed address fails here, in our words
+    for flag in ("tls_ca_file", "tls_cert", "tls_key"):
+        value = getattr(args, flag)
+        if value is not None and not os.path.isfile(value):
+            raise CLIError(f"--{flag.replace('_', '-')} {value!r}: no such file")
+
+
 def run(args, ctx=None) -> int:
+    _check_options(args)  # before a wait for the scheduler
     local_host = route_to_scheduler(args.scheduler, args.connect_timeout)
     cmd = worker_command(args, local_host)
     env = dict(os.environ, **{k: "1" for k in _THREAD_ENV})
