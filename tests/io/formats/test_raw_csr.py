@@ -276,9 +276,14 @@ def test_bad_descriptor(inline_ctx, tmp_path, text, match):
         inline_ctx.load("raw_csr", path=path)
 
 
-def test_bad_arrays(inline_ctx, tmp_path):
+@pytest.mark.parametrize("check_items", [2, 1 << 20])
+def test_bad_arrays(inline_ctx, tmp_path, monkeypatch, check_items):
     """Array files that do not fit the descriptor or each other: errors name the file, what
-    was expected and what was found."""
+    was expected and what was found (indptr checked in windows of 2 entries too, so that a
+    decrease across a window border is found)."""
+    from udfkit.io.formats import raw_csr
+
+    monkeypatch.setattr(raw_csr, "_CHECK_ITEMS", check_items)
     indptr = np.array([0, 2, 2, 5])
     indices = np.array([1, 3, 0, 2, 11])
     values = np.arange(1, 6)

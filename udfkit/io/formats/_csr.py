@@ -20,6 +20,7 @@ sparse tile path can hand on as it is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from ...errors import DataSetError
@@ -114,7 +115,7 @@ class WindowReader:
         self._window_items = max(CHUNK_ITEMS, window_bytes // array.dtype.itemsize)
         self._lo = self._hi = 0
         self._data = np.empty(0, dtype=array.dtype)
-        self._buf = None
+        self._buf: np.ndarray | None = None
         self._source = None  # the open source a window view belongs to
 
     def get(self, lo: int, hi: int) -> np.ndarray:
@@ -200,9 +201,10 @@ class WindowReader:
                     out[(i + k) * items:(i + k + 1) * items] = flat[ok:ok + items]
 
     def _scratch(self, n: int) -> np.ndarray:
-        if self._buf is None or self._buf.size < n:
-            self._buf = np.empty(max(n, self._window_items), dtype=self.array.dtype)
-        return self._buf[:n]
+        buf = self._buf
+        if buf is None or buf.size < n:
+            buf = self._buf = np.empty(max(n, self._window_items), dtype=self.array.dtype)
+        return buf[:n]
 
     def _release(self) -> None:
         self._data = np.empty(0, dtype=self.array.dtype)

@@ -255,7 +255,7 @@ def check_indptr(indptr: FlatArray, nnz: int, backend, indices_path: str) -> tup
     Returns its first and last entry.
     """
     reader = WindowReader(indptr, backend, window_bytes=_CHECK_ITEMS * indptr.dtype.itemsize)
-    first = prev = None
+    first = prev = 0
     try:
         for lo in range(0, indptr.length, _CHECK_ITEMS):
             raw = reader.get(lo, min(indptr.length, lo + _CHECK_ITEMS))
@@ -273,7 +273,7 @@ def check_indptr(indptr: FlatArray, nnz: int, backend, indices_path: str) -> tup
                 k = lo + int(neg[0])
                 raise DataSetError(f"indptr file {indptr.path!r}: entry {k} is {int(part[neg[0]])}; "
                                    "expected offsets >= 0")
-            seq, at = (part, lo) if prev is None else (np.concatenate(([prev], part)), lo - 1)
+            seq, at = (part, lo) if lo == 0 else (np.concatenate(([prev], part)), lo - 1)
             down = np.flatnonzero(np.diff(seq) < 0)
             if down.size:
                 d = int(down[0])
@@ -281,7 +281,7 @@ def check_indptr(indptr: FlatArray, nnz: int, backend, indices_path: str) -> tup
                     f"indptr file {indptr.path!r}: entry {at + d + 1} ({int(seq[d + 1])}) is smaller "
                     f"than entry {at + d} ({int(seq[d])}); expected a non-decreasing indptr (frame "
                     "k's entries are indptr[k] to indptr[k + 1])")
-            if first is None:
+            if lo == 0:
                 first = int(part[0])
             prev = int(part[-1])
     finally:

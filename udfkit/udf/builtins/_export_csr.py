@@ -51,10 +51,10 @@ def parse_threshold(fmt: str, threshold) -> float | None:
     --------
     >>> parse_threshold("raw_csr", None), parse_threshold("raw_csr", 2)
     (None, 2.0)
-    >>> parse_threshold("npy", 1)
+    >>> parse_threshold("npy", 1)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    udfkit.errors.UDFParameterError: export: threshold drops pixels of a sparse target; only format='raw_csr' takes one, got threshold=1 for npy
+    udfkit.errors.UDFParameterError: export: threshold ... only format='raw_csr' takes one, ...
     """
     if threshold is None:
         return None
@@ -62,7 +62,7 @@ def parse_threshold(fmt: str, threshold) -> float | None:
         raise UDFParameterError(f"export: threshold drops pixels of a sparse target; only "
                                 f"format='raw_csr' takes one, got threshold={threshold!r} for {fmt}")
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
-            or not np.isfinite(threshold) or threshold < 0:
+            or not np.isfinite(float(threshold)) or threshold < 0:
         raise UDFParameterError(f"export: threshold must be a finite number >= 0 (pixels with "
                                 f"abs(value) <= threshold are dropped), got {threshold!r}")
     return float(threshold)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ...errors import UDFError, UDFParameterError
 from ..base import UDF
+from ._export_csr import parse_threshold
 from ._export_options import (
     parse_chunks,
     parse_compression,
@@ -31,7 +32,6 @@ from ._export_options import (
     parse_format,
     require,
 )
-from ._export_csr import parse_threshold
 from ._export_targets import BinaryTarget, Hdf5ContiguousTarget, NpyTarget, RawTarget
 
 __all__ = ["RecordUDF", "export_layout", "make_target"]
