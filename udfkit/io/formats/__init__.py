@@ -129,7 +129,7 @@ def detect_format(params: dict) -> str:
         tried = ", ".join(sorted(f.describe() for f in formats.values() if f.array_param is None))
         raise DataSetError(f"cannot detect the format of {path!r}: none of the formats recognises it "
                            f"(tried {tried}); name it explicitly: ctx.load(FORMAT, path=...)")
-    name = max(scores, key=scores.get)
+    name = max(scores, key=scores.__getitem__)
     fmt = formats[name]
     needed = [k for k in fmt.required_params if params.get(k) is None]
     if needed:

@@ -109,9 +109,10 @@ def resolve_shapes(where: str, native_shape, sig_dims, nav_shape, sig_shape, tot
         if sig_dims is None:
             sig_dims = 2 if len(native_shape) >= 3 else 1
         if isinstance(sig_dims, bool) or not isinstance(sig_dims, numbers.Integral) \
-                or not 1 <= sig_dims <= MAX_DIMS:
+                or not 1 <= int(sig_dims) <= MAX_DIMS:
             raise DataSetError(f"{where}: sig_dims: expected an integer from 1 to {MAX_DIMS}, "
                                f"got {sig_dims!r}")
+        sig_dims = int(sig_dims)
         if len(native_shape) <= sig_dims:
             raise DataSetError(f"{where}: shape {native_shape} has no navigation axis with "
                                f"sig_dims={sig_dims}; pass sig_shape or nav_shape explicitly")

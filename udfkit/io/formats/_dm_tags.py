@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -100,7 +101,7 @@ class DMFile:
 
     path: str
     version: int
-    byteorder: str
+    byteorder: Literal["<", ">"]
     size: int
     root: dict
 
@@ -143,7 +144,7 @@ class _Reader:
         self.size = size
         self.version = 0
         self.word = 4  # DM3: 4-byte counts; DM4: 8
-        self.order = "<"
+        self.order: Literal["<", ">"] = "<"
         self.trail: list[str] = []
 
     @property

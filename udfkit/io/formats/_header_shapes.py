@@ -27,7 +27,7 @@ def read_struct(raw: bytes, fields, where: str, what: str) -> dict:
                            f"file has {len(raw)}")
     rec = np.frombuffer(raw[:dtype.itemsize], dtype=dtype)[0]
     out = {}
-    for name in dtype.names:
+    for name in dtype.names or ():
         v = rec[name]
         out[name] = v.item() if isinstance(v, np.generic) else bytes(v)
     return out

@@ -301,7 +301,7 @@ class BinaryStackWriter:
         for k, frame in enumerate(frames):
             data = np.ascontiguousarray(frame, dtype=self.dtype)
             with open(os.path.join(self.directory, self.file_name(start + k)), "wb") as f:
-                f.write(memoryview(data).cast("B"))
+                f.write(data.data.cast("B"))
 
     def finish(self) -> None:
         """Touch ``SUCCESS``, as Thunder does after a complete write."""

@@ -158,8 +158,11 @@ def _check_no_gap(paths: list, where: str) -> None:
     if len(paths) < 2:
         return
     stems = [os.path.splitext(os.path.basename(p)) for p in paths]
-    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", stem) for stem, _ in stems]
-    if not all(parts) or len({(m.group(1), m.group(3) + ext) for m, (_, ext) in zip(parts, stems)}) != 1:
+    found = [re.fullmatch(r"(.*?)(\d+)(\D*)", stem) for stem, _ in stems]
+    parts = [m for m in found if m is not None]
+    if len(parts) != len(found):
+        return
+    if len({(m.group(1), m.group(3) + ext) for m, (_, ext) in zip(parts, stems)}) != 1:
         return
     numbers = [int(m.group(2)) for m in parts]
     for prev, (p, n) in zip(numbers, zip(paths[1:], numbers[1:])):
@@ -643,6 +646,8 @@ class _OpenTransposed(OpenArray):
 
         self._r = reader
         self._check = check_size
+        self._fd: int | None
+        self._map: np.memmap | None
         try:
             self._fd = os.open(reader.path, os.O_RDONLY)
         except FileNotFoundError:
@@ -658,6 +663,7 @@ class _OpenTransposed(OpenArray):
     def read(self, lo: int, hi: int, out: np.ndarray) -> None:
         # touching a mapping past the end of a file that shrank kills the process (SIGBUS):
         # check the size before every read
+        assert self._fd is not None and self._map is not None, "read after close"
         self._check(self._fd, self._r.path, self._r.end, "the pixels of the transposed image")
         dest = out.reshape(hi - lo, self._r.sig_items)
         src = self._map[:, lo:hi]

@@ -229,10 +229,11 @@ class MIBDataSet(FileDataSet):
         hdr = read_hdr(hdr_path) if hdr_path is not None else None
         depth = self._counter_depth(ref, hdr, hdr_path, first_path)
         pixel_type = ref.pixel_type
-        raw = pixel_type == "R64"
+        is_raw = pixel_type == "R64"
         quad = ref.num_chips == 4 and ref.layout.upper().startswith("2X2")
         decoder = None
-        if raw:
+        stored_dtype: np.dtype
+        if is_raw:
             if not (ref.num_chips == 1 or quad):
                 raise DataSetError(f"MIB file {first_path!r}: the raw layout (R64) of "
                                    f"{ref.num_chips} chips in layout {ref.layout!r} is not "
@@ -316,7 +317,7 @@ class MIBDataSet(FileDataSet):
                           f"{sum(sizes)} bytes", desc)
         sync_offset = check_sync_offset(where, self._sync_offset_arg, prod(nav_shape), image_count)
         paths = [h[1] for h in heads]
-        if raw:
+        if is_raw:
             layouts = [FileLayout(p, 0, stored_dtype, (frame_bytes,), n, ref.header_bytes)
                        for p, n in zip(paths, counts)]
         else:
@@ -341,7 +342,7 @@ class MIBDataSet(FileDataSet):
         metadata = {"path": path, "file_bytes": sum(sizes), "io_backend": self._backend.name,
                     "paths": tuple(paths), "header": ref.fields, "hdr": hdr}
         return DataSetMeta(shape=Shape(tuple(nav_shape) + tuple(sig_shape), sig_dims=len(sig_shape)),
-                           raw_dtype=decoder.dtype if raw else stored_dtype,
+                           raw_dtype=decoder.dtype if decoder is not None else stored_dtype,
                            image_count=image_count, sync_offset=sync_offset, metadata=metadata)
 
     @staticmethod

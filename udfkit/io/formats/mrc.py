@@ -146,6 +146,7 @@ def read_mrc_header(path: str) -> MRCHeader:
         raise DataSetError(f"{where}: header field nsymbt (extended header bytes) is {extended}; "
                            "expected >= 0")
     ispg = int(header.ispg)
+    shape: tuple[int, ...]
     if mrcfile.utils.spacegroup_is_volume_stack(ispg) and mz >= 1 and nz % mz == 0:
         kind, shape = "volume stack", (nz // mz, mz, ny, nx)
     else:

@@ -30,6 +30,7 @@ import glob
 import logging
 import os
 from bisect import bisect_right
+from typing import Any
 from contextlib import contextmanager
 from math import prod
 
@@ -522,7 +523,7 @@ class _OpenTIFF(OpenArray):
         self._r = reader
         self._starts = np.concatenate([[0], np.cumsum(reader.pages_per_file)]).tolist()
         self._file = -1
-        self._tif = None
+        self._tif: Any = None  # a tifffile.TiffFile (imported lazily)
 
     def _page(self, f: int, local: int):
         import tifffile

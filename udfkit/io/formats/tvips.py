@@ -119,7 +119,7 @@ def series_files(path: str) -> list:
     if m is None:
         return [path]
     stem = m.group("stem")
-    found = {}
+    found: dict[int, str] = {}
     for entry in os.listdir(directory or "."):
         e = _SERIES_NAME.match(entry)
         if e is None or e.group("stem") != stem or not os.path.isfile(os.path.join(directory, entry)):
@@ -254,7 +254,7 @@ class TVIPSDataSet(FileDataSet):
         sync_offset = self._sync_offset_arg
         if sync_offset is None:
             sync_offset = scan.get("sync_offset", 0)
-        native_nav = (image_count,)
+        native_nav: tuple[int, ...] = (image_count,)
         if scan.get("row_length"):
             sync = sync_offset if isinstance(sync_offset, int) else 0
             rows = (image_count - sync) // scan["row_length"]

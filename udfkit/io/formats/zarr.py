@@ -367,7 +367,7 @@ class ZarrReader(ArrayReader):
 class _OpenZarr(OpenArray):
     def __init__(self, reader: ZarrReader):
         self._reader = reader
-        self._session = None
+        self._session: _Session | None = None
         try:
             self._session = _Session(reader.path, reader.is_zip)
             self._array = self._session.open(reader.array_path)
@@ -387,6 +387,7 @@ class _OpenZarr(OpenArray):
         slabs = flat_slabs(self._reader.nav_shape, lo, hi) if self._reader.nav_shape else [((), 1)]
         # zarr decodes straight into ``out`` (no copy) when its slabs are views of it
         direct = out.flags.c_contiguous
+        assert self._session is not None, "read after close"
         try:
             for sel, n in slabs:
                 shape = tuple(s.stop - s.start for s in sel) + self._frame_shape
@@ -566,7 +567,7 @@ class ZarrDataSet(FileDataSet, ChunkedDataSet):
     def frame_alignment(self) -> int:
         if self.native:
             return self._file_frames
-        return ChunkedDataSet.frame_alignment.fget(self)
+        return super().frame_alignment
 
     def get_tiling_constraints(self):
         if not self.native:
