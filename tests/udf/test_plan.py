@@ -243,6 +243,10 @@ def test_memory_estimate_counts_buffers_and_tiles(ctx):
     # inline: the task runs in the main process next to the full buffers
     assert plan.memory.main["tasks"] == plan.memory.task_bytes
     assert plan.memory.main["get_results"] == 3 * sig
+    # get_results runs after the last partition is merged and released
+    during = plan.memory.main["tasks"] + plan.memory.main["merging"]
+    assert during > 3 * sig
+    assert plan.memory.main_bytes == plan.memory.main["result buffers"] + during
     assert plan.memory.per_worker == plan.memory.task_bytes
     # intensity; num_frames, sum, varsum, mean, var, std: all returned to the caller
     assert plan.result_nbytes == 6 * sig + 8

@@ -30,16 +30,21 @@ and udfkit (60-100 MB) comes on top in every process, and so do a UDF's own temp
 largest partition by processed frames), the tile buffers of every input dtype whose tiles
 are copies (``depth`` × the largest signal slice), the corrected-tile buffers, the I/O
 backend's read buffers (``buffered``/``direct``: the block, twice with read-ahead) and the
-UDFs' array parameters (masks, cut aux data). Zero-copy tiles and ``mmap`` reads cost no
-anonymous memory; the file pages they touch are page cache, which the kernel reclaims.
+UDFs' array parameters (masks; aux data cut to the partition): once where the task runs in
+the main process (what a UDF prepares from them, such as masks cut per signal slice, is of
+their size), three times in a worker process (the message received, the pickled task, the
+unpickled arrays). Zero-copy tiles and ``mmap`` reads cost no anonymous memory; the file
+pages they touch are page cache, which the kernel reclaims.
 
 *Per worker process*: ``processes`` and ``dask`` run one task per process at a time, and
 the returned buffers are copied once more for the transport (shared memory, a pickle);
 ``threads`` and ``inline`` run in the main process (threads: one task per thread at once).
 
-*Main process*: the full result buffers of every UDF, the buffers ``get_results`` makes
-(``result_only``), one partition result being merged, and, for ``threads``/``inline``, the
-tasks that run in it.
+*Main process*: the full result buffers of every UDF, plus the larger of what the run holds
+while it merges and the buffers ``get_results`` makes at the end (``result_only``). While
+merging: one partition result being merged (with ``threads``/``inline`` the last
+one, still held while the next task runs), for ``threads``/``inline`` the tasks that run in
+it, and for the other executors the task being sent (twice its array parameters).
 """
 
 from __future__ import annotations
@@ -209,8 +214,11 @@ class MemoryEstimate:
 
     @property
     def main_bytes(self) -> int:
-        """Sum of :attr:`main`."""
-        return sum(self.main.values())
+        """Peak on the main process: the full result buffers, plus what the run holds while
+        partitions are merged or what ``get_results`` makes at the end, whichever is more
+        (``get_results`` runs after the last partition is merged and released)."""
+        during = sum(v for k, v in self.main.items() if k not in ("result buffers", "get_results"))
+        return self.main.get("result buffers", 0) + max(during, self.main.get("get_results", 0))
 
 
 @dataclass(frozen=True)
@@ -349,7 +357,7 @@ class RunPlan:
             f"{' x ' + str(pl.tasks_per_process) + ' tasks' if pl.tasks_per_process > 1 else ''}"
             f"{' + transport copy' if pl.transport_copy else ''}"
             f"{' (in the main process)' if pl.in_main_process else ''}",
-            f"  main process {_human(m.main_bytes)}: {_parts(m.main)}",
+            f"  main process {_human(m.main_bytes)}: {_main_parts(m.main)}",
         ]
         width = max(12, *(len(u.name) for u in self.udfs))
         bwidth = max(10, *(len(b.name) for u in self.udfs for b in u.buffers))
@@ -384,6 +392,15 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def _main_parts(main: dict) -> str:
+    during = {k: v for k, v in main.items() if k not in ("result buffers", "get_results")}
+    text = f"result buffers {_human(main.get('result buffers', 0))}"
+    if main.get("get_results"):
+        return (f"{text} + the larger of ({_parts(during)}) while merging and get_results "
+                f"{_human(main['get_results'])} at the end")
+    return f"{text} + {_parts(during)}" if any(during.values()) else text
 
 
 def _parts(components: dict) -> str:
@@ -657,7 +674,12 @@ def _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored
     backend = getattr(dataset, "io_backend", None)
     block = getattr(backend, "block_bytes", None) or 0
     reads = block * (2 if getattr(backend, "readahead", False) else 1)
-    params = sum(_param_bytes(u, largest) for u in udfs)
+    arrays = sum(_param_bytes(u, largest)[0] for u in udfs)
+    aux = sum(_param_bytes(u, largest)[1] for u in udfs)
+    # array parameters (masks...) on a worker process: the message received, the pickled
+    # task and the unpickled arrays; in the main process the task uses the caller's arrays,
+    # and what a UDF prepares from them (masks cut per signal slice) is of their size
+    params = aux + arrays * (3 if placement.transport_copy else 1)
     per_task = {"result buffers": result_bufs, "tiles": tiles, "corrected tiles": corrected,
                 "read buffers": reads, "parameters": params}
     task = sum(per_task.values())
@@ -666,9 +688,13 @@ def _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored
     full = sum(b.nbytes for u in udf_plans for b in u.buffers if b.use != "result_only")
     made = sum(b.nbytes for u in udf_plans for b in u.buffers if b.use == "result_only")
     main = {"result buffers": full, "get_results": made,
-            # a partition result in flight: the mapped shared memory / unpickled arrays
-            "merging": returned if placement.transport_copy else 0,
-            "tasks": task * placement.tasks_per_process if placement.in_main_process else 0}
+            # a partition result being merged: the mapped shared memory or unpickled arrays
+            # of another process's result; in the main process the last result, which the
+            # executor still holds while the next task allocates its buffers
+            "merging": returned,
+            "tasks": task * placement.tasks_per_process if placement.in_main_process else 0,
+            # a task being sent: the pickled task and the message that carries it
+            "task messages": 2 * arrays if placement.transport_copy else 0}
     return MemoryEstimate(per_task=per_task, per_worker=per_worker, main=main,
                           placement=placement)
 
@@ -680,12 +706,13 @@ def _zero_copy_for(dataset, stored, dest, roi=None) -> bool:
                 and roi is None)
 
 
-def _param_bytes(udf, largest: int) -> int:
-    """Bytes of a UDF's array parameters on a worker (aux data cut to a partition)."""
-    total = 0
+def _param_bytes(udf, largest: int) -> tuple[int, int]:
+    """``(arrays, aux)``: bytes of a UDF's array parameters and of its aux data cut to the
+    largest partition."""
+    arrays = aux = 0
     for v in udf._kwargs.values():
         if isinstance(v, AuxData):
-            total += largest * prod(v.extra_shape or ()) * np.dtype(v.dtype).itemsize
+            aux += largest * prod(v.extra_shape or ()) * np.dtype(v.dtype).itemsize
         elif isinstance(v, np.ndarray):
-            total += v.nbytes
-    return total
+            arrays += v.nbytes
+    return arrays, aux
