@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+from typing import Any
 
 from ..errors import CLIError, UdfkitError
 
@@ -33,7 +34,7 @@ def _cli_options() -> dict:
     """``{param name: Param}`` of every registered format's command-line parameters."""
     from ..io.formats import all_formats
 
-    options = {}
+    options: dict[str, Any] = {}
     for fmt in all_formats().values():
         for param in fmt.params:
             if param.on_command_line:
@@ -51,8 +52,9 @@ def _parse_bool(text: str) -> bool:
                                      "means true; put it after PATH)")
 
 
-_ARG_TYPES = {"shape": (parse_shape, "SHAPE"), "int": (int, "N"), "bool": (_parse_bool, "BOOL"),
-              "dtype": (str, "DTYPE"), "str": (str, "TEXT"), "backend": (str, "NAME")}
+_ARG_TYPES: dict[str, tuple[Any, str]] = {
+    "shape": (parse_shape, "SHAPE"), "int": (int, "N"), "bool": (_parse_bool, "BOOL"),
+    "dtype": (str, "DTYPE"), "str": (str, "TEXT"), "backend": (str, "NAME")}
 
 
 def add_dataset_options(p: argparse.ArgumentParser) -> None:
@@ -65,7 +67,7 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
     for name, param in _cli_options().items():
         conv, metavar = _ARG_TYPES.get(param.kind, (str, "VALUE"))
         # a yes/no option alone means yes (--allow-partial), as the errors advise it
-        extra = dict(nargs="?", const=True) if param.kind == "bool" else {}
+        extra: dict[str, Any] = dict(nargs="?", const=True) if param.kind == "bool" else {}
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=conv, default=None,
                        metavar=metavar, help=param.help, **extra)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import numpy as np
 
@@ -193,7 +194,8 @@ def run(args, ctx) -> int:
     if kind == "dir":
         os.makedirs(args.out, exist_ok=True)
         for name, _ in named:
-            mine = {key: arr for (n, key), arr in arrays.items() if n == name}
+            # Any: numpy's stubs would match a dict of arrays against savez's allow_pickle
+            mine: dict[str, Any] = {key: arr for (n, key), arr in arrays.items() if n == name}
             if args.npz:
                 path = os.path.join(args.out, f"{name}.npz")
                 np.savez(path, **mine)
@@ -213,7 +215,9 @@ def run(args, ctx) -> int:
                 (arr,) = arrays.values()
                 np.save(f, arr)
             else:
-                np.savez(f, **{f"{name}_{key}": arr for (name, key), arr in arrays.items()})
+                every: dict[str, Any] = {f"{name}_{key}": arr
+                                         for (name, key), arr in arrays.items()}
+                np.savez(f, **every)
         written.append(args.out)
     frames = ds.shape.nav.size if roi is None else int(np.count_nonzero(roi))
     nbytes = frames * ds.shape.sig.size * ds.dtype.itemsize

@@ -266,7 +266,7 @@ def worker_command(args, local_host: str | None = None) -> list:
         cmd += ["--listen-address", args.listen_address]
         if args.contact_address:
             cmd += ["--contact-address", args.contact_address]
-        host = _host_of(args.listen_address)
+        host: str | None = _host_of(args.listen_address)
     else:
         host = args.host or local_host
         if host:
