@@ -37,8 +37,10 @@ only.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from .errors import MaskError
 
@@ -77,7 +79,8 @@ def _offsets(centerX, centerY, imageSizeX, imageSizeY):  # noqa: N803
     return dy, dx
 
 
-def circular(centerX, centerY, imageSizeX, imageSizeY, radius, antialiased=False):  # noqa: N803
+def circular(centerX: float, centerY: float, imageSizeX: int, imageSizeY: int,  # noqa: N803
+             radius: float, antialiased: bool = False) -> np.ndarray:
     """A disk: ``True`` where a pixel centre lies within ``radius`` of the centre.
 
     Parameters
@@ -114,7 +117,8 @@ def circular(centerX, centerY, imageSizeX, imageSizeY, radius, antialiased=False
     return dy * dy + dx * dx <= radius * radius
 
 
-def ring(centerX, centerY, imageSizeX, imageSizeY, radius, radius_inner, antialiased=False):  # noqa: N803
+def ring(centerX: float, centerY: float, imageSizeX: int, imageSizeY: int,  # noqa: N803
+         radius: float, radius_inner: float, antialiased: bool = False) -> np.ndarray:
     """A ring: ``True`` where ``radius_inner < r <= radius`` (``r``: distance from the centre).
 
     Parameters
@@ -153,8 +157,9 @@ def ring(centerX, centerY, imageSizeX, imageSizeY, radius, radius_inner, antiali
     return (r2 <= radius * radius) & ~(r2 <= radius_inner * radius_inner)
 
 
-def background_subtraction(centerX, centerY, imageSizeX, imageSizeY, radius, radius_inner,  # noqa: N803
-                           antialiased=False):
+def background_subtraction(centerX: float, centerY: float, imageSizeX: int,  # noqa: N803
+                           imageSizeY: int, radius: float, radius_inner: float,
+                           antialiased: bool = False) -> np.ndarray:
     """A disk of radius ``radius_inner`` minus the ring out to ``radius``, scaled to sum to 0.
 
     Applied to a frame it gives the disk's intensity minus the local background estimated
@@ -193,7 +198,8 @@ def background_subtraction(centerX, centerY, imageSizeX, imageSizeY, radius, rad
     return disk - outer * (np.sum(disk) / outer_sum)
 
 
-def rectangular(X, Y, Width, Height, imageSizeX, imageSizeY):  # noqa: N803
+def rectangular(X: int, Y: int, Width: int, Height: int, imageSizeX: int,  # noqa: N803
+                imageSizeY: int) -> np.ndarray:
     """A rectangle from corner ``(X, Y)`` spanning ``Width`` columns and ``Height`` rows.
 
     Negative ``Width`` / ``Height`` extend left / up from the corner. As in LiberTEM, both
@@ -235,7 +241,8 @@ def rectangular(X, Y, Width, Height, imageSizeX, imageSizeY):  # noqa: N803
     return mask
 
 
-def polar_map(centerX, centerY, imageSizeX, imageSizeY, stretchY=1., angle=0.):  # noqa: N803
+def polar_map(centerX: float, centerY: float, imageSizeX: int, imageSizeY: int,  # noqa: N803
+              stretchY: float = 1., angle: float = 0.) -> tuple[np.ndarray, np.ndarray]:
     """Radius and angle of every pixel around a centre, optionally in an elliptic frame.
 
     Parameters
@@ -271,7 +278,8 @@ def polar_map(centerX, centerY, imageSizeX, imageSizeY, stretchY=1., angle=0.): 
     return np.hypot(dy, dx), np.arctan2(dy, dx)
 
 
-def radial_gradient(centerX, centerY, imageSizeX, imageSizeY, radius, antialiased=False):  # noqa: N803
+def radial_gradient(centerX: float, centerY: float, imageSizeX: int, imageSizeY: int,  # noqa: N803
+                    radius: float, antialiased: bool = False) -> np.ndarray:
     """``r / radius`` inside the disk of ``radius`` (a linear ramp from 0 to 1), 0 outside.
 
     Parameters
@@ -302,7 +310,8 @@ def radial_gradient(centerX, centerY, imageSizeX, imageSizeY, radius, antialiase
     return (r2 <= radius * radius) * (r / radius)
 
 
-def radial_gradient_background_subtraction(r, r0, r_outer, delta=1):
+def radial_gradient_background_subtraction(r: np.ndarray, r0: float, r_outer: float,
+                                           delta: float = 1) -> np.ndarray:
     """A template from a map of radii: ramp ``r / r0`` inside, -1 on a ring outside.
 
     * ``r < r0 - delta/2``: ``r / r0``;
@@ -344,7 +353,7 @@ def radial_gradient_background_subtraction(r, r0, r_outer, delta=1):
     return out
 
 
-def balance(template):
+def balance(template: ArrayLike) -> np.ndarray:
     """Scale the negative part of ``template`` so that the whole sums to zero.
 
     A balanced template gives 0 on a uniform background or a linear gradient.
@@ -365,7 +374,8 @@ def balance(template):
     return out
 
 
-def bounding_radius(centerX, centerY, imageSizeX, imageSizeY):  # noqa: N803
+def bounding_radius(centerX: float, centerY: float, imageSizeX: int,  # noqa: N803
+                    imageSizeY: int) -> float:
     """A whole-pixel radius around the centre that covers the whole image (plus one pixel).
 
     Examples
@@ -378,8 +388,10 @@ def bounding_radius(centerX, centerY, imageSizeX, imageSizeY):  # noqa: N803
     return int(math.ceil(math.hypot(dy, dx))) + 1
 
 
-def radial_bins(centerX, centerY, imageSizeX, imageSizeY, radius=None, radius_inner=0,  # noqa: N803
-                n_bins=None, normalize=False, use_sparse=None, dtype=None):
+def radial_bins(centerX: float, centerY: float, imageSizeX: int, imageSizeY: int,  # noqa: N803
+                radius: float | None = None, radius_inner: float = 0, n_bins: int | None = None,
+                normalize: bool = False, use_sparse: bool | None = None,
+                dtype: DTypeLike | None = None) -> Any:
     """A stack of anti-aliased rings of equal width from ``radius_inner`` to ``radius``.
 
     Ring ``i`` is centred on ``r_i = radius_inner + (i + 1/2) * width`` with ``width =
@@ -454,13 +466,13 @@ def radial_bins(centerX, centerY, imageSizeX, imageSizeY, radius=None, radius_in
         yy, xx = int(np.round(centerY)), int(np.round(centerX))
         if 0 <= yy < imageSizeY and 0 <= xx < imageSizeX:
             stack[0, yy * imageSizeX + xx] = 1 - radius_inner
-    stack = stack.reshape(n_bins, imageSizeY, imageSizeX).astype(out_dtype, copy=False)
+    masks = stack.reshape(n_bins, imageSizeY, imageSizeX).astype(out_dtype, copy=False)
     if use_sparse:
-        return _sparse_module("radial_bins(use_sparse=True)").COO.from_numpy(stack)
-    return stack
+        return _sparse_module("radial_bins(use_sparse=True)").COO.from_numpy(masks)
+    return masks
 
 
-def gradient_x(imageSizeX, imageSizeY, dtype=np.float32):  # noqa: N803
+def gradient_x(imageSizeX: int, imageSizeY: int, dtype: DTypeLike = np.float32) -> np.ndarray:  # noqa: N803
     """A mask whose value is the column index ``x`` (for centre-of-mass style sums).
 
     Examples
@@ -473,7 +485,7 @@ def gradient_x(imageSizeX, imageSizeY, dtype=np.float32):  # noqa: N803
     return np.broadcast_to(np.arange(imageSizeX, dtype=dtype), (imageSizeY, imageSizeX)).copy()
 
 
-def gradient_y(imageSizeX, imageSizeY, dtype=np.float32):  # noqa: N803
+def gradient_y(imageSizeX: int, imageSizeY: int, dtype: DTypeLike = np.float32) -> np.ndarray:  # noqa: N803
     """A mask whose value is the row index ``y``.
 
     Examples
@@ -488,7 +500,9 @@ def gradient_y(imageSizeX, imageSizeY, dtype=np.float32):  # noqa: N803
     return np.broadcast_to(column, (imageSizeY, imageSizeX)).copy()
 
 
-def sparse_template_multi_stack(mask_index, offsetX, offsetY, template, imageSizeX, imageSizeY):  # noqa: N803
+def sparse_template_multi_stack(mask_index: ArrayLike, offsetX: ArrayLike,  # noqa: N803
+                                offsetY: ArrayLike, template: ArrayLike, imageSizeX: int,
+                                imageSizeY: int) -> Any:
     """Stamp ``template`` into a sparse mask stack, one stamp per entry of ``mask_index``.
 
     Stamp ``i`` goes into mask ``mask_index[i]`` with its top-left corner at
@@ -519,8 +533,8 @@ def sparse_template_multi_stack(mask_index, offsetX, offsetY, template, imageSiz
     if not (len(mask_index) == len(offsetX) == len(offsetY)) or len(mask_index) == 0:
         raise MaskError("sparse_template_multi_stack: mask_index, offsetX and offsetY must have the "
                         f"same, non-zero length, got {len(mask_index)}, {len(offsetX)}, {len(offsetY)}")
-    ty, tx = np.indices(template.shape)
-    ty, tx, values = ty.reshape(-1), tx.reshape(-1), template.reshape(-1)
+    grid = np.indices(template.shape).reshape(2, -1)
+    ty, tx, values = grid[0], grid[1], template.reshape(-1)
     layer = np.repeat(mask_index, values.size)
     ys = (offsetY[:, np.newaxis] + ty).reshape(-1)
     xs = (offsetX[:, np.newaxis] + tx).reshape(-1)
@@ -530,7 +544,9 @@ def sparse_template_multi_stack(mask_index, offsetX, offsetY, template, imageSiz
                       shape=(int(mask_index.max()) + 1, imageSizeY, imageSizeX))
 
 
-def sparse_circular_multi_stack(mask_index, centerX, centerY, imageSizeX, imageSizeY, radius):  # noqa: N803
+def sparse_circular_multi_stack(mask_index: ArrayLike, centerX: ArrayLike,  # noqa: N803
+                                centerY: ArrayLike, imageSizeX: int, imageSizeY: int,
+                                radius: float) -> Any:
     """Sparse stack of disks of ``radius`` at integer centres ``(centerY[i], centerX[i])``.
 
     The disk template is :func:`circular` in an odd-sized box of side ``2 * ceil(radius) + 1``
@@ -560,7 +576,7 @@ def sparse_circular_multi_stack(mask_index, centerX, centerY, imageSizeX, imageS
         template=template, imageSizeX=imageSizeX, imageSizeY=imageSizeY)
 
 
-def is_sparse(a) -> bool:
+def is_sparse(a: Any) -> bool:
     """True for ``scipy.sparse`` matrices / arrays and pydata ``sparse`` arrays.
 
     Examples
@@ -573,7 +589,7 @@ def is_sparse(a) -> bool:
     return mod.startswith("scipy.sparse") or mod == "sparse" or mod.startswith("sparse.")
 
 
-def to_dense(a) -> np.ndarray:
+def to_dense(a: Any) -> np.ndarray:
     """A numpy array from a dense or sparse (``scipy.sparse``, pydata ``sparse``) array.
 
     Examples
@@ -590,7 +606,7 @@ def to_dense(a) -> np.ndarray:
     return np.array(a)
 
 
-def to_sparse(a, shape=None):
+def to_sparse(a: Any, shape: tuple[int, ...] | None = None) -> Any:
     """A pydata ``sparse.COO`` array from a dense or sparse array, or from coordinates.
 
     Parameters
