@@ -51,7 +51,7 @@ def test_version(capsys):
     assert __version__ in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("cmd", [[], ["demo"], ["info"], ["run"], ["export"], ["worker"]])
+@pytest.mark.parametrize("cmd", [[], ["demo"], ["info"], ["plan"], ["run"], ["export"], ["worker"]])
 def test_help_everywhere(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main(cmd + ["--help"])
@@ -223,7 +223,7 @@ def test_cli_page_names_only_real_options(capsys):
 
     page = (Path(__file__).parent.parent / "docs" / "cli.rst").read_text()
     helps = ""
-    for cmd in ([], ["demo"], ["info"], ["run"], ["export"], ["worker"]):
+    for cmd in ([], ["demo"], ["info"], ["plan"], ["run"], ["export"], ["worker"]):
         with pytest.raises(SystemExit):
             main(cmd + ["--help"])
         helps += capsys.readouterr().out
@@ -232,4 +232,4 @@ def test_cli_page_names_only_real_options(capsys):
     missing = sorted(f for f in flags if f not in helps)
     assert not missing, f"docs/cli.rst mentions options the command does not have: {missing}"
     for sub in re.findall(r"``udfkit ([a-z]+)", page):
-        assert sub in ("demo", "info", "run", "export", "worker"), sub
+        assert sub in ("demo", "info", "plan", "run", "export", "worker"), sub
