@@ -21,8 +21,10 @@ This module imports nothing from the udf layer; its errors are :class:`~udfkit.e
 from __future__ import annotations
 
 from math import prod
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from ..errors import UDFError
 from .parse import normalize_shape
@@ -37,7 +39,7 @@ USES = (None, "private", "result_only")
 WHERES = (None, "device")
 
 
-def reshaped_view(a: np.ndarray, shape) -> np.ndarray:
+def reshaped_view(a: np.ndarray, shape: int | tuple[int, ...]) -> np.ndarray:
     """``a`` reshaped to ``shape`` as a view, never a copy.
 
     Raises ``AttributeError`` (as numpy does, and as LiberTEM documents) when the memory
@@ -66,7 +68,7 @@ def reshaped_view(a: np.ndarray, shape) -> np.ndarray:
                              f"has no view of shape {want}") from None
 
 
-def fill_value(dtype):
+def fill_value(dtype: DTypeLike) -> Any:
     """What ``.data`` shows outside the processed positions: NaN, 0, False, '' or None.
 
     Examples
@@ -117,7 +119,8 @@ class BufferWrapper:
 
     __slots__ = ("kind", "extra_shape", "dtype", "where", "use", "_data")
 
-    def __init__(self, kind="nav", extra_shape=(), dtype="float32", where=None, use=None):
+    def __init__(self, kind: str = "nav", extra_shape: int | tuple[int, ...] = (),
+                 dtype: DTypeLike = "float32", where: str | None = None, use: str | None = None):
         if kind not in KINDS:
             raise UDFError(f"buffer kind: expected one of {KINDS}, got {kind!r}")
         if isinstance(use, str):
@@ -145,7 +148,7 @@ class BufferWrapper:
         self.dtype = dtype
         self.where = where
         self.use = use
-        self._data = None
+        self._data: np.ndarray | None = None
 
     def bound_to(self, data: np.ndarray) -> BufferWrapper:
         """A copy of this declaration holding ``data`` (what ``results.get_buffer`` returns)."""
@@ -158,12 +161,12 @@ class BufferWrapper:
         return self._data is not None
 
     @property
-    def raw_data(self):
+    def raw_data(self) -> np.ndarray | None:
         """The bound array (``None`` for a bare declaration)."""
         return self._data
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...] | None:
         """Shape of the bound array (``None`` for a bare declaration)."""
         return None if self._data is None else self._data.shape
 
@@ -181,7 +184,7 @@ class BufferWrapper:
         return (BufferWrapper, (self.kind, self.extra_shape, self.dtype.str, self.where, self.use))
 
 
-def buffer_shape(spec: BufferWrapper, n_nav: int, sig_shape) -> tuple:
+def buffer_shape(spec: BufferWrapper, n_nav: int, sig_shape: tuple[int, ...]) -> tuple:
     """Storage shape of a buffer with ``n_nav`` processed frames."""
     if spec.kind == "nav":
         return (n_nav,) + spec.extra_shape
@@ -219,7 +222,8 @@ class AuxData(BufferWrapper):
 
     __slots__ = ("data",)
 
-    def __init__(self, data, kind="nav", extra_shape=(), dtype=None):
+    def __init__(self, data: ArrayLike, kind: str = "nav", extra_shape: int | tuple[int, ...] = (),
+                 dtype: DTypeLike | None = None):
         if kind != "nav":
             raise UDFError(f"aux_data kind: only 'nav' auxiliary data is supported, got {kind!r}; "
                            "pass per-pixel (sig) values as an ordinary parameter")
@@ -239,7 +243,8 @@ class AuxData(BufferWrapper):
         return self.data.reshape((n,) + self.extra_shape)
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the values, ``(nav entries, *extra_shape)``."""
         return self.raw_data.shape
 
     def has_data(self) -> bool:
@@ -255,7 +260,7 @@ class AuxData(BufferWrapper):
     def __len__(self):
         return self.raw_data.shape[0]
 
-    def flat(self, nav_shape, where: str) -> np.ndarray:
+    def flat(self, nav_shape: tuple[int, ...], where: str) -> np.ndarray:
         """The values as ``(nav_size, *extra_shape)``; a clear error when the size is off."""
         nav_shape = tuple(nav_shape)
         nav_size = prod(nav_shape)
@@ -304,7 +309,7 @@ class ArrayWithMask:
 
     __slots__ = ("_arr", "_mask")
 
-    def __init__(self, arr, mask):
+    def __init__(self, arr: ArrayLike, mask: ArrayLike):
         arr = np.asanyarray(arr)
         mask = np.asarray(mask)
         if mask.dtype != np.bool_:

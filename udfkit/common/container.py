@@ -36,8 +36,10 @@ from __future__ import annotations
 import logging
 import threading
 from math import prod
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ..errors import MaskError
 from .slice import Slice
@@ -100,8 +102,10 @@ class MaskContainer:
            [92., 21.]], dtype=float32)
     """
 
-    def __init__(self, mask_factories, dtype=None, use_sparse=None, count=None, backend=None,
-                 default_sparse="scipy.sparse", sig_shape=None):
+    def __init__(self, mask_factories: Any, dtype: DTypeLike | None = None,
+                 use_sparse: bool | str | None = None, count: int | None = None,
+                 backend: str | None = None, default_sparse: str = "scipy.sparse",
+                 sig_shape: tuple[int, ...] | None = None):
         if mask_factories is None:
             raise MaskError("MaskContainer: mask_factories is required (callables returning masks, "
                             "or masks of the signal shape)")
@@ -123,8 +127,9 @@ class MaskContainer:
         self._default_sparse = default_sparse
         self._use_sparse = _parse_use_sparse(use_sparse, default_sparse, "MaskContainer: use_sparse")
         self.sig_shape = None if sig_shape is None else tuple(int(s) for s in sig_shape)
-        self._computed = None  # (matrix (N, pixels): ndarray or scipy CSR, sig_shape, all sparse)
-        self._cuts = {}
+        # (matrix (N, pixels): ndarray or scipy CSR, sig_shape, all sparse)
+        self._computed: tuple | None = None
+        self._cuts: dict = {}
         self._lock = threading.RLock()
         self.validate_mask_functions()
 
@@ -140,7 +145,7 @@ class MaskContainer:
         self.__dict__.update(state)
         self._lock = threading.RLock()
 
-    def validate_mask_functions(self):
+    def validate_mask_functions(self) -> None:
         """Log a warning for factories whose pickle exceeds 1 MiB (they travel to every worker)."""
         items = self.mask_factories if isinstance(self.mask_factories, (list, tuple)) \
             else [self.mask_factories]
@@ -171,7 +176,7 @@ class MaskContainer:
         return np.dtype(self._matrix().dtype)
 
     @property
-    def use_sparse(self):
+    def use_sparse(self) -> bool | str:
         """``False`` (dense) or the sparse format name, resolved from the masks if needed."""
         if self._use_sparse is None:
             all_sparse = self._compute()[2]
@@ -179,7 +184,7 @@ class MaskContainer:
         return self._use_sparse
 
     @property
-    def computed_masks(self):
+    def computed_masks(self) -> Any:
         """The stack ``(n_masks, *sig_shape)``: a numpy array, or for sparse masks a pydata
         ``sparse.COO`` array (a ``scipy.sparse`` CSR matrix ``(n_masks, pixels)`` when the
         ``sparse`` package is missing)."""
@@ -193,7 +198,8 @@ class MaskContainer:
         return sparse.COO.from_scipy_sparse(matrix).reshape((matrix.shape[0],) + sig_shape)
 
     # -- cuts -----------------------------------------------------------------------------------------
-    def get(self, key: Slice, dtype=None, sparse_backend=None, transpose=True, backend=None):
+    def get(self, key: Slice, dtype: DTypeLike | None = None, sparse_backend: str | None = None,
+            transpose: bool = True, backend: str | None = None) -> Any:
         """The masks' pixels inside ``key``'s signal part.
 
         Parameters
@@ -220,18 +226,20 @@ class MaskContainer:
         return self.get_for_sig_slice(key.sig, dtype=dtype, sparse_backend=sparse_backend,
                                       transpose=transpose, backend=backend)
 
-    def get_for_idx(self, scheme, idx: int, *args, **kwargs):
+    def get_for_idx(self, scheme: Any, idx: int, *args: Any, **kwargs: Any) -> Any:
         """:meth:`get` for the ``idx``-th signal slice of a tiling scheme."""
         return self.get_for_sig_slice(scheme[idx], *args, **kwargs)
 
-    def get_for_sig_slice(self, sig_slice: Slice, dtype=None, sparse_backend=None, transpose=True,
-                          backend=None):
+    def get_for_sig_slice(self, sig_slice: Slice, dtype: DTypeLike | None = None,
+                          sparse_backend: str | None = None, transpose: bool = True,
+                          backend: str | None = None) -> Any:
         """:meth:`get` for a slice that has signal axes only (``self.meta.sig_slice``)."""
         return self.get_masks_for_slice(sig_slice, dtype=dtype, sparse_backend=sparse_backend,
                                         transpose=transpose, backend=backend)
 
-    def get_masks_for_slice(self, slice_: Slice, dtype=None, sparse_backend=None, transpose=True,
-                            backend=None):
+    def get_masks_for_slice(self, slice_: Slice, dtype: DTypeLike | None = None,
+                            sparse_backend: str | None = None, transpose: bool = True,
+                            backend: str | None = None) -> Any:
         """The cut for a signal-only slice; cached per slice, dtype, format and orientation."""
         if backend not in (None, "numpy", "cuda"):
             raise MaskError(f"MaskContainer: backend={backend!r} is not available; udfkit computes "

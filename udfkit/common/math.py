@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ def prod(iterable: Iterable) -> int:
     return result
 
 
-def count_nonzero(array) -> int:
+def count_nonzero(array: Any) -> int:
     """Number of non-zero (true) entries of a dense or sparse array, as a Python ``int``.
 
     Examples
@@ -77,7 +78,7 @@ def count_nonzero(array) -> int:
         return int(array.astype(bool).sum())
 
 
-def flat_nonzero(array) -> np.ndarray:
+def flat_nonzero(array: Any) -> np.ndarray:
     """Indices of the non-zero entries of ``array`` flattened in C order (1D ``int64``).
 
     Examples
@@ -140,7 +141,7 @@ def make_2D_square(shape: tuple[int, ...]) -> tuple[int, ...]:  # noqa: N802 - L
     return shape
 
 
-def ndenumerate(array) -> Iterator[tuple[tuple[int, ...], object]]:
+def ndenumerate(array: Any) -> Iterator[tuple[tuple[int, ...], object]]:
     """``(index, value)`` pairs like :func:`numpy.ndenumerate`; for sparse arrays only the
     non-zero entries, in C order.
 

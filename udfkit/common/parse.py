@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import numbers
 import re
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 __all__ = ["normalize_shape", "normalize_dtype", "check_dtype_supported", "parse_size", "parse_roi",
            "normalize_roi"]
 
 
-def normalize_shape(value, name: str = "shape", *, min_dims=1, max_dims=None,
-                    error=ValueError, where: str = "", allow_zero: bool = False) -> tuple[int, ...]:
+def normalize_shape(value: Any, name: str = "shape", *, min_dims: int = 1,
+                    max_dims: int | None = None, error: type[Exception] = ValueError,
+                    where: str = "", allow_zero: bool = False) -> tuple[int, ...]:
     """Return ``value`` as a tuple of positive ints (non-negative with ``allow_zero``).
 
     Examples
@@ -56,7 +59,8 @@ def normalize_shape(value, name: str = "shape", *, min_dims=1, max_dims=None,
     return sizes
 
 
-def normalize_dtype(value, *, error=ValueError, where: str = "") -> np.dtype:
+def normalize_dtype(value: DTypeLike, *, error: type[Exception] = ValueError,
+                    where: str = "") -> np.dtype:
     """Return ``value`` as a numpy dtype of a numeric or boolean type.
 
     Examples
@@ -88,7 +92,8 @@ def normalize_dtype(value, *, error=ValueError, where: str = "") -> np.dtype:
     return dt
 
 
-def check_dtype_supported(dtype, *, error=ValueError, where: str = "") -> None:
+def check_dtype_supported(dtype: DTypeLike, *, error: type[Exception] = ValueError,
+                          where: str = "") -> None:
     """Refuse floats wider than 64 bits (``np.longdouble``, ``np.clongdouble`` on x86-64).
 
     udfkit's kernels (numba) and the result buffers compute in at most float64 and
@@ -119,7 +124,7 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECAS
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-def parse_size(value, *, error=ValueError) -> int:
+def parse_size(value: int | float | str, *, error: type[Exception] = ValueError) -> int:
     """Return a byte size; strings use binary units ("64M", "1.5GiB", "512k").
 
     Examples
@@ -171,7 +176,8 @@ def _dense(roi):
     return None
 
 
-def parse_roi(roi, nav_shape, *, error=ValueError, where: str = ""):
+def parse_roi(roi: Any, nav_shape: tuple[int, ...], *, error: type[Exception] = ValueError,
+              where: str = "") -> np.ndarray | None:
     """Return ``roi`` as a new flat boolean array over the navigation axis, or None.
 
     Accepted forms (LiberTEM's, plus flat arrays and lists of coordinates):

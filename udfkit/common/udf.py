@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 from enum import Enum, StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -131,7 +132,7 @@ def available_backends() -> tuple:
     return tuple(out)
 
 
-def to_backend(arr, backend: str, frame: bool = False):
+def to_backend(arr: np.ndarray, backend: str, frame: bool = False) -> Any:
     """A dense numpy tile (``(depth, *sig)``), or a frame (``sig``, with ``frame=True``), in
     ``backend``'s format.
 
@@ -163,7 +164,7 @@ def to_backend(arr, backend: str, frame: bool = False):
                      f"{available_backends()}")
 
 
-def canonical_backends(backends) -> tuple:
+def canonical_backends(backends: Any) -> tuple:
     """``get_backends()``'s value as a tuple of names: one name or an iterable of names.
 
     Examples
