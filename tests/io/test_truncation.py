@@ -6,7 +6,6 @@ interpreter's exit status and the "Bus error" of faulthandler on its stderr, ins
 killing the test run.
 """
 
-import os
 import signal
 import subprocess
 import sys
@@ -140,7 +139,7 @@ print("survived")
 '''
 
 
-@pytest.mark.parametrize("how", ["fault", pytest.param("kill", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("how", ["fault", "kill"])
 def test_other_bus_errors_still_reach_the_previous_handler(tmp_path, how):
     """The guard only handles its own ranges: other SIGBUS go to faulthandler and kill."""
     script = tmp_path / "foreign.py"
@@ -188,13 +187,11 @@ def test_source_reports_fault_once_and_releases_its_slot(tmp_path):
     assert "raised" in out.stdout and "closed" in out.stdout
 
 
-@pytest.mark.slow
-def test_guard_compiles_once_per_cache(tmp_path):
-    """The handler is a cached numba cfunc: a second process loads it instead of compiling."""
-    code = ("from udfkit.io.backends import _sigbus; assert _sigbus.install(); "
-            "print(_sigbus._handler.cache_hits)")
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                           timeout=120) for _ in range(2)]
-    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
-    assert [r.stdout.strip() for r in runs] == ["0", "1"]
+def test_guard_needs_no_numba():
+    """The handler is built with llvmlite alone: a numpy-only run does not pay numba's start."""
+    code = ("import sys, time; t = time.perf_counter(); from udfkit.io.backends import _sigbus; "
+            "assert _sigbus.install(); print(time.perf_counter() - t, 'numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seconds, numba_imported = out.stdout.split()
+    assert numba_imported == "False"

@@ -8,23 +8,22 @@ worker, or the user's interpreter on the inline and threads executors. Checking 
 before touching the mapping does not close the gap: the file can shrink between the check
 and the access, and zero-copy tiles are read by the UDF long after the backend handed them out.
 
-So this module installs a native ``SIGBUS`` handler (a numba ``cfunc``, cached on disk like
-the other kernels) that knows the address ranges of the backend's mappings:
+So this module installs a native ``SIGBUS`` handler (built with llvmlite, see
+:mod:`._sigbus_handler`) that knows the address ranges of the backend's mappings:
 
 * a fault inside a registered range maps anonymous zero pages over the rest of the range
   (``mmap`` with ``MAP_FIXED``, which the kernel performs like any system call from a
   handler), counts the fault in the range's slot and returns; the access is retried and reads
-  zeros. The reader checks its slot before each tile and when it closes, and raises a
-  :class:`~udfkit.errors.DataSetError` naming the file and its sizes, so the zeros never
-  reach a result;
+  zeros. The reader checks its slot before each tile and when it closes, and raises an error
+  naming the file and its sizes, so the zeros never reach a result;
 * any other bus error goes to the handler that was installed before (Python's
   ``faulthandler``, or the default action): this handler puts it back and returns, and the
   access faults again into it. A ``SIGBUS`` sent with ``kill`` is re-raised after that.
 
-The handler reads a fixed table of ``int64`` whose address it gets from a symbol defined
-for the JIT linker, so the compiled code holds no address of this process and can be cached.
-It exists for Linux on x86-64 and AArch64 (whose ``siginfo_t`` and ``struct sigaction``
-layouts it knows); elsewhere :func:`install` returns False and readers stay unguarded.
+The handler reads a fixed table of ``int64``: the previous ``struct sigaction``, a few
+constants, and one slot (start, end, faults) per guarded range. It exists for Linux on x86-64
+and AArch64 (whose ``siginfo_t`` and ``struct sigaction`` layouts it knows); elsewhere
+:func:`install` returns False and readers stay unguarded.
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ OLD = 0
 PAGE, FLAGS = 64, 65
 FIRST = 80
 SIZE = FIRST + 3 * SLOTS
-SYMBOL = "udfkit_sigbus_table"
 
 # Linux generic values (x86-64 and AArch64 agree)
 _MAP_FIXED = 0x10
@@ -62,7 +60,7 @@ _table_lock = threading.Lock()
 _table: np.ndarray | None = None
 _free: list[int] = []
 _state = {"tried": False, "ok": False}
-_handler = None  # the cfunc, kept alive for the life of the process
+_handler = 0  # the handler's address
 
 
 def _supported() -> bool:
@@ -94,16 +92,19 @@ def install() -> bool:
         if not _supported():
             return False
         try:
-            from ._sigbus_handler import on_sigbus as _handler
-        except Exception:  # pragma: no cover - a numba/llvmlite that cannot build it
+            from ._sigbus_handler import build
+
+            _handler = build(table().ctypes.data, slots=SLOTS, first=FIRST, page_w=PAGE,
+                             flags_w=FLAGS, old_w=OLD)
+        except Exception:  # pragma: no cover - an llvmlite that cannot build it
             # unguarded reads are what every mmap reader does; failing every run is worse
             return False
         action = np.zeros(64, dtype=np.int64)
-        action[0] = _handler.address
+        action[0] = _handler
         action.view(np.int32)[_SA_FLAGS_AT // 4] = _SA_SIGINFO | _SA_RESTART
         libc = ctypes.CDLL(None, use_errno=True)
         rc = libc.sigaction(int(signal.SIGBUS), ctypes.c_void_p(action.ctypes.data),
-                            ctypes.c_void_p(_table.ctypes.data + 8 * OLD))
+                            ctypes.c_void_p(table().ctypes.data + 8 * OLD))
         _state["ok"] = rc == 0
         _free.extend(range(SLOTS - 1, -1, -1))
         return _state["ok"]

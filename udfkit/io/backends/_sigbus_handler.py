@@ -1,72 +1,116 @@
-"""The native ``SIGBUS`` handler of :mod:`udfkit.io.backends._sigbus` (imports numba).
+"""The native ``SIGBUS`` handler of :mod:`udfkit.io.backends._sigbus`, built with llvmlite.
 
-Importing this module compiles the handler (or loads it from numba's cache); installing it
-is :func:`udfkit.io.backends._sigbus.install`'s job.
+The handler is a few dozen instructions of LLVM IR, JIT-compiled once per process (about
+10 ms, plus 0.1 s to import llvmlite where numba has not done so already). numba could
+write it in Python, but a numba ``cfunc`` costs a process that has not used numba yet almost
+a second (importing numba and starting its JIT), paid by every worker process on its first
+mmap partition, while a UDF that uses numpy only needs no numba at all.
+
+The table address and libc's ``mmap``, ``sigaction`` and ``raise`` are constants of the
+code, so nothing is resolved by name; the code is never cached (the addresses belong to this
+process). Arguments are passed as 64-bit integers, which is how the LP64 calling
+conventions of x86-64 and AArch64 pass pointers too.
 """
 
 from __future__ import annotations
 
+import ctypes
+
 import llvmlite.binding as llvm
-import numba
-import numpy as np
 from llvmlite import ir
-from numba import carray, types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
-from ._sigbus import FIRST, FLAGS, PAGE, SIZE, SLOTS, SYMBOL, table
+__all__ = ["build"]
 
-# The symbol must be defined before the handler is compiled or loaded: the JIT linker resolves
-# it when it finalizes code, and an unresolved one aborts the process at the next
-# finalization, of whatever other kernel.
-llvm.add_symbol(SYMBOL, table().ctypes.data)
-
-__all__ = ["on_sigbus"]
-
-_intp, _intc = types.intp, types.intc
-# libc, linked by name so that the cached machine code holds no address of this process
-_mmap = types.ExternalFunction("mmap", _intp(_intp, _intp, _intc, _intc, _intc, _intp))
-_sigaction = types.ExternalFunction("sigaction", _intc(_intc, _intp, _intp))
-_raise = types.ExternalFunction("raise", _intc(_intc))
+_NAME = "udfkit_on_sigbus"
 _PROT_READ = 1
+_engines = []  # the JIT engines own the handlers' code: kept for the life of the process
 
 
-@intrinsic
-def _table_address(typingctx):
-    def codegen(context, builder, signature, args):
-        gv = cgutils.add_global_variable(builder.module, ir.IntType(64), SYMBOL)
-        gv.linkage = "external"
-        return builder.ptrtoint(gv, ir.IntType(64))
-    return _intp(), codegen
+def _libc_address(libc, name: str) -> int:
+    return ctypes.cast(getattr(libc, name), ctypes.c_void_p).value
 
 
-@intrinsic
-def _as_pointer(typingctx, addr):
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-    return types.CPointer(types.int64)(_intp), codegen
+def _ir(table: int, slots: int, first: int, page_w: int, flags_w: int, old_w: int,
+        libc) -> ir.Module:
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    mod = ir.Module(name="udfkit_sigbus")
+    mod.triple = llvm.get_process_triple()
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i32, i64.as_pointer(),
+                                                           ir.IntType(8).as_pointer()]), name=_NAME)
+    sig, info, _ = fn.args
+    blocks = {n: fn.append_basic_block(n) for n in
+              ("entry", "head", "body", "next", "hit", "count", "chain", "reraise", "done")}
+    mmap_t = ir.FunctionType(i64, [i64, i64, i32, i32, i32, i64])
+    sigaction_t = ir.FunctionType(i32, [i32, i64, i64])
+    raise_t = ir.FunctionType(i32, [i32])
 
+    def call(b, name, fty, *args):
+        return b.call(b.inttoptr(i64(_libc_address(libc, name)), fty.as_pointer()), args)
 
-@numba.cfunc(types.void(_intc, types.CPointer(types.int64), types.voidptr), cache=True)
-def on_sigbus(sig, info, context):  # pragma: no cover - runs as a signal handler
+    def word(b, index):
+        return b.gep(b.inttoptr(i64(table), i64.as_pointer()), [index])
+
+    b = ir.IRBuilder(blocks["entry"])
     # siginfo_t: si_signo, si_errno, si_code (int32 each, padded to 16 bytes), then si_addr
-    code = np.int32(info[1] & 0xFFFFFFFF)
-    addr = info[2]
-    base = _table_address()
-    t = carray(_as_pointer(base), (SIZE,))
-    if code > 0:  # raised by the kernel for an access, not sent by kill/raise
-        page = t[PAGE]
-        for i in range(SLOTS):
-            lo = t[FIRST + 3 * i]
-            hi = t[FIRST + 3 * i + 1]
-            if lo <= addr < hi:
-                at = addr - addr % page
-                if _mmap(at, hi - at, _PROT_READ, t[FLAGS], -1, 0) == at:
-                    t[FIRST + 3 * i + 2] += 1
-                    return
-                break
-    # not ours: hand it to the previous handler (saved at the start of the table), which
-    # gets the retried access
-    _sigaction(sig, base, 0)
-    if code <= 0:
-        _raise(sig)
+    code = b.trunc(b.load(b.gep(info, [i64(1)])), i32)
+    addr = b.load(b.gep(info, [i64(2)]))
+    # a positive si_code: raised by the kernel for an access, not sent by kill/raise
+    b.cbranch(b.icmp_signed(">", code, i32(0)), blocks["head"], blocks["chain"])
+
+    b = ir.IRBuilder(blocks["head"])  # for i in range(slots)
+    i = b.phi(i64)
+    i.add_incoming(i64(0), blocks["entry"])
+    b.cbranch(b.icmp_unsigned("<", i, i64(slots)), blocks["body"], blocks["chain"])
+
+    b = ir.IRBuilder(blocks["body"])  # lo <= addr < hi of slot i?
+    w = b.add(i64(first), b.mul(i, i64(3)))
+    lo = b.load(word(b, w))
+    hi = b.load(word(b, b.add(w, i64(1))))
+    inside = b.and_(b.icmp_unsigned("<=", lo, addr), b.icmp_unsigned("<", addr, hi))
+    b.cbranch(inside, blocks["hit"], blocks["next"])
+
+    b = ir.IRBuilder(blocks["next"])
+    i.add_incoming(b.add(i, i64(1)), blocks["next"])
+    b.branch(blocks["head"])
+
+    b = ir.IRBuilder(blocks["hit"])  # zeros over the rest of the range, then count the fault
+    at = b.sub(addr, b.urem(addr, b.load(word(b, i64(page_w)))))
+    flags = b.trunc(b.load(word(b, i64(flags_w))), i32)
+    got = call(b, "mmap", mmap_t, at, b.sub(hi, at), i32(_PROT_READ), flags, i32(-1), i64(0))
+    b.cbranch(b.icmp_unsigned("==", got, at), blocks["count"], blocks["chain"])
+
+    b = ir.IRBuilder(blocks["count"])
+    faults = word(b, b.add(w, i64(2)))
+    b.store(b.add(b.load(faults), i64(1)), faults)
+    b.ret_void()
+
+    b = ir.IRBuilder(blocks["chain"])
+    # not ours: put back the handler from before, which then gets the retried access
+    call(b, "sigaction", sigaction_t, sig, i64(table + 8 * old_w), i64(0))
+    b.cbranch(b.icmp_signed(">", code, i32(0)), blocks["done"], blocks["reraise"])
+
+    b = ir.IRBuilder(blocks["reraise"])  # a sent signal is not retried: send it again
+    call(b, "raise", raise_t, sig)
+    b.branch(blocks["done"])
+
+    b = ir.IRBuilder(blocks["done"])
+    b.ret_void()
+    return mod
+
+
+def build(table: int, *, slots: int, first: int, page_w: int, flags_w: int, old_w: int) -> int:
+    """Compile the handler for the table at address ``table``; its address."""
+    try:
+        llvm.initialize()
+    except Exception:  # llvmlite >= 0.45 initializes itself and refuses the call
+        pass
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    libc = ctypes.CDLL(None)
+    mod = llvm.parse_assembly(str(_ir(table, slots, first, page_w, flags_w, old_w, libc)))
+    mod.verify()
+    machine = llvm.Target.from_default_triple().create_target_machine()
+    engine = llvm.create_mcjit_compiler(mod, machine)
+    engine.finalize_object()
+    _engines.append(engine)
+    return engine.get_function_address(_NAME)
