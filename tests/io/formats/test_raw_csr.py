@@ -73,7 +73,10 @@ def scipy_dense(toml: str) -> np.ndarray:
     desc = read_descriptor(toml)
     indptr, indices, values = (np.fromfile(f, dtype=dt) for f, dt in zip(desc.files, desc.dtypes))
     n = indptr.size - 1
-    m = scipy.sparse.csr_matrix((values.astype(values.dtype.newbyteorder("=")),
+    # scipy.sparse has no float16: exact in float32 (the values are small integers)
+    native = np.float32 if values.dtype.kind == "f" and values.dtype.itemsize == 2 \
+        else values.dtype.newbyteorder("=")
+    m = scipy.sparse.csr_matrix((values.astype(native),
                                  indices.astype(np.int64), indptr.astype(np.int64)),
                                 shape=(n, prod(desc.sig_shape)))
     return m.toarray().reshape((n,) + tuple(desc.sig_shape))
@@ -110,7 +113,8 @@ def sparse_cases(draw):
     n = draw(st.integers(1, 40))
     sig = draw(st.sampled_from([(7,), (4, 5), (16, 16), (3, 70)]))
     density = draw(st.sampled_from([0.0, 0.02, 0.3, 1.0]))
-    dtype = draw(st.sampled_from(["uint16", ">i4", "float32", "<f8", ">c8", "uint64"]))
+    # float16 values take the numpy path of the densify kernel
+    dtype = draw(st.sampled_from(["uint16", ">i4", "float32", "<f8", ">c8", "uint64", "<f2"]))
     ptr_dt, idx_dt = draw(st.sampled_from(INDEX_DTYPES))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -120,15 +124,27 @@ def sparse_cases(draw):
     return dict(dense=dense.astype(dtype), sig=sig, dtypes=(ptr_dt, idx_dt, dtype), seed=seed,
                 roi=roi if draw(st.booleans()) else None, sync_offset=sync,
                 backend=draw(st.sampled_from(BACKENDS)), parts=draw(st.integers(1, 5)),
-                depth=draw(st.integers(1, 9)))
+                depth=draw(st.integers(1, 9)), gap=draw(st.sampled_from([0, 2, 64])))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=sparse_cases())
 def test_whole_array_equals_scipy(inline_ctx, tmp_path_factory, case):
     """Tiles of the whole data set equal scipy.sparse's densified matrix of the same three files
-    (np.fromfile), with ROI, sync_offset, partitions and depth drawn, on every backend."""
+    (np.fromfile), with ROI, sync_offset, partitions and depth drawn, on every backend; rows
+    of a block read as one span or several (``MAX_GAP_ROWS``)."""
+    from udfkit.io.formats._csr import RowReader
     from udfkit.io.tiling import TilingScheme
+
+    gap = RowReader.MAX_GAP_ROWS
+    RowReader.MAX_GAP_ROWS = case["gap"]
+    try:
+        _check_against_scipy(inline_ctx, tmp_path_factory, case, TilingScheme)
+    finally:
+        RowReader.MAX_GAP_ROWS = gap
+
+
+def _check_against_scipy(inline_ctx, tmp_path_factory, case, TilingScheme):
 
     tmp = tmp_path_factory.mktemp("csr")
     dense = case["dense"]

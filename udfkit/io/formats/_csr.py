@@ -245,6 +245,7 @@ class RowReader:
     ([0, 0, 2], [0, 2], [5, 7])
     >>> out = np.empty((2, 3), np.float32)
     >>> rows.densify(np.array([0, 2]), out)
+    0
     >>> out.tolist()
     [[0.0, 2.0, 0.0], [5.0, 0.0, 7.0]]
     >>> [a.tolist() for a in rows.select(np.array([0, 2]))]
@@ -263,6 +264,8 @@ class RowReader:
         self._values = WindowReader(values, backend)
         self.sig_size = int(sig_size)
         self.values_dtype = values.dtype
+        #: the position buffer of :meth:`densify` (grown as needed)
+        self.positions: np.ndarray | None = None
 
     def _span(self, r0: int, r1: int):
         """``(indptr, indices, values)`` of file rows ``[r0, r1)`` with indptr as stored
@@ -308,22 +311,42 @@ class RowReader:
         indptr = np.concatenate(([0], np.cumsum(np.concatenate(counts)))).astype(np.int64)
         return indptr, np.concatenate(idx_parts), np.concatenate(val_parts)
 
-    def densify(self, rows: np.ndarray, out: np.ndarray) -> None:
+    def densify(self, rows: np.ndarray, out: np.ndarray, zero: bool = True, pos=None,
+                npos: int = 0) -> int:
         """Write the file rows ``rows`` (sorted) as dense frames into ``out`` (``(n, sig_size)``,
         C-contiguous, any numeric dtype); duplicate entries of a row add up (as scipy's
-        ``toarray``)."""
+        ``toarray``).
+
+        With ``zero=False`` the rows of ``out`` must be zero already. With ``pos`` (an int64
+        array), the flat positions in ``out`` of the entries written are recorded there from
+        ``npos`` on (grown as needed, see :attr:`positions`); returns the count, or -1 when
+        they could not be recorded. Without ``pos`` returns 0.
+        """
         from . import _csr_kernels as kernels
 
         rows = np.asarray(rows, dtype=np.int64)
-        n = rows.size
-        if n == 0:
-            return
+        lost = False
         for a, b in self._groups(rows):
             r0, r1 = int(rows[a]), int(rows[b - 1]) + 1
             ptr, idx, val, base = self._span(r0, r1)
-            bad = kernels.densify(ptr, rows[a:b] - r0, idx, val, base, out[a:b], self.sig_size)
+            if pos is not None:
+                need = npos + idx.size
+                if self.positions is None or self.positions.size < need:
+                    grown = np.empty(max(need, 2 * (0 if self.positions is None
+                                                    else self.positions.size)), np.int64)
+                    grown[:npos] = pos[:npos]
+                    self.positions = grown
+                pos = self.positions
+            bad, npos = kernels.densify(ptr, rows[a:b] - r0, idx, val, base, out[a:b],
+                                        self.sig_size, zero=zero, first_row=a, pos=pos,
+                                        npos=npos)
             if bad >= 0:
                 self._bad_index(ptr, idx, base, r0, bad)
+            if npos < 0:
+                # positions not recorded (numpy fallback): the caller clears all of out; the
+                # remaining groups zero their rows themselves
+                pos, zero, npos, lost = None, True, 0, True
+        return -1 if lost else npos
 
     def _bad_index(self, ptr, idx, base, r0, k):
         row = r0 + int(np.searchsorted(ptr, base + k, side="right")) - 1

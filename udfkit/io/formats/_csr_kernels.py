@@ -16,25 +16,31 @@ __all__ = ["densify"]
 
 
 @numba.njit(cache=True, nogil=True)
-def _densify(ptr, rows, idx, val, base, out, sig_size):
+def _densify(ptr, rows, idx, val, base, out, sig_size, zero, first_row, pos, npos):
+    record = pos.shape[0] > 0
     for o in range(rows.shape[0]):
         r = rows[o]
         dst = out[o]
-        for z in range(dst.shape[0]):
-            dst[z] = 0
+        if zero:
+            for z in range(dst.shape[0]):
+                dst[z] = 0
         for k in range(ptr[r] - base, ptr[r + 1] - base):
             j = np.int64(idx[k])
             if j < 0 or j >= sig_size:
-                return k
+                return k, npos
             dst[j] += val[k]
-    return -1
+            if record:
+                pos[npos] = (first_row + o) * sig_size + j
+                npos += 1
+    return -1, npos
 
 
 def _numba_ok(dtype: np.dtype, kinds: str) -> bool:
     return dtype.isnative and dtype.kind in kinds and dtype != np.float16
 
 
-def densify(ptr, rows, idx, val, base, out, sig_size) -> int:
+def densify(ptr, rows, idx, val, base, out, sig_size, zero=True, first_row=0, pos=None,
+            npos=0):
     """Dense frames of the CSR rows ``rows`` of a span into ``out``.
 
     Parameters
@@ -50,11 +56,20 @@ def densify(ptr, rows, idx, val, base, out, sig_size) -> int:
     out : numpy.ndarray
         C-contiguous ``(len(rows), sig_size)``.
     sig_size : int
+    zero : bool
+        Zero each row first; ``False`` when the caller knows the rows are zero.
+    first_row, pos, npos
+        With ``pos`` (int64, room for every entry of ``rows``), the flat position
+        ``(first_row + row of out) * sig_size + column`` of every entry written is recorded
+        in ``pos`` from ``npos`` on, so that the caller can clear just those later.
 
     Returns
     -------
-    int
+    bad : int
         -1, or the position in ``idx`` of the first index outside ``[0, sig_size)``.
+    npos : int
+        Entries of ``pos`` in use afterwards; ``-1`` when positions were asked for but not
+        recorded (dtypes numba does not take: the caller must clear all of ``out``).
 
     Examples
     --------
@@ -62,10 +77,16 @@ def densify(ptr, rows, idx, val, base, out, sig_size) -> int:
     >>> ptr = np.array([10, 12, 13])
     >>> densify(ptr, np.array([1, 0]), np.array([3, 3, 1], np.int32),
     ...         np.array([1, 2, 5], ">u2"), 10, out, 4)
-    -1
+    (-1, 0)
     >>> out.tolist()
     [[0.0, 5.0, 0.0, 0.0], [0.0, 0.0, 0.0, 3.0]]
-    >>> densify(ptr, np.array([1]), np.array([3, 3, 9], np.int32), np.ones(3), 10, out[:1], 4)
+    >>> pos = np.zeros(3, np.int64)
+    >>> densify(ptr, np.array([0]), np.array([3, 3, 1], np.int32), np.ones(3), 10, out[1:], 4,
+    ...         first_row=1, pos=pos)
+    (-1, 2)
+    >>> pos[:2].tolist()
+    [7, 7]
+    >>> densify(ptr, np.array([1]), np.array([3, 3, 9], np.int32), np.ones(3), 10, out[:1], 4)[0]
     2
     """
     rows = np.ascontiguousarray(rows, dtype=np.int64)
@@ -75,8 +96,15 @@ def densify(ptr, rows, idx, val, base, out, sig_size) -> int:
         val = val.astype(val.dtype.newbyteorder("="))
     if (_numba_ok(val.dtype, "iufc") and _numba_ok(out.dtype, "iufc") and out.flags.c_contiguous
             and (out.dtype.kind == "c" or val.dtype.kind != "c")):
-        return int(_densify(ptr, rows, idx, val, np.int64(base), out, np.int64(sig_size)))
-    return _densify_numpy(ptr, rows, idx, val, int(base), out, int(sig_size))
+        bad, npos = _densify(ptr, rows, idx, val, np.int64(base), out, np.int64(sig_size),
+                             bool(zero), np.int64(first_row),
+                             _NO_POS if pos is None else pos, np.int64(npos))
+        return int(bad), int(npos)
+    return _densify_numpy(ptr, rows, idx, val, int(base), out, int(sig_size)), \
+        (0 if pos is None else -1)
+
+
+_NO_POS = np.zeros(0, np.int64)
 
 
 def _densify_numpy(ptr, rows, idx, val, base, out, sig_size) -> int:

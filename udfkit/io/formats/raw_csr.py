@@ -520,6 +520,7 @@ class CSRPartition(SourcePartition):
         items = prod(sig_shape)
         depth = tiling_scheme.depth
         buf = aligned_empty(min(depth, sel.size) * items, dest)
+        buf[:] = 0
         file_base = self.start + self.sync_offset
         sig_index = [(slice(None),) + sl.get() for sl in tiling_scheme.slices]
         sig_parts = [(sl.origin, sl.shape.to_tuple()) for sl in tiling_scheme.slices]
@@ -528,12 +529,22 @@ class CSRPartition(SourcePartition):
             sig_origin, extent = sig_parts[idx]
             return Slice((origin,) + sig_origin, Shape((n,) + extent, sig_dims=sig_dims))
 
+        # the buffer holds the previous block (UDFs only read tiles); with few entries per
+        # frame, clearing just the pixels it set costs much less than zeroing every frame
+        npos = prev = 0
+        no_pos = np.zeros(0, np.int64)
         with self.open_rows() as reader:
             for b0 in range(0, sel.size, depth):
+                if npos < 0 or 8 * npos > prev * items:
+                    buf[:prev * items] = 0
+                elif npos:
+                    buf[reader.positions[:npos]] = 0
                 block_sel = sel[b0:b0 + depth]
-                n = block_sel.size
+                n = prev = block_sel.size
                 out = buf[:n * items].reshape((n, items))
-                reader.densify(block_sel + file_base, out)
+                npos = reader.densify(block_sel + file_base, out, zero=False,
+                                      pos=reader.positions if reader.positions is not None
+                                      else no_pos)
                 block = out.reshape((n,) + sig_shape)
                 block.flags.writeable = False
                 frame_index = block_sel + self.start
