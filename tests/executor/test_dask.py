@@ -74,6 +74,7 @@ def check_failure_and_progress(ctx, data, path):
     assert rec.n == rec.total == 64
 
 
+@pytest.mark.cluster
 def test_local_cluster(raw_file):
     data, path = raw_file
     with Context.make_with("dask", cpus=2) as ctx:
@@ -118,6 +119,7 @@ def stop(*procs):
             p.wait()
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("worker_cmd", ["udfkit", "dask"])
 def test_remote_scheduler_and_workers(raw_file, tmp_path, worker_cmd):
     data, path = raw_file

@@ -1,7 +1,8 @@
 """The loop of a ``processes`` worker (runs in a spawned process).
 
 Messages from the main process: ``("task", run_id, index, payload, want_progress)``,
-``("warm", [module, ...])`` (import these now) and ``("stop",)``. Messages back: ``("progress", run_id, index, frames)``,
+``("warm", [module, ...])`` (import these now) and ``("stop",)``. Messages back:
+``("progress", run_id, index, frames)``,
 ``("result", run_id, index, pickle, segments)`` (large buffers in shared memory, see
 :mod:`udfkit.executor._shm`) and ``("error", run_id, index, pickled exception or None,
 summary, traceback text)``.

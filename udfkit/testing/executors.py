@@ -150,11 +150,12 @@ class Unpicklable(UDF):
 
 
 class KillsItsWorker(UDF):
-    """Per-frame sums, 20 ms per tile; SIGKILLs its own worker process at frame 30, only
-    the first time when ``flag`` (a file path) is given, every time otherwise."""
+    """Per-frame sums, 20 ms per tile; SIGKILLs its own worker process at frame 30, every
+    time, or with ``once`` only on the first attempt. Each attempt that reaches frame 30
+    leaves a file ``attempt-*`` in ``marker_dir``."""
 
-    def __init__(self, flag=None):
-        super().__init__(flag=flag)
+    def __init__(self, marker_dir, once=False):
+        super().__init__(marker_dir=marker_dir, once=once)
 
     def get_result_buffers(self):
         return {"intensity": self.buffer(kind="nav", dtype="float64")}
@@ -162,31 +163,25 @@ class KillsItsWorker(UDF):
     def process_tile(self, tile):
         time.sleep(0.02)
         if self.meta.frame_index[0] == 30:
-            flag = self.params.flag
-            if flag is None or not os.path.exists(flag):
-                if flag is not None:
-                    Path(flag).touch()
+            earlier = list(Path(self.params.marker_dir).glob("attempt-*"))
+            Path(self.params.marker_dir, f"attempt-{uuid.uuid4().hex}").touch()
+            if not (self.params.once and earlier):
                 os.kill(os.getpid(), signal.SIGKILL)
         self.results.intensity[:] += tile.reshape(len(tile), -1).sum(axis=1)
 
 
 class Task:
     """A picklable executor task: records its start in ``marker_dir``, reports ``steps``
-    frames ``sleep`` seconds apart, returns ``value``; ``kill`` SIGKILLs its own process
-    (``"always"``, or ``"once"``: the first attempt only); ``payload`` travels along (give
-    it something unpicklable)."""
+    frames ``sleep`` seconds apart, returns ``value``; ``payload`` travels along (give it
+    something unpicklable)."""
 
-    def __init__(self, value, sleep=0.0, steps=1, marker_dir=None, kill=None, payload=None):
+    def __init__(self, value, sleep=0.0, steps=1, marker_dir=None, payload=None):
         self.value, self.sleep, self.steps = value, sleep, steps
-        self.marker_dir, self.kill, self.payload = marker_dir, kill, payload
+        self.marker_dir, self.payload = marker_dir, payload
 
     def __call__(self, progress=None):
         if self.marker_dir is not None:
             Path(self.marker_dir, f"started-{self.value}-{uuid.uuid4().hex}").touch()
-            flag = Path(self.marker_dir, f"killed-{self.value}")
-            if self.kill == "always" or (self.kill == "once" and not flag.exists()):
-                flag.touch()
-                os.kill(os.getpid(), signal.SIGKILL)
         for _ in range(self.steps):
             time.sleep(self.sleep)
             if progress is not None:
@@ -351,34 +346,27 @@ class ExecutorTests:
     # -- 3 ----------------------------------------------------------------------------------
     def test_killed_worker_is_retried_once(self, ctx, tmp_path):
         self.applies("killed_worker")
-        # a task whose worker dies once runs again and the run succeeds
-        tasks = [Task(i, marker_dir=tmp_path, kill="once" if i == 2 else None) for i in range(4)]
-        assert sorted(ctx.executor.run_tasks(tasks, retries=1)) == [(i, i) for i in range(4)]
-        assert _started(tmp_path) == 5
-        # the same through a UDF: the result is right and progress never goes back
+        # the worker of partition 1 dies once: the partition runs again on a fresh worker,
+        # the result is right, and progress never goes back nor counts frames twice
         data, ds = make_ds(ctx, num_partitions=2, tileshape=(1,) + SIG)
         rep = _Reporter()
-        res = ctx.run_udf(dataset=ds, udf=KillsItsWorker(flag=str(tmp_path / "udf-flag")),
-                          progress=rep)
+        res = ctx.run_udf(dataset=ds, udf=KillsItsWorker(str(tmp_path), once=True), progress=rep)
         np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(2, 3)))
         assert sum(rep.calls) == rep.total == 48
-        assert (tmp_path / "udf-flag").exists()
+        assert len(list(tmp_path.glob("attempt-*"))) == 2
 
     def test_worker_killed_every_time_fails_naming_the_task(self, ctx, tmp_path):
         self.applies("killed_worker")
-        tasks = [Task(0), Task(1, marker_dir=tmp_path, kill="always")]
+        _, ds = make_ds(ctx, num_partitions=2, tileshape=(1,) + SIG)
         t0 = time.perf_counter()
         with pytest.raises(ExecutorError, match="task 1: .*died.*tried 2 time") as info:
-            list(ctx.executor.run_tasks(tasks, retries=1))
+            ctx.run_udf(dataset=ds, udf=KillsItsWorker(str(tmp_path)), retries=1)
+        assert time.perf_counter() - t0 < 30
         assert info.value.task_index == 1
-        assert _started(tmp_path) == 2  # the first attempt and one retry
+        assert len(list(tmp_path.glob("attempt-*"))) == 2  # the first attempt and one retry
         # the UDF layer names the partition and the data set
-        _, ds = make_ds(ctx, num_partitions=2, tileshape=(1,) + SIG)
-        with pytest.raises(ExecutorError, match="died") as info:
-            ctx.run_udf(dataset=ds, udf=KillsItsWorker(), retries=0)
         notes = "\n".join(getattr(info.value, "__notes__", []))
         assert "partition 1" in notes and "frames [24, 48)" in notes and "MemoryDataSet" in notes
-        assert time.perf_counter() - t0 < 30
         self.check_usable(ctx)
 
     def test_worker_killed_while_idle(self, ctx):
