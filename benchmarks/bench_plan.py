@@ -7,7 +7,7 @@
 For each UDF (``SumUDF``, ``StdDevUDF``, ``BigSig``: a UDF with a 512 MiB sig buffer,
 ``ApplyMasksUDF`` with 16 masks) and executor, ``Context.plan`` is printed next to what the
 run took: the peak, over the run, of each process's anonymous plus shared-memory resident
-set (``RssAnon + RssShmem`` of ``/proc/PID/status``, sampled every 2 ms by a thread) minus
+set (``RssAnon + RssShmem`` of ``/proc/PID/status``, sampled every 0.5 ms by a thread) minus
 its value just before the run, for the busiest worker process and for the main process.
 That is what the estimate counts: memory the run adds. File pages mapped by the ``mmap``
 backend (``RssFile``) are page cache that the kernel reclaims, and not counted; the
@@ -122,7 +122,7 @@ def reset_hwm(pid) -> None:
 class Sampler:
     """Peak of :func:`private` per process while running, sampled by a thread."""
 
-    def __init__(self, pids, interval=0.002):
+    def __init__(self, pids, interval=0.0005):
         self.pids = list(pids)
         self.interval = interval
         self.base = {p: private(p) for p in self.pids}

@@ -236,6 +236,9 @@ class UDFRun:
                     self._merge(r)
                     if iterate and self.frames_done < self.total_frames:
                         yield self._results(complete=False)
+                # a merged partition result is garbage: not held while the next arrives, nor
+                # while get_results makes its buffers (the plan's memory estimate counts so)
+                result = ready = r = None
         except ExecutorError as e:
             e.add_note(self._where(tasks, e))
             raise

@@ -537,7 +537,8 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
 
 
 def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=None,
-                     negotiator: Negotiator | None = None, partitions=None):
+                     negotiator: Negotiator | None = None,
+                     partitions=None) -> tuple[TilingScheme, str, bool]:
     """The tiling scheme of a run with these tiling requests: ``(scheme, reason, zero_copy)``.
 
     The part of :func:`plan_run` that asks the negotiator, usable without UDF objects
