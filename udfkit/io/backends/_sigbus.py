@@ -58,6 +58,7 @@ _SA_FLAGS_AT = 136  # after the handler (8 bytes) and sa_mask (128 bytes)
 _lock = threading.Lock()
 _table_lock = threading.Lock()
 _table: np.ndarray | None = None
+_words = None  # a memoryview of the table: item access without numpy scalars (per tile)
 _free: list[int] = []
 _state = {"tried": False, "ok": False}
 _handler = 0  # the handler's address
@@ -70,12 +71,13 @@ def _supported() -> bool:
 
 def table() -> np.ndarray:
     """The handler's table (made on first use; its address is fixed for the process)."""
-    global _table
+    global _table, _words
     with _table_lock:
         if _table is None:
             t = np.zeros(SIZE, dtype=np.int64)
             t[PAGE] = mmap.PAGESIZE
             t[FLAGS] = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_FIXED
+            _words = memoryview(t)
             _table = t
     return _table
 
@@ -120,9 +122,9 @@ def register(start: int, end: int) -> int | None:
             return None
         slot = _free.pop()
         w = FIRST + 3 * slot
-        _table[w + 2] = 0
-        _table[w] = start
-        _table[w + 1] = end  # last: the range is live once both bounds are set
+        _words[w + 2] = 0
+        _words[w] = start
+        _words[w + 1] = end  # last: the range is live once both bounds are set
     return slot
 
 
@@ -132,8 +134,8 @@ def release(slot: int | None) -> None:
         return
     with _lock:
         w = FIRST + 3 * slot
-        _table[w + 1] = 0  # first: an empty range matches no address
-        _table[w] = 0
+        _words[w + 1] = 0  # first: an empty range matches no address
+        _words[w] = 0
         _free.append(slot)
 
 
@@ -141,4 +143,4 @@ def faults(slot: int | None) -> int:
     """Bus errors caught in ``slot``'s range since it was registered."""
     if slot is None:
         return 0
-    return int(_table[FIRST + 3 * slot + 2])
+    return _words[FIRST + 3 * slot + 2]

@@ -151,7 +151,7 @@ class _MMapSource(FrameSource):
         flat = np.frombuffer(mm, dtype=self._fs.dtype, count=(end - lo) // self._itemsize,
                              offset=lo - aligned)
         if self._guarded:
-            start = flat.ctypes.data - (lo - aligned)
+            start = flat.__array_interface__["data"][0] - (lo - aligned)
             page = mmap.PAGESIZE
             self._slot = _sigbus.register(start, start + -(-(end - aligned) // page) * page)
             if self._slot is None:
