@@ -94,6 +94,7 @@ CONTRACTS = {
     "udfkit.io.base": {
         "udfkit.io.partitioning",  # partition-count arithmetic, no classes
         "udfkit.io.tiling",  # TilingScheme / TilingConstraints, values of the contract
+        "udfkit.io.layout",  # FileSet, the byte layout an IOBackend opens (annotations only)
     },
     "udfkit.io.formats.base": set(),
     "udfkit.io.decoders": set(),

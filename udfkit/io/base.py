@@ -26,6 +26,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -35,6 +36,9 @@ from ..common.parse import check_dtype_supported
 from ..errors import DataSetError
 from .partitioning import check_num_partitions
 from .tiling import TilingConstraints, TilingScheme
+
+if TYPE_CHECKING:
+    from .layout import FileSet
 
 __all__ = ["DataSetMeta", "DataSet", "Partition", "IOBackend", "FrameSource"]
 
@@ -105,7 +109,7 @@ class IOBackend(ABC):
         return None
 
     @abstractmethod
-    def open(self, fileset, frames: np.ndarray, depth: int) -> FrameSource:
+    def open(self, fileset: FileSet, frames: np.ndarray, depth: int) -> FrameSource:
         """Open the frames ``frames`` (sorted global frame numbers) of a
         :class:`~udfkit.io.layout.FileSet`, to be read ``depth`` frames at a time."""
 
@@ -122,8 +126,8 @@ class Partition(ABC):
     shares tiling, ROI handling, zero-copy views and decoding.
     """
 
-    def __init__(self, *, shape: Shape, start: int, stop: int, raw_dtype, image_count: int,
-                 sync_offset: int, index: int):
+    def __init__(self, *, shape: Shape, start: int, stop: int, raw_dtype: DTypeLike,
+                 image_count: int, sync_offset: int, index: int):
         self.shape = shape  # full data set shape (nav may be nD)
         self.start = int(start)
         self.stop = int(stop)
@@ -151,7 +155,7 @@ class Partition(ABC):
         lo = min(lo, self.num_frames)
         return lo, max(lo, hi)
 
-    def selected_positions(self, roi=None) -> np.ndarray:
+    def selected_positions(self, roi: np.ndarray | None = None) -> np.ndarray:
         """Partition-local indices of the positions that will be processed.
 
         Parameters
@@ -220,7 +224,7 @@ class DataSet(ABC):
     #: the name of its format (``ctx.load(format_name, ...)``)
     format_name: str = "?"
 
-    def __init__(self, *, nav_shape=None, sig_shape=None, sync_offset: int = 0,
+    def __init__(self, *, nav_shape: Any = None, sig_shape: Any = None, sync_offset: int = 0,
                  num_partitions: int | None = None, allow_partial: bool = False):
         self._nav_shape_arg = nav_shape
         self._sig_shape_arg = sig_shape
@@ -235,7 +239,7 @@ class DataSet(ABC):
     def _initialize(self) -> DataSetMeta:
         """Read headers, check parameters, return the metadata."""
 
-    def initialize(self, executor=None) -> DataSet:
+    def initialize(self, executor: Any = None) -> DataSet:
         """Read headers and check the load parameters; returns ``self``.
 
         Parameters
@@ -356,7 +360,7 @@ class DataSet(ABC):
         ]
 
     @property
-    def roi(self):
+    def roi(self) -> _RoiHelper:
         """LiberTEM's ROI shortcut: ``ds.roi[3:7, 9:12]`` is a bool array of the nav shape,
         True where the index selects.
 
@@ -371,7 +375,7 @@ class DataSet(ABC):
         """
         return _RoiHelper(self._require_meta().shape.nav.to_tuple())
 
-    def get_tiling_constraints(self):
+    def get_tiling_constraints(self) -> TilingConstraints:
         """What the data set imposes on tiles (see :class:`~udfkit.io.tiling.TilingConstraints`)."""
         sig = self.shape.sig.to_tuple()
         return TilingConstraints(base_shape=(1,) * (len(sig) - 1) + (sig[-1],) if len(sig) > 1 else (1,))

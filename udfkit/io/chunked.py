@@ -31,12 +31,13 @@ import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from math import prod
+from typing import Any
 
 import numpy as np
 
 from ..errors import UdfkitWarning
 from .aligned import aligned_empty
-from .base import DataSet, FrameSource
+from .base import DataSet, FrameSource, Partition
 from .tiles import SourcePartition
 
 __all__ = ["ArrayReader", "ChunkGeometry", "ChunkedDataSet", "ChunkedPartition", "block_frames",
@@ -92,7 +93,7 @@ class OpenArray(ABC):
         self.close()
 
 
-def flat_slabs(nav_shape, lo: int, hi: int) -> list:
+def flat_slabs(nav_shape: tuple[int, ...], lo: int, hi: int) -> list:
     """Cut the flat frame range ``[lo, hi)`` of a C-order ``nav_shape`` into hyperslabs.
 
     Returns a list of ``(slices, count)``: ``slices`` index the nav axes, ``count`` frames,
@@ -132,7 +133,8 @@ def flat_slabs(nav_shape, lo: int, hi: int) -> list:
     return out
 
 
-def block_frames(nav_shape, nav_chunks, frame_bytes: int, where: str = "data set") -> int:
+def block_frames(nav_shape: tuple[int, ...], nav_chunks: tuple[int, ...], frame_bytes: int,
+                 where: str = "data set") -> int:
     """File frames of one block: the shortest aligned run of flat frames holding whole chunks.
 
     For nav chunks ``(c0, c1, ...)`` over ``nav_shape`` ``(n0, n1, ...)`` the block spans
@@ -203,7 +205,7 @@ class ChunkGeometry:
 class ChunkedPartition(SourcePartition):
     """A partition of a :class:`ChunkedDataSet`: its reader plus the block geometry."""
 
-    def __init__(self, *, reader: ArrayReader, block: int, **kwargs):
+    def __init__(self, *, reader: ArrayReader, block: int, **kwargs: Any):
         super().__init__(**kwargs)
         self.reader = reader
         self.block = int(block)
@@ -213,7 +215,7 @@ class ChunkedPartition(SourcePartition):
         # views of the decode buffer, valid until the next read (as the buffered backend's)
         return True
 
-    def open_source(self, frames, depth) -> FrameSource:
+    def open_source(self, frames: np.ndarray, depth: int) -> FrameSource:
         return _BlockSource(self.reader, np.asarray(frames, dtype=np.int64), int(depth), self.block,
                             self.shape.sig.to_tuple(), self.raw_dtype, self.image_count)
 
@@ -298,17 +300,19 @@ class ChunkedDataSet(DataSet):
     ``_initialize``; partitions, alignment and tiling preferences are shared.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self._reader = None
+        self._reader: ArrayReader | None = None
         self._geometry = ChunkGeometry(1)
 
     @property
     def frame_alignment(self) -> int:
         return self._geometry.block_frames
 
-    def get_partitions(self):
+    def get_partitions(self) -> list[Partition]:
         meta = self._require_meta()
+        if self._reader is None:  # a format's bug, not the user's
+            raise RuntimeError(f"{type(self).__name__}._initialize did not set the reader")
         return [ChunkedPartition(reader=self._reader, block=self._geometry.block_frames,
                                  shape=meta.shape, start=start, stop=stop, raw_dtype=meta.raw_dtype,
                                  image_count=meta.image_count, sync_offset=meta.sync_offset, index=i)

@@ -37,14 +37,18 @@ which writes the corrected tile into its own reused buffer with a numba kernel
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from math import prod
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+from numpy.typing import ArrayLike, DTypeLike
 
 from ..errors import CorrectionError
 from .aligned import aligned_empty
 from .tiles import DataTile
+from .tiling import TilingScheme
 
 __all__ = ["CorrectionSet", "CorrectionPlan"]
 
@@ -181,7 +185,8 @@ class CorrectionSet:
 
     __slots__ = ("dark", "gain", "excluded_pixels", "sig_shape")
 
-    def __init__(self, dark=None, gain=None, excluded_pixels=None):
+    def __init__(self, dark: ArrayLike | None = None, gain: ArrayLike | None = None,
+                 excluded_pixels: Any = None):
         self.dark = None if dark is None else _real_array(dark, "dark")
         self.gain = None if gain is None else _real_array(gain, "gain")
         excluded = None if excluded_pixels is None else _excluded_array(excluded_pixels)
@@ -205,7 +210,7 @@ class CorrectionSet:
         return (self.dark is None and self.gain is None
                 and (exc is None or (exc.dtype == np.bool_ and not exc.any())))
 
-    def excluded_mask(self, sig_shape) -> np.ndarray:
+    def excluded_mask(self, sig_shape: tuple[int, ...]) -> np.ndarray:
         """The excluded pixels as a bool mask of ``sig_shape`` (all False if there are none).
 
         Examples
@@ -228,7 +233,7 @@ class CorrectionSet:
                                   f"{where} needs exactly the sig shape {sig_shape}")
         return exc
 
-    def plan(self, sig_shape, where: str = "the data set") -> CorrectionPlan:
+    def plan(self, sig_shape: tuple[int, ...], where: str = "the data set") -> CorrectionPlan:
         """Check the set against a signal shape and precompute what the workers need.
 
         Parameters
@@ -398,7 +403,9 @@ class CorrectionPlan:
 
     __slots__ = ("sig_shape", "dark", "gain", "excluded", "indptr", "nbrs")
 
-    def __init__(self, *, sig_shape, dark, gain, excluded, indptr, nbrs):
+    def __init__(self, *, sig_shape: tuple[int, ...], dark: np.ndarray | None,
+                 gain: np.ndarray | None, excluded: np.ndarray, indptr: np.ndarray,
+                 nbrs: np.ndarray):
         self.sig_shape = tuple(sig_shape)
         self.dark = dark
         self.gain = gain
@@ -419,7 +426,7 @@ class CorrectionPlan:
         """Flat indices of the neighbours of the ``k``-th excluded pixel."""
         return self.nbrs[self.indptr[k]:self.indptr[k + 1]]
 
-    def source_dtype(self, stored_dtype, out_dtypes) -> np.dtype:
+    def source_dtype(self, stored_dtype: DTypeLike, out_dtypes: Iterable[DTypeLike]) -> np.dtype:
         """The dtype to read tiles in: the stored one (native order) when the kernel reads
         it directly, so that conversion and correction are one pass; else the widest output."""
         native = np.dtype(stored_dtype).newbyteorder("=")
@@ -427,7 +434,7 @@ class CorrectionPlan:
             return native
         return np.result_type(*out_dtypes)
 
-    def corrector(self, scheme, out_dtype) -> TileCorrector:
+    def corrector(self, scheme: TilingScheme, out_dtype: DTypeLike) -> TileCorrector:
         """A :class:`TileCorrector` for one tile stream of ``scheme`` in ``out_dtype``."""
         return TileCorrector(self, scheme, out_dtype)
 

@@ -65,7 +65,7 @@ class FrameDecoder(ABC):
     frame_items: int
     stored_frame_bytes: int
 
-    def supports_output(self, dtype) -> bool:
+    def supports_output(self, dtype: np.dtype) -> bool:
         """Whether :meth:`decode` can write ``dtype`` directly (else it writes :attr:`dtype`
         and the tile generator converts). The default: native integer and float dtypes
         wide enough for the decoded values, float16 excluded."""

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
+
+import numpy as np
 
 from .backends import get_backend
-from .base import DataSet, FrameSource
+from .base import DataSet, FrameSource, IOBackend, Partition
+from .decoders import FrameDecoder
+from .layout import FileSet
 from .tiles import SourcePartition
+from .tiling import TilingConstraints
 
 __all__ = ["FilePartition", "FileDataSet"]
 
@@ -25,7 +31,8 @@ class FilePartition(SourcePartition):
         See :class:`~udfkit.io.base.Partition`.
     """
 
-    def __init__(self, *, fileset, backend, decoder=None, **kwargs):
+    def __init__(self, *, fileset: FileSet, backend: IOBackend, decoder: FrameDecoder | None = None,
+                 **kwargs: Any):
         raw_dtype = fileset.dtype if decoder is None else decoder.dtype
         super().__init__(raw_dtype=raw_dtype, image_count=fileset.image_count, **kwargs)
         self.fileset = fileset
@@ -36,7 +43,7 @@ class FilePartition(SourcePartition):
     def supports_zero_copy(self) -> bool:
         return self.backend.supports_zero_copy and self.decoder is None
 
-    def open_source(self, frames, depth) -> FrameSource:
+    def open_source(self, frames: np.ndarray, depth: int) -> FrameSource:
         return self.backend.open(self.fileset, frames, depth)
 
 
@@ -49,21 +56,23 @@ class FileDataSet(DataSet):
     :class:`~udfkit.io.decoders.FrameDecoder`); its file set then describes the records.
     """
 
-    def __init__(self, *, io_backend=None, **kwargs):
+    def __init__(self, *, io_backend: str | IOBackend | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self._backend = get_backend(io_backend)
-        self._fileset = None
-        self._decoder = None
+        self._fileset: FileSet | None = None
+        self._decoder: FrameDecoder | None = None
 
     @property
-    def io_backend(self):
+    def io_backend(self) -> IOBackend:
         """The :class:`~udfkit.io.base.IOBackend` used to read the files."""
         return self._backend
 
     @property
-    def fileset(self):
+    def fileset(self) -> FileSet:
         """The :class:`~udfkit.io.layout.FileSet` of the data set (after ``initialize``)."""
         self._require_meta()
+        if self._fileset is None:  # a format's bug, not the user's
+            raise RuntimeError(f"{type(self).__name__}._initialize did not set the file set")
         return self._fileset
 
     @property
@@ -71,7 +80,7 @@ class FileDataSet(DataSet):
         # decoded frames are written into a buffer: tiles are sized for the cache
         return self._backend.supports_zero_copy and self._decoder is None
 
-    def get_tiling_constraints(self):
+    def get_tiling_constraints(self) -> TilingConstraints:
         constraints = super().get_tiling_constraints()
         block = self._backend.block_bytes
         if block is None:
@@ -79,9 +88,9 @@ class FileDataSet(DataSet):
         frame_bytes = self._require_meta().shape.sig.size * self.dtype.itemsize
         return replace(constraints, max_depth=max(1, block // frame_bytes))
 
-    def get_partitions(self):
+    def get_partitions(self) -> list[Partition]:
         meta = self._require_meta()
-        return [FilePartition(fileset=self._fileset, backend=self._backend, decoder=self._decoder,
+        return [FilePartition(fileset=self.fileset, backend=self._backend, decoder=self._decoder,
                               shape=meta.shape,
                               start=start, stop=stop, sync_offset=meta.sync_offset, index=i)
                 for i, (start, stop) in enumerate(self.partition_bounds())]

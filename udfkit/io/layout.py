@@ -17,8 +17,10 @@ increasing: chunks may be stored in any order.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from math import prod
+from typing import overload
 
 import numpy as np
 
@@ -88,7 +90,11 @@ class FileLayout:
         """Bytes from one frame to the next."""
         return self.frame_header_bytes + self.frame_bytes + self.frame_footer_bytes
 
-    def frame_offset(self, k):
+    @overload
+    def frame_offset(self, k: int) -> int: ...
+    @overload
+    def frame_offset(self, k: np.ndarray) -> np.ndarray: ...
+    def frame_offset(self, k: int | np.ndarray) -> int | np.ndarray:
         """Byte offset of the data of frame ``k`` of this file (an int, or an array of them)."""
         if self.frame_offsets is not None:
             off = self.frame_offsets[k]
@@ -150,7 +156,7 @@ class FileSet:
     (15, 1)
     """
 
-    def __init__(self, files):
+    def __init__(self, files: Iterable[FileLayout]):
         files = tuple(files)
         if not files:
             raise ValueError("a FileSet needs at least one file")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 __all__ = ["partition_bounds", "partition_reason", "check_num_partitions",
            "TARGET_PARTITION_BYTES", "MIN_PARTITION_BYTES"]
@@ -122,7 +123,8 @@ def _nearest_aligned(c: int, align: int, offset: int) -> int:
     return below if c - below <= above - c else above
 
 
-def check_num_partitions(where: str, num_partitions, error=ValueError):
+def check_num_partitions(where: str, num_partitions: Any,
+                         error: type[Exception] = ValueError) -> int | None:
     """``None`` or a positive integer."""
     if num_partitions is None:
         return None

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from .layout import FileSet
+
 __all__ = ["ReadPlan", "plan_reads"]
 
 #: buffer offsets of runs are multiples of this (a cache line; a multiple of every itemsize)
@@ -66,7 +68,7 @@ class ReadPlan:
         return int(np.searchsorted(self.batch_frames, i, side="right") - 1)
 
 
-def plan_reads(fileset, frames, depth: int, block_bytes: int, *, align: int = 1,
+def plan_reads(fileset: FileSet, frames: np.ndarray, depth: int, block_bytes: int, *, align: int = 1,
                max_gap: int = 64 << 10) -> ReadPlan:
     """Plan the reads of ``frames`` (sorted global frame numbers) of ``fileset``.
 

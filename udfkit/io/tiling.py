@@ -46,11 +46,13 @@ The rules produce exact shapes, which the tests check: for a 256×256 ``float32`
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from math import prod
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ..common import Shape, Slice, parse_size
 from ..errors import TilingError
@@ -169,14 +171,16 @@ class TilingScheme:
 
     __slots__ = ("slices", "depth", "intent", "sig_shape")
 
-    def __init__(self, slices, depth: int, intent: str, sig_shape):
+    def __init__(self, slices: Iterable[Slice], depth: int, intent: str,
+                 sig_shape: Iterable[int]):
         self.slices = tuple(slices)
         self.depth = int(depth)
         self.intent = intent
         self.sig_shape = tuple(sig_shape)
 
     @classmethod
-    def make(cls, sig_shape, tile_sig, depth: int, intent: str) -> TilingScheme:
+    def make(cls, sig_shape: Iterable[int], tile_sig: Iterable[int], depth: int,
+             intent: str) -> TilingScheme:
         """Build a scheme from a signal tile shape (grid over the frame)."""
         sig_shape = tuple(sig_shape)
         full = Slice((0,) * len(sig_shape), Shape(sig_shape, sig_dims=len(sig_shape)))
@@ -219,12 +223,13 @@ class Negotiator:
         Budget for zero-copy tiles; default :data:`ZERO_COPY_BUDGET`.
     """
 
-    def __init__(self, copy_size=None, zero_copy_size=None):
+    def __init__(self, copy_size: int | str | None = None, zero_copy_size: int | str | None = None):
         self.copy_size = parse_size(copy_size) if copy_size is not None else copy_budget()
         self.zero_copy_size = (parse_size(zero_copy_size) if zero_copy_size is not None
                                else ZERO_COPY_BUDGET)
 
-    def get_scheme(self, requests, *, sig_shape, dtype, max_partition_frames: int,
+    def get_scheme(self, requests: Sequence[TilingRequest], *, sig_shape: tuple[int, ...],
+                   dtype: DTypeLike, max_partition_frames: int,
                    constraints: TilingConstraints | None = None,
                    zero_copy: bool = False) -> TilingScheme:
         """Return the scheme for UDFs with these ``requests`` on a data set.
@@ -244,7 +249,8 @@ class Negotiator:
                               max_partition_frames=max_partition_frames,
                               constraints=constraints, zero_copy=zero_copy)[0]
 
-    def negotiate(self, requests, *, sig_shape, dtype, max_partition_frames: int,
+    def negotiate(self, requests: Sequence[TilingRequest], *, sig_shape: tuple[int, ...],
+                  dtype: DTypeLike, max_partition_frames: int,
                   constraints: TilingConstraints | None = None,
                   zero_copy: bool = False) -> tuple[TilingScheme, str]:
         """Like :meth:`get_scheme`, and say which rule decided: ``(scheme, reason)``.

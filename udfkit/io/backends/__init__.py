@@ -25,7 +25,7 @@ BACKENDS = {
 DEFAULT_BACKEND = "mmap"
 
 
-def get_backend(spec=None) -> IOBackend:
+def get_backend(spec: str | IOBackend | None = None) -> IOBackend:
     """Return an :class:`IOBackend` for ``spec`` (None, a name, or an instance).
 
     Examples

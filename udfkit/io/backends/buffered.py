@@ -14,7 +14,7 @@ works on the current one (I/O and compute overlap; it helps when the file is not
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from ...common import parse_size
 from ...errors import DataSetError
 from ..aligned import aligned_empty
 from ..base import FrameSource, IOBackend
+from ..layout import FileSet
 from ..readplan import plan_reads
 from ._buffers import POOL
 from ._files import open_files, read_exactly
@@ -56,7 +57,7 @@ class BufferedBackend(IOBackend):
     _open_flags = 0
     _align = 1
 
-    def __init__(self, buffer_size=DEFAULT_BLOCK_BYTES, readahead: bool = False,
+    def __init__(self, buffer_size: int | str = DEFAULT_BLOCK_BYTES, readahead: bool = False,
                  max_gap: int = 64 << 10):
         size = parse_size(buffer_size, error=DataSetError)
         if size < 1:
@@ -73,7 +74,7 @@ class BufferedBackend(IOBackend):
     def block_bytes(self) -> int:
         return self.buffer_size
 
-    def open(self, fileset, frames, depth) -> FrameSource:
+    def open(self, fileset: FileSet, frames: np.ndarray, depth: int) -> FrameSource:
         frames = np.asarray(frames, dtype=np.int64)
         fds = self._open_files(fileset, frames)
         return BlockSource(fileset, frames, depth, fds, self.buffer_size, align=self._align,
@@ -100,8 +101,9 @@ class BlockSource(FrameSource):
     per batch costs more than the bookkeeping it does.
     """
 
-    def __init__(self, fileset, frames, depth, fds, block_bytes, *, align=1, max_gap=64 << 10,
-                 readahead=False):
+    def __init__(self, fileset: FileSet, frames: np.ndarray, depth: int, fds: dict[int, int],
+                 block_bytes: int, *, align: int = 1, max_gap: int = 64 << 10,
+                 readahead: bool = False):
         self._fs = fileset
         self._fds = fds
         self._items = fileset.frame_items
@@ -123,9 +125,9 @@ class BlockSource(FrameSource):
         self._views = [buf.view(fileset.dtype) for buf in self._buffers]
         self._current = -1  # batch in self._buffers[0]
         self._lo = self._hi = 0  # its frames
-        self._scratch = None
-        self._ahead = None  # (batch, future) filling self._buffers[1]
-        self._reader = None
+        self._scratch: np.ndarray | None = None
+        self._ahead: tuple[int, Future] | None = None  # (batch, future) filling self._buffers[1]
+        self._reader: ThreadPoolExecutor | None = None
 
     def _load(self, b: int, buf: np.ndarray) -> None:
         view = memoryview(buf.data)
@@ -165,7 +167,7 @@ class BlockSource(FrameSource):
         self._current = b
         self._lo, self._hi = self._batch_starts[b], self._batch_starts[b + 1]
 
-    def read(self, i0, i1):
+    def read(self, i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
         if not self._lo <= i0 < self._hi or self._current < 0:
             self._switch_to(self._plan.batch_of(i0))
         if self._elem_pos is not None:

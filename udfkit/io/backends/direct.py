@@ -42,7 +42,7 @@ class DirectBackend(BufferedBackend):
     name = "direct"
     _align = ALIGN
 
-    def __init__(self, buffer_size=4 * DEFAULT_BLOCK_BYTES, readahead: bool = True,
+    def __init__(self, buffer_size: int | str = 4 * DEFAULT_BLOCK_BYTES, readahead: bool = True,
                  max_gap: int = 64 << 10):
         super().__init__(buffer_size=buffer_size, readahead=readahead, max_gap=max_gap)
 

@@ -233,7 +233,7 @@ class SEQDataSet(FileDataSet):
         The file does not say its time zone: StreamPix writes local time.
         """
         meta = self._require_meta()
-        layout = self._fileset.files[0]
+        layout = self.fileset.files[0]
         micro = self._header["version"] >= 5
         if layout.frame_footer_bytes < (8 if micro else 6):
             raise DataSetError(f"seq file {layout.path!r}: frame footers of "
