@@ -7,7 +7,7 @@ number of partitions, forced tile shape (including tiles that cut rows), ROI and
 other UDFs share the pass (each gets its own input dtype: the stored one for most built-ins,
 float32 or wider for ApplyMasksUDF and MapUDF), the results of SumUDF,
 SumSigUDF, StdDevUDF, StatsUDF, PickUDF, ApplyMasksUDF, LogsumUDF, MapUDF and RecordUDF
-equal the numpy computation on the processed frames (``builtins_strategies``).
+equal the numpy computation on the processed frames (:mod:`udfkit.testing.strategies`).
 """
 
 from __future__ import annotations

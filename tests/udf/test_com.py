@@ -1,6 +1,6 @@
 """CoMUDF against numpy: known centres, masks, flip / rotation, regression, divergence and curl.
 
-The property test compares every result with :func:`physics_refs.ref_com` (numpy on the whole
+The property test compares every result with :func:`udfkit.testing.physics.ref_com` (numpy on the whole
 array) over drawn data sets, ROIs, partitionings, tile shapes and parameters; the explicit
 tests build frames whose centres of mass are known exactly (a spot spread bilinearly over four
 pixels has its centre of mass at the spot) and check the physics: a linear descan is recovered
