@@ -113,7 +113,8 @@ def _run(tmp_path, *args):
                           capture_output=True, text=True, timeout=240, cwd=tmp_path)
 
 
-@pytest.mark.parametrize("kind", ["inline", "threads", "processes"])
+@pytest.mark.parametrize("kind", ["inline", "threads", "processes",
+                                  pytest.param("dask", marks=pytest.mark.slow)])
 def test_truncated_while_mapped_raises_dataset_error(tmp_path, kind):
     out = _run(tmp_path, kind, str(tmp_path / "data.raw"))
     assert "Bus error" not in out.stderr and out.returncode == 0, out.stderr[-3000:]
