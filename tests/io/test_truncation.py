@@ -196,3 +196,30 @@ def test_guard_needs_no_numba():
     assert out.returncode == 0, out.stderr[-2000:]
     seconds, numba_imported = out.stdout.split()
     assert numba_imported == "False"
+
+
+MEMMAP = r'''
+import os, sys
+import numpy as np
+from udfkit.errors import FileChangedError
+from udfkit.io.backends._sigbus import guarded_reads
+path = sys.argv[1]
+np.arange(1 << 20, dtype=np.uint8).tofile(path)
+arr = np.memmap(path, dtype=np.uint8, mode="r", offset=4096)
+try:
+    with guarded_reads(arr[::3], path):  # a strided view: its byte bounds are guarded
+        os.truncate(path, 8192)
+        total = int(arr[::3].astype(np.int64).sum())
+except FileChangedError as e:
+    assert "8192 bytes" in str(e) and path in str(e), str(e)
+    print("raised")
+'''
+
+
+def test_guarded_reads_of_a_readers_own_memmap(tmp_path):
+    """Readers that map files themselves (the DM transposed layout) use the same guard."""
+    script = tmp_path / "memmap.py"
+    script.write_text(MEMMAP)
+    out = subprocess.run([sys.executable, "-X", "faulthandler", str(script), str(tmp_path / "m.bin")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "raised" in out.stdout, out.stderr[-3000:]

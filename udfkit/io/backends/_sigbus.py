@@ -30,14 +30,16 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 import platform
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["install", "register", "release", "faults", "SLOTS"]
+__all__ = ["install", "register", "release", "faults", "guarded_reads", "SLOTS"]
 
 #: ranges that can be guarded at once in one process (one per open mmap partition)
 SLOTS = 256
@@ -144,3 +146,49 @@ def faults(slot: int | None) -> int:
     if slot is None:
         return 0
     return _words[FIRST + 3 * slot + 2]
+
+
+def _byte_bounds(arr: np.ndarray) -> tuple[int, int]:
+    try:
+        from numpy.lib.array_utils import byte_bounds
+    except ImportError:  # numpy < 2
+        byte_bounds = np.byte_bounds
+    return byte_bounds(arr)
+
+
+@contextmanager
+def guarded_reads(arr: np.ndarray, path: str):
+    """Read ``arr``, a view of a file mapping (an ``np.memmap``), inside the block without
+    risking ``SIGBUS``: if the file shrinks, the lost pages read as zeros and the block ends
+    with a :class:`~udfkit.errors.FileChangedError` naming the file.
+
+    For readers that map a file themselves instead of going through the ``mmap`` backend.
+    Unguarded (as before) where :func:`install` is not possible.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.bin")
+    >>> np.arange(4096, dtype=np.uint8).tofile(path)
+    >>> arr = np.memmap(path, dtype=np.uint8, mode="r")
+    >>> with guarded_reads(arr, path):
+    ...     int(arr[:4].sum())
+    6
+    """
+    from ...errors import FileChangedError
+
+    slot = None
+    if install():
+        lo, hi = _byte_bounds(arr)
+        page = mmap.PAGESIZE
+        # whole pages: a mapping spans whole pages, so this stays inside arr's mapping
+        slot = register(lo - lo % page, -(-hi // page) * page)
+    try:
+        yield arr
+    finally:
+        faulted = faults(slot)
+        release(slot)
+        if faulted:
+            raise FileChangedError(f"file {path!r} shrank to {os.stat(path).st_size} bytes while it "
+                                   "was being read through a memory map; do not truncate or "
+                                   "rewrite a file while a run reads it")

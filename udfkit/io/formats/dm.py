@@ -670,8 +670,12 @@ class _OpenTransposed(OpenArray):
         # a transposing copy in slabs of pixels that fit in the cache: 3-4x faster than one
         # numpy copy of the whole (pixels, frames) -> (frames, pixels) transpose
         step = max(16, TRANSPOSE_TILE_BYTES // max(1, (hi - lo) * src.dtype.itemsize))
-        for s0 in range(0, self._r.sig_items, step):
-            dest[:, s0:s0 + step] = src[s0:s0 + step].T
+        from ..backends._sigbus import guarded_reads
+
+        # the file can still shrink after the check: the guard turns SIGBUS into an error
+        with guarded_reads(src, self._r.path):
+            for s0 in range(0, self._r.sig_items, step):
+                dest[:, s0:s0 + step] = src[s0:s0 + step].T
 
     def close(self) -> None:
         fd, self._fd = getattr(self, "_fd", None), None
