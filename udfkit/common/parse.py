@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import numbers
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, SupportsIndex
 
 import numpy as np
 from numpy.typing import DTypeLike
 
 __all__ = ["normalize_shape", "normalize_dtype", "check_dtype_supported", "parse_size", "parse_roi",
-           "normalize_roi"]
+           "normalize_roi", "ShapeLike"]
+
+#: what :func:`normalize_shape` accepts: one size, or a sequence of sizes (ints, numpy
+#: integers, a :class:`~udfkit.common.Shape`)
+ShapeLike = int | Iterable[SupportsIndex]
 
 
 def normalize_shape(value: Any, name: str = "shape", *, min_dims: int = 1,

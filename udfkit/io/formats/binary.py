@@ -27,13 +27,14 @@ import os
 from math import prod
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ...common import Shape, normalize_dtype
+from ...common.parse import ShapeLike
 from ...errors import DataSetError, DataSetFileNotFoundError
-from ..base import DataSetMeta
+from ..base import DataSetMeta, IOBackend
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
-from .base import COMMON_PARAMS, Format, Param
 from ._common import (
     bound_files_per_partition,
     check_frame_count,
@@ -41,6 +42,7 @@ from ._common import (
     parse_dims,
     resolve_shapes,
 )
+from .base import COMMON_PARAMS, Format, Param
 
 __all__ = ["BinaryFormat", "BinaryDataSet", "BinaryStackWriter", "write_binary_stack", "CONF_NAME"]
 
@@ -137,15 +139,18 @@ class BinaryDataSet(FileDataSet):
 
     format_name = "binary"
 
-    def __init__(self, path=None, dims=None, dtype=None, nav_shape=None, sig_shape=None,
-                 sync_offset=0, io_backend=None, num_partitions=None, allow_partial=False):
+    def __init__(self, path: str | os.PathLike[str] | None = None, dims: ShapeLike | None = None,
+                 dtype: DTypeLike | None = None, nav_shape: ShapeLike | None = None,
+                 sig_shape: ShapeLike | None = None, sync_offset: int = 0,
+                 io_backend: str | IOBackend | None = None, num_partitions: int | None = None,
+                 allow_partial: bool = False):
         super().__init__(nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions, allow_partial=allow_partial,
                          io_backend=io_backend)
         self._path_arg = path
         self._dims_arg = dims
         self._dtype_arg = dtype
-        self._info = {}
+        self._info: dict = {}
 
     def _initialize(self) -> DataSetMeta:
         directory = self._directory()

@@ -33,8 +33,9 @@ import re
 import numpy as np
 
 from ...common import Shape
+from ...common.parse import ShapeLike
 from ...errors import DataSetError
-from ..base import DataSetMeta
+from ..base import DataSetMeta, IOBackend
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
 from ._common import check_path
@@ -179,14 +180,16 @@ class BLODataSet(FileDataSet):
 
     format_name = "blo"
 
-    def __init__(self, path=None, nav_shape=None, sig_shape=None, sync_offset=0, io_backend=None,
-                 num_partitions=None, allow_partial=False, endianess=None):
+    def __init__(self, path: str | os.PathLike[str] | None = None, nav_shape: ShapeLike | None = None,
+                 sig_shape: ShapeLike | None = None, sync_offset: int = 0,
+                 io_backend: str | IOBackend | None = None, num_partitions: int | None = None,
+                 allow_partial: bool = False, endianess: str | None = None):
         super().__init__(nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions, allow_partial=allow_partial,
                          io_backend=io_backend)
         self._path_arg = path
         self._endianess_arg = endianess
-        self._info = {}
+        self._info: dict = {}
 
     def _initialize(self) -> DataSetMeta:
         path = check_path(self._path_arg, "blo file")

@@ -40,12 +40,14 @@ import math
 import numbers
 import warnings
 from math import prod
+from typing import Any
 
 import numpy as np
 
 from ...common import Shape
+from ...common.parse import ShapeLike
 from ...errors import DataSetError, UdfkitWarning
-from ..base import DataSetMeta
+from ..base import DataSetMeta, IOBackend
 from ..chunked import (
     DECODE_BYTES,
     MAX_BLOCK_BYTES,
@@ -404,9 +406,10 @@ class DaskDataSet(ChunkedDataSet):
 
     format_name = "dask"
 
-    def __init__(self, dask_array=None, sig_dims=None, preserve_dimensions=True, min_size=None,
-                 io_backend=None, nav_shape=None, sig_shape=None, sync_offset=0,
-                 num_partitions=None, allow_partial=False):
+    def __init__(self, dask_array: Any = None, sig_dims: int | None = None, preserve_dimensions: bool = True,
+                 min_size: float | None = None, io_backend: str | IOBackend | None = None,
+                 nav_shape: ShapeLike | None = None, sig_shape: ShapeLike | None = None, sync_offset: int = 0,
+                 num_partitions: int | None = None, allow_partial: bool = False):
         super().__init__(nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions, allow_partial=allow_partial)
         self._array_arg = dask_array
@@ -415,11 +418,11 @@ class DaskDataSet(ChunkedDataSet):
         self._min_size = min_size
         self._io_backend_arg = io_backend
         self._pickles = False
-        self._array = None
-        self._bounds = None
+        self._array: Any = None  # the dask array (after initialize)
+        self._bounds: Any = None  # ndarray of partition bounds (after initialize)
         self._regular = True
         self._tail = 2  # trailing axes of the array that make one frame
-        self._notes = []
+        self._notes: list = []
 
     def initialize(self, executor=None):
         # executors that pickle tasks must get a picklable graph: check it at load

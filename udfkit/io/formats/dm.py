@@ -48,14 +48,16 @@ from __future__ import annotations
 import glob
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import prod
 
 import numpy as np
 
 from ...common import Shape
+from ...common.parse import ShapeLike
 from ...errors import DataSetError, DataSetFileNotFoundError
-from ..base import DataSetMeta
+from ..base import DataSetMeta, IOBackend
 from ..chunked import ArrayReader, ChunkedPartition, OpenArray
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
@@ -416,9 +418,11 @@ class DMDataSet(FileDataSet):
 
     format_name = "dm"
 
-    def __init__(self, path=None, files=None, nav_shape=None, sig_shape=None, sync_offset=0,
-                 io_backend=None, num_partitions=None, allow_partial=False, force_c_order=False,
-                 dataset_index=None, same_offset=False):
+    def __init__(self, path: str | os.PathLike[str] | None = None, files: Sequence[str] | None = None,
+                 nav_shape: ShapeLike | None = None, sig_shape: ShapeLike | None = None, sync_offset: int = 0,
+                 io_backend: str | IOBackend | None = None, num_partitions: int | None = None,
+                 allow_partial: bool = False, force_c_order: bool = False, dataset_index: int | None = None,
+                 same_offset: bool = False):
         super().__init__(nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions, allow_partial=allow_partial,
                          io_backend=io_backend)
@@ -427,9 +431,9 @@ class DMDataSet(FileDataSet):
         self._force_c_order = force_c_order
         self._dataset_index = dataset_index
         self._same_offset = same_offset
-        self._reader = None
+        self._reader: _TransposedReader | None = None
         self._block = 1
-        self._info = {}
+        self._info: dict = {}
 
     # -- loading ----------------------------------------------------------------------------
     def _is_stack(self) -> bool:

@@ -23,13 +23,14 @@ import os
 from math import prod
 
 from ...common import Shape
+from ...common.parse import ShapeLike
 from ...errors import DataSetError
-from ..base import DataSetMeta
+from ..base import DataSetMeta, IOBackend
 from ..chunked import ChunkedDataSet, ChunkGeometry, block_frames
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
-from .base import COMMON_PARAMS, Format, Param
 from ._common import check_path, check_sync_offset, parse_dims, resolve_shapes
+from .base import COMMON_PARAMS, Format, Param
 
 __all__ = ["HDF5Format", "HDF5DataSet"]
 
@@ -109,8 +110,10 @@ class HDF5DataSet(FileDataSet, ChunkedDataSet):
 
     format_name = "hdf5"
 
-    def __init__(self, path=None, ds_path=None, nav_shape=None, sig_shape=None, sig_dims=2,
-                 sync_offset=0, num_partitions=None, io_backend=None, allow_partial=False):
+    def __init__(self, path: str | os.PathLike[str] | None = None, ds_path: str | None = None,
+                 nav_shape: ShapeLike | None = None, sig_shape: ShapeLike | None = None,
+                 sig_dims: int | None = 2, sync_offset: int = 0, num_partitions: int | None = None,
+                 io_backend: str | IOBackend | None = None, allow_partial: bool = False):
         super().__init__(nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions, allow_partial=allow_partial,
                          io_backend=io_backend)
@@ -118,7 +121,7 @@ class HDF5DataSet(FileDataSet, ChunkedDataSet):
         self._ds_path_arg = ds_path
         self._sig_dims_arg = sig_dims
         self._io_backend_arg = io_backend
-        self._layout = {}
+        self._layout: dict = {}
         self._warned = False
 
     # -- opening ---------------------------------------------------------------------------

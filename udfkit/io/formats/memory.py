@@ -7,6 +7,7 @@ from math import prod
 import numpy as np
 
 from ...common import Shape, normalize_shape
+from ...common.parse import ShapeLike
 from ...errors import DataSetError
 from ..base import DataSet, DataSetMeta, FrameSource
 from ..tiles import SourcePartition
@@ -60,14 +61,16 @@ class MemoryDataSet(DataSet):
 
     format_name = "memory"
 
-    def __init__(self, data=None, sig_dims=None, num_partitions=None, tileshape=None,
-                 sync_offset=0, nav_shape=None, sig_shape=None, allow_partial=False):
+    def __init__(self, data: np.ndarray | None = None, sig_dims: int | None = None,
+                 num_partitions: int | None = None, tileshape: ShapeLike | None = None, sync_offset: int = 0,
+                 nav_shape: ShapeLike | None = None, sig_shape: ShapeLike | None = None,
+                 allow_partial: bool = False):
         super().__init__(nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions, allow_partial=allow_partial)
         self._data_arg = data
         self._sig_dims_arg = sig_dims
         self._tileshape_arg = tileshape
-        self._frames = None
+        self._frames: np.ndarray | None = None
 
     def _initialize(self) -> DataSetMeta:
         where = "memory data set"
@@ -103,7 +106,8 @@ class MemoryDataSet(DataSet):
         base = super().get_tiling_constraints()
         if self._tileshape_arg is None:
             return base
-        return TilingConstraints(base_shape=base.base_shape, tileshape=tuple(self._tileshape_arg))
+        tileshape = normalize_shape(self._tileshape_arg, "tileshape")
+        return TilingConstraints(base_shape=base.base_shape, tileshape=tileshape)
 
     def get_partitions(self):
         meta = self._require_meta()

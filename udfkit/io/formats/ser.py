@@ -36,9 +36,10 @@ from math import prod
 import numpy as np
 
 from ...common import Shape, Slice
+from ...common.parse import ShapeLike
 from ...errors import DataSetError
 from ..aligned import aligned_empty
-from ..base import DataSetMeta, FrameSource
+from ..base import DataSetMeta, FrameSource, IOBackend
 from ..file_based import FileDataSet, FilePartition
 from ..layout import FileLayout, FileSet
 from ..tiles import DataTile
@@ -220,8 +221,11 @@ class SERDataSet(FileDataSet):
 
     format_name = "ser"
 
-    def __init__(self, path=None, emipath=None, nav_shape=None, sig_shape=None, sync_offset=0,
-                 io_backend=None, num_partitions=None, allow_partial=False, flip_rows=True):
+    def __init__(self, path: str | os.PathLike[str] | None = None,
+                 emipath: str | os.PathLike[str] | None = None, nav_shape: ShapeLike | None = None,
+                 sig_shape: ShapeLike | None = None, sync_offset: int = 0,
+                 io_backend: str | IOBackend | None = None, num_partitions: int | None = None,
+                 allow_partial: bool = False, flip_rows: bool = True):
         super().__init__(nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions, allow_partial=allow_partial,
                          io_backend=io_backend)
@@ -229,7 +233,7 @@ class SERDataSet(FileDataSet):
         self._emi_arg = emipath
         self._flip_arg = flip_rows
         self._flip = False
-        self._info = {}
+        self._info: dict = {}
 
     def _paths(self) -> tuple:
         """``(ser path, emi path or None)`` from the ``path`` parameter."""

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from math import prod
+from typing import Any
 
 import numpy as np
 
 from ...common import Shape
+from ...common.parse import ShapeLike
 from ...errors import DataSetError
 from ..base import DataSet, DataSetMeta, FrameSource
 from ..partitioning import partition_bounds
@@ -107,13 +110,14 @@ class StackDataSet(DataSet):
 
     format_name = "stack"
 
-    def __init__(self, datasets=None, nav_shape=None, sync_offset=0, num_partitions=None):
+    def __init__(self, datasets: Sequence[Any] | None = None, nav_shape: ShapeLike | None = None,
+                 sync_offset: int = 0, num_partitions: int | None = None):
         super().__init__(nav_shape=nav_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions)
         self._datasets_arg = datasets
         self._executor = None
-        self._members = []
-        self._offsets = []
+        self._members: list = []
+        self._offsets: list = []
 
     def initialize(self, executor=None):
         self._executor = executor

@@ -30,19 +30,19 @@ import glob
 import logging
 import os
 from bisect import bisect_right
-from typing import Any
 from contextlib import contextmanager
 from math import prod
+from typing import Any
 
 import numpy as np
 
 from ...common import Shape
+from ...common.parse import ShapeLike
 from ...errors import DataSetError, DataSetFileNotFoundError
-from ..base import DataSetMeta
+from ..base import DataSetMeta, IOBackend
 from ..chunked import ArrayReader, ChunkedPartition, OpenArray
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
-from .base import COMMON_PARAMS, Format, Param, read_head
 from ._common import (
     bound_files_per_partition,
     check_frame_count,
@@ -50,6 +50,7 @@ from ._common import (
     parse_dims,
     resolve_shapes,
 )
+from .base import COMMON_PARAMS, Format, Param, read_head
 
 __all__ = ["TIFFFormat", "TIFFDataSet", "list_stack_files"]
 
@@ -284,16 +285,18 @@ class TIFFDataSet(FileDataSet):
 
     format_name = "tiff"
 
-    def __init__(self, path=None, nplanes=None, nav_shape=None, sig_shape=None, sync_offset=0,
-                 io_backend=None, num_partitions=None, allow_partial=False):
+    def __init__(self, path: str | os.PathLike[str] | None = None, nplanes: int | None = None,
+                 nav_shape: ShapeLike | None = None, sig_shape: ShapeLike | None = None, sync_offset: int = 0,
+                 io_backend: str | IOBackend | None = None, num_partitions: int | None = None,
+                 allow_partial: bool = False):
         super().__init__(nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions, allow_partial=allow_partial,
                          io_backend=io_backend)
         self._path_arg = path
         self._nplanes_arg = nplanes
         self._io_backend_arg = io_backend
-        self._reader = None
-        self._info = {}
+        self._reader: _TIFFReader | None = None
+        self._info: dict = {}
 
     # -- loading ------------------------------------------------------------------------
     def _initialize(self) -> DataSetMeta:
@@ -367,7 +370,8 @@ class TIFFDataSet(FileDataSet):
                 self._info["offset_tables"] = f"{tables} of {len(layouts)} files (pages at no fixed stride)"
         elif all(s.final for s in scanned):
             self._info["decoded_because"] = f"the {nplanes} pages of a volume are not back to back"
-        shown = self._path_arg if not isinstance(self._path_arg, (list, tuple)) else paths[0]
+        shown = (paths[0] if self._path_arg is None or isinstance(self._path_arg, (list, tuple))
+                 else self._path_arg)
         metadata = {"path": os.fspath(shown), "file_bytes": sum(s.size for s in scanned),
                     "frame_bytes": frame_bytes}
         if layouts is not None:

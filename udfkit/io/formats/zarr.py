@@ -50,8 +50,9 @@ from math import prod
 import numpy as np
 
 from ...common import Shape
+from ...common.parse import ShapeLike
 from ...errors import DataSetError, DataSetFileNotFoundError
-from ..base import DataSetMeta
+from ..base import DataSetMeta, IOBackend
 from ..chunked import ArrayReader, ChunkedDataSet, ChunkGeometry, OpenArray, block_frames, flat_slabs
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
@@ -457,8 +458,10 @@ class ZarrDataSet(FileDataSet, ChunkedDataSet):
 
     format_name = "zarr"
 
-    def __init__(self, path=None, array_path=None, nav_shape=None, sig_shape=None, sig_dims=None,
-                 sync_offset=0, num_partitions=None, io_backend=None, allow_partial=False):
+    def __init__(self, path: str | os.PathLike[str] | None = None, array_path: str | None = None,
+                 nav_shape: ShapeLike | None = None, sig_shape: ShapeLike | None = None,
+                 sig_dims: int | None = None, sync_offset: int = 0, num_partitions: int | None = None,
+                 io_backend: str | IOBackend | None = None, allow_partial: bool = False):
         super().__init__(nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset,
                          num_partitions=num_partitions, allow_partial=allow_partial,
                          io_backend=io_backend)
@@ -466,7 +469,7 @@ class ZarrDataSet(FileDataSet, ChunkedDataSet):
         self._path_arg = path
         self._array_path_arg = array_path
         self._sig_dims_arg = sig_dims
-        self._layout = {}
+        self._layout: dict = {}
 
     @property
     def description(self) -> str:
