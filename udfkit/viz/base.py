@@ -13,10 +13,17 @@ from __future__ import annotations
 import importlib.util
 import time
 import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import UdfkitWarning
+
+if TYPE_CHECKING:
+    from ..io.base import DataSet
+    from ..udf.base import UDF
 
 __all__ = ["Live2DPlot", "Dummy2DPlot", "DryRunResults", "get_plottable_2D_channels",
            "visualize_simple", "rgb_from_2dvector", "dry_run", "prepare_plots", "update_plots"]
@@ -34,12 +41,12 @@ class DryRunResults:
         Nav-shaped, all False.
     """
 
-    def __init__(self, buffers, damage):
+    def __init__(self, buffers: list[dict[str, Any]], damage: np.ndarray):
         self.buffers = buffers
         self.damage = damage
 
 
-def dry_run(udfs, dataset, roi=None) -> DryRunResults:
+def dry_run(udfs: Sequence[UDF], dataset: DataSet, roi: Any = None) -> DryRunResults:
     """The results of ``udfs`` on ``dataset`` as they look before the first partition.
 
     Nothing is read: the buffers come from each UDF's declarations (with its ``meta`` set
@@ -76,7 +83,7 @@ def dry_run(udfs, dataset, roi=None) -> DryRunResults:
     return DryRunResults(buffers, np.zeros(nav_shape, dtype=bool))
 
 
-def get_plottable_2D_channels(buffers) -> list:
+def get_plottable_2D_channels(buffers: Mapping[str, Any]) -> list:
     """Names of the results that are 2D once axes of length 1 are dropped (LiberTEM's rule).
 
     Examples
@@ -109,7 +116,9 @@ def _display_limits(data, damage) -> tuple[float, float]:
     return lo, hi
 
 
-def visualize_simple(result, colormap=None, logarithmic=False, vmin=None, vmax=None, damage=None):
+def visualize_simple(result: ArrayLike, colormap: Any = None, logarithmic: bool = False,
+                     vmin: float | None = None, vmax: float | None = None,
+                     damage: Any = None) -> np.ndarray:
     """RGBA image (``uint8``, shape ``result.shape + (4,)``) of a 2D result (needs matplotlib).
 
     Parameters
@@ -144,7 +153,7 @@ def visualize_simple(result, colormap=None, logarithmic=False, vmin=None, vmax=N
     return cmap(norm(data), bytes=True)
 
 
-def rgb_from_2dvector(y, x, vmax=None):
+def rgb_from_2dvector(y: ArrayLike, x: ArrayLike, vmax: float | None = None) -> np.ndarray:
     """RGB picture (``uint8``, shape ``y.shape + (3,)``) of a 2D vector field (needs matplotlib).
 
     The hue is the direction, the brightness the length relative to ``vmax`` (default: the
@@ -194,7 +203,9 @@ class Live2DPlot:
         Results to start from (default: :func:`dry_run` of ``udf``).
     """
 
-    def __init__(self, dataset, udf, roi=None, channel=None, title=None, min_delta=0, udfresult=None):
+    def __init__(self, dataset: DataSet, udf: UDF, roi: Any = None, channel: Any = None,
+                 title: str | None = None, min_delta: float = 0,
+                 udfresult: DryRunResults | None = None):
         if udfresult is None:
             udfresult = dry_run([udf], dataset, roi)
         buffers = udfresult.buffers[0]
@@ -231,11 +242,11 @@ class Live2DPlot:
         self.last_update = 0.0
         self.data, _ = self.extract(buffers, udfresult.damage)
 
-    def get_udf(self):
+    def get_udf(self) -> UDF:
         """The UDF instance this plot belongs to."""
         return self.udf
 
-    def extract(self, udf_results, damage):
+    def extract(self, udf_results: Mapping[str, Any], damage: Any) -> tuple[Any, Any]:
         """``(data, damage)`` to plot from a UDF's (partial) results.
 
         The default is the channel's ``masked_data`` with its ``valid_mask``, without
@@ -246,7 +257,7 @@ class Live2DPlot:
             return np.ma.squeeze(buffer.masked_data), np.squeeze(buffer.valid_mask)
         return self._extract(udf_results, damage)
 
-    def new_data(self, udf_results, damage, force=False):
+    def new_data(self, udf_results: Mapping[str, Any], damage: Any, force: bool = False) -> None:
         """Take new (partial) results; redraw unless the last redraw is under ``min_delta`` ago."""
         t0 = time.time()
         if not force and t0 - self.last_update < self.min_delta:
@@ -265,11 +276,11 @@ class Live2DPlot:
         self.update(damage, force=force)
         self.last_update = time.time()
 
-    def update(self, damage, force=False):
+    def update(self, damage: Any, force: bool = False) -> None:
         """Redraw from ``self.data``; ``damage`` marks the entries that hold values."""
         raise NotImplementedError(f"{type(self).__name__} must implement update()")
 
-    def display(self):
+    def display(self) -> None:
         """Show the plot (a window, or the current notebook cell)."""
         raise NotImplementedError(f"{type(self).__name__} must implement display()")
 
@@ -277,10 +288,10 @@ class Live2DPlot:
 class Dummy2DPlot(Live2DPlot):
     """A plot that draws nothing but keeps ``data`` up to date (for tests and batch runs)."""
 
-    def update(self, damage, force=False):
+    def update(self, damage: Any, force: bool = False) -> None:
         self.damage = damage
 
-    def display(self):
+    def display(self) -> None:
         pass
 
 
@@ -288,7 +299,7 @@ def _is_plot(obj) -> bool:
     return all(callable(getattr(obj, m, None)) for m in ("get_udf", "new_data"))
 
 
-def prepare_plots(ctx, dataset, udfs, roi, plots) -> list:
+def prepare_plots(ctx: Any, dataset: DataSet, udfs: Sequence[UDF], roi: Any, plots: Any) -> list:
     """The plots of ``run_udf(plots=...)``, created and displayed (see :mod:`udfkit.viz`).
 
     Returns an empty list (after one warning) where nothing can be plotted.
@@ -344,7 +355,8 @@ def prepare_plots(ctx, dataset, udfs, roi, plots) -> list:
     return made
 
 
-def update_plots(plots, udfs, results, force=False) -> None:
+def update_plots(plots: Sequence[Live2DPlot], udfs: Sequence[UDF], results: Any,
+                 force: bool = False) -> None:
     """Hand the (partial) ``results`` (a :class:`~udfkit.udf.RunResults`) to every plot."""
     damage = results.damage
     if not isinstance(damage, np.ndarray):

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from .base import Live2DPlot, _display_limits
+from .base import DryRunResults, Live2DPlot, _display_limits
+
+if TYPE_CHECKING:
+    from ..io.base import DataSet
+    from ..udf.base import UDF
 
 __all__ = ["MPLLive2DPlot"]
 
@@ -56,22 +62,24 @@ class MPLLive2DPlot(Live2DPlot):
     True
     """
 
-    def __init__(self, dataset, udf, roi=None, channel=None, title=None, min_delta=0.5,
-                 udfresult=None, **kwargs):
+    def __init__(self, dataset: DataSet, udf: UDF, roi: Any = None, channel: Any = None,
+                 title: str | None = None, min_delta: float = 0.5,
+                 udfresult: DryRunResults | None = None, **kwargs: Any):
         super().__init__(dataset, udf, roi=roi, channel=channel, title=title, min_delta=min_delta,
                          udfresult=udfresult)
         self.kwargs = kwargs
-        self.fig = None
-        self.axes = None
-        self.im_obj = None
-        self._handle = None
+        # matplotlib objects (matplotlib is imported only when the plot is displayed)
+        self.fig: Any = None
+        self.axes: Any = None
+        self.im_obj: Any = None
+        self._handle: Any = None
 
     @staticmethod
     def _plottable(data):
         data = np.ma.asarray(data)
         return np.ma.abs(data) if data.dtype.kind == "c" else data
 
-    def display(self):
+    def display(self) -> None:
         """Create the figure and show it (a window, or the notebook cell)."""
         can_show, backend = _backend_can_show()
         if can_show:
@@ -102,15 +110,15 @@ class MPLLive2DPlot(Live2DPlot):
             else:
                 self.fig.show()
 
-    def update(self, damage, force=False):
+    def update(self, damage: Any, force: bool = False) -> None:
         """Put ``self.data`` into the figure; the colour range covers the processed entries."""
         if self.im_obj is None:
             # LiberTEM warns here; a plot created without display() simply keeps its data
             return
         data = self._plottable(self.data)
-        valid = np.asarray(damage, dtype=bool)
-        if valid.ndim == 0 or valid.shape != data.shape[:valid.ndim]:
-            valid = True  # a custom extract's damage that does not match the data: use all
+        given = np.asarray(damage, dtype=bool)
+        # a custom extract's damage that does not match the data: use all
+        valid = True if given.ndim == 0 or given.shape != data.shape[:given.ndim] else given
         if data.ndim == 1:
             self.im_obj.set_ydata(np.ma.filled(data.astype(np.float64), np.nan))
             self.axes.relim()
