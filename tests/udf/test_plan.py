@@ -5,7 +5,7 @@ the executor was given and the partition results it returned (partition index, p
 frames, buffer names and shapes), the tile shapes every UDF saw (written by the UDFs into
 their own result buffers, so the record comes back from worker processes too) and the
 final result shapes and dtypes. All of it must equal the plan, across formats (memory, raw,
-npy, HDF5), dtypes, ROIs, ``sync_offset``, tiling preferences and executors.
+npy, HDF5), dtypes, ROIs, ``sync_offset``, corrections, tiling preferences and executors.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from udfkit import UDF, Context
+from udfkit import UDF, Context, CorrectionSet
 from udfkit.io.tiling import Negotiator, TilingRequest
 from udfkit.testing import SharedContexts
 from udfkit.testing.profiles import examples
@@ -187,7 +187,16 @@ def runs(draw, max_nav=6):
         udfs.append(RecordTiles(native=draw(st.booleans())))
     if draw(st.booleans()):
         udfs.append(RecordFrames())
-    return case, as_hdf5, udfs
+    corrections = None
+    kind = draw(st.sampled_from(["none", "none", "dark", "excluded"]))
+    if kind != "none":
+        # corrected frames are float (at least float32); excluded pixels need whole frames
+        mask = np.zeros(case.sig_shape, bool)
+        if kind == "excluded" and mask.size > 1:  # one pixel must stay valid
+            mask.flat[draw(st.integers(0, mask.size - 1))] = True
+        corrections = CorrectionSet(dark=np.full(case.sig_shape, 0.5),
+                                    excluded_pixels=mask if mask.any() else None)
+    return case, as_hdf5, udfs, corrections
 
 
 def _load(ctx, case, as_hdf5, tmpdir):
@@ -205,15 +214,20 @@ def test_plan_agrees_with_run(executor, n, tmp_path_factory):
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(runs())
     def check(drawn):
-        case, as_hdf5, udfs = drawn
+        case, as_hdf5, udfs, corrections = drawn
         tmpdir = tmp_path_factory.mktemp("plan")
         ds = _load(ctx, case, as_hdf5, tmpdir)
         event("hdf5" if as_hdf5 else case.fmt)
         event("roi" if case.roi is not None else "no roi")
-        plan = ctx.plan(ds, udfs, roi=case.roi)
+        plan = ctx.plan(ds, udfs, roi=case.roi, corrections=corrections)
         with recording(ctx.executor) as seen:
-            results = ctx.run_udf(ds, udfs, roi=case.roi)
+            results = ctx.run_udf(ds, udfs, roi=case.roi, corrections=corrections)
         check_agrees(plan, seen, results, udfs)
+        if corrections is not None:
+            assert all(u.input_dtype.kind == "f" and u.input_dtype.itemsize >= 4
+                       for u in plan.udfs)
+            if corrections.excluded_pixels is not None:
+                assert plan.tile_shape[1:] == case.sig_shape
         assert plan.bytes_read == plan.processed_frames * prod(case.sig_shape) * case.dtype.itemsize
 
     check()
