@@ -149,19 +149,6 @@ def test_remote_scheduler_and_workers(raw_file, tmp_path, worker_cmd):
     assert workers.returncode is not None and sched.returncode is not None
 
 
-def test_worker_command_line():
-    import argparse
-
-    from udfkit.cli.worker import worker_command
-
-    args = argparse.Namespace(scheduler="tcp://127.0.0.1:8786", nworkers=3, preload=["mymod"],
-                              name=None, host=None)
-    cmd = worker_command(args)
-    assert cmd[1:4] == ["-m", "distributed.cli.dask_worker", "tcp://127.0.0.1:8786"]
-    assert cmd[cmd.index("--nworkers") + 1] == "3" and cmd[cmd.index("--nthreads") + 1] == "1"
-    assert "udfkit.preload" in cmd and "mymod" in cmd
-
-
 def test_connect_to_nothing_is_a_clear_error():
     from udfkit.errors import ExecutorError
 

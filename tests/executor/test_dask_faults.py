@@ -70,11 +70,14 @@ class Cluster:
     def started(self):
         return descendants() - self.before
 
-    def settled(self, timeout=20):
+    def settled(self, timeout=60):
         """Wait until the cluster has 2 workers again (a nanny restarts a dead one) and no
         other process of it is left; the worker pids."""
         deadline = time.monotonic() + timeout
         while True:
+            # a worker slower to restart than the cluster's lost-worker timeout is dropped:
+            # the executor starts it again (as it does before every run)
+            self.ctx.executor._restore_workers()
             pids = worker_pids(self.ctx)
             procs = self.started()
             self.seen |= procs

@@ -143,6 +143,7 @@ class DaskExecutor(Executor):
             # already open) makes it warn "Port 8787 is already in use".
             # allowed_failures=0: the scheduler gives up on a task at its first dead worker,
             # and the run loop's ``retries`` decides whether it runs again
+            self._n = n
             self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                          host="127.0.0.1", dashboard_address=None,
                                          scheduler_kwargs={"dashboard_address": "127.0.0.1:0",
@@ -170,8 +171,21 @@ class DaskExecutor(Executor):
 
             self.client.register_plugin(WarmModules(new))
 
+    def _restore_workers(self) -> None:
+        """Start again the workers a local cluster gave up on.
+
+        A nanny restarts a worker that died; but a local cluster drops a worker that has
+        not come back within ``distributed.deploy.lost-worker-timeout`` (15 s, easily
+        reached on a loaded machine) and never starts it again, so a run could wait for
+        ever on a cluster without workers. Scaling to the requested size starts the
+        dropped ones and leaves those still restarting alone.
+        """
+        if self._cluster is not None and len(self._cluster.workers) < self._n:
+            self._cluster.scale(self._n)
+
     def run_tasks(self, tasks, progress=None, *, retries=None):
         retries = self.retries if retries is None else check_count(retries, "retries", minimum=0)
+        self._restore_workers()
         adapter = _DaskRun(self, progress is not None)
         try:
             yield from schedule(adapter, tasks, progress, retries)

@@ -308,7 +308,7 @@ class ExecutorTests:
             return sorted(executor.client.run(os.getpid).values())
         return sorted(w.process.pid for w in getattr(executor, "_workers", []))
 
-    def check_usable(self, ctx, limit: float = 10.0) -> None:
+    def check_usable(self, ctx, limit: float = 30.0) -> None:
         """A run right after a fault gives correct results within ``limit`` seconds."""
         from ..udf import SumUDF
 
