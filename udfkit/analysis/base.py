@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..io.base import DataSet
+    from ..udf.base import UDF
 
 __all__ = ["AnalysisResult", "AnalysisResultSet", "Analysis", "BaseAnalysis"]
 
@@ -24,8 +31,9 @@ class AnalysisResult:
         LiberTEM's flag for its web GUI; kept for compatibility.
     """
 
-    def __init__(self, raw_data, visualized=None, title="", desc="", key="",
-                 include_in_download=True, *, logarithmic=False, damage=None):
+    def __init__(self, raw_data: Any, visualized: Any = None, title: str = "", desc: str = "",
+                 key: str = "", include_in_download: bool = True, *, logarithmic: bool = False,
+                 damage: Any = None):
         self.raw_data = raw_data
         self.title = title
         self.desc = desc
@@ -39,7 +47,7 @@ class AnalysisResult:
         self._visualized = visualized
 
     @property
-    def visualized(self):
+    def visualized(self) -> Any:
         """The RGBA picture (computed on first access)."""
         if callable(self._visualized):
             self._visualized = self._visualized()
@@ -70,7 +78,7 @@ class AnalysisResultSet:
     ['a', 'b']
     """
 
-    def __init__(self, results, raw_results=None):
+    def __init__(self, results: Any, raw_results: Any = None):
         self._results = results
         self.raw_results = raw_results
 
@@ -115,18 +123,19 @@ class Analysis:
 
     TYPE = "UDF"
 
-    def __init__(self, dataset, parameters: dict):
+    def __init__(self, dataset: DataSet, parameters: dict):
         self.dataset = dataset
 
-    def get_udf(self):
+    def get_udf(self) -> UDF:
         """The UDF to run."""
         raise NotImplementedError(f"{type(self).__name__} must implement get_udf()")
 
-    def get_roi(self):
+    def get_roi(self) -> np.ndarray | None:
         """The ROI to run on when ``ctx.run`` gets none (None: everything)."""
         return None
 
-    def get_udf_results(self, udf_results, roi, damage) -> AnalysisResultSet:
+    def get_udf_results(self, udf_results: Mapping[str, Any], roi: np.ndarray | None,
+                        damage: Any) -> AnalysisResultSet:
         """Turn the UDF's ``{name: BufferResult}`` into the analysis's result set."""
         raise NotImplementedError(f"{type(self).__name__} must implement get_udf_results()")
 
@@ -141,12 +150,13 @@ class Analysis:
 class BaseAnalysis(Analysis):
     """An analysis with parameters: defaults from :meth:`get_parameters`, then the given ones."""
 
-    def __init__(self, dataset, parameters: dict):
+    def __init__(self, dataset: DataSet, parameters: dict):
         super().__init__(dataset, parameters)
         self.parameters = self.get_parameters(parameters)
         self.parameters.update(parameters)
 
-    def get_complex_results(self, data, key_prefix, title, desc, damage, default_lin=True) -> list:
+    def get_complex_results(self, data: np.ndarray, key_prefix: str, title: str, desc: str,
+                            damage: Any, default_lin: bool = True) -> list:
         """LiberTEM's entries of a complex result: magnitude (linear and log), real,
         imaginary, angle and the complex numbers."""
         magn = np.abs(data)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..errors import UDFError
 from .base import AnalysisResult, AnalysisResultSet, BaseAnalysis
+
+if TYPE_CHECKING:
+    from ..udf.base import UDF
 
 __all__ = ["COMAnalysis"]
 
@@ -29,7 +35,7 @@ class COMAnalysis(BaseAnalysis):
     Defaults: ``(cy, cx)`` the frame centre, ``r`` infinite, ``ri`` 0.
     """
 
-    def get_parameters(self, parameters):
+    def get_parameters(self, parameters: dict) -> dict:
         sig = tuple(self.dataset.shape.sig)
         if len(sig) != 2:
             raise UDFError(f"create_com_analysis: needs two signal dimensions, the data set has "
@@ -38,14 +44,15 @@ class COMAnalysis(BaseAnalysis):
         return {"cx": nx / 2, "cy": ny / 2, "r": float("inf"), "ri": 0.0, "scan_rotation": 0.0,
                 "flip_y": False}
 
-    def get_udf(self):
+    def get_udf(self) -> UDF:
         from ..udf import CoMUDF
 
         p = self.parameters
         return CoMUDF.with_params(cy=p["cy"], cx=p["cx"], r=p["r"], ri=p["ri"] or 0.0,
                                   scan_rotation=p["scan_rotation"], flip_y=p["flip_y"])
 
-    def get_udf_results(self, udf_results, roi, damage):
+    def get_udf_results(self, udf_results: Mapping[str, Any], roi: np.ndarray | None,
+                        damage: Any) -> AnalysisResultSet:
         y = udf_results["field_y"].data
         x = udf_results["field_x"].data
         m = udf_results["magnitude"].data

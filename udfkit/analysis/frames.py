@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..errors import UDFError
 from .base import AnalysisResult, AnalysisResultSet, BaseAnalysis
+
+if TYPE_CHECKING:
+    from ..udf.base import UDF
 
 __all__ = ["SumAnalysis", "PickFrameAnalysis"]
 
@@ -27,13 +33,14 @@ class SumAnalysis(BaseAnalysis):
     LiberTEM sums integer data in float32; udfkit sums in float64 (exact for counts).
     """
 
-    def get_udf(self):
+    def get_udf(self) -> UDF:
         from ..udf import SumUDF
 
         kind = np.dtype(self.dataset.dtype).kind
         return SumUDF(dtype="complex128" if kind == "c" else "float64")
 
-    def get_udf_results(self, udf_results, roi, damage):
+    def get_udf_results(self, udf_results: Mapping[str, Any], roi: np.ndarray | None,
+                        damage: Any) -> AnalysisResultSet:
         data = udf_results["intensity"].data
         if data.dtype.kind == "c":
             return AnalysisResultSet(self.get_complex_results(
@@ -66,17 +73,18 @@ class PickFrameAnalysis(BaseAnalysis):
                 raise UDFError(f"create_pick_analysis: {name}={value} is outside the nav shape {nav}")
         return picked
 
-    def get_udf(self):
+    def get_udf(self) -> UDF:
         from ..udf import PickUDF
 
         return PickUDF()
 
-    def get_roi(self):
+    def get_roi(self) -> np.ndarray | None:
         roi = np.zeros(tuple(self.dataset.shape.nav), dtype=bool)
         roi[self.get_origin()] = True
         return roi
 
-    def get_udf_results(self, udf_results, roi, damage):
+    def get_udf_results(self, udf_results: Mapping[str, Any], roi: np.ndarray | None,
+                        damage: Any) -> AnalysisResultSet:
         data = udf_results["intensity"].data[0]
         coords = " ".join(f"{k}={self.parameters[k]}" for k in ("x", "y", "z") if k in self.parameters)
         desc = f"the frame at {coords}"

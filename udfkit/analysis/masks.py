@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..errors import UDFError
 from .base import AnalysisResult, AnalysisResultSet, BaseAnalysis
+
+if TYPE_CHECKING:
+    from ..udf.base import UDF
 
 __all__ = ["BaseMasksAnalysis", "SingleMaskAnalysis", "MasksAnalysis", "DiskMaskAnalysis",
            "RingMaskAnalysis", "PointMaskAnalysis"]
@@ -14,13 +20,13 @@ __all__ = ["BaseMasksAnalysis", "SingleMaskAnalysis", "MasksAnalysis", "DiskMask
 class BaseMasksAnalysis(BaseAnalysis):
     """An :class:`~udfkit.udf.ApplyMasksUDF` with the analysis's mask factories."""
 
-    def get_mask_factories(self):
+    def get_mask_factories(self) -> list:
         raise NotImplementedError(f"{type(self).__name__} must implement get_mask_factories()")
 
-    def get_use_sparse(self):
+    def get_use_sparse(self) -> bool | str | None:
         return self.parameters.get("use_sparse")
 
-    def get_udf(self):
+    def get_udf(self) -> UDF:
         from ..udf import ApplyMasksUDF
 
         return ApplyMasksUDF(mask_factories=self.get_mask_factories(),
@@ -42,7 +48,8 @@ class SingleMaskAnalysis(BaseMasksAnalysis):
 
     description = "intensity of the integration over the mask"
 
-    def get_udf_results(self, udf_results, roi, damage):
+    def get_udf_results(self, udf_results: Mapping[str, Any], roi: np.ndarray | None,
+                        damage: Any) -> AnalysisResultSet:
         data = udf_results["intensity"].data[..., 0]
         if data.dtype.kind == "c":
             return AnalysisResultSet(self.get_complex_results(
@@ -59,10 +66,11 @@ class SingleMaskAnalysis(BaseMasksAnalysis):
 class MasksAnalysis(BaseMasksAnalysis):
     """Any number of masks from ``factories``: keys ``mask_0``, ``mask_1``, ... (nav-shaped)."""
 
-    def get_mask_factories(self):
+    def get_mask_factories(self) -> list:
         return self.parameters["factories"]
 
-    def get_udf_results(self, udf_results, roi, damage):
+    def get_udf_results(self, udf_results: Mapping[str, Any], roi: np.ndarray | None,
+                        damage: Any) -> AnalysisResultSet:
         data = udf_results["intensity"].data
         results = []
         for i in range(data.shape[-1]):
@@ -83,12 +91,12 @@ class DiskMaskAnalysis(SingleMaskAnalysis):
 
     description = "intensity of the integration over the selected disk"
 
-    def get_parameters(self, parameters):
+    def get_parameters(self, parameters: dict) -> dict:
         ny, nx = self._sig_yx("disk")
         return {"cx": nx / 2, "cy": ny / 2, "r": min(ny, nx) / 2 * 0.3, "use_sparse": False,
                 "mask_count": 1, "mask_dtype": np.float32}
 
-    def get_mask_factories(self):
+    def get_mask_factories(self) -> list:
         from .. import masks
 
         ny, nx = self._sig_yx("disk")
@@ -106,13 +114,13 @@ class RingMaskAnalysis(SingleMaskAnalysis):
 
     description = "intensity of the integration over the selected ring"
 
-    def get_parameters(self, parameters):
+    def get_parameters(self, parameters: dict) -> dict:
         ny, nx = self._sig_yx("ring")
         ro = parameters.get("ro", min(ny, nx) / 2)
         return {"cx": nx / 2, "cy": ny / 2, "ro": ro, "ri": ro * 0.8, "use_sparse": False,
                 "mask_count": 1, "mask_dtype": np.float32}
 
-    def get_mask_factories(self):
+    def get_mask_factories(self) -> list:
         from .. import masks
 
         ny, nx = self._sig_yx("ring")
@@ -131,14 +139,14 @@ class PointMaskAnalysis(SingleMaskAnalysis):
 
     description = "intensity of the integration over the selected point"
 
-    def get_parameters(self, parameters):
+    def get_parameters(self, parameters: dict) -> dict:
         ny, nx = self._sig_yx("point")
         return {"cx": nx / 2, "cy": ny / 2, "mask_count": 1, "mask_dtype": np.float32}
 
-    def get_use_sparse(self):
+    def get_use_sparse(self) -> bool | str | None:
         return True
 
-    def get_mask_factories(self):
+    def get_mask_factories(self) -> list:
         ny, nx = self._sig_yx("point")
         y, x = int(self.parameters["cy"]), int(self.parameters["cx"])
         if not (0 <= y < ny and 0 <= x < nx):
