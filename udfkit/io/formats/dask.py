@@ -47,7 +47,7 @@ import numpy as np
 from ...common import Shape
 from ...common.parse import ShapeLike
 from ...errors import DataSetError, UdfkitWarning
-from ..base import DataSetMeta, IOBackend
+from ..base import DataSet, DataSetMeta, IOBackend, Partition
 from ..chunked import (
     DECODE_BYTES,
     MAX_BLOCK_BYTES,
@@ -424,7 +424,7 @@ class DaskDataSet(ChunkedDataSet):
         self._tail = 2  # trailing axes of the array that make one frame
         self._notes: list = []
 
-    def initialize(self, executor=None):
+    def initialize(self, executor: Any = None) -> DataSet:
         # executors that pickle tasks must get a picklable graph: check it at load
         kind = getattr(executor, "kind", None)
         self._pickles = kind in ("processes", "dask") or bool(getattr(executor, "debug", False))
@@ -590,12 +590,12 @@ class DaskDataSet(ChunkedDataSet):
         cuts = sorted(cuts | {0, nav_size})
         return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
-    def get_partitions(self):
+    def get_partitions(self) -> list[Partition]:
         meta = self._require_meta()
         arr = self._array
         n_nav = arr.ndim - self._tail
         file_nav = arr.shape[:n_nav]
-        parts = []
+        parts: list[Partition] = []
         for i, (start, stop) in enumerate(self.partition_bounds()):
             lo = min(max(start + meta.sync_offset, 0), meta.image_count)
             hi = min(max(stop + meta.sync_offset, 0), meta.image_count)

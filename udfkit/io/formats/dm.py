@@ -57,10 +57,11 @@ import numpy as np
 from ...common import Shape
 from ...common.parse import ShapeLike
 from ...errors import DataSetError, DataSetFileNotFoundError
-from ..base import DataSetMeta, IOBackend
+from ..base import DataSetMeta, IOBackend, Partition
 from ..chunked import ArrayReader, ChunkedPartition, OpenArray
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
+from ..tiling import TilingConstraints
 from ._common import (
     MAX_DIMS,
     bound_files_per_partition,
@@ -579,12 +580,12 @@ class DMDataSet(FileDataSet):
     def supports_zero_copy(self) -> bool:
         return True if self._reader is not None else super().supports_zero_copy
 
-    def get_tiling_constraints(self):
+    def get_tiling_constraints(self) -> TilingConstraints:
         if self._reader is not None:  # no I/O backend buffer to fit into
             return super(FileDataSet, self).get_tiling_constraints()
         return super().get_tiling_constraints()
 
-    def get_partitions(self):
+    def get_partitions(self) -> list[Partition]:
         if self._reader is None:
             return super().get_partitions()
         meta = self._require_meta()

@@ -25,10 +25,11 @@ from math import prod
 from ...common import Shape
 from ...common.parse import ShapeLike
 from ...errors import DataSetError
-from ..base import DataSetMeta, IOBackend
+from ..base import DataSetMeta, IOBackend, Partition
 from ..chunked import ChunkedDataSet, ChunkGeometry, block_frames
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
+from ..tiling import TilingConstraints
 from ._common import check_path, check_sync_offset, parse_dims, resolve_shapes
 from .base import COMMON_PARAMS, Format, Param
 
@@ -274,12 +275,12 @@ class HDF5DataSet(FileDataSet, ChunkedDataSet):
         # decoded blocks are handed out as views, like the backends' buffers
         return self._backend.supports_zero_copy if self._reader is None else True
 
-    def get_tiling_constraints(self):
+    def get_tiling_constraints(self) -> TilingConstraints:
         if self.native:
             return FileDataSet.get_tiling_constraints(self)
         return ChunkedDataSet.get_tiling_constraints(self)
 
-    def get_partitions(self):
+    def get_partitions(self) -> list[Partition]:
         if self.native:
             return FileDataSet.get_partitions(self)
         return ChunkedDataSet.get_partitions(self)

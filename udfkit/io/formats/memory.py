@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from math import prod
+from typing import Any
 
 import numpy as np
 
 from ...common import Shape, normalize_shape
 from ...common.parse import ShapeLike
 from ...errors import DataSetError
-from ..base import DataSet, DataSetMeta, FrameSource
+from ..base import DataSet, DataSetMeta, FrameSource, Partition
 from ..tiles import SourcePartition
 from ..tiling import TilingConstraints
 from ._common import check_frame_count, check_sync_offset, parse_dims, resolve_shapes
@@ -109,14 +110,16 @@ class MemoryDataSet(DataSet):
         tileshape = normalize_shape(self._tileshape_arg, "tileshape")
         return TilingConstraints(base_shape=base.base_shape, tileshape=tileshape)
 
-    def get_partitions(self):
+    def get_partitions(self) -> list[Partition]:
         meta = self._require_meta()
-        parts = []
+        frames = self._frames
+        assert frames is not None  # set by _initialize, which _require_meta implies
+        parts: list[Partition] = []
         for i, (start, stop) in enumerate(self.partition_bounds()):
             # each partition carries only its own frames, so pickling it ships just those
             lo = min(max(start + meta.sync_offset, 0), meta.image_count)
             hi = min(max(stop + meta.sync_offset, 0), meta.image_count)
-            parts.append(MemoryPartition(frames=self._frames[lo:hi], first_frame=lo, shape=meta.shape,
+            parts.append(MemoryPartition(frames=frames[lo:hi], first_frame=lo, shape=meta.shape,
                                          start=start, stop=stop, raw_dtype=meta.raw_dtype,
                                          image_count=meta.image_count,
                                          sync_offset=meta.sync_offset, index=i))
@@ -126,7 +129,7 @@ class MemoryDataSet(DataSet):
 class MemoryPartition(SourcePartition):
     """A partition of a :class:`MemoryDataSet` holding its own frames."""
 
-    def __init__(self, *, frames, first_frame: int, **kwargs):
+    def __init__(self, *, frames, first_frame: int, **kwargs: Any):
         super().__init__(**kwargs)
         self.frames = frames
         self.first_frame = int(first_frame)
@@ -135,7 +138,7 @@ class MemoryPartition(SourcePartition):
     def supports_zero_copy(self) -> bool:
         return True
 
-    def open_source(self, frames, depth) -> FrameSource:
+    def open_source(self, frames: np.ndarray, depth: int) -> FrameSource:
         # pickle protocols < 5 turn byte-swapped arrays into native ones: restore the
         # stored byte order that raw_dtype promises (a no-op when it is unchanged)
         return _ArraySource(self.frames.astype(self.raw_dtype, copy=False), self.first_frame, frames)

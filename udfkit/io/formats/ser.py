@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 from math import prod
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ from ...common import Shape, Slice
 from ...common.parse import ShapeLike
 from ...errors import DataSetError
 from ..aligned import aligned_empty
-from ..base import DataSetMeta, FrameSource, IOBackend
+from ..base import DataSetMeta, FrameSource, IOBackend, Partition
 from ..file_based import FileDataSet, FilePartition
 from ..layout import FileLayout, FileSet
 from ..tiles import DataTile
@@ -120,11 +121,11 @@ class SERPartition(FilePartition):
         See :class:`~udfkit.io.file_based.FilePartition`.
     """
 
-    def __init__(self, *, flip_rows: bool, **kwargs):
+    def __init__(self, *, flip_rows: bool, **kwargs: Any):
         super().__init__(**kwargs)
         self.flip_rows = bool(flip_rows)
 
-    def open_source(self, frames, depth) -> FrameSource:
+    def open_source(self, frames: np.ndarray, depth: int) -> FrameSource:
         source = super().open_source(frames, depth)
         return _FlippedRows(source, self.fileset.sig_shape) if self.flip_rows else source
 
@@ -361,7 +362,7 @@ class SERDataSet(FileDataSet):
             return (total,), f"one axis ({len(nav)} dimensions)"
         return nav, order
 
-    def get_partitions(self):
+    def get_partitions(self) -> list[Partition]:
         meta = self._require_meta()
         return [SERPartition(flip_rows=self._flip, fileset=self._fileset, backend=self._backend,
                              shape=meta.shape, start=start, stop=stop, sync_offset=meta.sync_offset,

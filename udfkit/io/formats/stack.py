@@ -30,7 +30,7 @@ import numpy as np
 from ...common import Shape
 from ...common.parse import ShapeLike
 from ...errors import DataSetError
-from ..base import DataSet, DataSetMeta, FrameSource
+from ..base import DataSet, DataSetMeta, FrameSource, Partition
 from ..partitioning import partition_bounds
 from ..tiles import SourcePartition
 from ..tiling import TilingConstraints
@@ -68,7 +68,7 @@ class StackPartition(SourcePartition):
         See :class:`~udfkit.io.base.Partition`.
     """
 
-    def __init__(self, *, member: SourcePartition, shift: int, member_index: int, **kwargs):
+    def __init__(self, *, member: SourcePartition, shift: int, member_index: int, **kwargs: Any):
         super().__init__(raw_dtype=member.raw_dtype, **kwargs)
         self.member = member
         self.shift = int(shift)
@@ -78,7 +78,7 @@ class StackPartition(SourcePartition):
     def supports_zero_copy(self) -> bool:
         return self.member.supports_zero_copy
 
-    def open_source(self, frames, depth) -> FrameSource:
+    def open_source(self, frames: np.ndarray, depth: int) -> FrameSource:
         return self.member.open_source(np.asarray(frames, dtype=np.int64) + self.shift, depth)
 
 
@@ -119,7 +119,7 @@ class StackDataSet(DataSet):
         self._members: list = []
         self._offsets: list = []
 
-    def initialize(self, executor=None):
+    def initialize(self, executor: Any = None) -> DataSet:
         self._executor = executor
         return super().initialize(executor)
 
@@ -243,9 +243,9 @@ class StackDataSet(DataSet):
     def partition_bounds(self) -> list:
         return [(a, b) for a, b, _, _ in self._plan()]
 
-    def get_partitions(self):
+    def get_partitions(self) -> list[Partition]:
         meta = self._require_meta()
-        parts = []
+        parts: list[Partition] = []
         for i, (start, stop, k, p) in enumerate(self._plan()):
             # stack frame f is the member's position f - offset, its file frame that plus
             # the member's own sync_offset

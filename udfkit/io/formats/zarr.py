@@ -52,10 +52,11 @@ import numpy as np
 from ...common import Shape
 from ...common.parse import ShapeLike
 from ...errors import DataSetError, DataSetFileNotFoundError
-from ..base import DataSetMeta, IOBackend
+from ..base import DataSetMeta, IOBackend, Partition
 from ..chunked import ArrayReader, ChunkedDataSet, ChunkGeometry, OpenArray, block_frames, flat_slabs
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
+from ..tiling import TilingConstraints
 from ._common import check_frame_count, check_sync_offset, parse_dims, resolve_shapes
 from .base import COMMON_PARAMS, Format, Param, read_head
 
@@ -572,7 +573,7 @@ class ZarrDataSet(FileDataSet, ChunkedDataSet):
             return self._file_frames
         return super().frame_alignment
 
-    def get_tiling_constraints(self):
+    def get_tiling_constraints(self) -> TilingConstraints:
         if not self.native:
             return ChunkedDataSet.get_tiling_constraints(self)
         base = FileDataSet.get_tiling_constraints(self)
@@ -585,7 +586,7 @@ class ZarrDataSet(FileDataSet, ChunkedDataSet):
 
         return replace(base, max_depth=frames if base.max_depth is None else min(base.max_depth, frames))
 
-    def get_partitions(self):
+    def get_partitions(self) -> list[Partition]:
         if self.native:
             return FileDataSet.get_partitions(self)
         return ChunkedDataSet.get_partitions(self)
