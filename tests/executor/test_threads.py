@@ -47,6 +47,8 @@ def test_default_workers_and_bad_arguments():
         ThreadsExecutor(cpus=0)
     with pytest.raises(RuntimeError, match="closed"):
         list(ex.run_tasks([lambda: 1]))
+    with pytest.raises(ExecutorSpecError, match="executor kind: expected one of .*'nope'"):
+        make_executor("nope")
 
 
 class Concurrency(UDF):

@@ -19,13 +19,22 @@ EXECUTORS = {
 def make_executor(kind: str, **kwargs) -> Executor:
     """Create the executor registered as ``kind`` with its keyword arguments.
 
+    Raises
+    ------
+    ExecutorSpecError
+        For an unknown ``kind`` (a ``ValueError`` too) or an argument out of range.
+    TypeError
+        For a keyword argument the executor does not take.
+
     Examples
     --------
     >>> make_executor("inline")
     InlineExecutor(debug=False)
     """
     if kind not in EXECUTORS:
-        raise ValueError(f"executor kind: expected one of {sorted(EXECUTORS)}, got {kind!r}")
+        from ..errors import ExecutorSpecError
+
+        raise ExecutorSpecError(f"executor kind: expected one of {sorted(EXECUTORS)}, got {kind!r}")
     module, attr = EXECUTORS[kind].split(":")
     cls = getattr(importlib.import_module(module), attr)
     try:
