@@ -4,10 +4,11 @@ so that ``UDF.BACKEND_NUMPY``, ``UDF.TILE_SIZE_MAX`` or ``UDFMethod.TILE`` port 
 
 The backend names are the strings LiberTEM uses (they come from its ``sparseconverter``
 package): a UDF that returns ``("numpy", "cupy")`` from ``get_backends()`` means the same on
-both. udfkit computes on the CPU: tiles are numpy arrays, converted to a sparse CPU format
-(scipy.sparse, pydata sparse) for a UDF that supports only such formats;
-:func:`available_backends` says which backends a run can hand to a UDF. CuPy and CUDA are not
-offered (udfkit has no GPU support).
+both. udfkit computes on the CPU. A data set delivers tiles in its native forms (numpy for every
+dense format; scipy.sparse CSR row blocks, or densified numpy, for ``raw_csr``);
+:func:`convert_tile` turns a tile into the form a UDF asked for (scipy.sparse, pydata
+sparse, numpy); :func:`available_backends` says which backends a run can hand to a UDF.
+CuPy and CUDA are not offered (udfkit has no GPU support).
 
 Examples
 --------
@@ -22,6 +23,7 @@ True
 from __future__ import annotations
 
 from enum import Enum, StrEnum
+from math import prod
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,7 @@ __all__ = [
     "BACKEND_CUPY_SCIPY_COO", "BACKEND_CUPY_SCIPY_CSR", "BACKEND_CUPY_SCIPY_CSC", "BACKEND_ALL",
     "BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "CUPY_BACKENDS", "SPARSE_BACKENDS",
     "DENSE_BACKENDS", "ND_BACKENDS", "D2_BACKENDS", "available_backends",
-    "canonical_backends", "to_backend",
+    "canonical_backends", "to_backend", "convert_tile", "is_sparse_backend",
 ]
 
 
@@ -162,6 +164,69 @@ def to_backend(arr: np.ndarray, backend: str, frame: bool = False) -> Any:
         return getattr(sparse, backend.rsplit(".", 1)[1]).from_numpy(arr)
     raise ValueError(f"backend {backend!r} is not one udfkit converts to; expected one of "
                      f"{available_backends()}")
+
+
+def is_sparse_backend(backend: str) -> bool:
+    """Whether ``backend`` names a sparse format (scipy.sparse or pydata sparse).
+
+    Examples
+    --------
+    >>> is_sparse_backend(BACKEND_SCIPY_CSR), is_sparse_backend(BACKEND_NUMPY)
+    (True, False)
+    """
+    return backend in _SCIPY_BACKENDS or backend in _PYDATA_BACKENDS
+
+
+def convert_tile(arr: Any, source: str, target: str, shape: tuple) -> Any:
+    """A tile ``arr`` held in backend ``source`` as backend ``target``.
+
+    ``shape`` is the tile's logical shape ``(depth, *sig_part)``. Dense (numpy) and pydata
+    ``sparse`` results have that shape; ``scipy.sparse`` ones are 2D, ``(depth, pixels)``,
+    as LiberTEM hands them. Sparse formats convert into each other without densifying.
+
+    Examples
+    --------
+    >>> import scipy.sparse
+    >>> m = scipy.sparse.csr_matrix(np.array([[0, 1, 0, 0], [2, 0, 0, 3]], "float32"))
+    >>> convert_tile(m, BACKEND_SCIPY_CSR, BACKEND_NUMPY, (2, 2, 2))[1]
+    array([[2., 0.],
+           [0., 3.]], dtype=float32)
+    >>> convert_tile(m, BACKEND_SCIPY_CSR, BACKEND_SPARSE_GCXS, (2, 2, 2)).shape
+    (2, 2, 2)
+    >>> convert_tile(m, BACKEND_SCIPY_CSR, BACKEND_SCIPY_COO, (2, 2, 2)).format
+    'coo'
+    """
+    if source == target:
+        return arr
+    shape = tuple(int(n) for n in shape)
+    rows = (shape[0], prod(shape[1:]))
+    if source == BACKEND_NUMPY:
+        return to_backend(np.asarray(arr).reshape(shape), target)
+    if source in _SCIPY_BACKENDS:
+        if target == BACKEND_NUMPY:
+            return arr.toarray().reshape(shape)
+        if target in _SCIPY_BACKENDS:
+            import scipy.sparse
+
+            return getattr(scipy.sparse, target.rsplit(".", 1)[1])(arr)
+        if target in _PYDATA_BACKENDS:
+            import sparse
+
+            coo = sparse.COO.from_scipy_sparse(arr).reshape(shape)
+            return coo if target == BACKEND_SPARSE_COO else coo.asformat(
+                target.rsplit(".", 1)[1].lower())
+    elif source in _PYDATA_BACKENDS:
+        if target == BACKEND_NUMPY:
+            return np.asarray(arr.todense()).reshape(shape)
+        if target in _PYDATA_BACKENDS:
+            return arr.asformat(target.rsplit(".", 1)[1].lower())
+        if target in _SCIPY_BACKENDS:
+            import scipy.sparse
+
+            flat = arr.asformat("coo").reshape(rows).to_scipy_sparse()
+            return getattr(scipy.sparse, target.rsplit(".", 1)[1])(flat)
+    raise ValueError(f"cannot convert a tile from backend {source!r} to {target!r}; udfkit "
+                     f"converts between {available_backends()}")
 
 
 def canonical_backends(backends: Any) -> tuple:

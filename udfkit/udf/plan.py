@@ -61,7 +61,7 @@ from ..io.partitioning import partition_bounds, partition_reason
 from ..io.tiling import Negotiator, TilingRequest, TilingScheme
 from .buffers import AuxData, buffer_shape
 from .meta import UDFMeta
-from .validation import check_backends, check_buffers, check_udf, preferred_dtype, tiling_request
+from .validation import check_buffers, choose_backends, check_udf, preferred_dtype, tiling_request
 
 __all__ = ["RunPlan", "UDFPlan", "BufferPlan", "PartitionPlan", "MemoryEstimate", "Placement",
            "plan_run", "negotiate_tiling", "placement_of"]
@@ -454,7 +454,9 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
 
     udfs = [udfs] if isinstance(udfs, UDF) else list(udfs)
     methods = [check_udf(u) for u in udfs]
-    array_backends = [check_backends(u, backends) for u in udfs]
+    # the forms the data set hands out without converting (raw_csr: CSR row blocks, numpy)
+    array_backends = choose_backends(udfs, backends,
+                                     native=getattr(dataset, "array_backends", ("numpy",)))
     shape = dataset.shape
     nav_shape = shape.nav.to_tuple()
     sig_shape = shape.sig.to_tuple()

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from ..common import Shape, Slice
-from ..common.udf import to_backend
+from ..common.udf import BACKEND_NUMPY, D2_BACKENDS as _D2, convert_tile, is_sparse_backend
 from .base import _overrides
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .meta import UDFMeta
@@ -228,17 +228,30 @@ def _process(part, task, bound, sig_shape, progress=None):
     advance in lockstep (same scheme, same frames), so every tile's bytes are read while
     they are still in the cache (zero-copy views cost nothing; a decoded stream reads its
     tile once).
+
+    A group's stream is sparse (the partition's CSR row blocks, never densified) when the
+    partition can give one (``raw_csr``), the scheme has whole frames, there are no
+    corrections and some UDF of the group runs on a sparse backend; otherwise it is dense.
+    The feeder converts each tile once per other form its UDFs want.
     """
     by_dtype = {}
     for b, dtype in zip(bound, task.input_dtypes):
         by_dtype.setdefault(dtype, []).append(b)
-    feeders = [_Feeder(group, task.scheme, sig_shape, task.processed_offset)
+    sparse_source = getattr(part, "sparse_backend", None)
+    if task.corrections is not None or len(task.scheme.slices) != 1:
+        sparse_source = None
+    sources = [sparse_source if sparse_source is not None
+               and any(is_sparse_backend(b.backend) for b in group) else BACKEND_NUMPY
                for group in by_dtype.values()]
+    feeders = [_Feeder(group, task.scheme, sig_shape, task.processed_offset, source)
+               for group, source in zip(by_dtype.values(), sources)]
     last_slice = len(task.scheme) - 1
     if task.corrections is not None:
         _process_corrected(part, task, list(by_dtype), feeders, progress, last_slice)
         return
-    streams = [part.get_tiles(task.scheme, dtype, task.roi) for dtype in by_dtype]
+    streams = [part.get_tiles(task.scheme, dtype, task.roi) if source == BACKEND_NUMPY
+               else part.get_sparse_tiles(task.scheme, dtype, task.roi)
+               for dtype, source in zip(by_dtype, sources)]
     if len(streams) == 1:
         feed = feeders[0]
         for tile in streams[0]:
@@ -267,14 +280,39 @@ def _process_corrected(part, task, dtypes, feeders, progress, last_slice):
 
 
 class _Feeder:
-    """Hands tiles (or their frames) to the UDFs of one dtype group."""
+    """Hands tiles (or their frames) to the UDFs of one dtype group, each in the array
+    backend it runs on: the stream's own form (``source``) as it is, other forms converted
+    once per tile and shared by the UDFs that want them."""
 
-    def __init__(self, bound, scheme, sig_shape, processed_offset=0):
+    def __init__(self, bound, scheme, sig_shape, processed_offset=0, source=BACKEND_NUMPY):
         self.scheme = scheme
         self.tile_udfs = [b for b in bound if b.method in ("tile", "partition")]
         self.frame_udfs = [b for b in bound if b.method == "frame"]
         self.full_sig = Slice((0,) * len(sig_shape), Shape(sig_shape, sig_dims=len(sig_shape)))
         self.offset = int(processed_offset)
+        self.source = source
+        self.sig_parts = [sl.shape.to_tuple() for sl in scheme.slices]
+        self._densify = None
+
+    def _converter(self, data, idx):
+        """``get(backend)``: the tile ``data`` in ``backend``, converted at most once."""
+        cache = {self.source: data}
+        shape = (data.shape[0],) + self.sig_parts[idx]
+
+        def get(backend):
+            arr = cache.get(backend)
+            if arr is None:
+                if backend == BACKEND_NUMPY and self.source.startswith("scipy.sparse.csr"):
+                    if self._densify is None:
+                        from ..io.formats._csr import CSRDensifier
+
+                        self._densify = CSRDensifier()
+                    arr = self._densify(data, shape)
+                else:
+                    arr = convert_tile(data, self.source, backend, shape)
+                cache[backend] = arr
+            return arr
+        return get
 
     def __call__(self, tile):
         k0 = tile.processed_start
@@ -283,7 +321,7 @@ class _Feeder:
         idx = tile.scheme_idx
         sig_slice = self.scheme.slices[idx]
         origin = self.offset + k0
-        converted = {}
+        get = self._converter(data, idx)
         for b in self.tile_udfs:
             udf = b.udf
             views = dict(b.per_slice[idx])
@@ -294,27 +332,24 @@ class _Feeder:
             for name, arr, _ in b.aux:
                 params[name] = arr[k0:k0 + depth]
             udf.meta._set_unit(tile.frame_index, sig_slice, origin, depth, idx)
-            arg = data
-            if b.backend != "numpy":
-                # converted once per tile for all UDFs that want this format
-                arg = converted.get(b.backend)
-                if arg is None:
-                    arg = converted[b.backend] = to_backend(data, b.backend)
+            arg = data if b.backend == self.source else get(b.backend)
             if b.method == "tile":
                 udf.process_tile(arg)
             else:
                 udf.process_partition(arg)
         if self.frame_udfs:
-            self._frames(tile, k0, data, depth, idx)
+            self._frames(tile, k0, get, depth, idx)
 
-    def _frames(self, tile, k0, data, depth, idx):
+    def _frames(self, tile, k0, get, depth, idx):
         full_sig = self.full_sig
         offset = self.offset
+        # each UDF's form of the whole tile; a frame is then one row of it (2D sparse formats
+        # keep a leading axis of 1, as LiberTEM's sparse frames)
+        forms = [(b, get(b.backend), b.backend in _D2) for b in self.frame_udfs]
         for i in range(depth):
             k = k0 + i
             fidx = tile.frame_index[i:i + 1]
-            frame = data[i]
-            for b in self.frame_udfs:
+            for b, data, d2 in forms:
                 udf = b.udf
                 views = dict(b.per_slice[idx])
                 for name, arr, extra in b.nav:
@@ -324,5 +359,4 @@ class _Feeder:
                 for name, arr, extra in b.aux:
                     params[name] = arr[k] if extra else arr[k:k + 1]
                 udf.meta._set_unit(fidx, full_sig, offset + k, 1, idx)
-                udf.process_frame(frame if b.backend == "numpy"
-                                  else to_backend(frame, b.backend, frame=True))
+                udf.process_frame(data[i:i + 1] if d2 else data[i])

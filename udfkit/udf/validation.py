@@ -18,8 +18,8 @@ from ..io.tiling import ZERO_COPY_BUDGET, TilingRequest
 from .base import UDF, _overrides
 from .buffers import ArrayWithMask, AuxData, BufferSpec, buffer_shape, check_buffer_name
 
-__all__ = ["check_udf", "check_buffers", "check_results", "check_backends", "tiling_request",
-           "preferred_dtype"]
+__all__ = ["check_udf", "check_buffers", "check_results", "check_backends", "choose_backends",
+           "tiling_request", "preferred_dtype"]
 
 METHODS = ("tile", "frame", "partition")
 
@@ -80,33 +80,75 @@ def check_picklable(udf) -> None:
     _PICKLABLE_CLASSES.add(cls)
 
 
-def check_backends(udf, allowed=None) -> str:
-    """The array backend the UDF runs with: numpy when it lists it in ``get_backends()``
-    (the data sets deliver numpy, so that costs no conversion, as LiberTEM's plan prefers),
-    else the first sparse CPU format it lists that is installed.
+def check_backends(udf, allowed=None, native=(_c.BACKEND_NUMPY,)) -> str:
+    """The array backend ``udf`` runs with, alone in a run; see :func:`choose_backends`."""
+    return choose_backends([udf], allowed=allowed, native=native)[0]
+
+
+def choose_backends(udfs, allowed=None, native=(_c.BACKEND_NUMPY,)) -> list:
+    """The array backend each UDF of a run gets its tiles in.
+
+    Rules (LiberTEM's execution plan, with the UDF's own order among forms that cost nothing):
+
+    1. A UDF that lists a backend the data set delivers natively (``native``: numpy for dense
+       formats; scipy.sparse CSR and numpy for ``raw_csr``) gets the first such backend *in
+       the UDF's order*: SumUDF, which lists CSR before numpy as in LiberTEM, gets CSR row
+       blocks from a sparse file and numpy tiles from a dense one.
+    2. Any other UDF gets a form it has to be converted to: among the backends it lists that
+       are installed, the one listed by most such UDFs of the run (the tile is converted once
+       per form and shared), ties in the UDF's order.
 
     ``allowed`` restricts the backends further (``run_udf(backends=...)``).
+
+    Raises
+    ------
+    UDFError
+        For a backend name that is not one of LiberTEM's (naming the UDF, the name and the
+        known ones), or a UDF with no backend udfkit can serve (GPU only, package missing).
+
+    Examples
+    --------
+    >>> from udfkit.udf import SumUDF
+    >>> choose_backends([SumUDF()])
+    ['numpy']
+    >>> choose_backends([SumUDF()], native=(_c.BACKEND_SCIPY_CSR, _c.BACKEND_NUMPY))
+    ['scipy.sparse.csr_matrix']
     """
-    where = _name(udf)
-    backends = _c.canonical_backends(udf.get_backends())
-    unknown = [b for b in backends if b not in _c.BACKENDS]
-    if unknown:
-        raise UDFError(f"{where}.get_backends() returned unknown backends {unknown}; expected "
-                       "UDF.BACKEND_* names such as UDF.BACKEND_NUMPY")
     available = _c.available_backends()
     if allowed is not None:
         allowed = _c.canonical_backends(allowed)
         bad = [b for b in allowed if b not in _c.BACKENDS]
         if bad:
-            raise UDFError(f"backends: unknown backends {bad}; expected UDF.BACKEND_* names")
+            raise UDFError(f"backends: unknown backends {bad}; expected UDF.BACKEND_* names: "
+                           f"{sorted(_c.BACKENDS)}")
         available = tuple(b for b in available if b in allowed)
-    usable = [b for b in backends if b in available]
-    if not usable:
-        limit = "" if allowed is None else f" (backends= limits the run to {list(allowed)})"
-        raise UDFError(f"{where}.get_backends() returned {list(backends)}, but udfkit runs UDFs "
-                       f"on the CPU with {list(available)}{limit}: add UDF.BACKEND_NUMPY "
-                       "('numpy') to get_backends() and convert inside the UDF if needed")
-    return _c.BACKEND_NUMPY if _c.BACKEND_NUMPY in usable else usable[0]
+    usable = []
+    for udf in udfs:
+        where = _name(udf)
+        backends = _c.canonical_backends(udf.get_backends())
+        unknown = [b for b in backends if b not in _c.BACKENDS]
+        if unknown:
+            raise UDFError(f"{where}.get_backends() returned unknown backend"
+                           f"{'s' if len(unknown) > 1 else ''} {unknown}; the known ones are "
+                           f"{sorted(_c.BACKENDS)} (UDF.BACKEND_* names)")
+        ok = [b for b in backends if b in available]
+        if not ok:
+            limit = "" if allowed is None else f" (backends= limits the run to {list(allowed)})"
+            raise UDFError(f"{where}.get_backends() returned {list(backends)}, but udfkit runs UDFs "
+                           f"on the CPU with {list(available)}{limit}: add UDF.BACKEND_NUMPY "
+                           "('numpy') to get_backends() and convert inside the UDF if needed")
+        usable.append(ok)
+    native = tuple(native)
+    chosen = [next((b for b in ok if b in native), None) for ok in usable]
+    # forms needing a conversion: the most shared one, so that a tile is converted once for
+    # as many UDFs as possible
+    votes: dict = {}
+    for ok, c in zip(usable, chosen):
+        if c is None:
+            for b in ok:
+                votes[b] = votes.get(b, 0) + 1
+    return [c if c is not None else max(ok, key=lambda b: (votes[b], -ok.index(b)))
+            for ok, c in zip(usable, chosen)]
 
 
 def preferred_dtype(udf) -> np.dtype:

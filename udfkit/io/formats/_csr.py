@@ -14,7 +14,8 @@ into the window.
 
 :class:`RowReader` combines the three: for file rows ``[r0, r1)`` it returns the CSR triple
 ``(indptr, indices, values)`` of those rows, which the dense tile path densifies and which a
-sparse tile path can hand on as it is.
+sparse tile path can hand on as it is. :class:`CSRDensifier` turns such a sparse tile into
+dense frames for the UDFs of a run that take only dense input.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from ...errors import DataSetError
 from ..layout import FileLayout, FileSet
 
-__all__ = ["FlatArray", "WindowReader", "RowReader", "CHUNK_ITEMS", "WINDOW_BYTES"]
+__all__ = ["FlatArray", "WindowReader", "RowReader", "CSRDensifier", "CHUNK_ITEMS", "WINDOW_BYTES"]
 
 #: elements per frame when a flat array is described to an I/O backend
 CHUNK_ITEMS = 4096
@@ -364,3 +365,56 @@ class RowReader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class CSRDensifier:
+    """Dense frames of CSR tiles in one reused buffer, for UDFs that take only dense input.
+
+    The buffer keeps the previous tile; with few entries per frame, clearing only the pixels
+    it set costs much less than zeroing every frame (as the dense tile path of ``raw_csr``
+    does). The result is read-only and valid until the next call.
+
+    Examples
+    --------
+    >>> import scipy.sparse
+    >>> d = CSRDensifier()
+    >>> m = scipy.sparse.csr_matrix(np.array([[0, 2, 0], [5, 0, 7]], "float32"))
+    >>> d(m, (2, 3)).tolist()
+    [[0.0, 2.0, 0.0], [5.0, 0.0, 7.0]]
+    >>> d(scipy.sparse.csr_matrix(np.array([[1, 0, 0]], "float32")), (1, 3)).tolist()
+    [[1.0, 0.0, 0.0]]
+    """
+
+    def __init__(self):
+        self._buf: np.ndarray | None = None
+        self._pos = np.zeros(0, np.int64)
+        self._npos = 0  # entries of _pos set by the last tile; -1: clear the whole buffer
+        self._used = 0  # elements of the buffer the last tile covered
+
+    def __call__(self, mat, shape: tuple) -> np.ndarray:
+        """``mat`` (scipy.sparse CSR, ``(depth, pixels)``) as a dense array of ``shape``."""
+        from . import _csr_kernels as kernels
+
+        n, items = mat.shape
+        size = n * items
+        buf = self._buf
+        if buf is None or buf.dtype != mat.dtype or buf.size < size:
+            buf = self._buf = np.zeros(max(size, 0 if buf is None else buf.size), mat.dtype)
+            self._npos = 0
+        elif self._npos < 0 or 8 * self._npos > self._used:
+            buf[:self._used] = 0
+        elif self._npos:
+            buf[self._pos[:self._npos]] = 0
+        if self._pos.size < mat.nnz:
+            self._pos = np.empty(max(mat.nnz, 2 * self._pos.size), np.int64)
+        out = buf[:size].reshape((n, items))
+        bad, self._npos = kernels.densify(mat.indptr.astype(np.int64), np.arange(n, dtype=np.int64),
+                                          mat.indices, mat.data, 0, out, items, zero=False,
+                                          pos=self._pos)
+        self._used = size
+        if bad >= 0:
+            raise ValueError(f"sparse tile: column index {int(mat.indices[bad])} outside the "
+                             f"{items} pixels of a frame")
+        view = out.reshape(shape)
+        view.flags.writeable = False
+        return view

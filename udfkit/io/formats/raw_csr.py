@@ -51,6 +51,7 @@ from math import prod
 import numpy as np
 
 from ...common import Shape, Slice, normalize_dtype
+from ...common.udf import BACKEND_NUMPY, BACKEND_SCIPY_CSR
 from ...errors import DataSetError, DataSetFileNotFoundError
 from ..aligned import aligned_empty
 from ..backends import get_backend
@@ -415,6 +416,13 @@ class RawCSRDataSet(DataSet):
         # tiles are densified into a buffer
         return False
 
+    @property
+    def array_backends(self) -> tuple:
+        """The tile forms this data set hands out without converting, preferred first
+        (LiberTEM's attribute): CSR row blocks (``scipy.sparse.csr_matrix``, for UDFs that list
+        it) and numpy (densified by the read kernel into a reused buffer)."""
+        return (BACKEND_SCIPY_CSR, BACKEND_NUMPY)
+
     def get_tiling_constraints(self):
         from ..tiling import TilingConstraints
 
@@ -503,6 +511,58 @@ class CSRPartition(SourcePartition):
                     yield (block, *reader.rows(int(rows[0]), int(rows[-1]) + 1))
                 else:
                     yield (block, *reader.select(rows))
+
+    #: the backend of :meth:`get_sparse_tiles` (the runner asks for it by this name)
+    sparse_backend = BACKEND_SCIPY_CSR
+
+    def get_sparse_tiles(self, tiling_scheme, dest_dtype="float32", roi=None):
+        """Yield :class:`~udfkit.io.tiles.DataTile` objects whose ``data`` is a
+        ``scipy.sparse.csr_matrix`` of shape ``(depth, sig pixels)``: the processed rows as
+        stored, never densified, values in ``dest_dtype`` (LiberTEM's sparse tiles).
+
+        The scheme must have one signal slice (whole frames; the data set's tiling
+        constraints give that). Column indices are checked against the pixel count; a
+        matrix is valid while the UDFs process it (its values are a new array, its indices
+        a copy).
+        """
+        import scipy.sparse
+
+        if len(tiling_scheme.slices) != 1:
+            raise ValueError(f"{self.descriptor}: sparse tiles are whole frames, but the tiling "
+                             f"scheme has {len(tiling_scheme.slices)} signal slices")
+        dest = np.dtype(dest_dtype).newbyteorder("=")
+        sig_shape = self.shape.sig.to_tuple()
+        items = prod(sig_shape)
+        zeros = (0,) * len(sig_shape)
+        done = 0  # processed frames before the block
+        for block, indptr, indices, values in self.csr_blocks(tiling_scheme.depth, roi):
+            n = block.size
+            self._check_indices(indptr, indices, block, items)
+            # int32 where it holds every index and offset (scipy's own choice), so that scipy
+            # does not cast again; a copy, since scipy may sort or sum duplicates in place
+            big = max(items, int(indptr[-1])) > np.iinfo(np.int32).max
+            idx_dtype = np.int64 if big else np.int32
+            mat = scipy.sparse.csr_matrix(
+                (values.astype(dest), indices.astype(idx_dtype), indptr.astype(idx_dtype)),
+                shape=(n, items), copy=False)
+            origin = self.start + int(block[0])
+            yield DataTile(mat, Slice((origin,) + zeros, Shape((n,) + sig_shape,
+                                                               sig_dims=len(sig_shape))),
+                           0, block + self.start, done)
+            done += n
+
+    def _check_indices(self, indptr, indices, block, items) -> None:
+        if not indices.size:
+            return
+        lo, hi = int(indices.min()), int(indices.max())
+        if lo >= 0 and hi < items:
+            return
+        k = int(np.flatnonzero((indices < 0) | (indices >= items))[0])
+        frame = int(block[int(np.searchsorted(indptr, k, side="right")) - 1])
+        raise DataSetError(
+            f"indices file {self.arrays[1].path!r}: frame {frame + self.start + self.sync_offset} "
+            f"has pixel index {int(indices[k])}; expected a pixel index from 0 to {items - 1} "
+            f"(sig_shape has {items} pixels)")
 
     def open_source(self, frames, depth) -> FrameSource:
         return _DenseSource(self, np.asarray(frames, dtype=np.int64), int(depth))
