@@ -6,6 +6,8 @@ many small examples on them starts each executor once and closes it at its end.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from ..api import Context
 
 __all__ = ["ALL_EXECUTORS", "SharedContexts"]
@@ -54,7 +56,8 @@ class SharedContexts:
         while self._open:
             self._open.popitem()[1].close()
 
-    def closing_fixture(self, scope: str = "module"):
+    def closing_fixture(self, scope: Literal["session", "package", "module", "class",
+                                             "function"] = "module"):
         """An autouse pytest fixture of ``scope`` that closes the contexts at its end."""
         import pytest
 

@@ -17,6 +17,7 @@ check the writer independently of udfkit's reader.
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import numpy as np
 
@@ -33,7 +34,7 @@ _SIMPLE_OF = {2: "i2", 3: "i4", 4: "u2", 5: "u4", 6: "f4", 7: "f8", 8: "u1", 9: 
 class _Tags:
     """Serialises tag groups for one version and byte order."""
 
-    def __init__(self, version: int, byteorder: str):
+    def __init__(self, version: int, byteorder: Literal["<", ">"]):
         self.version = version
         self.order = byteorder
         self.word = 8 if version == 4 else 4
@@ -107,7 +108,7 @@ def _image(t: _Tags, name: str, file_array: np.ndarray, data_type: int, meta_for
 
 
 def write_dm(path, data, *, sig_dims: int = 2, order: str = "C", version: int = 4,
-             byteorder: str | None = None, order_tag="auto", thumbnail: bool = True,
+             byteorder: Literal["<", ">"] | None = None, order_tag="auto", thumbnail: bool = True,
              meta_format: str | None = "auto", more_images=(), override=None) -> str:
     """Write ``data`` (logical ``nav + sig``, C order) as a DM3 or DM4 file.
 

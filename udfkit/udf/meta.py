@@ -89,8 +89,8 @@ class UDFMeta:
         self._corrections = corrections  # a CorrectionSet, or a worker's CorrectionPlan
         self.sig_slice: Slice | None = None
         self._frame_index = None
-        self._slice = None
-        self._nav_origin = None
+        self._slice: Slice | None = None
+        self._nav_origin: int | None = None
         self._depth = 0
         self._valid_nav_mask = None
 
@@ -142,6 +142,7 @@ class UDFMeta:
     def slice(self) -> Slice | None:
         if self._slice is None and self._nav_origin is not None:
             sig = self.sig_slice
+            assert sig is not None  # set with the nav origin, by _set_unit
             self._slice = Slice((self._nav_origin,) + sig.origin,
                                 Shape((self._depth,) + sig.shape.to_tuple(), sig_dims=sig.shape.dims))
         return self._slice

@@ -53,8 +53,8 @@ class BufferResult:
         self._nav_shape = tuple(nav_shape)
         self._positions = positions  # flat nav index of each raw row, None = all, in order
         self._rows_valid = rows_valid  # bool per raw row (partial results), None = all
-        self._data = None
-        self._valid = None
+        self._data: np.ndarray | None = None
+        self._valid: np.ndarray | None = None
 
     @property
     def dtype(self):
@@ -106,10 +106,10 @@ class BufferResult:
                 self._valid = np.ones(self.data.shape, dtype=bool)
             else:
                 nav_size = int(np.prod(self._nav_shape, dtype=np.int64))
-                flat = np.zeros(nav_size, dtype=bool)
-                flat[self._scatter_index(nav_size)[0]] = True
-                mask = flat.reshape(self._nav_shape + (1,) * len(self.extra_shape))
-                self._valid = np.broadcast_to(mask, self._nav_shape + self.extra_shape).copy()
+                hits = np.zeros(nav_size, dtype=bool)
+                hits[self._scatter_index(nav_size)[0]] = True
+                shown = hits.reshape(self._nav_shape + (1,) * len(self.extra_shape))
+                self._valid = np.broadcast_to(shown, self._nav_shape + self.extra_shape).copy()
         return self._valid
 
     @property

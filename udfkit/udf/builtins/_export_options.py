@@ -21,7 +21,7 @@ __all__ = ["FORMATS", "COMPRESSIONS", "parse_format", "parse_compression", "pars
 FORMATS = ("npy", "raw", "hdf5", "zarr", "binary", "raw_csr")
 
 #: compression name → (default level, accepted levels) per format that compresses
-COMPRESSIONS = {
+COMPRESSIONS: dict[str, dict[str, tuple[int | None, range | None]]] = {
     "hdf5": {"gzip": (4, range(0, 10)), "lzf": (None, None), "zstd": (3, range(1, 23)),
              "blosc": (5, range(0, 10))},
     "zarr": {"gzip": (5, range(0, 10)), "zstd": (3, range(1, 23)), "blosc": (5, range(0, 10))},

@@ -33,7 +33,7 @@ __all__ = ["Target", "NpyTarget", "RawTarget", "Hdf5ContiguousTarget", "BinaryTa
 
 def pwrite_all(fd: int, data: np.ndarray, pos: int) -> None:
     """Write all of ``data``'s bytes at ``pos`` (``os.pwrite`` may write less than asked)."""
-    view = memoryview(np.ascontiguousarray(data)).cast("B")
+    view = np.ascontiguousarray(data).data.cast("B")
     while view:
         written = os.pwrite(fd, view, pos)
         view = view[written:]

@@ -10,6 +10,7 @@ computed in float64; ``r = inf`` selects every pixel.
 from __future__ import annotations
 
 import numbers
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -52,8 +53,14 @@ def spectrum_ring(shape, r_in: float, r_out: float) -> np.ndarray:
     return (d2 <= r_out * r_out) & ~(d2 <= r_in * r_in)
 
 
-def check_number(value, name: str, where: str, *, allow_none=False, allow_inf=False,
-                 minimum=None) -> float | None:
+@overload
+def check_number(value: Any, name: str, where: str, *, allow_none: Literal[False] = False,
+                 allow_inf: bool = False, minimum: float | None = None) -> float: ...
+@overload
+def check_number(value: Any, name: str, where: str, *, allow_none: bool,
+                 allow_inf: bool = False, minimum: float | None = None) -> float | None: ...
+def check_number(value: Any, name: str, where: str, *, allow_none: bool = False,
+                 allow_inf: bool = False, minimum: float | None = None) -> float | None:
     """``value`` as a float, or a UDFError naming ``where`` and ``name``."""
     if value is None and allow_none:
         return None
@@ -67,7 +74,14 @@ def check_number(value, name: str, where: str, *, allow_none=False, allow_inf=Fa
     return value
 
 
-def check_point(value, name: str, where: str, *, allow_none=False) -> tuple[float, float] | None:
+@overload
+def check_point(value: Any, name: str, where: str, *,
+                allow_none: Literal[False] = False) -> tuple[float, float]: ...
+@overload
+def check_point(value: Any, name: str, where: str, *,
+                allow_none: bool) -> tuple[float, float] | None: ...
+def check_point(value: Any, name: str, where: str, *,
+                allow_none: bool = False) -> tuple[float, float] | None:
     """A ``(y, x)`` pair of finite numbers, or a UDFError."""
     if value is None and allow_none:
         return None

@@ -701,9 +701,7 @@ class CoMUDF(UDF):
             result[0] = picked.mean(axis=0)
         elif option == 1 and picked.shape[0] > 0:
             result[:] = np.linalg.lstsq(inp[valid_mask], picked, rcond=None)[0]
-        if np.allclose(result[1:], 0):
-            inp = None
-        return result, inp
+        return result, (None if np.allclose(result[1:], 0) else inp)
 
     def apply_mean_regression(self, regression, field_inout, valid_mask):
         """Subtract the offset row of ``regression`` at the valid positions (in place)."""
