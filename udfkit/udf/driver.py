@@ -234,10 +234,14 @@ class UDFRun:
                     ready = [result]
                 for r in ready:
                     self._merge(r)
+                    # a merged partition result is garbage: its buffers go now, even where
+                    # the executor still holds the result object (the inline executor's
+                    # generator, a thread pool's future, the scheduler's last outcome), so
+                    # they are not alive next to the next task's buffers, nor while
+                    # get_results makes its own (the plan's memory estimate counts so)
+                    r.buffers = None
                     if iterate and self.frames_done < self.total_frames:
                         yield self._results(complete=False)
-                # a merged partition result is garbage: not held while the next arrives, nor
-                # while get_results makes its buffers (the plan's memory estimate counts so)
                 result = ready = r = None
         except ExecutorError as e:
             e.add_note(self._where(tasks, e))

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from ..common import Shape, Slice
+from ..common.allocation import discard_results, result_zeros
 from ..common.udf import BACKEND_NUMPY, D2_BACKENDS as _D2, convert_tile, is_sparse_backend
 from .base import _overrides
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
@@ -126,13 +127,24 @@ class _Bound:
         self.method = method
         self.backend = backend
         self.specs = specs
-        self.arrays = {name: np.zeros(buffer_shape(spec, n, sig_shape), dtype=spec.dtype)
-                       for name, spec in specs.items() if spec.use != "result_only"}
         # what goes back for merging: public and private buffers (LiberTEM merges private ones
         # too); without a merge of its own, private sig/single buffers stay worker scratch
         custom_merge = _overrides(type(udf), "merge")
-        self.returned = [name for name in self.arrays
+        kept = [name for name, spec in specs.items() if spec.use != "result_only"]
+        self.returned = [name for name in kept
                          if specs[name].use is None or custom_merge or specs[name].kind == "nav"]
+        # returned buffers come from the process's result allocator (shared memory on a
+        # processes worker: sending them back then copies nothing); scratch from numpy
+        self.arrays = {}
+        try:
+            for name in kept:
+                shape = buffer_shape(specs[name], n, sig_shape)
+                self.arrays[name] = (result_zeros(shape, specs[name].dtype)
+                                     if name in self.returned
+                                     else np.zeros(shape, dtype=specs[name].dtype))
+        except BaseException:
+            self.discard()
+            raise
         self.nav = [(name, arr, bool(specs[name].extra_shape))
                     for name, arr in self.arrays.items() if specs[name].kind == "nav"]
         self.aux = [(name, v.data, bool(v.extra_shape)) for name, v in udf._kwargs.items()
@@ -144,6 +156,10 @@ class _Bound:
                               for sl in scheme.slices]
         else:
             self.per_slice = [dict(fixed, **sig)] * len(scheme.slices)
+
+    def discard(self):
+        """Give back the returned buffers (the task failed: nothing is returned)."""
+        discard_results(self.arrays[name] for name in self.returned if name in self.arrays)
 
     def bind_whole(self):
         """Views for the whole partition (preprocess, process_partition, postprocess)."""
@@ -192,7 +208,8 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
                  partition_shape=partition_shape, array_backend=backend,
                  corrections=task.corrections)
              for dtype, backend in zip(task.input_dtypes, task.backends)}
-    bound = []
+    bound = []  # UDFs whose preprocess ran (their cleanup runs)
+    made = []  # every _Bound made: their buffers are given back if the task fails
     try:
         for meta in metas.values():
             # get_task_data and preprocess see the whole partition, as in LiberTEM
@@ -204,6 +221,7 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
             specs = udf.get_result_buffers()
             udf.task_data = Namespace(udf.get_task_data() or {})
             b = _Bound(udf, method, specs, n, sig_shape, scheme, backend)
+            made.append(b)
             b.bind_whole()
             udf.preprocess()
             bound.append(b)
@@ -215,9 +233,20 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
             b.udf.meta._set_unit(None, full_sig, offset, n)
             b.udf.postprocess()
         buffers = [{name: b.arrays[name] for name in b.returned} for b in bound]
+    except BaseException:
+        for b in made:
+            b.discard()
+        raise
     finally:
         for b in bound:
             b.udf.cleanup()
+        # the UDFs keep views of their buffers in self.results: drop them, so that the
+        # result is the buffers' only owner (a processes worker frees its segment mappings
+        # as soon as the result is sent)
+        for b in made:
+            b.udf.results = BufferNamespace()
+            b.arrays = b.per_slice = b.nav = None
+        bound = made = None
     return PartitionResult(part.index, buffers, n)
 
 
