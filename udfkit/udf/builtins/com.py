@@ -4,7 +4,8 @@ How the numbers come about
 --------------------------
 Per frame, inside the selection (a disk of radius ``r`` around ``(cy, cx)``, or a ring
 ``ri < d <= r``; the whole frame by default) three sums are taken in one matrix product per
-tile, over the bounding box of the selection only: the intensity, and the intensity weighted
+tile, over the bounding box of the selection only (sparse tiles: the stored entries times the
+masks over the whole frame): the intensity, and the intensity weighted
 with the row and with the column index. Their
 ratios are the centre of mass ``raw_com`` in pixel coordinates of the frame; a frame whose
 selected intensity is zero gets the reference point ``(cy, cx)`` itself. The rest happens in
@@ -40,6 +41,7 @@ import numpy as np
 from ...errors import UDFError, UDFParameterError
 from ..base import UDF
 from ._geometry import check_number, disk, ring
+from ._sparse import as_csr, is_sparse
 
 __all__ = ["CoMUDF", "CoMParams", "RegressionOptions", "GuessResult", "guess_corrections",
            "apply_correction", "center_shifts", "divergence", "curl_2d", "magnitude",
@@ -217,6 +219,18 @@ def _mask_matrix(sig_shape, cy, cx, r, ri, dtype):
     mat = np.stack([f()[box].reshape(-1) for f in factories], axis=1).astype(dtype)
     mat.setflags(write=False)
     return box, mat
+
+
+@lru_cache(maxsize=4)
+def _frame_matrix(sig_shape, cy, cx, r, ri, dtype):
+    """The three masks over the whole frame, ``(pixels, 3)``, for sparse tiles: a CSR row
+    block times this matrix costs one multiply-add per stored entry, with no box to cut."""
+    box, mat = _mask_matrix(sig_shape, cy, cx, r, ri, dtype)
+    full = np.zeros(tuple(sig_shape) + (3,), dtype=mat.dtype)
+    full[box] = mat.reshape(full[box].shape)
+    full = full.reshape(-1, 3)
+    full.setflags(write=False)
+    return full
 
 
 # -- the pieces of get_results, usable on their own ------------------------------------------
@@ -622,6 +636,10 @@ class CoMUDF(UDF):
                                       use="result_only"),
         }
 
+    def get_backends(self):
+        # CSR first: on raw_csr the three sums come from the stored entries only
+        return (self.BACKEND_SCIPY_CSR, self.BACKEND_NUMPY)
+
     def get_tiling_preferences(self):
         # the centre of mass of a frame needs all three sums of the frame: whole frames;
         # many of them per matrix product
@@ -637,7 +655,12 @@ class CoMUDF(UDF):
     def get_task_data(self):
         p = self.get_params()
         sig = self.meta.dataset_shape.sig.to_tuple()
-        box, mat = _mask_matrix(sig, p.cy, p.cx, p.r, p.ri, np.dtype(self.meta.input_dtype).str)
+        dtype = np.dtype(self.meta.input_dtype).str
+        box, mat = _mask_matrix(sig, p.cy, p.cx, p.r, p.ri, dtype)
+        if self.meta.array_backend != self.BACKEND_NUMPY:
+            # sparse tiles are (depth, pixels): the masks over the whole frame
+            return {"com_params": p, "box": None,
+                    "mask_matrix": _frame_matrix(sig, p.cy, p.cx, p.r, p.ri, dtype)}
         return {"com_params": p, "box": box, "mask_matrix": mat}
 
     def preprocess(self):
@@ -648,9 +671,12 @@ class CoMUDF(UDF):
     def process_tile(self, tile):
         p = self.task_data.com_params
         depth = tile.shape[0]
-        # the selection's box of every frame, as rows (a copy only where the box is narrower)
-        rows = tile[(slice(None),) + self.task_data.box].reshape(depth, -1)
-        sums = (rows @ self.task_data.mask_matrix).astype(np.float64)
+        if is_sparse(tile):
+            sums = np.asarray(as_csr(tile) @ self.task_data.mask_matrix, dtype=np.float64)
+        else:
+            # the selection's box of every frame, as rows (a copy only where the box is narrower)
+            rows = tile[(slice(None),) + self.task_data.box].reshape(depth, -1)
+            sums = (rows @ self.task_data.mask_matrix).astype(np.float64)
         total = sums[:, 0:1]
         com = np.empty((depth, 2))
         com[:] = (p.cy, p.cx)  # where nothing is selected the CoM is the reference point

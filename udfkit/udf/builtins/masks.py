@@ -87,9 +87,11 @@ class ApplyMasksUDF(UDF):
         ``UDF.USE_NATIVE_DTYPE`` reads the data as stored.
     backends : iterable of str, optional
         LiberTEM's array backends the UDF may run on (default: all LiberTEM's ApplyMasksUDF
-        supports). udfkit runs on the CPU: numpy tiles when ``"numpy"`` is listed, else tiles
-        in the first listed sparse format (``"scipy.sparse.csr_matrix"``, ``"sparse.COO"``,
-        ...); a list of GPU backends only is an error.
+        supports, scipy CSR before numpy). udfkit runs on the CPU: the tiles come in the
+        first listed form the data set delivers as it is (a ``raw_csr`` data set: its CSR
+        rows, so that the product costs one multiply-add per stored entry and mask; dense
+        data sets: numpy), else converted to a listed sparse format (``"sparse.COO"``, ...);
+        a list of GPU backends only is an error.
     shifts : (int, int) or aux data, optional
         Shift of the masks relative to each frame, one entry per signal axis (``(y, x)`` for
         2D frames): a constant for all frames, or per frame as

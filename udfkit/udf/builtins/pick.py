@@ -8,6 +8,7 @@ import numpy as np
 
 from ...errors import UdfkitWarning
 from ..base import UDF
+from ._sparse import is_sparse, to_dense
 
 __all__ = ["PickUDF"]
 
@@ -44,6 +45,10 @@ class PickUDF(UDF):
     def get_tiling_preferences(self):
         return {"whole_frames": True}
 
+    def get_backends(self):
+        # on raw_csr the rows arrive as stored and are densified straight into the result
+        return (self.BACKEND_SCIPY_CSR, self.BACKEND_NUMPY)
+
     def get_result_buffers(self):
         meta = self.meta
         sig = meta.dataset_shape.sig.to_tuple()
@@ -62,7 +67,8 @@ class PickUDF(UDF):
         }
 
     def process_tile(self, tile):
-        self.results.frames[(slice(None),) + self.meta.sig_slice.get()] = tile
+        target = self.results.frames[(slice(None),) + self.meta.sig_slice.get()]
+        target[...] = to_dense(tile, target.shape) if is_sparse(tile) else tile
 
     def get_results(self):
         return {"intensity": self.results.frames}

@@ -8,7 +8,8 @@ folded into the partition's running ``sum`` and ``varsum`` (sum of squared devia
 with the pairwise update of Chan, Golub and LeVeque; partitions are merged the same way on
 the main process. Integer data stay exact within a tile, and data with a large offset
 (1e6 + noise in float32) lose nothing to cancellation, unlike the textbook
-``E[x**2] - E[x]**2``.
+``E[x**2] - E[x]**2``. Sparse tiles (``raw_csr``) are reduced to per-pixel sums of ``x``
+and ``|x|**2`` over their stored entries, in float64, and folded in the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from ...errors import UDFError
 from ..base import UDF
 from ._dtypes import extreme_values, kernel_input_dtype
+from ._sparse import as_csr, column_sums, is_sparse
 from ._targets import flat_target
 
 __all__ = ["StdDevUDF", "StatsUDF", "run_stddev", "consolidate_result"]
@@ -79,6 +81,13 @@ class StdDevUDF(UDF):
     def get_preferred_input_dtype(self):
         return kernel_input_dtype(self.meta)
 
+    def get_backends(self):
+        # sparse tiles: the moments from the stored entries only (see _moments_sparse);
+        # StatsUDF's minimum and maximum need every pixel, so it takes numpy only
+        if self._with_minmax:
+            return (self.BACKEND_NUMPY,)
+        return (self.BACKEND_SCIPY_CSR, self.BACKEND_NUMPY)
+
     def get_tiling_preferences(self):
         itemsize = self.meta.input_dtype.itemsize if self.meta is not None else 4
         return {"depth": _TILE_DEPTH, "total_size": _TILE_DEPTH * _TILE_PIXELS * itemsize}
@@ -129,6 +138,11 @@ class StdDevUDF(UDF):
         seen = self._frames_seen.get(key, 0)
         depth = tile.shape[0]
         r = self.results
+        if is_sparse(tile):
+            with flat_target(r.sum) as total, flat_target(r.varsum) as varsum:
+                _moments_sparse(as_csr(tile), seen, total, varsum)
+            self._frames_seen[key] = seen + depth
+            return
         if not self.params.use_numba:
             with flat_target(r.sum) as total, flat_target(r.varsum) as varsum:
                 _moments_numpy(tile.reshape(depth, -1), seen, total, varsum)
@@ -213,6 +227,31 @@ def _moments_numpy_body(rows, n_before, total, varsum):
     delta = (na * tile_sum - nb * total) / (na * nb)
     total += tile_sum
     varsum += m2 + (delta.real ** 2 + delta.imag ** 2) * (na * nb / (na + nb))
+
+
+def _moments_sparse(csr, n_before, total, varsum):
+    """:func:`_moments_numpy` for a scipy CSR tile ``(depth, n)``, from its stored entries.
+
+    The tile's sums of ``x`` and ``|x|**2`` per pixel are accumulated in float64 (exact for
+    integer counts, the usual sparse data); its sum of squared deviations is then
+    ``s2 - |s1|**2 / depth``. Without a shift this can lose digits to cancellation for
+    data far from 0 with a small spread, which sparse data (mostly zeros) are not.
+    """
+    n = csr.shape[1]
+    nb = float(csr.shape[0])
+    s1 = column_sums(csr, np.zeros(n, np.complex128 if total.dtype.kind == "c" else np.float64))
+    s2 = column_sums(csr, np.zeros(n), square=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        # rounding may leave a tiny negative sum of squares where all frames are equal
+        m2 = np.maximum(s2 - (s1.real ** 2 + s1.imag ** 2) / nb, 0)
+        if n_before == 0:
+            total[:] = s1
+            varsum[:] = m2
+            return
+        na = float(n_before)
+        delta = (na * s1 - nb * total) / (na * nb)
+        total += s1
+        varsum += m2 + (delta.real ** 2 + delta.imag ** 2) * (na * nb / (na + nb))
 
 
 def consolidate_result(udf_result) -> dict:

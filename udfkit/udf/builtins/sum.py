@@ -7,6 +7,7 @@ import numpy as np
 from ...errors import UDFError
 from ..base import UDF
 from ._dtypes import accumulator_dtype, kernel_input_dtype
+from ._sparse import as_csr, column_sums, is_sparse, row_sums
 from ._targets import flat_target
 
 __all__ = ["SumUDF", "SumSigUDF", "run_sumsig"]
@@ -28,6 +29,11 @@ class _NativeSum(UDF):
     def get_preferred_input_dtype(self):
         return kernel_input_dtype(self.meta)
 
+    def get_backends(self):
+        # CSR first: a raw_csr data set hands its rows over as they are (a sum over the
+        # stored entries only); dense data sets give numpy, which needs no conversion
+        return (self.BACKEND_SCIPY_CSR, self.BACKEND_NUMPY)
+
     def _sum_dtype(self):
         requested = np.dtype(self.params.dtype)
         if requested.kind in "biu":
@@ -46,7 +52,8 @@ class SumUDF(_NativeSum):
     """Sum of all frames: one sig-shaped result, ``intensity``.
 
     The stored data are read as they are (no conversion to float first) and summed in a
-    numba kernel into a float64 buffer, so integer data are summed exactly.
+    numba kernel into a float64 buffer, so integer data are summed exactly. Sparse data
+    (``raw_csr``) arrive as CSR row blocks and only their stored entries are added.
 
     Parameters
     ----------
@@ -74,6 +81,10 @@ class SumUDF(_NativeSum):
 
     def process_tile(self, tile):
         acc = self.results.intensity
+        if is_sparse(tile):
+            with flat_target(acc) as flat:
+                column_sums(as_csr(tile), flat)
+            return
         if acc.dtype.kind in "iu":
             acc += tile.sum(axis=0, dtype=acc.dtype)
             return
@@ -114,6 +125,9 @@ class SumSigUDF(_NativeSum):
 
     def process_tile(self, tile):
         out = self.results.intensity
+        if is_sparse(tile):
+            row_sums(as_csr(tile), out)
+            return
         if out.dtype.kind in "iu":
             out += tile.reshape(tile.shape[0], -1).sum(axis=1, dtype=out.dtype)
             return
