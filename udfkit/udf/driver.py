@@ -34,9 +34,10 @@ import numpy as np
 
 from ..errors import ExecutorError
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
-from .plan import RunPlan, plan_run
+from .memory import check_memory as check_run_memory
+from .plan import RunPlan, placement_of, plan_run
 from .results import BufferResult, RunResults
-from .runner import PartitionTask
+from .runner import GATE_MIN_BYTES, PartitionTask, ResultGate
 from .validation import check_results
 
 __all__ = ["UDFRun"]
@@ -195,7 +196,7 @@ class UDFRun:
         return f"while running partitions of {self.dataset.description}"
 
     def execute(self, executor, *, iterate: bool = False, progress=None,
-                deterministic: bool = False):
+                deterministic: bool = False, check_memory: bool = True):
         """Run on ``executor``; a generator of :class:`RunResults`.
 
         With ``iterate`` a partial result is yielded after every merge, then the final one;
@@ -203,8 +204,25 @@ class UDFRun:
         With ``deterministic``, results are merged in partition order (early ones wait for
         their predecessors), so floating-point results do not depend on which worker finished
         first: they are bit-identical to the inline executor's.
+
+        Before anything is allocated, the result buffers are checked against the memory
+        available (:func:`~udfkit.udf.memory.check_memory`: a
+        :class:`~udfkit.errors.UDFError` when they cannot fit); ``check_memory=False`` or
+        ``UDFKIT_MEMORY_CHECK=0`` skips that.
         """
+        placement = placement_of(executor)
+        if check_memory:
+            check_run_memory(self.plan, placement=placement)
         tasks = self.tasks()
+        gate = None
+        task_buffers = sum(b.partition_nbytes for u in self.plan.udfs for b in u.buffers)
+        if (placement.in_main_process and placement.kind != "inline" and not deterministic
+                and task_buffers >= GATE_MIN_BYTES):
+            # threads: a thread does not start its next task (and allocate) while its last
+            # result waits to be merged; results merge in any order, so this cannot stall
+            gate = ResultGate(placement.tasks_per_process)
+            for t in tasks:
+                t.gate = gate
         self.partitions_by_index = {p.index: i for i, p in enumerate(self.partitions)}
         self._allocate()
         reported = {}
@@ -240,6 +258,8 @@ class UDFRun:
                     # they are not alive next to the next task's buffers, nor while
                     # get_results makes its own (the plan's memory estimate counts so)
                     r.buffers = None
+                    if gate is not None:
+                        gate.release()
                     if iterate and self.frames_done < self.total_frames:
                         yield self._results(complete=False)
                 result = ready = r = None
@@ -247,6 +267,9 @@ class UDFRun:
             e.add_note(self._where(tasks, e))
             raise
         finally:
+            if gate is not None:
+                # tasks still running or queued must not wait for merges that won't come
+                gate.open()
             close = getattr(stream, "close", None)
             if close is not None:
                 close()

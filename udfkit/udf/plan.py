@@ -36,15 +36,20 @@ their size), three times in a worker process (the message received, the pickled 
 unpickled arrays). Zero-copy tiles and ``mmap`` reads cost no anonymous memory; the file
 pages they touch are page cache, which the kernel reclaims.
 
-*Per worker process*: ``processes`` and ``dask`` run one task per process at a time, and
-the returned buffers are copied once more for the transport (shared memory, a pickle);
-``threads`` and ``inline`` run in the main process (threads: one task per thread at once).
+*Per worker process*: ``processes`` and ``dask`` run one task per process at a time; a
+``processes`` worker allocates returned buffers of 64 KiB or more in shared memory, which
+travel without a copy (the smaller ones are copied into the message), and a ``dask`` worker
+copies the returned buffers for the transport (a pickle); ``threads`` and ``inline`` run in
+the main process (threads: one task per thread at once).
 
 *Main process*: the full result buffers of every UDF, plus the larger of what the run holds
 while it merges and the buffers ``get_results`` makes at the end (``result_only``). While
-merging: one partition result being merged (with ``threads``/``inline`` the last
-one, still held while the next task runs), for ``threads``/``inline`` the tasks that run in
-it, and for the other executors the task being sent (twice its array parameters).
+merging: one partition result being merged (the mapped shared memory or unpickled arrays
+of another process's result; with ``inline`` the merged task's own buffers, dropped before
+the next task runs; with ``threads`` one of the running tasks' sets when they are 16 MiB or
+more, since a thread then waits for its last result to be merged before it starts another
+task, else one more), for ``threads``/``inline`` the tasks that run in it, and for the
+other executors the task being sent (twice its array parameters).
 """
 
 from __future__ import annotations
@@ -55,12 +60,14 @@ from math import prod
 import numpy as np
 
 from ..common import normalize_roi
+from ..common.allocation import SHARED_MIN_BYTES
 from ..errors import ROIError
 from ..io.corrections import CorrectionSet
 from ..io.partitioning import partition_bounds, partition_reason
 from ..io.tiling import Negotiator, TilingRequest, TilingScheme
 from .buffers import AuxData, buffer_shape
 from .meta import UDFMeta
+from .runner import GATE_MIN_BYTES
 from .validation import check_buffers, choose_backends, check_udf, preferred_dtype, tiling_request
 
 __all__ = ["RunPlan", "UDFPlan", "BufferPlan", "PartitionPlan", "MemoryEstimate", "Placement",
@@ -686,15 +693,24 @@ def _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored
     per_task = {"result buffers": result_bufs, "tiles": tiles, "corrected tiles": corrected,
                 "read buffers": reads, "parameters": params}
     task = sum(per_task.values())
-    transport = returned if placement.transport_copy else 0
+    if placement.kind == "processes":
+        # a processes worker allocates returned buffers of 64 KiB or more in shared memory,
+        # which travel by name: only the smaller ones are copied into the message
+        transport = sum(b.partition_nbytes for u in udf_plans for b in u.buffers
+                        if b.returned and b.partition_nbytes < SHARED_MIN_BYTES)
+    else:
+        transport = returned if placement.transport_copy else 0
     per_worker = task * placement.tasks_per_process + transport
     full = sum(b.nbytes for u in udf_plans for b in u.buffers if b.use != "result_only")
     made = sum(b.nbytes for u in udf_plans for b in u.buffers if b.use == "result_only")
     main = {"result buffers": full, "get_results": made,
             # a partition result being merged: the mapped shared memory or unpickled arrays
-            # of another process's result; in the main process the last result, which the
-            # executor still holds while the next task allocates its buffers
-            "merging": returned,
+            # of another process's result; in the main process one of the tasks' own sets
+            # (a merged result is dropped before inline runs the next task; a threads run
+            # with large buffers waits for the merge before a thread starts another task,
+            # see runner.ResultGate), or one more where small buffers are not waited for
+            "merging": (0 if placement.kind == "inline" or result_bufs >= GATE_MIN_BYTES
+                        else returned) if placement.in_main_process else returned,
             "tasks": task * placement.tasks_per_process if placement.in_main_process else 0,
             # a task being sent: the pickled task and the message that carries it
             "task messages": 2 * arrays if placement.transport_copy else 0}

@@ -22,6 +22,7 @@ kernel can read it directly, and each input dtype's group of UDFs gets the tiles
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -33,7 +34,12 @@ from .base import _overrides
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .meta import UDFMeta
 
-__all__ = ["PartitionTask", "PartitionResult", "run_partition"]
+__all__ = ["PartitionTask", "PartitionResult", "ResultGate", "run_partition", "GATE_MIN_BYTES"]
+
+#: partition buffers of a task from which a threads run holds no more results than threads
+#: (:class:`ResultGate`); below it, a thread's wait for the merge would cost more than the
+#: memory it saves
+GATE_MIN_BYTES = 16 << 20
 
 
 class PartitionResult:
@@ -57,6 +63,40 @@ class PartitionResult:
 
     def __reduce__(self):
         return (PartitionResult, (self.partition_index, self.buffers, self.frames))
+
+
+class ResultGate:
+    """At most ``limit`` partition results alive at once in this process.
+
+    A task that runs in the main process (``threads``) takes a place before it allocates its
+    buffers; the run gives the place back once the task's result is merged. Without it, a
+    thread that finishes a task starts the next one at once, and three sets of buffers are
+    alive where two would do (the next task's, the result waiting to be merged, the full
+    ones). :meth:`open` lets every waiting and later task through (the run ended early).
+    Not sent to other processes: a pickled task has no gate.
+    """
+
+    def __init__(self, limit: int):
+        self._cond = threading.Condition()
+        self._limit = max(1, int(limit))
+        self._held = 0
+        self._open = False
+
+    def acquire(self) -> None:
+        with self._cond:
+            while self._held >= self._limit and not self._open:
+                self._cond.wait()
+            self._held += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = max(0, self._held - 1)
+            self._cond.notify()
+
+    def open(self) -> None:
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
 
 
 class PartitionTask:
@@ -102,6 +142,13 @@ class PartitionTask:
         self.corrections = corrections
         self.processed_offset = int(processed_offset)
         self.backends = list(backends) if backends is not None else ["numpy"] * len(udfs)
+        #: a :class:`ResultGate` where the task runs in the main process (set by the run)
+        self.gate = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["gate"] = None  # a place in this process's gate means nothing elsewhere
+        return state
 
     @property
     def index(self) -> int:
@@ -210,6 +257,9 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
              for dtype, backend in zip(task.input_dtypes, task.backends)}
     bound = []  # UDFs whose preprocess ran (their cleanup runs)
     made = []  # every _Bound made: their buffers are given back if the task fails
+    gate = task.gate
+    if gate is not None:
+        gate.acquire()
     try:
         for meta in metas.values():
             # get_task_data and preprocess see the whole partition, as in LiberTEM
@@ -236,6 +286,8 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
     except BaseException:
         for b in made:
             b.discard()
+        if gate is not None:
+            gate.release()  # no result to merge: the run gives nothing back for it
         raise
     finally:
         for b in bound:
