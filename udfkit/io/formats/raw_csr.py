@@ -554,15 +554,16 @@ class CSRPartition(SourcePartition):
     def _check_indices(self, indptr, indices, block, items) -> None:
         if not indices.size:
             return
-        lo, hi = int(indices.min()), int(indices.max())
-        if lo >= 0 and hi < items:
+        if int(indices.min()) >= 0 and int(indices.max()) < items:
             return
+        # rare: the dense reader of the offending frame says which file entry is wrong
         k = int(np.flatnonzero((indices < 0) | (indices >= items))[0])
-        frame = int(block[int(np.searchsorted(indptr, k, side="right")) - 1])
-        raise DataSetError(
-            f"indices file {self.arrays[1].path!r}: frame {frame + self.start + self.sync_offset} "
-            f"has pixel index {int(indices[k])}; expected a pixel index from 0 to {items - 1} "
-            f"(sig_shape has {items} pixels)")
+        row = int(block[int(np.searchsorted(indptr, k, side="right")) - 1])
+        with self.open_rows() as reader:
+            reader.densify(np.array([row + self.start + self.sync_offset]),
+                           np.empty((1, items), self.raw_dtype))
+        raise DataSetError(f"indices file {self.arrays[1].path!r}: pixel index "
+                           f"{int(indices[k])} outside the {items} pixels of a frame")
 
     def open_source(self, frames, depth) -> FrameSource:
         return _DenseSource(self, np.asarray(frames, dtype=np.int64), int(depth))
