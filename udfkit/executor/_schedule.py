@@ -98,11 +98,11 @@ def schedule(adapter: Adapter, tasks: Sequence[Callable], progress=None,
         Whatever a task raised, with its original type.
     """
     todo = iter(enumerate(tasks))
-    again = deque()  # (index, task) whose worker died, run before new ones
-    pending = {}  # handle -> (index, task)
-    deaths = {}  # index -> how many workers died running it
-    counted = {}  # index -> (attempt, its frames so far, frames handed on)
-    ended = set()  # indices whose result was handed back (late reports are dropped)
+    again: deque[tuple[int, Callable]] = deque()  # tasks whose worker died, before new ones
+    pending: dict[Hashable, tuple[int, Callable]] = {}  # handle -> (index, task)
+    deaths: dict[int, int] = {}  # index -> how many workers died running it
+    counted: dict[int, tuple] = {}  # index -> (attempt, its frames so far, frames handed on)
+    ended: set[int] = set()  # indices whose result was handed back (late reports are dropped)
 
     def submit_more() -> None:
         # with nothing in flight one slot at least, so the run cannot stall

@@ -32,7 +32,7 @@ __all__ = ["dumps", "loads", "discard", "set_segment_prefix", "MIN_OUT_OF_BAND",
 MIN_OUT_OF_BAND = SHARED_MIN_BYTES
 
 
-_naming = {"prefix": None, "count": 0}
+_naming: dict = {"prefix": None, "count": 0}
 
 
 def set_segment_prefix(prefix: str) -> None:
@@ -161,8 +161,8 @@ def dumps(obj) -> tuple[bytes, list]:
                 continue
             shm = shared_memory.SharedMemory(name=_new_name(), create=True, size=max(1, raw.nbytes))
             # the receiver unlinks it; the tracker of this process must not do it again
-            resource_tracker.unregister(shm._name, "shared_memory")
-            shm.buf[:raw.nbytes] = raw
+            resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+            shm.buf[:raw.nbytes] = raw  # type: ignore[index]  # set for a created segment
             segments.append((shm.name, raw.nbytes, 0))
             shm.close()
     except BaseException:
@@ -212,7 +212,7 @@ def loads(data: bytes, segments: list):
     except BaseException:
         discard([s for s in segments if s[0] not in maps])
         raise
-    maps = None
+    del maps
     return pickle.loads(data, buffers=views)
 
 

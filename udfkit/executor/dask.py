@@ -289,7 +289,8 @@ class DaskJobExecutor(DaskExecutor):
         return cls(cpus=(cluster_kwargs or {}).get("n_workers"))
 
     @classmethod
-    def connect(cls, scheduler_uri: str, *args, client_kwargs=None, **kwargs) -> DaskJobExecutor:
+    def connect(cls, scheduler_uri: str, *args,  # type: ignore[override]  # LiberTEM's signature
+                client_kwargs=None, **kwargs) -> DaskJobExecutor:
         """Join the running scheduler at ``scheduler_uri``."""
         if args or kwargs or client_kwargs:
             from ..errors import ExecutorSpecError

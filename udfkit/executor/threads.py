@@ -81,7 +81,7 @@ class _ThreadsRun(Adapter):
         self.executor = executor
         self.want_progress = want_progress
         # reports travel through a queue to the iterating thread
-        self.reports = queue.SimpleQueue()
+        self.reports: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
 
     def free_slots(self, in_flight):
         return self.executor._max_in_flight - in_flight

@@ -94,7 +94,7 @@ def live_children(pid=None) -> set:
     tracker."""
     import psutil
 
-    out = set()
+    out: set = set()
     try:
         procs = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
