@@ -173,3 +173,27 @@ def test_worker_code_does_not_import_udfs():
         names = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         assert not [n for n in names if n.endswith("udf") or ".udf." in n], (module, names)
+
+
+class _BrokenPipe:
+    """A worker's pipe whose next send fails as it does when the worker has just died."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def send(self, msg):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_task_sent_to_a_dead_worker_goes_to_its_replacement(pctx):
+    """A worker that dies between the look and the send (BrokenPipeError) is replaced and
+    the task, which never started, goes to the replacement (no retry used up)."""
+    ex = pctx.executor
+    ex._ensure_started()
+    broken = ex._workers[0]
+    broken.conn = _BrokenPipe(broken.conn)
+    assert sorted(ex.run_tasks([lambda: 1, lambda: 2], retries=0)) == [(0, 1), (1, 2)]
+    assert broken not in ex._workers and len(ex._workers) == 2
