@@ -225,11 +225,11 @@ def _inactive_file(stat_path, key):
     return 0
 
 
-def _cgroup_available():
+def _cgroup_available(proc_cgroup="/proc/self/cgroup", root="/sys/fs/cgroup"):
     """``(bytes, file)``: the least that any memory cgroup of this process still allows, or
-    ``None`` without a limit."""
+    ``None`` without a limit (``proc_cgroup`` and ``root`` are for tests)."""
     try:
-        with open("/proc/self/cgroup") as f:
+        with open(proc_cgroup) as f:
             lines = f.read().splitlines()
     except OSError:
         return None
@@ -238,10 +238,10 @@ def _cgroup_available():
     for line in lines:
         _, controllers, path = line.split(":", 2)
         if controllers == "":
-            base, limit, usage, stat, key = ("/sys/fs/cgroup", "memory.max", "memory.current",
+            base, limit, usage, stat, key = (root, "memory.max", "memory.current",
                                              "memory.stat", "inactive_file")
         elif "memory" in controllers.split(","):
-            base, limit, usage, stat, key = ("/sys/fs/cgroup/memory", "memory.limit_in_bytes",
+            base, limit, usage, stat, key = (os.path.join(root, "memory"), "memory.limit_in_bytes",
                                              "memory.usage_in_bytes", "memory.stat",
                                              "total_inactive_file")
         else:
@@ -342,10 +342,16 @@ def check_memory(plan, available: AvailableMemory | None = None, placement=None)
                         f"{_human(available.shm)} free")
     if not problems:
         return
+    has_nav = any(b.kind == "nav" for u in plan.udfs for b in u.buffers)
+    advice = "declare a smaller buffer (extra_shape, dtype)"
+    if needs.workers_here or (pl.in_main_process and pl.tasks_per_process > 1):
+        advice += ", use fewer workers"
+    if has_nav:
+        advice += ", use smaller partitions (num_partitions)"
     raise UDFError(f"{_culprit(plan)} does not fit in memory: this run's result buffers "
                    f"need {'; and '.join(problems)}. On the main process: "
-                   f"{_parts(needs.main_parts)}. Declare a smaller buffer (extra_shape, dtype), "
-                   f"use fewer workers or smaller partitions, or set {ENV_VAR}=0 to run anyway")
+                   f"{_parts(needs.main_parts)}. To run it, {advice}, or set {ENV_VAR}=0 "
+                   "to skip this check")
 
 
 def _culprit(plan) -> str:
