@@ -362,7 +362,7 @@ class RunPlan:
             f"  executor     {pl.kind}, {pl.workers} worker{'s' if pl.workers != 1 else ''}",
             f"  per worker   {_human(m.per_worker)} ({_parts(m.per_task)})"
             f"{' x ' + str(pl.tasks_per_process) + ' tasks' if pl.tasks_per_process > 1 else ''}"
-            f"{' + transport copy' if pl.transport_copy else ''}"
+            f"{_transport(m)}"
             f"{' (in the main process)' if pl.in_main_process else ''}",
             f"  main process {_human(m.main_bytes)}: {_main_parts(m.main)}",
         ]
@@ -639,6 +639,13 @@ def _buffer_plan(udf, name, spec, total, largest, nav_shape, sig_shape) -> Buffe
                       result_shape=tuple(result), nbytes=prod(main) * dtype.itemsize,
                       partition_nbytes=prod(part) * dtype.itemsize if part else 0,
                       returned=returned)
+
+
+def _transport(m: MemoryEstimate) -> str:
+    # what a worker process copies for the way back (processes: only buffers under 64 KiB;
+    # the larger ones are allocated in shared memory)
+    copy = m.per_worker - m.task_bytes * m.placement.tasks_per_process
+    return f" + transport copy {_human(copy)}" if copy > 0 else ""
 
 
 def _partition_reason(dataset, count, nav_size, frame_bytes) -> str:
