@@ -29,7 +29,8 @@ import numpy as np
 
 from ..common import Shape, Slice
 from ..common.allocation import discard_results, result_zeros
-from ..common.udf import BACKEND_NUMPY, D2_BACKENDS as _D2, convert_tile, is_sparse_backend
+from ..common.udf import (BACKEND_NUMPY, BACKEND_SCIPY_COO, BACKEND_SCIPY_COO_ARRAY,
+                          BACKEND_SCIPY_CSR, D2_BACKENDS as _D2, convert_tile, is_sparse_backend)
 from .base import _overrides
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .meta import UDFMeta
@@ -360,6 +361,10 @@ def _process_corrected(part, task, dtypes, feeders, progress, last_slice):
             progress(tile.data.shape[0])
 
 
+#: 2D formats whose rows cannot be sliced out: their frames are cut from this form
+_ROWS_FROM = {BACKEND_SCIPY_COO: BACKEND_SCIPY_CSR, BACKEND_SCIPY_COO_ARRAY: BACKEND_SCIPY_CSR}
+
+
 class _Feeder:
     """Hands tiles (or their frames) to the UDFs of one dtype group, each in the array
     backend it runs on: the stream's own form (``source``) as it is, other forms converted
@@ -426,7 +431,8 @@ class _Feeder:
         offset = self.offset
         # each UDF's form of the whole tile; a frame is then one row of it (2D sparse formats
         # keep a leading axis of 1, as LiberTEM's sparse frames)
-        forms = [(b, get(b.backend), b.backend in _D2) for b in self.frame_udfs]
+        forms = [(b, get(_ROWS_FROM.get(b.backend, b.backend)), b.backend in _D2)
+                 for b in self.frame_udfs]
         for i in range(depth):
             k = k0 + i
             fidx = tile.frame_index[i:i + 1]
@@ -440,4 +446,10 @@ class _Feeder:
                 for name, arr, extra in b.aux:
                     params[name] = arr[k] if extra else arr[k:k + 1]
                 udf.meta._set_unit(fidx, full_sig, offset + k, 1, idx)
-                udf.process_frame(data[i:i + 1] if d2 else data[i])
+                if b.backend in _ROWS_FROM:
+                    # COO cannot be sliced: the frame is cut from the CSR form
+                    frame = convert_tile(data[i:i + 1], BACKEND_SCIPY_CSR, b.backend,
+                                         (1,) + self.sig_parts[idx])
+                else:
+                    frame = data[i:i + 1] if d2 else data[i]
+                udf.process_frame(frame)
