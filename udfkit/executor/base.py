@@ -181,8 +181,12 @@ class _WithRetries(Executor):
         return f"{self._inner!r}.with_retries({self.retries})"
 
 
-def pickle_task(task, index: int, where: str) -> bytes:
+def pickle_task(task, index: int, where: str, by_value: bool = False) -> bytes:
     """``task`` pickled (cloudpickle) for ``where`` ("a worker process", "a dask worker").
+
+    With ``by_value``, classes and functions of modules that are not installed (the user's
+    script's own modules) travel by value, for workers that cannot import them (see
+    :mod:`udfkit.executor._shipping`).
 
     Raises
     ------
@@ -195,6 +199,10 @@ def pickle_task(task, index: int, where: str) -> bytes:
     from ..errors import ExecutorError
 
     try:
+        if by_value:
+            from ._shipping import dumps_by_value
+
+            return dumps_by_value(task)
         return cloudpickle.dumps(task)
     except Exception as e:
         error = ExecutorError(f"task {index} cannot be pickled for {where}: {type(e).__name__}: {e}")

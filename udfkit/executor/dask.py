@@ -35,6 +35,9 @@ from .base import Executor, check_count, default_workers, pickle_task
 
 __all__ = ["DaskExecutor", "DaskJobExecutor"]
 
+#: the name ``distributed``'s nanny gives the worker processes it spawns
+_NANNY_WORKER_NAME = "Dask Worker process (from Nanny)"
+
 
 def _run_task(payload, queue_name, index):
     """What a dask worker runs: the task, with progress reports into the run's queue.
@@ -65,7 +68,69 @@ def _run_task(payload, queue_name, index):
         if queue is not None:
             queue.put((index, attempt, frames))
 
-    return task(progress=report)
+    try:
+        return task(progress=report)
+    except _Cancelled:
+        raise
+    except Exception as e:
+        # dask sends an exception it cannot pickle as a plain Exception with its text only:
+        # one that does not survive the trip becomes an ExecutorError with its type, message
+        # and traceback, as the processes executor gives
+        try:
+            cloudpickle.loads(cloudpickle.dumps(e))
+        except Exception:
+            raise _substitute(e, index) from None
+        raise
+    except BaseException as e:
+        # SystemExit or KeyboardInterrupt raised by the task's own code would end the worker
+        # process (dask catches Exception only), and the client would learn of it as a dead
+        # worker, after the nanny's restart: wrapped, it travels as the task's error
+        raise _BaseExit.wrap(e) from None
+
+
+def _substitute(e: BaseException, index: int) -> ExecutorError:
+    import traceback
+
+    text = "".join(traceback.format_exception(e))
+    error = ExecutorError(f"task {index} failed on a dask worker with an exception that cannot "
+                          f"be sent back ({type(e).__module__}.{type(e).__qualname__}): {e}\n"
+                          f"worker traceback:\n{text}")
+    error.task_index = index
+    return error
+
+
+class _BaseExit(Exception):
+    """A ``SystemExit`` or ``KeyboardInterrupt`` raised by a task, on its way to the client,
+    which raises the original again (:meth:`original`)."""
+
+    def __init__(self, payload: bytes, text: str):
+        # the arguments are what the exception pickles as: the original and its traceback
+        super().__init__(payload, text)
+        self.text = text
+
+    @classmethod
+    def wrap(cls, exc: BaseException) -> _BaseExit:
+        import traceback
+
+        import cloudpickle
+
+        text = "".join(traceback.format_exception(exc))
+        try:
+            payload = cloudpickle.dumps(exc)
+        except Exception:  # pragma: no cover - a SystemExit with an unpicklable code
+            payload = cloudpickle.dumps(type(exc)(str(exc)))
+        return cls(payload, text)
+
+    def __str__(self):
+        return self.text
+
+    def original(self) -> BaseException:
+        """The task's exception, with the worker traceback as a note."""
+        import cloudpickle
+
+        exc = cloudpickle.loads(self.args[0])
+        exc.add_note(f"raised by a task on a dask worker; worker traceback:\n{self.args[1]}")
+        return exc
 
 
 class _Cancelled(Exception):
@@ -144,11 +209,22 @@ class DaskExecutor(Executor):
             # allowed_failures=0: the scheduler gives up on a task at its first dead worker,
             # and the run loop's ``retries`` decides whether it runs again
             self._n = n
+            from ..preload import IGNORE_SIGINT_ENV
+            from . import _spawn
+
+            # the worker processes do not run the script again (scripts on standard input,
+            # scripts without a main guard), see _spawn
+            _spawn.neutral_main_for(_NANNY_WORKER_NAME)
+            # env: the workers ignore SIGINT (udfkit.preload), as the processes executor's
+            # do. Ctrl-C in a terminal reaches the whole process group; a worker that took it
+            # would close, its nanny (in this process) with it, and the cluster would be left
+            # without workers. The main process decides: it cancels the run's tasks.
             self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                          host="127.0.0.1", dashboard_address=None,
                                          scheduler_kwargs={"dashboard_address": "127.0.0.1:0",
                                                            "allowed_failures": 0},
-                                         preload=["udfkit.preload"], silence_logs=40)
+                                         preload=["udfkit.preload"], silence_logs=40,
+                                         env={IGNORE_SIGINT_ENV: "1"})
             self.client = Client(self._cluster)
         self._runs = itertools.count(1)
 
@@ -176,12 +252,24 @@ class DaskExecutor(Executor):
 
         A nanny restarts a worker that died; but a local cluster drops a worker that has
         not come back within ``distributed.deploy.lost-worker-timeout`` (15 s, easily
-        reached on a loaded machine) and never starts it again, so a run could wait for
-        ever on a cluster without workers. Scaling to the requested size starts the
-        dropped ones and leaves those still restarting alone.
+        reached on a loaded machine) and never starts it again, and a nanny whose worker
+        closed itself (a worker that took a SIGINT closes "gracefully") closes too and
+        stays in the cluster's list, closed. Either way a run could wait for ever on a
+        cluster without workers. Closed nannies are dropped, and scaling to the requested
+        size starts the missing workers and leaves those still restarting alone.
         """
-        if self._cluster is not None and len(self._cluster.workers) < self._n:
-            self._cluster.scale(self._n)
+        cluster = self._cluster
+        if cluster is None:
+            return
+        from distributed.core import Status
+
+        gone = [name for name, nanny in list(cluster.workers.items())
+                if getattr(nanny, "status", None) in (Status.closing, Status.closed,
+                                                      Status.closing_gracefully, Status.failed)]
+        if gone:
+            cluster.sync(_drop_workers, cluster, gone)
+        if len(cluster.workers) < self._n:
+            cluster.scale(self._n)
 
     def run_tasks(self, tasks, progress=None, *, retries=None):
         retries = self.retries if retries is None else check_count(retries, "retries", minimum=0)
@@ -203,6 +291,14 @@ class DaskExecutor(Executor):
         return f"DaskExecutor({self.client.scheduler.address!r})"
 
 
+async def _drop_workers(cluster, names) -> None:
+    """Forget the closed nannies ``names`` of ``cluster`` (runs on the cluster's loop)."""
+    for name in names:
+        nanny = cluster.workers.pop(name, None)
+        if nanny is not None:
+            await nanny.close()
+
+
 class _DaskRun(Adapter):
     """One run on the cluster: futures are the handles; ``KilledWorker`` is a dead worker."""
 
@@ -221,7 +317,8 @@ class _DaskRun(Adapter):
         return self.limit - in_flight
 
     def submit(self, index, task):
-        payload = pickle_task(task, index, "a dask worker")
+        # the user's own modules travel by value: a remote worker has only what is installed
+        payload = pickle_task(task, index, "a dask worker", by_value=True)
         return self.client.submit(_run_task, payload, self.queue_name, index, pure=False,
                                   key=f"udfkit-task-{uuid.uuid4().hex}-{index}")
 
@@ -240,6 +337,8 @@ class _DaskRun(Adapter):
                 outcomes.append(Outcome(future, "result", future.result()))
             except KilledWorker as e:
                 outcomes.append(Outcome(future, "died", f"the dask worker running it died ({e})"))
+            except _BaseExit as e:
+                outcomes.append(Outcome(future, "error", e.original()))
             except BaseException as e:
                 if future.status == "error":
                     import traceback

@@ -33,12 +33,15 @@ import os
 from multiprocessing.connection import wait
 
 from ..errors import ExecutorError
-from . import _shm
+from . import _shm, _spawn
 from ._schedule import Adapter, Outcome, schedule
 from ._worker import SEGMENT_PREFIX, worker_main
 from .base import Executor, check_count, default_workers, pickle_task
 
 __all__ = ["ProcessesExecutor"]
+
+#: the name of the worker processes (``_spawn`` starts them without the main module)
+_WORKER_NAME = "udfkit-worker"
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -90,6 +93,9 @@ class ProcessesExecutor(Executor):
         self._n = default_workers() if cpus is None else check_count(cpus, "cpus")
         self.retries = check_count(retries, "retries", minimum=0)
         self._mp = multiprocessing.get_context("spawn")
+        # the workers do not run the script again (see _spawn): scripts on standard input
+        # and scripts without a main guard work
+        _spawn.neutral_main_for(_WORKER_NAME)
         self._runs = itertools.count(1)
         self._closed = False
         self._warm: list[str] = []
@@ -105,7 +111,7 @@ class ProcessesExecutor(Executor):
         os.environ.update({k: "1" for k in _THREAD_ENV})
         try:
             process = self._mp.Process(target=worker_main, args=(child, tuple(self._warm)),
-                                       daemon=True, name="udfkit-worker")
+                                       daemon=True, name=_WORKER_NAME)
             process.start()
         finally:
             for k, v in saved.items():
@@ -279,13 +285,10 @@ class _ProcessesRun(Adapter):
         worker.busy = None
         self.executor._replace(worker)
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        hint = ""
-        if code is not None and code > 0:
-            hint = ("; a worker that exits with an error at once is often a script that runs "
-                    "udfkit at import time: workers are spawned and import the script, so put "
-                    "the script's work under `if __name__ == \"__main__\":`")
+        # no hint about scripts without a main guard: workers never run the main module
+        # (see _spawn), so a worker that dies was killed or ended by the task's own code
         return Outcome(handle, "died", f"worker process {pid} died ({how}) while running it; "
-                                       f"it has been replaced{hint}")
+                                       f"it has been replaced")
 
     def cancel(self, handles):
         # workers still busy with this run are replaced, not waited for
