@@ -116,20 +116,48 @@ def test_deterministic_merge_is_bit_identical_to_inline(kind, pctx):
         assert np.array_equal(got, ref)
 
 
-def test_script_without_main_guard_gets_a_hint(tmp_path):
-    """The default Context spawns workers, which import the script: without a main guard
-    the user gets an error that says so (not a hang)."""
+def test_script_without_main_guard_runs(tmp_path):
+    """The default Context's workers are spawned, but they do not run the script again
+    (udfkit.executor._spawn): a script without a main guard works, its work done once."""
     import subprocess
     import sys
 
     script = tmp_path / "noguard.py"
     script.write_text("import numpy as np\nfrom udfkit import Context\nfrom udfkit.udf import SumUDF\n"
-                      "ctx = Context()\nds = ctx.load('memory', data=np.ones((4, 4, 8, 8)))\n"
-                      "ctx.run_udf(dataset=ds, udf=SumUDF())\n")
+                      "print('script body', flush=True)\n"
+                      "ctx = Context.make_with('processes', cpus=2)\n"
+                      "data = np.arange(4 * 4 * 8 * 8, dtype='float64').reshape(4, 4, 8, 8)\n"
+                      "ds = ctx.load('memory', data=data, num_partitions=4)\n"
+                      "res = ctx.run_udf(dataset=ds, udf=SumUDF())\n"
+                      "print('equal', np.array_equal(res['intensity'].data, data.sum(axis=(0, 1))))\n"
+                      "ctx.close()\n")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                        cwd=tmp_path)
-    assert r.returncode != 0
-    assert "ExecutorError" in r.stderr and '__name__ == "__main__"' in r.stderr
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["script body", "equal True"], r.stdout
+    assert r.stderr == ""
+
+
+def test_other_processes_keep_their_main(tmp_path):
+    """Only udfkit's workers start without the main module: a user's own spawned process
+    still runs the script as ``__mp_main__`` (multiprocessing's documented behaviour)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "own.py"
+    script.write_text("import multiprocessing as mp\nfrom udfkit import Context\n"
+                      "MARK = 'main ran'\n"
+                      "def child(q):\n    import sys\n"
+                      "    q.put(getattr(sys.modules.get('__mp_main__'), 'MARK', None))\n"
+                      "if __name__ == '__main__':\n"
+                      "    ctx = Context.make_with('processes', cpus=1)\n"
+                      "    c = mp.get_context('spawn'); q = c.Queue()\n"
+                      "    p = c.Process(target=child, args=(q,)); p.start(); print(q.get()); p.join()\n"
+                      "    ctx.close()\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "main ran"
 
 
 class TestProcesses(ExecutorTests):

@@ -145,6 +145,10 @@ def schedule(adapter: Adapter, tasks: Sequence[Callable], progress=None,
                 if outcome.kind == "result":
                     ended.add(index)
                     yield index, outcome.value
+                    # the outcome (and the list of them) lives on while the next tasks run:
+                    # without this, one merged partition result more stays alive here (in
+                    # the value, and in the handle where that is a future holding it)
+                    outcome.value = outcome.handle = None
                     # after the yield: a caller that stops here starts nothing more
                     submit_more()
                 elif outcome.kind == "died":

@@ -79,13 +79,17 @@ def _run_task(payload, queue_name, index):
         try:
             cloudpickle.loads(cloudpickle.dumps(e))
         except Exception:
-            raise _substitute(e, index) from None
-        raise
+            instead: Exception = _substitute(e, index)
+        else:
+            raise
     except BaseException as e:
         # SystemExit or KeyboardInterrupt raised by the task's own code would end the worker
         # process (dask catches Exception only), and the client would learn of it as a dead
         # worker, after the nanny's restart: wrapped, it travels as the task's error
-        raise _BaseExit.wrap(e) from None
+        instead = _BaseExit.wrap(e)
+    # raised outside the handler: dask pickles an exception's context too, and the context
+    # would be the original that cannot travel
+    raise instead
 
 
 def _substitute(e: BaseException, index: int) -> ExecutorError:
@@ -101,35 +105,34 @@ def _substitute(e: BaseException, index: int) -> ExecutorError:
 
 class _BaseExit(Exception):
     """A ``SystemExit`` or ``KeyboardInterrupt`` raised by a task, on its way to the client,
-    which raises the original again (:meth:`original`)."""
+    which raises the original again (:meth:`original`).
 
-    def __init__(self, payload: bytes, text: str):
-        # the arguments are what the exception pickles as: the original and its traceback
-        super().__init__(payload, text)
-        self.text = text
+    It travels as the original's type, arguments and traceback text: the exception object
+    itself would carry its traceback (dask pickles tracebacks) and, rebuilt without its
+    ``__init__``, lose ``SystemExit.code``.
+    """
+
+    def __init__(self, kind: type, args: tuple, text: str):
+        # the arguments are what the exception pickles as
+        super().__init__(kind, args, text)
 
     @classmethod
     def wrap(cls, exc: BaseException) -> _BaseExit:
         import traceback
 
-        import cloudpickle
-
-        text = "".join(traceback.format_exception(exc))
-        try:
-            payload = cloudpickle.dumps(exc)
-        except Exception:  # pragma: no cover - a SystemExit with an unpicklable code
-            payload = cloudpickle.dumps(type(exc)(str(exc)))
-        return cls(payload, text)
+        return cls(type(exc), exc.args, "".join(traceback.format_exception(exc)))
 
     def __str__(self):
-        return self.text
+        kind, args, _ = self.args
+        return f"{kind.__name__}{args!r} raised by the task"
+
+    __repr__ = __str__
 
     def original(self) -> BaseException:
         """The task's exception, with the worker traceback as a note."""
-        import cloudpickle
-
-        exc = cloudpickle.loads(self.args[0])
-        exc.add_note(f"raised by a task on a dask worker; worker traceback:\n{self.args[1]}")
+        kind, args, text = self.args
+        exc = kind(*args)
+        exc.add_note(f"raised by a task on a dask worker; worker traceback:\n{text}")
         return exc
 
 

@@ -57,6 +57,9 @@ class InlineExecutor(Executor):
             if self.debug:
                 result = cloudpickle.loads(cloudpickle.dumps(result))
             yield i, result
+            # the generator's frame would keep the merged result alive while the next task
+            # runs (one partition's buffers more in memory)
+            result = None
 
     def __repr__(self):
         return f"InlineExecutor(debug={self.debug})"

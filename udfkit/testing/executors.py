@@ -18,7 +18,16 @@ contracts of :mod:`udfkit.executor.base`:
    usable;
 6. results of real UDFs **equal the inline executor's** and numpy;
 7. a **real SIGINT** to a script running a UDF gives ``KeyboardInterrupt`` quickly, the
-   Context still runs, and no worker process is left;
+   Context still runs, and no worker process is left; so does a SIGINT to the script's whole
+   **process group**, as a terminal's Ctrl-C sends it (the workers get it too);
+8. a script fed on **standard input** (``python - < analysis.py``) or given with
+   ``python -c``, with its UDF defined there, runs (contract ``stdin_script``);
+9. ``SystemExit`` or ``KeyboardInterrupt`` raised by a UDF comes back promptly with its type,
+   not as a dead worker (contract ``base_exit``); an exception that cannot be sent back from
+   a worker comes back with its original type or as an ``ExecutorError`` with its type name,
+   message and traceback (contract ``unsendable_exception``);
+10. a result handed back is **not kept** by the executor once the next one is handed back
+    (contract ``releases_results``: one partition's buffers more in memory otherwise);
 
 and progress reports of running tasks arrive on the calling thread and add up.
 
@@ -53,7 +62,7 @@ from ..errors import ExecutorError, UDFError
 from ..udf import UDF
 
 __all__ = ["ExecutorTests", "Task", "Boom", "RaisesOnPartition", "SlowTiles", "Unpicklable",
-           "KillsItsWorker", "make_ds", "check_equals_inline", "live_children", "NAV", "SIG",
+           "KillsItsWorker", "Exits", "Unsendable", "RaisesUnsendable", "Returns", "make_ds", "check_equals_inline", "live_children", "NAV", "SIG",
            "CONTRACTS"]
 
 #: the navigation and signal shape of :func:`make_ds`'s data
@@ -61,7 +70,8 @@ NAV, SIG = (6, 8), (16, 12)
 
 #: the names of the contracts, as ``not_applicable`` takes them
 CONTRACTS = frozenset({"exception", "unpicklable_task", "killed_worker", "interrupt",
-                       "early_close", "equals_inline", "real_sigint", "progress"})
+                       "early_close", "equals_inline", "real_sigint", "progress", "stdin_script",
+                       "base_exit", "unsendable_exception", "releases_results"})
 
 
 def make_ds(ctx, num_partitions=4, tileshape=None):
@@ -170,6 +180,58 @@ class KillsItsWorker(UDF):
         self.results.intensity[:] += tile.reshape(len(tile), -1).sum(axis=1)
 
 
+class Exits(UDF):
+    """Raises ``SystemExit(3)`` (``what="exit"``) or ``KeyboardInterrupt`` (``"interrupt"``)
+    in ``process_frame``, as a UDF calling ``sys.exit`` or a library giving up would."""
+
+    def __init__(self, what="exit"):
+        super().__init__(what=what)
+
+    def get_result_buffers(self):
+        return {"x": self.buffer(kind="nav")}
+
+    def process_frame(self, frame):
+        if self.params.what == "exit":
+            raise SystemExit(3)
+        raise KeyboardInterrupt("raised by the UDF")
+
+
+class Unsendable(Exception):
+    """An exception that holds a lock: it cannot be pickled back from a worker."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+class RaisesUnsendable(UDF):
+    """Raises :class:`Unsendable` in ``process_tile``."""
+
+    def get_result_buffers(self):
+        return {"x": self.buffer(kind="nav")}
+
+    def process_tile(self, tile):
+        raise Unsendable(f"unsendable at frame {self.meta.frame_index[0]}")
+
+
+class Returns:
+    """A picklable executor task that returns a new :class:`Returned` object (for the
+    ``releases_results`` contract: it can be watched through a weak reference)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, progress=None):
+        return Returned(self.value)
+
+
+class Returned:
+    """What :class:`Returns` returns."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 class Task:
     """A picklable executor task: records its start in ``marker_dir``, reports ``steps``
     frames ``sleep`` seconds apart, returns ``value``; ``payload`` travels along (give it
@@ -259,6 +321,24 @@ if __name__ == "__main__":
             print("interrupted, then ran", r["x"].data.shape, f"in {{time.perf_counter() - t0:.2f}} s",
                   flush=True)
             sys.exit(3)
+"""
+
+
+_STDIN_SCRIPT = """
+import numpy as np
+from udfkit import Context, UDF
+
+class FrameSums(UDF):
+    # defined in a script without a file: it can only travel by value
+    def get_result_buffers(self):
+        return {{"s": self.buffer(kind="nav", dtype="float64")}}
+    def process_frame(self, frame):
+        self.results.s[:] = frame.sum()
+
+with Context.make_with({kind!r}, **{options!r}) as ctx:
+    data = np.arange(6 * 5 * 4 * 3, dtype="float64").reshape(6, 5, 4, 3)
+    res = ctx.run_udf(dataset=ctx.load("memory", data=data, num_partitions=3), udf=FrameSums())
+    print("equal", np.array_equal(res["s"].data, data.sum(axis=(2, 3))), flush=True)
 """
 
 
@@ -458,3 +538,85 @@ class ExecutorTests:
         while _alive(kids) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _alive(kids), "the script left worker processes behind"
+
+    def test_sigint_to_the_process_group(self, tmp_path):
+        """Ctrl-C in a terminal: SIGINT to the script and its workers at once."""
+        self.applies("real_sigint")
+        script = tmp_path / "sigint.py"
+        script.write_text(_SIGINT_SCRIPT.format(kind=self.kind, options=self.options))
+        # a session of its own: the group's SIGINT reaches none of pytest's processes
+        proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                                start_new_session=True)
+        try:
+            assert proc.stdout.readline().strip() == "started", proc.stderr.read()
+            time.sleep(0.5)
+            kids = live_children(proc.pid)
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:  # only on failure (a run that hangs)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == 3, err
+        assert "interrupted, then ran (2, 2)" in out
+        # a run right after the interrupt finds the workers alive: no restart to wait for
+        assert float(out.split(" in ")[1].split()[0]) < max(self.after_interrupt, 5.0), out
+        deadline = time.monotonic() + 5
+        while _alive(kids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(kids), "the script left worker processes behind"
+
+    # -- 8 ----------------------------------------------------------------------------------
+    @pytest.mark.parametrize("how", ["stdin", "-c"])
+    def test_script_without_a_file(self, tmp_path, how):
+        self.applies("stdin_script")
+        code = _STDIN_SCRIPT.format(kind=self.kind, options=self.options)
+        cmd = [sys.executable, "-"] if how == "stdin" else [sys.executable, "-c", code]
+        proc = subprocess.run(cmd, input=code if how == "stdin" else None, capture_output=True,
+                              text=True, cwd=tmp_path, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "equal True", proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+
+    # -- 9 ----------------------------------------------------------------------------------
+    @pytest.mark.parametrize("what, kind", [("exit", SystemExit), ("interrupt", KeyboardInterrupt)])
+    def test_system_exit_and_interrupt_from_a_udf(self, ctx, what, kind):
+        self.applies("base_exit")
+        _, ds = make_ds(ctx, num_partitions=2)
+        t0 = time.perf_counter()
+        with pytest.raises(kind) as info:
+            ctx.run_udf(dataset=ds, udf=Exits(what))
+        assert time.perf_counter() - t0 < 10
+        if what == "exit":
+            assert info.value.code == 3
+        text = "".join(traceback.format_exception(info.value))
+        assert "main guard" not in text and "import the script" not in text
+        assert "process_frame" in text
+        self.check_usable(ctx)
+
+    def test_unsendable_exception(self, ctx):
+        self.applies("unsendable_exception")
+        _, ds = make_ds(ctx, num_partitions=2)
+        with pytest.raises((Unsendable, ExecutorError)) as info:
+            ctx.run_udf(dataset=ds, udf=RaisesUnsendable())
+        text = "".join(traceback.format_exception(info.value))
+        assert "unsendable at frame" in text and "process_tile" in text
+        if isinstance(info.value, ExecutorError):
+            assert "Unsendable" in str(info.value)
+        self.check_usable(ctx)
+
+    # -- 10 ---------------------------------------------------------------------------------
+    def test_releases_results(self, ctx):
+        import gc
+        import weakref
+
+        self.applies("releases_results")
+        it = ctx.executor.run_tasks([Returns(i) for i in range(3)])
+        _, first = next(it)
+        ref = weakref.ref(first)
+        del first
+        next(it)
+        gc.collect()
+        assert ref() is None, "the executor keeps a result it has handed back"
+        list(it)
