@@ -321,3 +321,34 @@ def test_sparse_tiles_are_never_densified(tmp_path, monkeypatch):
     res = ctx.run_udf(dataset=ds, udf=[SumUDF(), ApplyMasksUDF(mask_factories=[lambda: np.ones((6, 7))])])
     np.testing.assert_array_equal(res[0]["intensity"].data, data.sum(axis=(0, 1)))
     np.testing.assert_array_equal(res[1]["intensity"].data[..., 0], data.sum(axis=(2, 3)))
+
+
+class TileDepth(UDF):
+    """Each frame records the depth of the tile it came in."""
+
+    def get_backends(self):
+        return self.params.backends
+
+    def __init__(self, backends=("scipy.sparse.csr_matrix",)):
+        super().__init__(backends=backends)
+
+    def get_result_buffers(self):
+        return {"depth": self.buffer(kind="nav", dtype="int64")}
+
+    def process_tile(self, tile):
+        self.results.depth[:] = tile.shape[0]
+
+
+@pytest.mark.parametrize("with_dense", [False, True])
+def test_sparse_tiles_are_deeper_unless_a_dense_udf_keeps_pace(tmp_path, with_dense):
+    """Sparse-only runs get tiles of many frames (a tile costs its entries, not its frames);
+    with a dense UDF in the run they stay at the scheme's depth, the dense UDF's tiles."""
+    data = sparse_scan(np.random.default_rng(5), (32, 32), (64, 64), "uint16", 0.001)
+    ctx = Context.make_with("inline")
+    ds = ctx.load("raw_csr", path=write_raw_csr(tmp_path, data), num_partitions=1)
+    udfs = [TileDepth()] + ([TileDepth(backends=("numpy",))] if with_dense else [])
+    scheme_depth = ctx.plan(ds, udfs).scheme.depth
+    assert scheme_depth < 1024
+    res = ctx.run_udf(dataset=ds, udf=udfs)
+    depths = {int(d) for d in np.unique(res[0]["depth"].data)}
+    assert depths == ({scheme_depth} if with_dense else {1024})

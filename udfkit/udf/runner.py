@@ -331,8 +331,12 @@ def _process(part, task, bound, sig_shape, progress=None):
     if task.corrections is not None:
         _process_corrected(part, task, list(by_dtype), feeders, progress, last_slice)
         return
+    # deeper sparse tiles where no dense stream has to keep in step and no UDF of the group
+    # wants dense frames made from them
+    deep = len(by_dtype) == 1 and all(is_sparse_backend(b.backend) for b in bound)
     streams = [part.get_tiles(task.scheme, dtype, task.roi) if source == BACKEND_NUMPY
-               else part.get_sparse_tiles(task.scheme, dtype, task.roi)
+               else part.get_sparse_tiles(task.scheme, dtype, task.roi,
+                                          max_entries=SPARSE_TILE_ENTRIES if deep else None)
                for dtype, source in zip(by_dtype, sources)]
     if len(streams) == 1:
         feed = feeders[0]
@@ -360,6 +364,11 @@ def _process_corrected(part, task, dtypes, feeders, progress, last_slice):
         if progress is not None and tile.scheme_idx == last_slice:
             progress(tile.data.shape[0])
 
+
+#: stored entries a sparse tile holds on average, where tiles may be deeper than the scheme's:
+#: a tile has a fixed cost (building the matrix, one call per UDF), so a few thousand frames
+#: of a 0.1 % scan per tile instead of the dense scheme's tens
+SPARSE_TILE_ENTRIES = 1 << 18
 
 #: 2D formats whose rows cannot be sliced out: their frames are cut from this form
 _ROWS_FROM = {BACKEND_SCIPY_COO: BACKEND_SCIPY_CSR, BACKEND_SCIPY_COO_ARRAY: BACKEND_SCIPY_CSR}

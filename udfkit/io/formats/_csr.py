@@ -142,7 +142,11 @@ class WindowReader:
         c0 = min(lo // CHUNK_ITEMS, n_body)
         start = c0 * CHUNK_ITEMS
         want = max(hi, start + self._window_items)
-        if want >= body_end:
+        if want >= body_end and hi <= body_end and c0 < n_body:
+            # up to the end of the whole chunks only: one read of the body, a view with mmap
+            # (taking the short tail along would make the window a copy)
+            c1, stop = n_body, body_end
+        elif want >= body_end:
             c1, stop = n_body, self.array.length
         else:
             c1 = -(-want // CHUNK_ITEMS)
@@ -278,6 +282,11 @@ class RowReader:
                                f"from {lo} down to {hi}; expected a non-decreasing indptr (the "
                                "file changed after loading?)")
         return ptr, self._indices.get(lo, hi), self._values.get(lo, hi), lo
+
+    def entries(self, r0: int, r1: int) -> int:
+        """Stored entries of file rows ``[r0, r1)`` (reads only ``indptr``)."""
+        ptr = self._indptr.get(r0, r1 + 1)
+        return int(ptr[-1]) - int(ptr[0])
 
     def rows(self, r0: int, r1: int):
         """The CSR triple of file rows ``[r0, r1)``: ``indptr`` (int64, ``r1 - r0 + 1`` entries

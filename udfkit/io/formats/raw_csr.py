@@ -501,41 +501,58 @@ class CSRPartition(SourcePartition):
         tile path wraps each triple as a scipy.sparse or ``sparse`` matrix of shape
         ``(len(positions), sig_size)`` without densifying.
         """
-        sel = self.selected_positions(roi)
-        file_base = self.start + self.sync_offset
         with self.open_rows() as reader:
-            for b0 in range(0, sel.size, depth):
-                block = sel[b0:b0 + depth]
-                rows = block + file_base
-                if int(rows[-1]) - int(rows[0]) + 1 == rows.size:
-                    yield (block, *reader.rows(int(rows[0]), int(rows[-1]) + 1))
-                else:
-                    yield (block, *reader.select(rows))
+            yield from self._blocks(reader, self.selected_positions(roi), depth)
+
+    def _blocks(self, reader, sel, depth):
+        file_base = self.start + self.sync_offset
+        for b0 in range(0, sel.size, depth):
+            block = sel[b0:b0 + depth]
+            rows = block + file_base
+            if int(rows[-1]) - int(rows[0]) + 1 == rows.size:
+                yield (block, *reader.rows(int(rows[0]), int(rows[-1]) + 1))
+            else:
+                yield (block, *reader.select(rows))
 
     #: the backend of :meth:`get_sparse_tiles` (the runner asks for it by this name)
     sparse_backend = BACKEND_SCIPY_CSR
 
-    def get_sparse_tiles(self, tiling_scheme, dest_dtype="float32", roi=None):
+    def get_sparse_tiles(self, tiling_scheme, dest_dtype="float32", roi=None, max_entries=None):
         """Yield :class:`~udfkit.io.tiles.DataTile` objects whose ``data`` is a
         ``scipy.sparse.csr_matrix`` of shape ``(depth, sig pixels)``: the processed rows as
         stored, never densified, values in ``dest_dtype`` (LiberTEM's sparse tiles).
 
         The scheme must have one signal slice (whole frames; the data set's tiling
-        constraints give that). Column indices are checked against the pixel count; a
-        matrix is valid while the UDFs process it (its values are a new array, its indices
-        a copy).
+        constraints give that). Tiles hold ``tiling_scheme.depth`` frames; with
+        ``max_entries``, more where the partition's frames hold few entries: as many as
+        hold about ``max_entries`` stored entries on average (a sparse tile costs its
+        entries, not its frames, and each tile has a fixed cost of its own). Column indices
+        are checked against the pixel count; a matrix is valid while the UDFs process it
+        (its values are a new array, its indices a copy).
         """
-        import scipy.sparse
-
         if len(tiling_scheme.slices) != 1:
             raise ValueError(f"{self.descriptor}: sparse tiles are whole frames, but the tiling "
                              f"scheme has {len(tiling_scheme.slices)} signal slices")
         dest = np.dtype(dest_dtype).newbyteorder("=")
+        sel = self.selected_positions(roi)
+        if sel.size == 0:
+            return
+        with self.open_rows() as reader:
+            yield from self._sparse_tiles(reader, sel, tiling_scheme.depth, dest, max_entries)
+
+    def _sparse_tiles(self, reader, sel, depth, dest, max_entries):
+        import scipy.sparse
+
         sig_shape = self.shape.sig.to_tuple()
         items = prod(sig_shape)
         zeros = (0,) * len(sig_shape)
+        if max_entries is not None:
+            base = self.start + self.sync_offset
+            r0, r1 = int(sel[0]) + base, int(sel[-1]) + base + 1
+            per_row = reader.entries(r0, r1) / (r1 - r0)
+            depth = max(depth, min(sel.size, int(max_entries / max(per_row, 1.0))))
         done = 0  # processed frames before the block
-        for block, indptr, indices, values in self.csr_blocks(tiling_scheme.depth, roi):
+        for block, indptr, indices, values in self._blocks(reader, sel, depth):
             n = block.size
             self._check_indices(indptr, indices, block, items)
             # int32 where it holds every index and offset (scipy's own choice), so that scipy
