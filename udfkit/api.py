@@ -116,9 +116,9 @@ class Context:
     ----------
     executor : Executor, optional
         Where partitions run; default: worker processes, one per physical core (they start
-        with the first run). :meth:`make_with` gives the other kinds. A script that uses the
-        default must keep its work under ``if __name__ == "__main__":``, because the worker
-        processes are spawned and import the script.
+        with the first run). :meth:`make_with` gives the other kinds. The worker processes do
+        not run the script again, so a script needs no ``if __name__ == "__main__":`` guard
+        and may come from standard input (``python - < analysis.py``).
     plot_class : type, optional
         The live-plot class ``run_udf(plots=...)`` uses (LiberTEM's parameter); default
         :class:`udfkit.viz.mpl.MPLLive2DPlot`.
