@@ -209,10 +209,12 @@ class UDF:
 
     def get_backends(self):
         """Array backends the UDF supports (one ``BACKEND_*`` name or several, in order of
-        preference). udfkit computes on the CPU: a UDF that lists :attr:`BACKEND_NUMPY` gets
-        numpy arrays; one that lists only sparse CPU formats gets its tiles converted to the
-        first one installed; CuPy / CUDA only is a :class:`~udfkit.errors.UDFError`.
-        ``self.meta.array_backend`` says which."""
+        preference). udfkit computes on the CPU: the UDF gets the first form it lists that
+        the data set delivers as it is (numpy from dense formats; scipy CSR row blocks or
+        numpy from ``raw_csr``), else its tiles converted to a listed sparse format
+        (:func:`udfkit.udf.validation.choose_backends`); CuPy / CUDA only is a
+        :class:`~udfkit.errors.UDFError`. ``self.meta.array_backend`` says which. scipy.sparse
+        tiles are 2D, ``(frames, pixels)``; pydata ``sparse`` ones keep the tile's shape."""
         return (UDF.BACKEND_NUMPY,)
 
     # -- hooks --------------------------------------------------------------------------------

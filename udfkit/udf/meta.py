@@ -57,8 +57,9 @@ class UDFMeta:
     frame_index : numpy.ndarray or None
         Flat index in the full nav space of every frame of the current unit.
     array_backend : str
-        The array backend of the data the UDF receives: ``UDF.BACKEND_NUMPY``, or the sparse
-        format a UDF that supports only sparse formats gets its tiles converted to.
+        The array backend of the data the UDF receives: ``UDF.BACKEND_NUMPY``, or a sparse
+        format (``raw_csr``'s CSR rows, or tiles converted to a format the UDF lists; see
+        :meth:`UDF.get_backends`).
     device_class : str
         ``"cpu"``: udfkit computes on the CPU.
     threads_per_worker : int or None
