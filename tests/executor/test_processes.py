@@ -17,7 +17,19 @@ from udfkit.udf import SumUDF
 
 
 def shm_segments():
-    return sorted(n for n in os.listdir("/dev/shm") if n.startswith(("udfkit_", "psm_")))
+    """Shared-memory segments of udfkit, without those of other programs' live workers (other
+    test runs or benchmarks on the machine): ours, or left by a process that is gone."""
+    mine = {p.pid for p in psutil.Process().children(recursive=True)}
+    out = []
+    for n in os.listdir("/dev/shm"):
+        if not n.startswith(("udfkit_", "psm_")):
+            continue
+        pid = n.split("_")[1]
+        if n.startswith("udfkit_") and pid.isdigit() and int(pid) not in mine \
+                and psutil.pid_exists(int(pid)):
+            continue  # a live worker of another program
+        out.append(n)
+    return sorted(out)
 
 
 def children():
