@@ -181,12 +181,11 @@ class _WithRetries(Executor):
         return f"{self._inner!r}.with_retries({self.retries})"
 
 
-def pickle_task(task, index: int, where: str, by_value: bool = False) -> bytes:
-    """``task`` pickled (cloudpickle) for ``where`` ("a worker process", "a dask worker").
+def pickle_task(task, index: int, where: str, dumps: Callable | None = None) -> bytes:
+    """``task`` pickled for ``where`` ("a worker process", "a dask worker").
 
-    With ``by_value``, classes and functions of modules that are not installed (the user's
-    script's own modules) travel by value, for workers that cannot import them (see
-    :mod:`udfkit.executor._shipping`).
+    ``dumps`` pickles (default ``cloudpickle.dumps``); the dask executor gives one that
+    ships the user's own modules by value (:mod:`udfkit.executor._shipping`).
 
     Raises
     ------
@@ -194,16 +193,14 @@ def pickle_task(task, index: int, where: str, by_value: bool = False) -> bytes:
         Naming the task, when it cannot be pickled (a lock or an open file among its
         arguments); nothing has been sent anywhere yet.
     """
-    import cloudpickle
-
     from ..errors import ExecutorError
 
-    try:
-        if by_value:
-            from ._shipping import dumps_by_value
+    if dumps is None:
+        import cloudpickle
 
-            return dumps_by_value(task)
-        return cloudpickle.dumps(task)
+        dumps = cloudpickle.dumps
+    try:
+        return dumps(task)
     except Exception as e:
         error = ExecutorError(f"task {index} cannot be pickled for {where}: {type(e).__name__}: {e}")
         error.task_index = index

@@ -12,7 +12,21 @@ of running partitions travel through a ``distributed.Queue`` named after the run
 stops early (an error, Ctrl-C, a ``run_udf_iter`` generator closed) cancels its tasks; those
 already running stop at their next progress report, so the next run does not wait for
 them. An exception in a UDF comes back with its type and remote traceback (dask keeps both;
-the traceback is added as a note too).
+the traceback is added as a note too); one that cannot be pickled comes back as an
+:class:`~udfkit.errors.ExecutorError` with its type, message and traceback, and
+``SystemExit`` or ``KeyboardInterrupt`` raised by a UDF comes back as itself at once (dask
+would let it end the worker process).
+
+Code and Ctrl-C
+---------------
+Tasks are pickled with the classes and functions of the user's own modules *by value*
+(:mod:`udfkit.executor._shipping`): a remote worker needs only the installed packages, not
+the analysis script and the modules next to it. The workers of a local cluster do not run
+the main module again (:mod:`udfkit.executor._spawn`; scripts on standard input work) and
+ignore SIGINT (:data:`udfkit.preload.IGNORE_SIGINT_ENV`): Ctrl-C in a terminal reaches the
+whole process group, and the main process alone decides, by cancelling the run's tasks; the
+cluster stays as it was for the next run. Nannies that closed anyway (their worker closed
+itself) are replaced before each run (:meth:`DaskExecutor._restore_workers`).
 
 Workers that die
 ----------------
@@ -321,7 +335,9 @@ class _DaskRun(Adapter):
 
     def submit(self, index, task):
         # the user's own modules travel by value: a remote worker has only what is installed
-        payload = pickle_task(task, index, "a dask worker", by_value=True)
+        from ._shipping import dumps_by_value
+
+        payload = pickle_task(task, index, "a dask worker", dumps=dumps_by_value)
         return self.client.submit(_run_task, payload, self.queue_name, index, pure=False,
                                   key=f"udfkit-task-{uuid.uuid4().hex}-{index}")
 

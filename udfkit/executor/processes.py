@@ -3,7 +3,9 @@
 Workers are started (``spawn``, not ``fork``) when the executor is created and reused for
 every run; each imports udfkit once, keeps its compiled kernels, and runs one task at a
 time with BLAS / OpenMP / numba limited to one thread. Tasks go to a worker through its
-pipe (they are small); results come back through shared memory (:mod:`._shm`).
+pipe (they are small); results come back through shared memory (:mod:`._shm`). Workers do
+not run the main module again (:mod:`._spawn`): a script without a main guard, on standard
+input or from ``python -c`` works, and its UDF classes travel by value (cloudpickle).
 
 The run loop is the shared one (:mod:`udfkit.executor._schedule`); this module is its
 adapter: a task goes to an idle worker, and "wait for any" waits on the pipes and process
@@ -12,7 +14,9 @@ sentinels of the busy workers.
 Failures
 --------
 * An exception in a task comes back pickled, with the worker's traceback as a note, and is
-  raised in the caller with its original type.
+  raised in the caller with its original type (``SystemExit`` and ``KeyboardInterrupt``
+  raised by a task's own code too: the worker survives them). One that cannot be pickled
+  becomes an :class:`~udfkit.errors.ExecutorError` with its type, message and traceback.
 * A worker found dead at any point is replaced: idle (killed between runs: found before a
   task is sent to it), while a task is sent (``BrokenPipeError``: the task goes to its
   replacement), or while running (noticed through its process sentinel within
