@@ -58,8 +58,10 @@ def test_profile_selection(tmp_path, env_profile, args, expect):
     assert f"PROFILE {expect}" in proc.stdout, proc.stdout[-3000:]
 
 
-def test_unknown_profile_is_a_clear_error(tmp_path):
-    proc = run_probe(tmp_path, "weekly")
-    assert proc.returncode != 0
-    assert "UDFKIT_HYPOTHESIS_PROFILE: expected one of the hypothesis profiles " \
-           "['ci', 'default', 'nightly'], got 'weekly'" in proc.stdout + proc.stderr
+def test_unknown_profile_is_a_clear_error(monkeypatch):
+    from udfkit.testing.profiles import load_profile
+
+    monkeypatch.setenv("UDFKIT_HYPOTHESIS_PROFILE", "weekly")
+    with pytest.raises(ValueError, match=r"UDFKIT_HYPOTHESIS_PROFILE: expected one of the hypothesis "
+                                         r"profiles \['ci', 'default', 'nightly'\], got 'weekly'"):
+        load_profile()  # raises before it loads anything
