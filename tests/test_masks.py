@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from udfkit import masks as m
 from udfkit.errors import MaskError, UdfkitError
+from udfkit.testing.profiles import examples
 
-FAST = settings(max_examples=40, deadline=None)
+FAST = settings(max_examples=examples(40), deadline=None)
 
 
 def distances(cx, cy, sx, sy):

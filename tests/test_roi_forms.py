@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from udfkit import Context, ROIError
 from udfkit.common import parse_roi
 from udfkit.testing import SharedContexts
+from udfkit.testing.profiles import examples
 from udfkit.udf import SumSigUDF, SumUDF
 
 shared_context = SharedContexts({"threads": ("threads", {"cpus": 2}),
@@ -125,7 +126,7 @@ def test_roi_is_copied(ctx):
     assert parsed.sum() == 1
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_forms_agree_with_bool_mask(data):
     """Property: every form parses to exactly the mask it was made from."""
@@ -138,7 +139,7 @@ def test_forms_agree_with_bool_mask(data):
     np.testing.assert_array_equal(parse_roi(forms[name], (ny, nx)), mask.reshape(-1), err_msg=name)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_runs_with_drawn_forms_equal_numpy(ctx, data):
     """Property: a run with any form of a drawn mask, over drawn partitions, equals numpy."""

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from udfkit import UDF, Context
 from udfkit.errors import DataSetError, UdfkitError
+from udfkit.testing.profiles import examples
 from udfkit.udf.builtins import SumUDF
 
 EXTENDED = [t for t in (np.longdouble, np.clongdouble)
@@ -89,7 +90,8 @@ def test_negative_dimension_in_npy_header_is_a_shape_error(ctx, tmp_path):
     assert "neg.npy" in str(info.value) and "sync_offset" not in str(info.value)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pos=st.integers(0, 127), value=st.integers(0, 255))
 def test_any_damaged_npy_header_byte_loads_or_names_the_file(ctx, tmp_path, pos, value):
     """One byte of the header changed: the file loads with what the header says (and then

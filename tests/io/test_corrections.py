@@ -21,6 +21,7 @@ from udfkit.common import Shape, Slice
 from udfkit.io.corrections import CorrectionPlan, neighbour_table
 from udfkit.io.tiles import DataTile
 from udfkit.io.tiling import TilingScheme
+from udfkit.testing.profiles import examples
 
 # -- the reference: the definition, read literally ---------------------------------------------
 
@@ -86,7 +87,7 @@ def masks(draw, max_dims=3):
 
 # -- neighbour table -----------------------------------------------------------------------------
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mask=masks())
 def test_neighbour_table_matches_the_definition(mask):
     excluded, indptr, nbrs = neighbour_table(mask)
@@ -268,7 +269,7 @@ def tiles_of(frames, scheme, dtype, frame_view=True):
             yield DataTile(data, ts, idx, np.arange(k0, k0 + n), k0)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mask=masks(), seed=st.integers(0, 2**32 - 1),
        src=st.sampled_from(["uint8", "uint16", "int32", "float32", "float64", "uint64", "complex64"]),
        parts=st.sampled_from(["dark", "gain", "both", "none"]), depth=st.integers(1, 4),

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from udfkit.errors import DataSetError
 from udfkit.io.partitioning import MIN_PARTITION_BYTES, TARGET_PARTITION_BYTES, partition_bounds
+from udfkit.testing.profiles import examples
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -88,7 +89,7 @@ def test_automatic_partition_count(nav_size, frame_bytes, workers, expected):
     check_bounds(bounds, nav_size)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(nav_size=st.integers(1, 10**6), frame_bytes=st.integers(1, 64 * MiB),
        num_partitions=st.none() | st.integers(1, 2000), workers=st.integers(1, 64))
 def test_partition_bounds_properties(nav_size, frame_bytes, num_partitions, workers):

@@ -15,6 +15,7 @@ from udfkit.io import _decode
 from udfkit.io.aligned import aligned_empty
 from udfkit.io.tiles import row_layout
 from udfkit.io.tiling import TilingScheme
+from udfkit.testing.profiles import examples
 
 NATIVE = "<" if np.little_endian else ">"
 SWAPPED = ">" if np.little_endian else "<"
@@ -76,7 +77,7 @@ def tile_cases(draw):
                 num_partitions=num_partitions)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tile_cases())
 def test_tiles_cover_processed_frames_once(io_helpers, case):
     sig, nav = case["sig"], case["nav"]
@@ -412,7 +413,7 @@ def frame_and_slice(draw):
     return sig, sl(origin, ext)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(frame_and_slice())
 def test_row_layout_matches_numpy(case):
     sig, s = case

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from udfkit.errors import UDFError, UDFParameterError
 from udfkit.io.formats.raw_csr import read_descriptor
 from udfkit.testing import SharedContexts
+from udfkit.testing.profiles import examples
 from udfkit.udf import RecordUDF
 from udfkit.udf.builtins._export_chunked import spool_dir
 from udfkit.udf.builtins._export_csr import array_paths
@@ -47,7 +48,7 @@ def read_with_scipy(toml):
     return m, desc
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(nav=st.sampled_from([(7,), (3, 5), (4, 4)]), sig=st.sampled_from([(6,), (5, 4), (8, 8)]),
        dtype=st.sampled_from(["uint16", "int32", "float32", ">f8", "complex64"]),
        density=st.sampled_from([0.0, 0.05, 0.5, 1.0]), sync=st.integers(-3, 3),

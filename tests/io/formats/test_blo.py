@@ -23,6 +23,7 @@ from udfkit.io.formats.blo import (
     write_blo,
 )
 from udfkit.testing import DataSetTests, FormatCase, read_all
+from udfkit.testing.profiles import examples
 from udfkit.udf import SumSigUDF, SumUDF
 
 FIXTURES = Path(__file__).parents[3] / ".." / "shared" / "fixtures"
@@ -114,7 +115,7 @@ def test_square_cases_draw_square_frames():
 
     from hypothesis import given, settings
 
-    @settings(max_examples=20, deadline=None)
+    @settings(max_examples=examples(20), deadline=None)
     @given(case=TestBLO()._cases())
     def check(case):
         seen.append(case.sig_shape)

@@ -21,6 +21,7 @@ from udfkit.io.formats._dm_tags import parse_dm
 from udfkit.io.formats.dm import DMFormat
 from udfkit.testing import DataSetTests, read_all
 from udfkit.testing.dm import write_dm
+from udfkit.testing.profiles import examples
 from udfkit.udf import SumSigUDF, SumUDF
 
 FIXTURES = Path(__file__).parents[3] / ".." / "shared" / "fixtures"
@@ -535,7 +536,8 @@ def test_damaged_files_never_crash(tmp_path, version):
     good = Path(path).read_bytes()
     target = tmp_path / f"damaged.dm{version}"
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=examples(60), deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(cut=st.integers(0, len(good)), flips=st.lists(st.tuples(st.integers(0, len(good) - 1),
                                                                    st.integers(0, 255)), max_size=3))
     def check(cut, flips):

@@ -17,6 +17,7 @@ from udfkit.errors import DataSetError, DataSetFileNotFoundError
 from udfkit.io.formats import detect_format
 from udfkit.io.formats.empad import EMPADFormat, read_empad_xml
 from udfkit.testing import DataSetTests, FormatCase, read_all
+from udfkit.testing.profiles import examples
 from udfkit.udf import SumSigUDF, SumUDF
 
 FIXTURES = Path(__file__).parents[3] / ".." / "shared" / "fixtures"
@@ -142,7 +143,7 @@ def test_empad_cases_have_empad_frames():
 
     seen = []
 
-    @settings(max_examples=10, deadline=None)
+    @settings(max_examples=examples(10), deadline=None)
     @given(case=TestEMPAD()._cases())
     def check(case):
         seen.append(case)

@@ -17,6 +17,7 @@ from udfkit.io.formats._mib_write import frame_header
 from udfkit.io.formats.mib import write_hdr, write_mib
 from udfkit.testing import DataSetTests
 from udfkit.testing.formats import FormatCase
+from udfkit.testing.profiles import examples
 from udfkit.testing.tiles import expected_frames, read_all
 from udfkit.udf import SumSigUDF, SumUDF
 
@@ -115,7 +116,7 @@ class TestMIBRaw(_MIBSuite):
 # -- the raw decoder against the numpy encoder --------------------------------------------------
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(depth=st.sampled_from([1, 6, 12, 24]), quad=st.booleans(), n=st.integers(1, 3),
        rows=st.integers(1, 3), words=st.integers(1, 3), seed=st.integers(0, 2**31),
        out=st.sampled_from(["native", "float32", "float64", "int64"]))
@@ -179,7 +180,7 @@ def test_raw_quad_chip_order():
 # -- 1-bit: values 0/1 do not fit the suite's values, so their own property test ------------------
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(raw=st.booleans(), quad=st.booleans(), n=st.integers(1, 14), sync=st.integers(-3, 3),
        parts=st.integers(1, 4), backend=st.sampled_from(["mmap", "buffered", "direct"]),
        roi_density=st.sampled_from([None, 0.5]), seed=st.integers(0, 2**31))

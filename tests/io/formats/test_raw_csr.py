@@ -24,6 +24,7 @@ from udfkit.io.formats import detect_format
 from udfkit.io.formats._csr import CHUNK_ITEMS, FlatArray, WindowReader
 from udfkit.io.formats.raw_csr import read_descriptor, write_descriptor
 from udfkit.testing import DataSetTests, read_all
+from udfkit.testing.profiles import examples
 from udfkit.udf import SumSigUDF, SumUDF
 
 BACKENDS = ("mmap", "buffered", "direct")
@@ -127,7 +128,8 @@ def sparse_cases(draw):
                 depth=draw(st.integers(1, 9)), gap=draw(st.sampled_from([0, 2, 64])))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=sparse_cases())
 def test_whole_array_equals_scipy(inline_ctx, tmp_path_factory, case):
     """Tiles of the whole data set equal scipy.sparse's densified matrix of the same three files
@@ -165,7 +167,7 @@ def _check_against_scipy(inline_ctx, tmp_path_factory, case, TilingScheme):
     np.testing.assert_array_equal(out[sel], ref[positions[sel]].astype(want))
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(length=st.integers(1, 3 * CHUNK_ITEMS + 50), window=st.sampled_from([1, 5000, 1 << 20]),
        backend=st.sampled_from(BACKENDS), dtype=st.sampled_from(["<u1", ">i2", "<f8"]),
        ranges=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=8))
