@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a large sig buffer costs in memory: the overhead factor of result buffers.
 
-    python benchmarks/bench_buffers.py [--kinds inline,threads,processes] [--cpus 1]
+    python benchmarks/bench_buffers.py [--kinds inline,threads,processes,dask] [--cpus 1]
         [--mib 512] [--partitions 4] [--repeat 1]
 
 A UDF with one float32 sig buffer of ``--mib`` MiB (256×256 pixels × extra_shape) runs over a
@@ -17,7 +17,7 @@ Measured, while the run goes, by a thread that samples every 0.5 ms:
   (``/proc/PID/smaps_rollup``) minus its value before the run: the physical memory the run
   took, shared-memory pages counted once however many processes map them.
 
-``factor`` is each of these divided by the buffer's size. The floor is 2 (the partition
+``factor`` is each of these divided by the buffer's size; ``time`` is the median run time. The floor is 2 (the partition
 buffer a UDF writes into and the full buffer it is merged into); a process that only merges
 or only computes needs 1. With ``--cpus N`` > 1, N tasks run at once and each has its own
 buffer, so the total floor is N + 1.
@@ -100,8 +100,9 @@ def pss(pid) -> int:
     return out
 
 
-def children(pid) -> list:
-    out = []
+def descendants(pid) -> list:
+    """Processes below ``pid``: workers, and a dask cluster's nannies and their workers."""
+    parent = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -110,8 +111,13 @@ def children(pid) -> list:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == pid:
-            out.append(int(entry))
+        parent[int(entry)] = int(fields[1])
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out.extend(kids)
+        todo.extend(kids)
     return out
 
 
@@ -166,7 +172,8 @@ def main():
     ap.add_argument("--cpus", type=int, default=1)
     ap.add_argument("--mib", type=int, default=512, help="size of the sig buffer (MiB)")
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--repeat", type=int, default=1, help="runs per executor (the worst shown)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per executor (the worst memory and the median time shown)")
     args = ap.parse_args()
 
     depth = args.mib * MIB // (SIG[0] * SIG[1] * 4)
@@ -189,8 +196,9 @@ def main():
                           num_partitions=args.partitions)
             ctx.run_udf(ds, [Tiny(), BigSig(depth=4)])
             worst = None
+            times = []
             for _ in range(args.repeat):
-                workers = [] if kind in ("inline", "threads") else children(me)
+                workers = [] if kind in ("inline", "threads") else descendants(me)
                 sampler = Sampler([me, *workers])
                 with sampler:
                     t0 = time.perf_counter()
@@ -201,10 +209,12 @@ def main():
                     del res
                 main_d = sampler.delta(me)
                 worker_d = max((sampler.delta(w) for w in workers), default=None)
+                times.append(elapsed)
                 row = (main_d, worker_d, sampler.total, elapsed)
                 if worst is None or row[2] > worst[2]:
                     worst = row
-            main_d, worker_d, total, elapsed = worst
+            main_d, worker_d, total, _ = worst
+            elapsed = float(np.median(times))
             w = (f"{worker_d / MIB:>10.1f} {worker_d / size:>6.2f}" if worker_d is not None
                  else f"{'-':>10} {'-':>6}")
             print(f"{kind:<10} {main_d / MIB:>9.1f} {main_d / size:>6.2f} {w} "
