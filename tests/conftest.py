@@ -22,3 +22,26 @@ from udfkit.testing.profiles import load_profile, register_profiles
 # pytest_configure), and before test modules apply @settings at import: both see these
 register_profiles()
 load_profile()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every case that runs on the dask executor ``cluster`` (it starts a local cluster),
+    so that ``-m "not slow and not cluster"`` is a short inner loop wherever such a case is
+    parametrized (format suites, UDF method tests), not only in tests/executor."""
+    import pytest
+
+    cluster = pytest.mark.cluster
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or item.get_closest_marker("cluster") is not None:
+            continue
+        if any(_is_dask(value) for value in callspec.params.values()):
+            item.add_marker(cluster)
+
+
+def _is_dask(value) -> bool:
+    if isinstance(value, str):
+        return value == "dask"
+    if isinstance(value, tuple) and value:
+        return _is_dask(value[0])
+    return False
