@@ -15,11 +15,16 @@ can be looked at before the run (``Context.plan``); :class:`UDFRun` executes a p
    (whole frames when pixels are excluded, sized for the cache whenever tiles are copies);
    each partition with at least one processed frame becomes a
    :class:`~udfkit.udf.runner.PartitionTask`, which carries the corrections.
-3. **Prepare** the full-size buffers on the main process and run ``preprocess`` on them.
+3. **Prepare**: the result buffers the run will hold at once are checked against the memory
+   available (:mod:`udfkit.udf.memory`; a :class:`~udfkit.errors.UDFError` before anything
+   is allocated), then the full-size buffers are made on the main process and
+   ``preprocess`` runs on them.
 4. **Execute**: the executor runs the tasks (in any order) and hands back partition results.
 5. **Merge** each partition result as it arrives: nav buffers are merged into the rows that
    belong to the partition's processed frames, sig and single buffers as a whole, through the
-   UDF's ``merge(dest, src)``.
+   UDF's ``merge(dest, src)``, straight from the result's arrays (a worker process's result
+   is a mapping of the shared memory it was computed in); then the result's buffers are
+   dropped, so no more than the task buffers and the merged ones are alive at once.
 6. **Finish**: ``get_results`` on the merged buffers, checked against the declarations, wrapped
    in :class:`~udfkit.udf.results.BufferResult` objects. Partial results (``run_udf_iter``)
    go through the same step after every merge, with ``valid_mask`` showing what is merged.

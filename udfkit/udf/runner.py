@@ -18,6 +18,13 @@ origin, the coordinates in which nav buffers, aux data and results are laid out.
 With corrections, the partition is read once, in the stored dtype where the correction
 kernel can read it directly, and each input dtype's group of UDFs gets the tiles corrected
 (and converted) in one pass into its own reused buffer; the source tiles are never written.
+
+Result buffers: the ones a task returns come from the process's result allocator
+(:mod:`udfkit.common.allocation`; shared memory on a ``processes`` worker, so that sending
+them copies nothing), scratch ones from numpy; a task that fails gives its buffers back.
+When the task ends, the UDFs' views of the buffers are dropped, so the returned result is
+their only owner. In a ``threads`` run a :class:`ResultGate` keeps a thread from allocating
+for its next task while its last result waits to be merged.
 """
 
 from __future__ import annotations
