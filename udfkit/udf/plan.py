@@ -68,7 +68,7 @@ from ..io.tiling import Negotiator, TilingRequest, TilingScheme
 from .buffers import AuxData, buffer_shape
 from .meta import UDFMeta
 from .runner import GATE_MIN_BYTES
-from .validation import check_buffers, choose_backends, check_udf, preferred_dtype, tiling_request
+from .validation import check_buffers, check_udf, choose_backends, preferred_dtype, tiling_request
 
 __all__ = ["RunPlan", "UDFPlan", "BufferPlan", "PartitionPlan", "MemoryEstimate", "Placement",
            "plan_run", "negotiate_tiling", "placement_of"]
