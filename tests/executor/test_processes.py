@@ -237,3 +237,26 @@ def test_task_sent_to_a_dead_worker_goes_to_its_replacement(pctx):
     broken.conn = _BrokenPipe(broken.conn)
     assert sorted(ex.run_tasks([lambda: 1, lambda: 2], retries=0)) == [(0, 1), (1, 2)]
     assert broken not in ex._workers and len(ex._workers) == 2
+
+
+def test_worker_killed_every_time_names_the_partition_and_file(pctx, tmp_path):
+    """A UDF that kills its worker every time: after the retry, an ExecutorError whose notes
+    name the partition, its frames and the data set's file."""
+    from udfkit.errors import ExecutorError
+
+    class KillsFromFrame24(UDF):
+        def get_result_buffers(self):
+            return {"x": self.buffer(kind="nav")}
+
+        def process_tile(self, tile):
+            if self.meta.frame_index[0] >= 24:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    path = tmp_path / "scan.raw"
+    np.zeros((6, 8, 16, 12), dtype=np.uint16).tofile(path)
+    ds = pctx.load("raw", path=str(path), dtype="uint16", nav_shape=(6, 8), sig_shape=(16, 12),
+                   num_partitions=2)
+    with pytest.raises(ExecutorError, match=r"task 1: .*died.*tried 2 time") as info:
+        pctx.run_udf(dataset=ds, udf=KillsFromFrame24(), retries=1)
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "partition 1" in notes and "frames [24, 48)" in notes and str(path) in notes, notes
