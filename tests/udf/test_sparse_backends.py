@@ -290,7 +290,7 @@ def test_convert_tile_round_trips(source, target):
 def test_unknown_backend_names_udf_backend_and_known_ones():
     ctx = Context.make_with("inline")
     ds = ctx.load("memory", data=np.zeros((2, 4, 4), "float32"))
-    with pytest.raises(UDFError, match=r"Probe\.get_backends\(\) returned unknown backend "
+    with pytest.raises(UDFError, match=r"Probe\.get_backends\(\) returned unknown backends "
                                        r"\['scipy\.sparse\.bsr_matrix'\]; the known ones are .*"
                                        r"'numpy'.*'sparse\.GCXS'"):
         ctx.run_udf(dataset=ds, udf=Probe(backends=("scipy.sparse.bsr_matrix", "numpy")))

@@ -128,8 +128,8 @@ def choose_backends(udfs, allowed=None, native=(_c.BACKEND_NUMPY,)) -> list:
         backends = _c.canonical_backends(udf.get_backends())
         unknown = [b for b in backends if b not in _c.BACKENDS]
         if unknown:
-            raise UDFError(f"{where}.get_backends() returned unknown backend"
-                           f"{'s' if len(unknown) > 1 else ''} {unknown}; the known ones are "
+            raise UDFError(f"{where}.get_backends() returned unknown backends {unknown}; the "
+                           "known ones are "
                            f"{sorted(_c.BACKENDS)} (UDF.BACKEND_* names)")
         ok = [b for b in backends if b in available]
         if not ok:
