@@ -230,7 +230,7 @@ class UDFRun:
                 t.gate = gate
         self.partitions_by_index = {p.index: i for i, p in enumerate(self.partitions)}
         self._allocate()
-        reported = {}
+        reported: dict[int, int] = {}
         on_report = None
         if progress is not None:
             progress.start(self.total_frames)
@@ -267,7 +267,8 @@ class UDFRun:
                         gate.release()
                     if iterate and self.frames_done < self.total_frames:
                         yield self._results(complete=False)
-                result = ready = r = None
+                result = r = None
+                ready = []
         except ExecutorError as e:
             e.add_note(self._where(tasks, e))
             raise

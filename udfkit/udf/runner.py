@@ -306,7 +306,8 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
         for b in made:
             b.udf.results = BufferNamespace()
             b.arrays = b.per_slice = b.nav = None
-        bound = made = None
+        bound.clear()
+        made.clear()
     return PartitionResult(part.index, buffers, n)
 
 
