@@ -352,3 +352,17 @@ def test_sparse_tiles_are_deeper_unless_a_dense_udf_keeps_pace(tmp_path, with_de
     res = ctx.run_udf(dataset=ds, udf=udfs)
     depths = {int(d) for d in np.unique(res[0]["depth"].data)}
     assert depths == ({scheme_depth} if with_dense else {1024})
+
+
+def test_plan_says_which_udfs_get_sparse_tiles(tmp_path):
+    data = sparse_scan(np.random.default_rng(6), (2, 3), (4, 4), "uint16", 0.2)
+    ctx = Context.make_with("inline")
+    ds = ctx.load("raw_csr", path=write_raw_csr(tmp_path, data))
+    plan = ctx.plan(ds, [SumUDF(), StatsUDF(), Probe(backends=("sparse.COO",))])
+    assert plan.reasons["array backend of SumUDF"].startswith(
+        "scipy.sparse.csr_matrix, the first form it lists that the data set gives as it is")
+    assert plan.reasons["array backend of Probe"].startswith("sparse.COO, converted from each tile")
+    assert "array backend of StatsUDF" not in plan.reasons
+    assert "array backend of SumUDF: scipy.sparse.csr_matrix" in str(plan)
+    dense = ctx.plan(ctx.load("memory", data=data), [SumUDF()])
+    assert not any(k.startswith("array backend") for k in dense.reasons)

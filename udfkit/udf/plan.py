@@ -304,6 +304,15 @@ class RunPlan:
         out = {"tiling": self.tiling_reason, "partitions": self.partition_reason}
         for i, u in enumerate(self.udfs):
             out[f"input dtype of {u.name}" + (f" #{i}" if self._dup(u.name) else "")] = u.dtype_reason
+        native = getattr(self.inputs.dataset, "array_backends", ("numpy",))
+        for i, u in enumerate(self.udfs):
+            if u.array_backend != "numpy":
+                # numpy is the rule; a sparse form is worth a line (validation.choose_backends)
+                how = ("the first form it lists that the data set gives as it is"
+                       if u.array_backend in native else
+                       f"converted from each tile: it lists none of the data set's {list(native)}")
+                out[f"array backend of {u.name}" + (f" #{i}" if self._dup(u.name) else "")] = (
+                    f"{u.array_backend}, {how}")
         return out
 
     def _dup(self, name) -> bool:
