@@ -147,8 +147,8 @@ def test_environment_variable_and_parameter_turn_it_off(data, monkeypatch):
     ds = ctx.load("memory", data=data, num_partitions=2)
     monkeypatch.setattr(memory, "available_memory",
                         lambda: AvailableMemory(system=4096, system_source="test"))
-    udf = SigBuffer(depth=8)
-    with pytest.raises(UDFError, match=r"need 16.0 KiB in all \(16.0 KiB on the main process\)"):
+    udf = SigBuffer(depth=depth_for(16 * MIB))
+    with pytest.raises(UDFError, match=r"need 32.0 MiB in all \(32.0 MiB on the main process\)"):
         ctx.run_udf(ds, udf)
     for off in ("0", "off", "False", "no"):
         monkeypatch.setenv(memory.ENV_VAR, off)
@@ -158,9 +158,23 @@ def test_environment_variable_and_parameter_turn_it_off(data, monkeypatch):
     monkeypatch.setenv(memory.ENV_VAR, "1")
     from udfkit.udf.driver import UDFRun
 
-    run = UDFRun(plan_run(ds, [SigBuffer(depth=8)], executor=ctx.executor))
+    run = UDFRun(plan_run(ds, [udf], executor=ctx.executor))
     *_, final = run.execute(ctx.executor, check_memory=False)
     np.testing.assert_allclose(final.buffers[0]["big"].data[..., 0], data.sum(axis=0), rtol=1e-5)
+
+
+def test_small_runs_do_not_look_up_the_memory(data, monkeypatch):
+    def fail():
+        raise AssertionError("looked up")
+
+    monkeypatch.setattr(memory, "available_memory", fail)
+    ctx = Context.make_with("inline")
+    ds = ctx.load("memory", data=data, num_partitions=2)
+    # 8 MiB full + 8 MiB for the task: under CHECK_FROM
+    assert memory.CHECK_FROM == 2 * 8 * MIB
+    ctx.run_udf(ds, SigBuffer(depth=depth_for(8 * MIB) - 1))
+    with pytest.raises(AssertionError, match="looked up"):
+        ctx.run_udf(ds, SigBuffer(depth=depth_for(8 * MIB)))
 
 
 def test_needs_per_executor_kind(data):

@@ -40,6 +40,8 @@ What is available
 Workers of a dask cluster run elsewhere, or are limited by dask's own ``memory_limit``: for
 them only the main process is checked.
 
+Runs whose result buffers need less than 16 MiB in all (:data:`CHECK_FROM`) are not checked.
+
 Turning it off
 --------------
 ``UDFKIT_MEMORY_CHECK=0`` (or ``off``, ``false``, ``no``) in the environment skips the check,
@@ -56,13 +58,17 @@ from ..common.allocation import SHARED_MIN_BYTES
 from ..errors import UDFError
 
 __all__ = ["AvailableMemory", "BufferNeeds", "available_memory", "buffer_needs", "check_memory",
-           "memory_check_enabled", "ENV_VAR"]
+           "memory_check_enabled", "ENV_VAR", "CHECK_FROM"]
 
 #: the environment variable that turns the check off
 ENV_VAR = "UDFKIT_MEMORY_CHECK"
 _OFF = ("0", "off", "false", "no")
 #: limits at or above this are "no limit" (cgroup v1 writes 2**63 rounded to a page)
 _UNLIMITED = 1 << 60
+#: runs whose result buffers need less than this on this machine are not checked: looking up
+#: the memory available costs about 0.4 ms, a lot for a small run, and a process that has
+#: less than this left fails in the interpreter anyway
+CHECK_FROM = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -316,7 +322,7 @@ def check_memory(plan, available: AvailableMemory | None = None, placement=None)
         return
     pl = plan.memory.placement if placement is None else placement
     needs = buffer_needs(plan, pl)
-    if needs.total == 0:
+    if needs.total < CHECK_FROM and available is None:
         return
     if available is None:
         available = available_memory()
