@@ -366,3 +366,23 @@ def test_plan_says_which_udfs_get_sparse_tiles(tmp_path):
     assert "array backend of SumUDF: scipy.sparse.csr_matrix" in str(plan)
     dense = ctx.plan(ctx.load("memory", data=data), [SumUDF()])
     assert not any(k.startswith("array backend") for k in dense.reasons)
+
+
+def test_corrections_give_sparse_udfs_converted_corrected_tiles(tmp_path):
+    """Corrected frames are dense (dark subtracted everywhere): with corrections the raw_csr
+    stream is dense, and UDFs on a sparse backend get each corrected tile converted."""
+    from udfkit.io.corrections import CorrectionSet
+
+    data = sparse_scan(np.random.default_rng(7), (3, 4), (5, 6), "uint16", 0.1)
+    dark = np.random.default_rng(8).random((5, 6)).astype(np.float32)
+    ctx = Context.make_with("inline")
+    udfs = [SumUDF(), StdDevUDF(), Probe(backends=("scipy.sparse.csr_matrix",),
+                                         expected="scipy.sparse.csr_matrix")]
+    res = ctx.run_udf(dataset=ctx.load("raw_csr", path=write_raw_csr(tmp_path, data),
+                                       num_partitions=2),
+                      udf=udfs, corrections=CorrectionSet(dark=dark))
+    corrected = data.reshape(12, 5, 6) - dark
+    np.testing.assert_allclose(res[0]["intensity"].data, corrected.sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(res[1]["var"].data, corrected.var(axis=0), rtol=1e-5, atol=1e-6)
+    assert res[2]["ok"].raw_data.all()
+    np.testing.assert_allclose(res[2]["cols"].data, corrected.sum(axis=0), rtol=1e-6)
