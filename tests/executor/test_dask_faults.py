@@ -139,6 +139,33 @@ class TestDask(ExecutorTests):
             ctx.run_udf(dataset=ds, udf=Unpicklable(lock={"holds": threading.Lock()}))
         assert scheduler_tasks(ctx) <= before
 
+    def test_workers_that_closed_themselves_are_started_again(self, ctx):
+        """A worker that closes itself takes its nanny with it (what a worker that took a
+        SIGINT did): the local cluster is left with closed nannies, and a run would wait for
+        ever. Between runs and during one, the executor starts them again."""
+        from distributed.core import Status
+
+        self.check_usable(ctx)
+        ctx.executor.client.run(_close_soon)
+        deadline = time.monotonic() + 30
+        while not all(n.status in (Status.closing_gracefully, Status.closed)
+                      for n in ctx.executor._cluster.workers.values()):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        self.check_usable(ctx, limit=60)
+        # during a run: every worker closes while the tasks wait
+        data, ds = make_ds(ctx, num_partitions=4, tileshape=(1,) + SIG)
+        timer = threading.Timer(0.5, lambda: ctx.executor.client.run(_close_soon))
+        timer.start()
+        try:
+            res = ctx.run_udf(dataset=ds, udf=SlowSumSig(), retries=3)
+        except ExecutorError as e:  # a task whose worker closed under it, more than 3 times
+            assert "died" in str(e)
+        else:
+            np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(2, 3)))
+        finally:
+            timer.join()
+
     @pytest.mark.slow
     def test_many_kills_in_a_long_run(self, ctx):
         """Workers killed again and again (each replacement too) during a run of many
@@ -167,6 +194,14 @@ class TestDask(ExecutorTests):
                 stop.set()
                 t.join()
             assert time.perf_counter() - t0 < 60
+
+
+def _close_soon(dask_worker):
+    """Run on a worker: close it a moment later, asking its nanny to close too."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.1, lambda: asyncio.ensure_future(dask_worker.close(nanny=True)))
 
 
 class SlowSumSig(UDF):

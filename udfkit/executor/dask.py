@@ -41,6 +41,7 @@ the whole policy; a remote scheduler first retries by its own setting
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 
 from ..errors import ExecutorError
@@ -48,6 +49,9 @@ from ._schedule import Adapter, Outcome, schedule
 from .base import Executor, check_count, default_workers, pickle_task
 
 __all__ = ["DaskExecutor", "DaskJobExecutor"]
+
+#: how often (seconds) a run that waits looks for workers of a local cluster to start again
+RESTORE_EVERY = 2.0
 
 #: the name ``distributed``'s nanny gives the worker processes it spawns
 _NANNY_WORKER_NAME = "Dask Worker process (from Nanny)"
@@ -329,6 +333,8 @@ class _DaskRun(Adapter):
             self.queue_name = f"udfkit-progress-{uuid.uuid4().hex}"
             self.queue = Queue(self.queue_name, client=self.client)
         self.limit = 2 * executor.num_workers
+        self.executor = executor
+        self.looked = time.monotonic()
 
     def free_slots(self, in_flight):
         return self.limit - in_flight
@@ -349,6 +355,11 @@ class _DaskRun(Adapter):
             done, _ = wait(handles, timeout=timeout, return_when="FIRST_COMPLETED")
         except TimeoutError:
             done = ()
+        if not done and time.monotonic() - self.looked > RESTORE_EVERY:
+            # a local cluster that lost workers during the run (nannies that closed) would
+            # leave the remaining tasks waiting for ever
+            self.looked = time.monotonic()
+            self.executor._restore_workers()
         reports = [] if self.queue is None else self.queue.get(batch=True)
         outcomes = []
         for future in done:
