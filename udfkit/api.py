@@ -145,7 +145,7 @@ class Context:
         executor.warm_modules(["udfkit.udf"])
         self._plot_class = plot_class
         #: the live plots of the last ``run_udf(plots=...)`` (their figures stay inspectable)
-        self.last_plots = []
+        self.last_plots: list = []
 
     @classmethod
     def make_with(cls, kind: str | None = None, *, cpus=None, gpus=None, plot_class=None,

@@ -27,6 +27,7 @@ profile's count (100, or 1000 nightly).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis.errors import InvalidArgument
@@ -41,7 +42,7 @@ BASE_EXAMPLES = 100
 ENV_VAR = "UDFKIT_HYPOTHESIS_PROFILE"
 
 #: the keyword arguments of :class:`hypothesis.settings` of each profile
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     "default": dict(max_examples=BASE_EXAMPLES),
     "ci": dict(max_examples=BASE_EXAMPLES, derandomize=True, database=None, deadline=None,
                print_blob=True, suppress_health_check=[HealthCheck.too_slow]),
@@ -131,4 +132,6 @@ def examples(n: int) -> int:
     20
     >>> settings.load_profile(active)
     """
-    return max(1, round(n * settings.default.max_examples / BASE_EXAMPLES))
+    active = settings.default
+    assert active is not None  # hypothesis always has a loaded profile
+    return max(1, round(n * active.max_examples / BASE_EXAMPLES))

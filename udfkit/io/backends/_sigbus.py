@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ _SA_FLAGS_AT = 136  # after the handler (8 bytes) and sa_mask (128 bytes)
 _lock = threading.Lock()
 _table_lock = threading.Lock()
 _table: np.ndarray | None = None
-_words = None  # a memoryview of the table: item access without numpy scalars (per tile)
+_words: Any = None  # a memoryview of the table: item access without numpy scalars (per tile)
 _free: list[int] = []
 _state = {"tried": False, "ok": False}
 _handler = 0  # the handler's address
@@ -79,7 +80,7 @@ def table() -> np.ndarray:
             t = np.zeros(SIZE, dtype=np.int64)
             t[PAGE] = mmap.PAGESIZE
             t[FLAGS] = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_FIXED
-            _words = memoryview(t)
+            _words = memoryview(t)  # type: ignore[arg-type]  # numpy arrays are buffers
             _table = t
     return _table
 
@@ -152,7 +153,7 @@ def _byte_bounds(arr: np.ndarray) -> tuple[int, int]:
     try:
         from numpy.lib.array_utils import byte_bounds
     except ImportError:  # numpy < 2
-        byte_bounds = np.byte_bounds
+        byte_bounds = np.byte_bounds  # type: ignore[attr-defined]
     return byte_bounds(arr)
 
 

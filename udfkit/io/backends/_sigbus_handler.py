@@ -23,11 +23,14 @@ __all__ = ["build"]
 
 _NAME = "udfkit_on_sigbus"
 _PROT_READ = 1
-_engines = []  # the JIT engines own the handlers' code: kept for the life of the process
+_engines: list = []  # the JIT engines own the handlers' code: kept for the life of the process
 
 
 def _libc_address(libc, name: str) -> int:
-    return ctypes.cast(getattr(libc, name), ctypes.c_void_p).value
+    address = ctypes.cast(getattr(libc, name), ctypes.c_void_p).value
+    if not address:
+        raise OSError(f"libc has no {name}")
+    return address
 
 
 def _ir(table: int, slots: int, first: int, page_w: int, flags_w: int, old_w: int,
