@@ -1,7 +1,7 @@
 """``mypy udfkit`` passes (the configuration is pyproject.toml's ``[tool.mypy]``).
 
-mypy is not in the ``test`` extra (``tox -e typecheck`` installs it), so this runs only where
-it is installed; with its cache warm it takes a few seconds, a cold run about 20 s.
+mypy comes with the ``test`` extra (and ``tox -e typecheck``); with its cache warm the check takes
+a few seconds, a cold run about 20 s.
 """
 
 from __future__ import annotations
