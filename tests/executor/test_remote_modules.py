@@ -146,6 +146,8 @@ def test_user_module_runs_on_a_remote_cluster(user_modules, remote_cluster):
         # an exception class of the user's module comes back as that class
         with pytest.raises(user_modules.AnalysisError, match="raised in the user's module"):
             ctx.run_udf(dataset=ds, udf=user_modules.Fails())
+        # the scheduler and worker stop at once (terminating them one by one takes seconds)
+        executor.client.shutdown()
     # installed modules went by name, the user's by value
     assert _shipping._decided["myanalysis"] and _shipping._decided["helper_mod"]
     assert not _shipping.ships_by_value("numpy") and not _shipping.ships_by_value("udfkit.udf")

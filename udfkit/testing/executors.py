@@ -568,7 +568,8 @@ class ExecutorTests:
         assert not _alive(kids), "the script left worker processes behind"
 
     # -- 8 ----------------------------------------------------------------------------------
-    @pytest.mark.parametrize("how", ["stdin", "-c"])
+    # python -c: the main module has no file either (and never had: spawn leaves it alone)
+    @pytest.mark.parametrize("how", ["stdin", pytest.param("-c", marks=pytest.mark.slow)])
     def test_script_without_a_file(self, tmp_path, how):
         self.applies("stdin_script")
         code = _STDIN_SCRIPT.format(kind=self.kind, options=self.options)
