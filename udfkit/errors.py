@@ -122,7 +122,8 @@ class FileChangedError(IOBackendError, DataSetError):
 
 
 class CLIError(UdfkitError):
-    """A bad command line of the ``udfkit`` command: reported as one line, exit code 2."""
+    """A bad command line of the ``udfkit`` command: reported as one line, exit code 1 (argparse's
+    own errors, such as an unknown option, exit with 2)."""
 
 
 class UdfkitWarning(UserWarning):

@@ -19,9 +19,10 @@ from .builtins import (
     SumUDF,
 )
 from .meta import UDFMeta
+from .plan import RunPlan, plan_run
 from .results import BufferResult, RunResults
 
 __all__ = ["UDF", "AuxData", "BufferSpec", "BufferWrapper", "ArrayWithMask", "UDFData", "UDFMethod",
-           "UDFMeta", "BufferResult", "RunResults",
+           "UDFMeta", "BufferResult", "RunResults", "RunPlan", "plan_run",
            "SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMasksUDF",
            "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF"]
