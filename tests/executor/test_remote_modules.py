@@ -91,7 +91,8 @@ def user_modules(tmp_path):
         sys.path.remove(str(where))
         for name in ("myanalysis", "helper_mod"):
             module = sys.modules.pop(name, None)
-            if module is not None and _shipping._decided.pop(name, False):
+            _shipping._decided.pop(name, None)
+            if name in cloudpickle.list_registry_pickle_by_value():
                 cloudpickle.unregister_pickle_by_value(module)
 
 
@@ -170,6 +171,11 @@ def test_the_rule(tmp_path, user_modules):
         _shipping._decided.pop("made_at_run_time", None)
     # a by-value pickle holds the code: it loads where the module cannot be imported
     payload = _shipping.dumps_by_value(user_modules.WeightedSum())
+    # the registration lasts only for the dump: later pickles of this process (the inline
+    # executor's debug round trip, processes tasks) refer to the module by name again
+    assert user_modules.__name__ not in cloudpickle.list_registry_pickle_by_value()
+    assert b"WeightedSum" in cloudpickle.dumps(user_modules.WeightedSum)
+    assert len(cloudpickle.dumps(user_modules.WeightedSum)) < len(payload)
     probe = ("import sys, cloudpickle; u = cloudpickle.loads(sys.stdin.buffer.read()); "
              "print(type(u).__name__, u.process_frame.__globals__['weight'](__import__('numpy').ones(3)))")
     out = subprocess.run([sys.executable, "-c", probe], input=payload, capture_output=True,

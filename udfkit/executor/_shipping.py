@@ -25,9 +25,12 @@ environment:
 * a module without a file (built in, created at run time): there is no code to ship.
 
 Every other module (the script's own module, a module next to it, a directory put on
-``sys.path`` or ``PYTHONPATH`` by hand) is registered by value the first time a task that
-refers to it is pickled. cloudpickle then ships each of its classes and functions that a task
-uses, with the module globals they refer to.
+``sys.path`` or ``PYTHONPATH`` by hand) is registered by value with cloudpickle *while* a task
+that refers to it is pickled for a cluster, and unregistered afterwards: cloudpickle's
+registry is global, and a lasting registration would change how every later pickle of the
+process treats the module (the inline executor's ``debug`` round trip, a ``processes``
+worker's task, the user's own pickles). cloudpickle then ships each of its classes and
+functions that the task uses, with the module globals they refer to.
 
 Only the dask executor ships this way: a ``processes`` worker shares the file system and
 ``sys.path`` of the main process and imports such modules by name, as the main process does.
@@ -45,6 +48,7 @@ from functools import lru_cache
 __all__ = ["ships_by_value", "dumps_by_value"]
 
 _lock = threading.Lock()
+_dump_lock = threading.Lock()
 _decided: dict[str, bool] = {}
 
 
@@ -105,8 +109,7 @@ def _installed(name: str) -> bool:
 
 
 def ships_by_value(name: str | None) -> bool:
-    """Whether the module ``name`` travels by value (see the module docstring); registers it
-    with cloudpickle when it does.
+    """Whether the module ``name`` travels by value (see the module docstring).
 
     Examples
     --------
@@ -120,10 +123,6 @@ def ships_by_value(name: str | None) -> bool:
     if decided is not None:
         return decided
     decided = not _installed(name)
-    if decided:
-        import cloudpickle
-
-        cloudpickle.register_pickle_by_value(sys.modules[name])
     with _lock:
         _decided[name] = decided
     return decided
@@ -134,11 +133,17 @@ def _pickler():
     import cloudpickle
 
     class Pickler(cloudpickle.Pickler):
+        #: modules this pickler registered by value (unregistered when the dump ends)
+        registered: list
+
         def reducer_override(self, value):
             # every class and function reaches this hook before cloudpickle decides between
             # by reference and by value: decide (and register) its module first
             if isinstance(value, (type, types.FunctionType)):
-                ships_by_value(getattr(value, "__module__", None))
+                name = getattr(value, "__module__", None)
+                if ships_by_value(name) and name not in cloudpickle.list_registry_pickle_by_value():
+                    cloudpickle.register_pickle_by_value(sys.modules[name])
+                    self.registered.append(sys.modules[name])
             return super().reducer_override(value)
 
     return Pickler, cloudpickle.DEFAULT_PROTOCOL
@@ -147,7 +152,16 @@ def _pickler():
 def dumps_by_value(obj) -> bytes:
     """``obj`` pickled with cloudpickle, its classes and functions from modules that are not
     installed (see the module docstring) shipped by value."""
+    import cloudpickle
+
     pickler, protocol = _pickler()
-    with io.BytesIO() as buffer:
-        pickler(buffer, protocol=protocol).dump(obj)
+    # one dump at a time: the registrations below are process-wide while they last
+    with _dump_lock, io.BytesIO() as buffer:
+        p = pickler(buffer, protocol=protocol)
+        p.registered = []
+        try:
+            p.dump(obj)
+        finally:
+            for module in p.registered:
+                cloudpickle.unregister_pickle_by_value(module)
         return buffer.getvalue()
