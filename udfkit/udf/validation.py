@@ -45,10 +45,10 @@ def check_udf(udf) -> str:
         raise UDFError(f"{where}.get_method() returned {method!r}; expected one of {METHODS} "
                        "or a member of UDF.UDF_METHOD")
     # a UDFMethod member equals its string; the run works with the plain string
-    method = str(getattr(method, "value", method))
-    if method not in implemented:
-        raise UDFError(f"{where}.get_method() returned {method!r}, but {where} does not "
-                       f"implement process_{method} (it implements {implemented})")
+    name = str(getattr(method, "value", method))
+    if name not in implemented:
+        raise UDFError(f"{where}.get_method() returned {name!r}, but {where} does not "
+                       f"implement process_{name} (it implements {implemented})")
     check_picklable(udf)
     try:
         type(udf)(**udf._kwargs)
@@ -56,7 +56,7 @@ def check_udf(udf) -> str:
         raise UDFError(f"{where} cannot be rebuilt as {where}(**kwargs) from the keyword arguments "
                        f"it passed to UDF.__init__ ({sorted(udf._kwargs)}), which is how every "
                        f"worker creates it: {type(e).__name__}: {e}") from None
-    return method
+    return name
 
 
 _PICKLABLE_CLASSES: weakref.WeakSet = weakref.WeakSet()
@@ -200,7 +200,7 @@ _MAX_DEPTH = 1 << 62
 
 
 def _is_inf(value) -> bool:
-    return isinstance(value, (float, np.floating)) and bool(np.isinf(value)) and value > 0
+    return isinstance(value, (float, np.floating)) and bool(np.isinf(value)) and bool(value > 0)
 
 
 def check_buffers(udf) -> dict:
@@ -266,7 +266,8 @@ def check_results(udf, specs: dict, results, n_nav: int, nav_shape, sig_shape, r
         spec = specs[name]
         mask = None
         if isinstance(value, ArrayWithMask):
-            value, mask = value.arr, value.mask
+            mask = value.mask
+            value = value.arr
         arr = np.asarray(value)
         want = buffer_shape(spec, n_nav, sig_shape)
         full_nav = tuple(nav_shape) + spec.extra_shape
