@@ -89,24 +89,23 @@ def _check_dataset(dataset, method: str = "run_udf") -> None:
 
 
 def _check_backends(backends, udfs) -> None:
-    """``backends=``: a subset of LiberTEM's names that must include numpy, udfkit's only one."""
+    """``backends=``: LiberTEM's names, at least one of which udfkit serves on the CPU (numpy and
+    the installed sparse formats); which one each UDF gets is the run plan's choice
+    (:func:`udfkit.udf.validation.choose_backends`), limited to these."""
     if backends is None:
         return
+    from .common.udf import available_backends
+
     names = (backends,) if isinstance(backends, str) else tuple(backends)
     unknown = [b for b in names if b not in BACKEND_NAMES]
     if unknown:
         raise UDFError(f"backends: unknown array back-end{'s' if len(unknown) > 1 else ''} "
                        f"{', '.join(map(repr, unknown))}; LiberTEM's names are {sorted(BACKEND_NAMES)}")
-    if "numpy" not in names:
+    served = available_backends()
+    if not any(b in served for b in names):
         what = ", ".join(sorted({BACKEND_NAMES[b] for b in names})) or "nothing"
-        raise UDFError(f"backends={backends!r} asks for {what} only: udfkit runs UDFs on numpy "
-                       "arrays on the CPU; pass backends=None or ('numpy',)")
-    for u in udfs:
-        offered = u.get_backends()
-        offered = (offered,) if isinstance(offered, str) else tuple(offered)
-        if "numpy" not in offered:
-            raise UDFError(f"{type(u).__name__}.get_backends() returns {offered!r}, without 'numpy': "
-                           "udfkit can only run UDFs on numpy arrays")
+        raise UDFError(f"backends={backends!r} asks for {what} only: udfkit runs UDFs on the CPU "
+                       f"with {list(served)}; pass backends=None or some of these")
 
 
 class Context:
@@ -308,14 +307,15 @@ class Context:
         return params
 
     def _run(self, dataset, udf, roi, progress, iterate, deterministic=False, corrections=None,
-             retries=None):
+             retries=None, backends=None):
         _check_dataset(dataset)
         udfs = _udf_list(udf)
         if not udfs:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
         executor = self.executor.with_retries(retries)
         # the run executes its plan: what Context.plan shows is what runs
-        run = UDFRun(plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=executor))
+        run = UDFRun(plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=executor,
+                              backends=backends))
         return run.execute(executor, iterate=iterate, progress=make_reporter(progress),
                            deterministic=deterministic)
 
@@ -358,7 +358,8 @@ class Context:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
         _check_backends(backends, udfs)
         _check_dataset(dataset, "plan")
-        return plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=self.executor)
+        return plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=self.executor,
+                        backends=backends)
 
     def run_udf(self, dataset, udf, roi=None, corrections=None, progress=False, backends=None,
                 plots=None, sync=True, *, deterministic=False, retries=None):
@@ -436,12 +437,12 @@ class Context:
         _check_backends(backends, udfs)
         if plots:
             final = self._run_with_plots(dataset, udfs, roi, corrections, progress, plots,
-                                         deterministic, retries)
+                                         deterministic, retries, backends)
         else:
             # without iterate the run yields exactly one, final, result
             (final,) = self._run(dataset, udfs, roi, progress, iterate=False,
                                  deterministic=deterministic, corrections=corrections,
-                                 retries=retries)
+                                 retries=retries, backends=backends)
         return final.buffers if _is_many(udf) else final.buffers[0]
 
     async def _run_async(self, dataset, udf, **kwargs):
@@ -450,14 +451,14 @@ class Context:
         return await asyncio.to_thread(self.run_udf, dataset, udf, **kwargs)
 
     def _run_with_plots(self, dataset, udfs, roi, corrections, progress, plots, deterministic,
-                        retries=None):
+                        retries=None, backends=None):
         from .viz import prepare_plots, update_plots
 
         self.last_plots = live = prepare_plots(self, dataset, udfs, roi, plots)
         final = None
         for final in self._run(dataset, udfs, roi, progress, iterate=bool(live),
                                deterministic=deterministic, corrections=corrections,
-                               retries=retries):
+                               retries=retries, backends=backends):
             if live and not final.complete:
                 update_plots(live, udfs, final, force=False)
         if live:
@@ -493,20 +494,20 @@ class Context:
         udfs = _udf_list(udf)
         _check_backends(backends, udfs)
         gen = self._iter_with_plots(dataset, udfs, roi, corrections, progress, plots, deterministic,
-                                    retries)
+                                    retries, backends)
         if sync:
             return gen
         return _AsyncResults(gen)
 
     def _iter_with_plots(self, dataset, udfs, roi, corrections, progress, plots, deterministic,
-                         retries=None):
+                         retries=None, backends=None):
         live = []
         if plots:
             from .viz import prepare_plots, update_plots
 
             self.last_plots = live = prepare_plots(self, dataset, udfs, roi, plots)
         stream = self._run(dataset, udfs, roi, progress, iterate=True, deterministic=deterministic,
-                           corrections=corrections, retries=retries)
+                           corrections=corrections, retries=retries, backends=backends)
         try:
             for part in stream:
                 yield part
