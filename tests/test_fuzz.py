@@ -26,6 +26,7 @@ import importlib
 import os
 import sys
 import tempfile
+import time
 from math import prod
 from pathlib import Path
 
@@ -230,7 +231,9 @@ def fuzz_examples(draw, fmt: str, suite):
     if "nav_shape" in accepted:
         bad_load += [("nav_shape", v) for v in ((0,), (-2, n), (n + 1,), ("x",))]
     if "sig_shape" in accepted and fmt not in ("stack",):
-        bad_load += [("sig_shape", v) for v in ((0,) + sig[1:], sig[:-1] + (sig[-1] + 1,))]
+        # more elements per frame than the whole data set has (a sig_shape that divides it
+        # is a valid reinterpretation, the nav shape then follows from it)
+        bad_load += [("sig_shape", v) for v in ((0,) + sig[1:], (n * prod(sig) + 1,))]
     if "dtype" in accepted:
         bad_load += [("dtype", v) for v in ("q9", ("i4", -1))]
     bad_load += [("nav_shap", (n,))]   # an unknown parameter, as a typo gives it
@@ -409,9 +412,21 @@ def fuzz(fmt: str, executor: str, n: int) -> None:
         run_example(ctx, fmt, suite, ex, executor)
 
     check()
-    gc.collect()
-    leaked = Resources().leaked_since(before)
-    assert leaked == {"children": [], "fds": {}, "shm": []}, f"left behind: {leaked}"
+    assert_nothing_left(before, executor)
+
+
+def assert_nothing_left(before: Resources, executor: str) -> None:
+    """No child process, file descriptor or segment more than ``before``. A leak stays; what
+    goes away within a second is not one (workers that exit after a cancel, and /proc files
+    that monitoring threads of the dask cluster read now and then)."""
+    clean = {"children": [], "fds": {}, "shm": []}
+    for _ in range(20):
+        gc.collect()
+        leaked = Resources().leaked_since(before, ignore_sockets=executor == "dask")
+        if leaked == clean:
+            return
+        time.sleep(0.05)
+    assert leaked == clean, f"left behind: {leaked}"
 
 
 #: the slow variant's examples, as a multiple of the default run's

@@ -178,17 +178,27 @@ class Resources:
         prefixes = tuple(f"udfkit_{p}_" for p in {os.getpid(), *pids})
         return {e for e in os.listdir("/dev/shm") if e.startswith(prefixes)}
 
-    def leaked_since(self, before: Resources) -> dict:
+    def leaked_since(self, before: Resources, *, ignore_sockets: bool = False) -> dict:
         """``{"children": ..., "fds": ..., "shm": ...}``: what this snapshot holds and
         ``before`` did not (empty values when nothing leaked). File descriptors are listed
-        with their targets; a descriptor number reused for the same kind of target is not a
-        leak, only a larger count is."""
-        new_fds = self.fds - before.fds
+        with their targets, and only when there are more than before (a number reused for
+        another target is not a leak).
+
+        Parameters
+        ----------
+        ignore_sockets : bool
+            Leave sockets out: a dask client keeps a pool of connections to the scheduler
+            and workers that grows on demand up to a bound (a few more after some dozens of
+            runs, then steady), which is not a leak of the run.
+        """
         leaked_fds = {}
-        if len(self.fds) > len(before.fds):
-            for fd in sorted(new_fds, key=int):
-                with contextlib.suppress(OSError):
-                    leaked_fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        for fd in sorted(self.fds - before.fds, key=int):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/self/fd/{fd}")
+                if not (ignore_sockets and target.startswith("socket:")):
+                    leaked_fds[fd] = target
+        if len(self.fds) <= len(before.fds):
+            leaked_fds = {}
         shm = self._segments(self.children | before.children) - before.shm
         return {"children": sorted(self.children - before.children), "fds": leaked_fds,
                 "shm": sorted(shm)}
