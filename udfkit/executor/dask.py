@@ -365,6 +365,10 @@ class _DaskRun(Adapter):
         for future in done:
             try:
                 outcomes.append(Outcome(future, "result", future.result()))
+                # the worker keeps a result until its key is released: let go at once, not
+                # when the loop drops the future (a large sig buffer would stay on the worker
+                # while the next tasks run there)
+                future.release()
             except KilledWorker as e:
                 outcomes.append(Outcome(future, "died", f"the dask worker running it died ({e})"))
             except _BaseExit as e:
