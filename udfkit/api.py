@@ -47,12 +47,14 @@ _LOAD_RENAMES = {
     "check_cast": (None, "udfkit converts to the UDF's input dtype with numpy's rules"),
     "tiledelay": (None, "a LiberTEM testing aid; udfkit has none"),
     "force_need_decode": (None, "a LiberTEM testing aid; udfkit has none"),
-    "array_backends": (None, "udfkit data sets give numpy arrays only"),
+    "array_backends": (None, "a data set gives numpy arrays (raw_csr also CSR rows); a UDF "
+                             "that lists sparse backends gets its tiles converted"),
     "datashape": (None, "give data= with its shape"),
     "base_shape": (None, "udfkit derives tile constraints from the format"),
 }
 
-#: array back-end names LiberTEM's ``backends=`` accepts (udfkit runs only "numpy")
+#: array back-end names LiberTEM's ``backends=`` accepts (udfkit serves numpy and the CPU
+#: sparse ones whose package is installed; the GPU ones are refused)
 BACKEND_NAMES = {
     "numpy": "numpy", "cupy": "CuPy (GPU)", "cuda": "CUDA (GPU)",
     "sparse.COO": "pydata sparse", "sparse.GCXS": "pydata sparse", "sparse.DOK": "pydata sparse",

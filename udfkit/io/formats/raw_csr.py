@@ -28,13 +28,16 @@ Rules
   to the TOML's (else one axis of all rows) and may use fewer rows; ``sig_shape`` defaults to
   the TOML's, and another one must keep the pixel count (as in LiberTEM). ``sync_offset``
   shifts rows as in every format (position ``i`` reads row ``i + sync_offset``).
-* **Partitions** are ranges of rows; a ROI selects rows. Tiles are the selected rows
-  densified, whole frames at a time, into one reused buffer in the dtype the UDF asked for
-  (duplicate entries of a row add up, as in scipy's ``toarray``); a tiling scheme that cuts
-  the signal gets views of that block.
+* **Partitions** are ranges of rows; a ROI selects rows. A UDF that lists
+  ``BACKEND_SCIPY_CSR`` before numpy (the sparse-aware built-ins do) gets the selected rows as
+  they are stored, a ``csr_matrix`` of (frames, pixels) in its dtype, never densified
+  (:meth:`CSRPartition.get_sparse_tiles`); other sparse forms are converted from those rows.
+  A numpy UDF gets the rows densified, whole frames at a time, into one reused buffer in the
+  dtype it asked for (duplicate entries of a row add up, as in scipy's ``toarray``); a tiling
+  scheme that cuts the signal gets views of that block.
 * **Reading.** The three arrays are read through udfkit's I/O backends (``mmap``, ``buffered``,
   ``direct``) in windows (:mod:`udfkit.io.formats._csr`); :meth:`CSRPartition.open_rows`
-  gives the CSR triple of any row range, for a sparse tile path.
+  gives the CSR triple of any row range.
 * **Checks.** At load: the TOML's tables and keys, integer dtypes of ``indptr`` and
   ``indices``, file sizes that are whole elements, ``indices`` and ``data`` of one length,
   and all of ``indptr`` (read in windows): non-decreasing, from ``>= 0`` to at most the number

@@ -44,7 +44,7 @@ _TILE_DEPTH = 64
 _TILE_BYTES = 4 << 20
 
 #: LiberTEM's ``BACKEND_ALL`` without the scipy ``*_array`` backends (what LiberTEM's
-#: ApplyMasksUDF supports); udfkit runs the ``"numpy"`` one
+#: ApplyMasksUDF supports); udfkit serves numpy and the CPU sparse ones
 _LIBERTEM_BACKENDS = (
     "cupyx.scipy.sparse.csr_matrix", "cupyx.scipy.sparse.csc_matrix", "cupyx.scipy.sparse.coo_matrix",
     "scipy.sparse.csr_matrix", "scipy.sparse.csc_matrix", "scipy.sparse.coo_matrix",
