@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from udfkit import CorrectionSet
@@ -222,21 +222,21 @@ def fuzz_examples(draw, fmt: str, suite):
     if case.io_backend is not None:
         load_kw["io_backend"] = case.io_backend
 
-    # candidates for the one invalid value: (parameter, where, value)
-    bad_load = [("num_partitions", v) for v in (0, -2, 1.5, "two")]
+    # candidates for the one invalid value: parameter → values
+    bad_load = {"num_partitions": [0, -2, 1.5, "two"],
+                "nav_shap": [(n,)]}   # an unknown parameter, as a typo gives it
     if suite.supports_sync_offset and "sync_offset" in accepted:
-        bad_load += [("sync_offset", v) for v in (n, -n, n + 3, "1", 0.5)]
+        bad_load["sync_offset"] = [n, -n, n + 3, "1", 0.5]
     if "io_backend" in accepted and suite.io_backends:
-        bad_load += [("io_backend", v) for v in ("nope", 3)]
+        bad_load["io_backend"] = ["nope", 3]
     if "nav_shape" in accepted:
-        bad_load += [("nav_shape", v) for v in ((0,), (-2, n), (n + 1,), ("x",))]
+        bad_load["nav_shape"] = [(0,), (-2, n), (n + 1,), ("x",)]
     if "sig_shape" in accepted and fmt not in ("stack",):
         # more elements per frame than the whole data set has (a sig_shape that divides it
         # is a valid reinterpretation, the nav shape then follows from it)
-        bad_load += [("sig_shape", v) for v in ((0,) + sig[1:], (n * prod(sig) + 1,))]
+        bad_load["sig_shape"] = [(0,) + sig[1:], (n * prod(sig) + 1,)]
     if "dtype" in accepted:
-        bad_load += [("dtype", v) for v in ("q9", ("i4", -1))]
-    bad_load += [("nav_shap", (n,))]   # an unknown parameter, as a typo gives it
+        bad_load["dtype"] = ["q9", ("i4", -1)]
 
     udf_kind = draw(st.sampled_from(["sum", "sumsig", "stddev", "masks", "pick", "tiles"]))
     udf_kw = {}
@@ -252,7 +252,8 @@ def fuzz_examples(draw, fmt: str, suite):
     bad = None
     choice = draw(st.sampled_from(["valid", "valid", "load", "run"]))
     if choice == "load":
-        name, value = draw(st.sampled_from(bad_load))
+        name = draw(st.sampled_from(sorted(bad_load)))
+        value = draw(st.sampled_from(bad_load[name]))
         load_kw[name] = value
         bad = (name, value)
     elif choice == "run":
@@ -366,6 +367,8 @@ def _check_result(ex: Example, res):
 def run_example(ctx, fmt: str, suite, ex: Example, executor: str) -> None:
     """Write, load and run ``ex``; assert the numpy result or a clear error."""
     note(repr(ex))
+    event(f"udf {ex.udf_kind}")
+    event("valid" if ex.bad is None else f"invalid {ex.bad[0]}")
     corr = ex.corrections[0]
     with tempfile.TemporaryDirectory() as tmp, deadline(EXAMPLE_TIMEOUT, f"{fmt} on {executor}"):
         params = suite.write(Path(tmp), ex.case.data, sig_dims=len(ex.case.sig_shape))
