@@ -130,7 +130,7 @@ def valid_rois(draw, nav_shape):
     n = prod(nav_shape)
     flat = np.asarray(draw(st.lists(st.booleans(), min_size=n, max_size=n)), bool)
     kind = draw(st.sampled_from(["none", "nav", "flat", "int01", "coordinate", "coordinates",
-                                 "libertem", "libertem_false", "sparse"]))
+                                 "libertem", "libertem_false", "sparse", "pydata", "tolist"]))
     coords = [tuple(int(c) for c in np.unravel_index(i, nav_shape)) for i in np.flatnonzero(flat)]
     if kind == "none":
         return None, np.ones(n, bool)
@@ -155,6 +155,12 @@ def valid_rois(draw, nav_shape):
         import scipy.sparse
 
         return scipy.sparse.csr_matrix(flat.reshape(nav_shape)), flat
+    if kind == "pydata":
+        import sparse
+
+        return sparse.COO.from_numpy(flat.reshape(nav_shape)), flat
+    if kind == "tolist" and len(nav_shape) == 2:
+        return flat.reshape(nav_shape).tolist(), flat   # a list of lists is read as an array
     return flat.reshape(nav_shape), flat
 
 
@@ -214,29 +220,54 @@ def fuzz_examples(draw, fmt: str, suite):
     """An :class:`Example` of ``fmt``, written by ``suite``; about half with one invalid value."""
     case = draw(suite._cases(roi_kinds=("none",)))
     accepted = {p.name for p in get_format(fmt).params}
-    nav, sig = case.nav_shape, case.sig_shape
-    n = prod(nav)
+    sig = case.sig_shape
+    n_file = case.nav_size
     load_kw = {"num_partitions": case.num_partitions}
+    # the nav shape: as written, another shape of the same size, fewer positions than the
+    # file has frames, or more (allow_partial: the last positions have no frame)
+    nav = case.nav_shape
+    variants = ["written"]
+    if "nav_shape" in accepted and suite.supports_nav_reshape:
+        variants += ["reshaped", "fewer"] + (["more"] if "allow_partial" in accepted else [])
+    variant = draw(st.sampled_from(variants))
+    if variant == "reshaped":
+        d = draw(st.sampled_from([d for d in range(1, n_file + 1) if n_file % d == 0]))
+        nav = draw(st.sampled_from([(n_file,), (d, n_file // d)]))
+    elif variant == "fewer" and n_file > 1:
+        nav = (draw(st.integers(1, n_file - 1)),)
+    elif variant == "more":
+        nav = (n_file + draw(st.integers(1, 3)),)
+        load_kw["allow_partial"] = True
+    if nav != case.nav_shape:
+        load_kw["nav_shape"] = nav
+    n = prod(nav)
     if suite.supports_sync_offset:
-        load_kw["sync_offset"] = case.sync_offset
+        # valid: more than -(nav positions), less than the frames in the file
+        load_kw["sync_offset"] = case.sync_offset if -n < case.sync_offset < n_file else 0
     if case.io_backend is not None:
         load_kw["io_backend"] = case.io_backend
+    if "tileshape" in accepted and draw(st.booleans()):
+        load_kw["tileshape"] = (draw(st.integers(1, 4)),) + tuple(draw(st.integers(1, s))
+                                                                  for s in sig)
 
     # candidates for the one invalid value: parameter → values
     bad_load = {"num_partitions": [0, -2, 1.5, "two"],
                 "nav_shap": [(n,)]}   # an unknown parameter, as a typo gives it
     if suite.supports_sync_offset and "sync_offset" in accepted:
-        bad_load["sync_offset"] = [n, -n, n + 3, "1", 0.5]
+        bad_load["sync_offset"] = [n_file, -n, n_file + 3, -n - 2, "1", 0.5]
     if "io_backend" in accepted and suite.io_backends:
         bad_load["io_backend"] = ["nope", 3]
     if "nav_shape" in accepted:
-        bad_load["nav_shape"] = [(0,), (-2, n), (n + 1,), ("x",)]
+        bad_load["nav_shape"] = [(0,), (-2, n), ("x",)] + \
+            ([] if load_kw.get("allow_partial") else [(n_file + 1,)])
     if "sig_shape" in accepted and fmt not in ("stack",):
         # more elements per frame than the whole data set has (a sig_shape that divides it
         # is a valid reinterpretation, the nav shape then follows from it)
-        bad_load["sig_shape"] = [(0,) + sig[1:], (n * prod(sig) + 1,)]
+        bad_load["sig_shape"] = [(0,) + sig[1:], (n_file * prod(sig) + 1,)]
     if "dtype" in accepted:
         bad_load["dtype"] = ["q9", ("i4", -1)]
+    if "tileshape" in accepted:
+        bad_load["tileshape"] = [(0,) + sig, (1,) + sig + (1,), (1,) + sig[:-1] + (sig[-1] + 1,)]
 
     udf_kind = draw(st.sampled_from(["sum", "sumsig", "stddev", "masks", "pick", "tiles"]))
     udf_kw = {}
@@ -281,6 +312,7 @@ def fuzz_examples(draw, fmt: str, suite):
             bad = (what, value)
     ex = Example(case, load_kw, udf_kind, udf_kw, roi, corr, bad)
     ex.roi_flat = roi_flat
+    ex.nav_shape = nav
     return ex
 
 
@@ -306,11 +338,10 @@ def _expected_frames(ex: Example):
     """``(processed, frames)``: per flat nav position whether it is processed, and the
     processed frames (corrected) in flat nav order as float64 / complex128."""
     case = ex.case
-    n = case.nav_size
     wide = np.complex128 if case.dtype.kind == "c" else np.float64
     stored = case.frames.astype(wide)
-    src = np.arange(n) + case.sync_offset if "sync_offset" in ex.load_kw else np.arange(n)
-    has = (src >= 0) & (src < n)
+    src = np.arange(prod(ex.nav_shape)) + ex.load_kw.get("sync_offset", 0)
+    has = (src >= 0) & (src < case.nav_size)
     processed = has & ex.roi_flat
     frames = stored[src[processed]]
     corr, dark, gain, mask = ex.corrections
@@ -333,7 +364,7 @@ def _check_nav(result, processed, rows, nav_shape, rtol, atol):
 def _check_result(ex: Example, res):
     case = ex.case
     processed, frames = _expected_frames(ex)
-    nav_shape = case.nav_shape
+    nav_shape = ex.nav_shape
     scale = float(np.abs(frames).max()) + 1 if frames.size else 1.0
     # float32 input (the default), means of excluded pixels: a few float32 roundings
     rtol, atol = 1e-5, 1e-5 * scale * max(1, len(frames))
