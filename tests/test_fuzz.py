@@ -250,11 +250,26 @@ def fuzz_examples(draw, fmt: str, suite):
         load_kw["tileshape"] = (draw(st.integers(1, 4)),) + tuple(draw(st.integers(1, s))
                                                                   for s in sig)
 
+    # the same values as numpy integers and arrays, as a script computes them
+    if draw(st.booleans()):
+        int_type = draw(st.sampled_from([np.int64, np.int32, np.uint16]))
+        for key in ("num_partitions", "sync_offset"):
+            if key in load_kw and (load_kw[key] >= 0 or int_type is not np.uint16):
+                load_kw[key] = int_type(load_kw[key])
+        if "nav_shape" in load_kw:
+            load_kw["nav_shape"] = draw(st.sampled_from([list, np.array]))(load_kw["nav_shape"])
+
+    if "dtype" in accepted and draw(st.booleans()):
+        # the stored dtype in each form a user may spell it
+        forms = [case.dtype, case.dtype.str] + ([case.dtype.type, case.dtype.name]
+                                                 if case.dtype.isnative else [])
+        load_kw["dtype"] = draw(st.sampled_from(forms))
+
     # candidates for the one invalid value: parameter → values
-    bad_load = {"num_partitions": [0, -2, 1.5, "two"],
+    bad_load = {"num_partitions": [0, -2, 1.5, "two", np.float64(2.5)],
                 "nav_shap": [(n,)]}   # an unknown parameter, as a typo gives it
     if suite.supports_sync_offset and "sync_offset" in accepted:
-        bad_load["sync_offset"] = [n_file, -n, n_file + 3, -n - 2, "1", 0.5]
+        bad_load["sync_offset"] = [n_file, -n, n_file + 3, -n - 2, "1", 0.5, float("nan")]
     if "io_backend" in accepted and suite.io_backends:
         bad_load["io_backend"] = ["nope", 3]
     if "nav_shape" in accepted:
