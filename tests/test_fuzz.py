@@ -1,9 +1,14 @@
 """Fuzz test over load and run parameters: every format, every executor (issue 15).
 
 Each example writes a small data set with the writer of the format's own conformance suite
-(``tests/io/formats``), loads it with drawn load parameters and runs a drawn built-in UDF
-with a drawn ROI (every form :func:`udfkit.common.parse_roi` takes) and corrections. At most
-one drawn value is invalid:
+(``tests/io/formats``: its dtypes, signal dimensions, shapes and I/O backends), loads it
+with drawn load parameters (``num_partitions``, ``sync_offset``, ``io_backend``, the stored
+``dtype`` in each spelling, ``nav_shape`` reshaped, shorter than the file or longer with
+``allow_partial``, the memory format's ``tileshape``; numpy integers and arrays where ints
+and tuples go) and runs a drawn built-in UDF (``SumUDF``, ``SumSigUDF``, ``StdDevUDF``,
+``ApplyMasksUDF``, ``PickUDF``, ``SumUDF`` with drawn tiling preferences) with a drawn ROI
+(every form :func:`udfkit.common.parse_roi` takes) and corrections (dark, gain, excluded
+pixels as a mask or coordinates). At most one drawn value is invalid:
 
 * all valid: the result equals numpy on the whole array the file was written from;
 * one invalid (``num_partitions``, ``sync_offset``, ``io_backend``, ``nav_shape``,
@@ -100,21 +105,28 @@ def _suite(fmt: str):
 # -- drawing -----------------------------------------------------------------------------------
 
 class Example:
-    """One drawn example: the written case, load keyword arguments, run arguments, and which
+    """One drawn example: the written case, the load keyword arguments, the nav shape they
+    give, the UDF, ROI (and its flat meaning), corrections, how the run is driven, and which
     parameter (if any) was made invalid, with its value."""
 
-    def __init__(self, case, load_kw, udf_kind, udf_kw, roi, corrections, bad=None):
+    def __init__(self, case, load_kw, nav_shape, udf_kind, udf_kw, roi, roi_flat, corrections,
+                 *, also_sumsig=False, mode="run", bad=None):
         self.case = case
         self.load_kw = load_kw
+        self.nav_shape = nav_shape
         self.udf_kind = udf_kind
         self.udf_kw = udf_kw
         self.roi = roi
+        self.roi_flat = roi_flat
         self.corrections = corrections
-        self.bad = bad  # None or (parameter name, value)
+        self.also_sumsig = also_sumsig  # SumSigUDF in the same pass
+        self.mode = mode                # "run", "iter" or "iter_closed_early"
+        self.bad = bad                  # None or (parameter name, value)
 
     def __repr__(self):
         return (f"Example({self.case!r}, load_kw={self.load_kw}, udf={self.udf_kind}"
-                f"({self.udf_kw}), roi={_short(self.roi)}, corrections={self.corrections}, "
+                f"({self.udf_kw}){' + sumsig' if self.also_sumsig else ''}, mode={self.mode}, "
+                f"roi={_short(self.roi)}, corrections={self.corrections}, "
                 f"bad={self.bad and (self.bad[0], _short(self.bad[1]))})")
 
 
@@ -325,10 +337,11 @@ def fuzz_examples(draw, fmt: str, suite):
             udf_kw = dict(depth=value if what == "depth" else None,
                           total_size=value if what == "total_size" else None, whole_frames=False)
             bad = (what, value)
-    ex = Example(case, load_kw, udf_kind, udf_kw, roi, corr, bad)
-    ex.roi_flat = roi_flat
-    ex.nav_shape = nav
-    return ex
+    # one pass for two UDFs; the results as they come (run_udf_iter), or a loop that stops
+    # after the first partial result
+    return Example(case, load_kw, nav, udf_kind, udf_kw, roi, roi_flat, corr,
+                   also_sumsig=draw(st.booleans()),
+                   mode=draw(st.sampled_from(["run", "run", "iter", "iter_closed_early"])), bad=bad)
 
 
 # -- running and checking ------------------------------------------------------------------------
@@ -422,7 +435,20 @@ def run_example(ctx, fmt: str, suite, ex: Example, executor: str) -> None:
             ds = ctx.load(fmt, **{**params, **ex.load_kw})
             if callable(corr):
                 corr = corr()
-            res = ctx.run_udf(dataset=ds, udf=_make_udf(ex), roi=ex.roi, corrections=corr)
+            udfs = [_make_udf(ex)] + ([SumSigUDF()] if ex.also_sumsig else [])
+            kw = dict(dataset=ds, udf=udfs, roi=ex.roi, corrections=corr)
+            if ex.mode == "run":
+                res = ctx.run_udf(**kw)
+            elif ex.mode == "iter":
+                parts = ctx.run_udf_iter(**kw)
+                *_, last = parts
+                assert last.complete
+                res = last.buffers
+            else:  # a loop left after the first partial result: the run stops, nothing stays
+                parts = ctx.run_udf_iter(**kw)
+                next(parts)
+                parts.close()
+                res = None
         except ALLOWED as err:
             if ex.bad is None:
                 raise AssertionError(f"valid parameters refused: {type(err).__name__}: {err}") \
@@ -436,7 +462,14 @@ def run_example(ctx, fmt: str, suite, ex: Example, executor: str) -> None:
             ds = None
         if ex.bad is not None:
             raise AssertionError(f"{ex.bad[0]}={_short(ex.bad[1])!r} was accepted")
-        _check_result(ex, res)
+        if res is not None:
+            _check_result(ex, res[0])
+            if ex.also_sumsig:
+                processed, frames = _expected_frames(ex)
+                rows = frames.reshape(len(frames), prod(ex.case.sig_shape)).sum(axis=1)
+                scale = float(np.abs(frames).max()) + 1 if frames.size else 1.0
+                _check_nav(res[1]["intensity"], processed, rows, ex.nav_shape, 1e-5,
+                           1e-5 * scale * prod(ex.case.sig_shape))
 
 
 def fuzz(fmt: str, executor: str, n: int) -> None:

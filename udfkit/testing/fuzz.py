@@ -182,7 +182,8 @@ class Resources:
         """``{"children": ..., "fds": ..., "shm": ...}``: what this snapshot holds and
         ``before`` did not (empty values when nothing leaked). File descriptors are listed
         with their targets, and only when there are more than before (a number reused for
-        another target is not a leak).
+        another target is not a leak); children likewise (a worker replaced by another is
+        not a leak).
 
         Parameters
         ----------
@@ -200,8 +201,11 @@ class Resources:
         if len(self.fds) <= len(before.fds):
             leaked_fds = {}
         shm = self._segments(self.children | before.children) - before.shm
-        return {"children": sorted(self.children - before.children), "fds": leaked_fds,
-                "shm": sorted(shm)}
+        # a run that is cancelled (a run_udf_iter loop left early) may replace a busy worker
+        # by a fresh one: only more children than before are a leak
+        children = sorted(self.children - before.children) \
+            if len(self.children) > len(before.children) else []
+        return {"children": children, "fds": leaked_fds, "shm": sorted(shm)}
 
 
 def names_parameter(err: BaseException, name: str, value=None) -> bool:
