@@ -517,10 +517,15 @@ LONG_EXAMPLES = int(os.environ.get("UDFKIT_FUZZ_FACTOR", "10"))
 
 #: examples per format in the default run: more in-process, fewer where every run costs
 #: worker round trips
-DEFAULT_EXAMPLES = {"inline": 6, "threads": 3, "processes": 3, "dask": 2}
+DEFAULT_EXAMPLES = {"inline": 5, "threads": 3, "processes": 3, "dask": 1}
+
+#: the executors as parameters; dask's cases are marked ``cluster`` (``-m "not cluster"``
+#: leaves them out; tests/conftest.py would mark them too)
+EXECUTOR_PARAMS = [pytest.param(e, marks=[pytest.mark.cluster] if e == "dask" else [], id=e)
+                   for e in EXECUTORS]
 
 
-@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("executor", EXECUTOR_PARAMS)
 @pytest.mark.parametrize("fmt", sorted(SUITES))
 def test_fuzz(fmt, executor):
     """A few examples of every format on every executor."""
@@ -528,7 +533,7 @@ def test_fuzz(fmt, executor):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("executor", EXECUTOR_PARAMS)
 @pytest.mark.parametrize("fmt", sorted(SUITES))
 def test_fuzz_long(fmt, executor):
     """Many examples of every format on every executor."""
