@@ -48,7 +48,9 @@ from udfkit.testing.fuzz import PrefersTiles, Resources, correct, deadline, name
 from udfkit.testing.profiles import examples
 from udfkit.udf import ApplyMasksUDF, PickUDF, StdDevUDF, SumSigUDF, SumUDF
 
-EXECUTORS = ("inline", "threads", "processes", "dask")
+#: the four executors, and inline with every task and result pickled (pickling bugs show
+#: without processes)
+EXECUTORS = ("inline", "inline-debug", "threads", "processes", "dask")
 shared = SharedContexts({name: ALL_EXECUTORS[name] for name in EXECUTORS})
 _close_shared_contexts = shared.closing_fixture()
 
@@ -517,7 +519,7 @@ LONG_EXAMPLES = int(os.environ.get("UDFKIT_FUZZ_FACTOR", "10"))
 
 #: examples per format in the default run: more in-process, fewer where every run costs
 #: worker round trips
-DEFAULT_EXAMPLES = {"inline": 5, "threads": 3, "processes": 3, "dask": 1}
+DEFAULT_EXAMPLES = {"inline": 5, "inline-debug": 2, "threads": 3, "processes": 3, "dask": 1}
 
 #: the executors as parameters; dask's cases are marked ``cluster`` (``-m "not cluster"``
 #: leaves them out; tests/conftest.py would mark them too)
