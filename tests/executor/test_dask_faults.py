@@ -17,29 +17,12 @@ import pytest
 
 from udfkit import UDF, Context
 from udfkit.errors import ExecutorError
-from udfkit.testing.executors import SIG, ExecutorTests, Unpicklable, make_ds
+from udfkit.testing.executors import SIG, ExecutorTests, Unpicklable, live_children, make_ds
 
 pytestmark = pytest.mark.cluster
 
 # the UDF classes of this module travel by value (the workers cannot import a test module)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def descendants(pid=None):
-    """Live processes below ``pid`` (default: this process), without multiprocessing's
-    resource tracker."""
-    out = set()
-    try:
-        procs = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return out
-    for p in procs:
-        try:
-            if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline()):
-                out.add(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 def alive(procs):
@@ -63,12 +46,12 @@ class Cluster:
     process)."""
 
     def __init__(self):
-        self.before = descendants()
+        self.before = live_children()
         self.ctx = Context.make_with("dask", cpus=2)
         self.seen = self.started()
 
     def started(self):
-        return descendants() - self.before
+        return live_children() - self.before
 
     def settled(self, timeout=60):
         """Wait until the cluster has 2 workers again (a nanny restarts a dead one) and no
