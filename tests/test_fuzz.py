@@ -82,8 +82,8 @@ SUITES = {
 EXAMPLE_TIMEOUT = 60
 
 #: invalid values whose error does not name the parameter yet (reported, not drawn until
-#: fixed): a negative total_size preference says "expected a non-negative byte size, got -1"
-KNOWN_DEFECTS = {("total_size", -1)}
+#: fixed); empty since tiling preferences' errors name depth / total_size
+KNOWN_DEFECTS: set = set()
 
 #: what a rejected parameter may raise
 ALLOWED = (UdfkitError, TypeError, ValueError)

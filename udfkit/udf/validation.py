@@ -186,13 +186,22 @@ def tiling_request(udf, method: str) -> TilingRequest:
         total = None
     elif _is_inf(total):
         total = ZERO_COPY_BUDGET
+    where = f"{_name(udf)}.get_tiling_preferences()"
     try:
         depth = None if depth is None else int(depth)
+    except (TypeError, ValueError):
+        raise UDFError(f"{where}: depth: expected a positive integer, got {depth!r}") from None
+    try:
         total = None if total is None else parse_size(total)
+    except (TypeError, ValueError) as e:
+        raise UDFError(f"{where}: total_size: expected a positive byte count, got {total!r} "
+                       f"({e})") from None
+    try:
         return TilingRequest(method=method, depth=depth, total_size=total,
                              whole_frames=bool(prefs.get("whole_frames", False)))
     except (TypeError, ValueError) as e:
-        raise UDFError(f"{_name(udf)}.get_tiling_preferences(): {e}") from None
+        # TilingRequest's messages name the field (depth:, total_size:)
+        raise UDFError(f"{where}: {e}") from None
 
 
 #: stands for an unlimited depth: the negotiator caps it at the largest partition
