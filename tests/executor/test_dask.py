@@ -120,7 +120,9 @@ def stop(*procs):
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("worker_cmd", ["udfkit", "dask"])
+# `udfkit worker` in the default run; dask's own `dask worker` command (same preload) is the
+# long variant: each case starts a scheduler and a worker (about 11 s)
+@pytest.mark.parametrize("worker_cmd", ["udfkit", pytest.param("dask", marks=pytest.mark.slow)])
 def test_remote_scheduler_and_workers(raw_file, tmp_path, worker_cmd):
     data, path = raw_file
     sched, address = start_scheduler(tmp_path)

@@ -247,7 +247,7 @@ def run_plan(ctx, case, names, kw, tmpdir, fmt=None):
 
 # -- the central property --------------------------------------------------------------------
 
-@settings(max_examples=examples(300), **SETTINGS)
+@settings(max_examples=examples(200), **SETTINGS)
 @given(drawn=plans(max_udfs=6), executor=st.sampled_from(sorted(EXECUTORS)))
 def test_builtins_equal_numpy(drawn, executor):
     """A drawn list of up to six built-in UDFs in one pass over a drawn data set equals numpy
