@@ -12,28 +12,16 @@ import time
 
 import cloudpickle
 import numpy as np
-import psutil
 import pytest
 
 from udfkit import UDF, Context
 from udfkit.errors import ExecutorError
-from udfkit.testing.executors import SIG, ExecutorTests, Unpicklable, live_children, make_ds
+from udfkit.testing.executors import SIG, ExecutorTests, Unpicklable, alive, live_children, make_ds
 
 pytestmark = pytest.mark.cluster
 
 # the UDF classes of this module travel by value (the workers cannot import a test module)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def alive(procs):
-    out = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 def worker_pids(ctx):

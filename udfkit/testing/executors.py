@@ -61,9 +61,9 @@ from ..api import Context
 from ..errors import ExecutorError, UDFError
 from ..udf import UDF
 
-__all__ = ["ExecutorTests", "Task", "Boom", "RaisesOnPartition", "SlowTiles", "Unpicklable",
-           "KillsItsWorker", "Exits", "Unsendable", "RaisesUnsendable", "Returns", "make_ds", "check_equals_inline", "live_children", "NAV", "SIG",
-           "CONTRACTS"]
+__all__ = ["ExecutorTests", "alive", "Task", "Boom", "RaisesOnPartition", "SlowTiles", "Unpicklable",
+           "KillsItsWorker", "Exits", "Unsendable", "RaisesUnsendable", "Returns", "make_ds",
+           "check_equals_inline", "live_children", "NAV", "SIG", "CONTRACTS"]
 
 #: the navigation and signal shape of :func:`make_ds`'s data
 NAV, SIG = (6, 8), (16, 12)
@@ -251,7 +251,8 @@ class Task:
         return self.value
 
 
-def _alive(procs) -> list:
+def alive(procs) -> list:
+    """The processes of ``procs`` still running (zombies count as gone)."""
     import psutil
 
     out = []
@@ -535,9 +536,9 @@ class ExecutorTests:
         assert time.perf_counter() - t0 < 8
         assert float(out.split(" in ")[1].split()[0]) < self.after_interrupt, out
         deadline = time.monotonic() + 5
-        while _alive(kids) and time.monotonic() < deadline:
+        while alive(kids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(kids), "the script left worker processes behind"
+        assert not alive(kids), "the script left worker processes behind"
 
     def test_sigint_to_the_process_group(self, tmp_path):
         """Ctrl-C in a terminal: SIGINT to the script and its workers at once."""
@@ -563,9 +564,9 @@ class ExecutorTests:
         # a run right after the interrupt finds the workers alive: no restart to wait for
         assert float(out.split(" in ")[1].split()[0]) < max(self.after_interrupt, 5.0), out
         deadline = time.monotonic() + 5
-        while _alive(kids) and time.monotonic() < deadline:
+        while alive(kids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(kids), "the script left worker processes behind"
+        assert not alive(kids), "the script left worker processes behind"
 
     # -- 8 ----------------------------------------------------------------------------------
     # python -c: the main module has no file either (and never had: spawn leaves it alone)
