@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import DataSetError
+from ..backends._sigbus import guarded_reads
 
 __all__ = ["FrameHeader", "parse_frame_header", "read_first_header", "read_hdr", "find_series",
            "find_hdr", "check_frame_headers", "MIB_MAGIC", "HDR_MAGIC", "PIXEL_TYPES"]
@@ -261,6 +262,16 @@ def check_frame_headers(path: str, count: int, stride: int, ref: FrameHeader, re
         mm.madvise(mmap.MADV_RANDOM)  # one page per frame, not the readahead around it
     # the arrays below keep the mapping alive; it is unmapped when the last one is dropped
     flat = np.frombuffer(mm, np.uint8)
+    # a file that shrinks during the check must be an error, not a SIGBUS
+    with guarded_reads(flat, path):
+        _check_chunks(flat, count, stride, need, spans, ref, ref_prefix, ref_fixed, weights,
+                      first_seq, path, file_no)
+
+
+def _check_chunks(flat, count, stride, need, spans, ref, ref_prefix, ref_fixed, weights,
+                  first_seq, path, file_no) -> None:
+    seq_lo, seq_hi = spans[1]
+    fixed_lo, fixed_hi = spans[2][0], spans[8][1] + 1
     for lo in range(0, count, _CHECK_CHUNK):
         hi = min(count, lo + _CHECK_CHUNK)
         heads = np.array(np.lib.stride_tricks.as_strided(

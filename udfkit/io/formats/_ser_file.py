@@ -24,6 +24,7 @@ import re
 import numpy as np
 
 from ...errors import DataSetError
+from ..backends._sigbus import guarded_reads
 from ._header_shapes import read_struct
 
 __all__ = ["SERHeader", "read_ser_header", "element_table", "read_emi", "emi_for", "sers_for",
@@ -129,7 +130,8 @@ def element_table(path: str, h: SERHeader) -> np.ndarray:
                            f"{int(offsets[k])}, past the end of the file ({size} bytes)")
     mm = np.memmap(path, dtype=np.uint8, mode="r")
     try:
-        raw = mm[offsets[:, None] + np.arange(fields.itemsize)]
+        with guarded_reads(mm, path):
+            raw = mm[offsets[:, None] + np.arange(fields.itemsize)]
     finally:
         del mm
     return raw.view(fields)[:, 0]
@@ -146,7 +148,8 @@ def tag_positions(path: str, h: SERHeader) -> tuple | None:
         return None  # bad tag offsets occur in real files: positions are then unknown
     mm = np.memmap(path, dtype=np.uint8, mode="r")
     try:
-        raw = mm[offsets[:, None] + np.arange(24)]
+        with guarded_reads(mm, path):
+            raw = mm[offsets[:, None] + np.arange(24)]
     finally:
         del mm
     tags = raw.view(np.dtype([("TagTypeID", "<u2"), ("Unknown", "<u2"), ("Time", "<u4"),

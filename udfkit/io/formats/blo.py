@@ -35,6 +35,7 @@ import numpy as np
 from ...common import Shape
 from ...common.parse import ShapeLike
 from ...errors import DataSetError
+from ..backends._sigbus import guarded_reads
 from ..base import DataSetMeta, IOBackend
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
@@ -261,28 +262,35 @@ def _check_frame_headers(path, where, offset2, stride, image_count, byteorder, s
 
     Vectorized over runs of frames: one page of the file is touched per frame.
     """
-    record = np.dtype([("sync", "S2"), ("number", byteorder + "u4")])
-    within = np.arange(FRAME_HEADER_BYTES)
     mm = np.memmap(path, dtype=np.uint8, mode="r")
     try:
-        for start in range(0, image_count, _CHECK_RUN):
-            frames = np.arange(start, min(start + _CHECK_RUN, image_count), dtype=np.int64)
-            raw = np.ascontiguousarray(mm[(offset2 + frames * stride)[:, None] + within])
-            heads = raw.view(record).reshape(-1)
-            bad = np.flatnonzero((heads["sync"] != FRAME_SYNC) | (heads["number"] != frames))
-            if bad.size:
-                i = int(bad[0])
-                k = int(frames[i])
-                found = raw[i].tobytes()
-                raise DataSetError(
-                    f"{where}: the frame header of frame {k} (byte {offset2 + k * stride}) is "
-                    f"{found.hex(' ')}: sync {found[:2].hex(' ')}, frame number {int(heads['number'][i])}; "
-                    f"expected sync {FRAME_SYNC.hex(' ')} and frame number {k}. The frames do not lie "
-                    f"where the file header puts them (DP_SZ={side}, {dtype}, stride {stride} bytes from "
-                    f"byte {offset2}): the header disagrees with the frames, or a frame is missing")
+        # a file that shrinks during the check must be an error, not a SIGBUS
+        with guarded_reads(mm, path):
+            for start in range(0, image_count, _CHECK_RUN):
+                _check_run(mm, start, min(start + _CHECK_RUN, image_count), where, offset2, stride,
+                           byteorder, side, dtype)
     finally:
         del mm
     return int(image_count)
+
+
+def _check_run(mm, start, stop, where, offset2, stride, byteorder, side, dtype) -> None:
+    """Check the frame headers of frames ``start:stop``."""
+    record = np.dtype([("sync", "S2"), ("number", byteorder + "u4")])
+    frames = np.arange(start, stop, dtype=np.int64)
+    raw = np.ascontiguousarray(mm[(offset2 + frames * stride)[:, None] + np.arange(FRAME_HEADER_BYTES)])
+    heads = raw.view(record).reshape(-1)
+    bad = np.flatnonzero((heads["sync"] != FRAME_SYNC) | (heads["number"] != frames))
+    if bad.size:
+        i = int(bad[0])
+        k = int(frames[i])
+        found = raw[i].tobytes()
+        raise DataSetError(
+            f"{where}: the frame header of frame {k} (byte {offset2 + k * stride}) is "
+            f"{found.hex(' ')}: sync {found[:2].hex(' ')}, frame number {int(heads['number'][i])}; "
+            f"expected sync {FRAME_SYNC.hex(' ')} and frame number {k}. The frames do not lie "
+            f"where the file header puts them (DP_SZ={side}, {dtype}, stride {stride} bytes from "
+            f"byte {offset2}): the header disagrees with the frames, or a frame is missing")
 
 
 def write_blo(path, data, *, byteorder: str | None = None, notes: str = "", offset1: int = 0x1000):

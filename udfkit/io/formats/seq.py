@@ -27,6 +27,7 @@ import numpy as np
 from ...common import Shape
 from ...common.parse import ShapeLike
 from ...errors import DataSetError
+from ..backends._sigbus import guarded_reads
 from ..base import DataSetMeta, IOBackend
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
@@ -243,7 +244,8 @@ class SEQDataSet(FileDataSet):
                                f"{layout.frame_footer_bytes} bytes hold no timestamp")
         mm = np.memmap(layout.path, dtype=np.uint8, mode="r", offset=layout.header_bytes,
                        shape=(meta.image_count, layout.stride))
-        foot = np.ascontiguousarray(mm[:, layout.frame_bytes:layout.frame_bytes + (8 if micro else 6)])
+        with guarded_reads(mm, layout.path):
+            foot = np.ascontiguousarray(mm[:, layout.frame_bytes:layout.frame_bytes + (8 if micro else 6)])
         del mm
         seconds = foot[:, :4].copy().view("<u4")[:, 0].astype(np.float64)
         ms = foot[:, 4:6].copy().view("<u2")[:, 0].astype(np.float64)

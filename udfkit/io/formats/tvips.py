@@ -34,6 +34,7 @@ import numpy as np
 from ...common import Shape
 from ...common.parse import ShapeLike
 from ...errors import DataSetError
+from ..backends._sigbus import guarded_reads
 from ..base import DataSetMeta, IOBackend
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
@@ -349,7 +350,8 @@ def frame_headers(fileset, n: int, nbytes: int) -> np.ndarray:
             break
         k = min(f.image_count, n - done)
         mm = np.memmap(f.path, dtype=np.uint8, mode="r", offset=f.header_bytes, shape=(k, f.stride))
-        out[done:done + k] = mm[:, :nbytes]
+        with guarded_reads(mm, f.path):
+            out[done:done + k] = mm[:, :nbytes]
         del mm
         done += k
     return out

@@ -42,6 +42,7 @@ import os
 import numpy as np
 
 from ...errors import UDFError, UDFParameterError
+from ...io.backends._sigbus import guarded_reads
 from ...io.chunked import flat_slabs
 from ._export_options import default_chunks, require
 from ._export_targets import Target, pwrite_all, remove_tree
@@ -131,7 +132,8 @@ class SpoolTarget(Target):
             covered = np.zeros(n, dtype=bool)
             for box in owned_chunks(self.nav_shape, self.nav_chunks, first_row, first_row + n):
                 covered[_box_rows(box, self.nav_shape) - first_row] = True
-            self.merge_partition(first_row, n, frames, _runs(~covered))
+            with guarded_reads(frames, raw):
+                self.merge_partition(first_row, n, frames, _runs(~covered))
         finally:
             del frames
         self.remove_spool_files(first_row)
@@ -184,7 +186,8 @@ class SpoolTarget(Target):
                 frames = np.memmap(self._raw(lo), dtype=self.dtype, mode="r",
                                    shape=(self.n,) + self.sig_shape)
                 try:
-                    self.write_owned(boxes, frames, lo)
+                    with guarded_reads(frames, self._raw(lo)):
+                        self.write_owned(boxes, frames, lo)
                 finally:
                     del frames
         self._finished = True
