@@ -95,7 +95,8 @@ def localcorr_thunder(frames, size):
     """Thunder's own loop on a small stack: ``corrcoef`` per pixel (slow; for the fixture)."""
     blurred = np.stack([size_filter(ndimage.uniform_filter, f, size) for f in frames])
     out = np.empty(frames.shape[1:])
-    for idx in np.ndindex(*frames.shape[1:]):
-        sel = (slice(None),) + idx
-        out[idx] = np.corrcoef(blurred[sel], frames[sel])[0, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant pixels: NaN, as Thunder
+        for idx in np.ndindex(*frames.shape[1:]):
+            sel = (slice(None),) + idx
+            out[idx] = np.corrcoef(blurred[sel], frames[sel])[0, 1]
     return out
