@@ -99,7 +99,8 @@ class UniformFilterUDF(_SizeFilterUDF):
     neighbourhood (:func:`scipy.ndimage.uniform_filter`).
 
     Result ``intensity``: nav-shaped, one filtered frame per position (extra shape = the
-    signal shape), dtype as described in :mod:`udfkit.udf.builtins.filters`.
+    signal shape), float32 (float64 for 32- and 64-bit integer and float64 data, complex for
+    complex data).
 
     Parameters
     ----------
@@ -171,7 +172,8 @@ class GaussianFilterUDF(FrameTransformUDF):
     (:func:`scipy.ndimage.gaussian_filter`).
 
     Result ``intensity``: nav-shaped, one filtered frame per position (extra shape = the
-    signal shape), dtype as described in :mod:`udfkit.udf.builtins.filters`.
+    signal shape), float32 (float64 for 32- and 64-bit integer and float64 data, complex for
+    complex data).
 
     Parameters
     ----------

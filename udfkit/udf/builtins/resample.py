@@ -98,8 +98,9 @@ class BinUDF(FrameTransformUDF):
     signal axis.
 
     Result ``intensity``: nav-shaped, extra shape ``n // f`` per signal axis
-    (``edge="trim"``) or ``ceil(n / f)`` (``edge="partial"``); dtypes and the edge rule as
-    described in :mod:`udfkit.udf.builtins.resample`.
+    (``edge="trim"``) or ``ceil(n / f)`` (``edge="partial"``). Sums of integer data are
+    int64 (uint64 data: uint64), sums of float data keep their dtype; means are float32 for
+    8- and 16-bit integer and float32 data, float64 for the others.
 
     Parameters
     ----------
