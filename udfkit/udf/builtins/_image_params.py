@@ -98,11 +98,12 @@ def sig_axis(udf: str, axis, sig_shape) -> int:
     dims = len(sig_shape)
     if not isinstance(axis, Integral) or isinstance(axis, (bool, np.bool_)):
         raise UDFParameterError(f"{udf}: axis must be an int, got {axis!r}")
+    axis = int(axis)
     if not -dims <= axis < dims:
         raise UDFParameterError(
             f"{udf}: axis {axis} is not a signal axis of the data set: its frames have sig "
             f"shape {tuple(sig_shape)}, so axis must be in {-dims}..{dims - 1}")
-    return int(axis) % dims
+    return axis % dims
 
 
 def check_real(udf: str, dtype, why: str) -> None:
