@@ -164,7 +164,7 @@ def case_and_op(draw, kinds=KINDS, formats=("memory", "raw", "npy")):
     return case, kind, params
 
 
-@settings(max_examples=examples(30), **SETTINGS)
+@settings(max_examples=examples(20), **SETTINGS)
 @given(drawn=case_and_op(), executor=st.sampled_from(sorted(EXECUTORS)))
 def test_image_ops_equal_numpy(drawn, executor):
     case, kind, params = drawn
