@@ -172,6 +172,16 @@ def test_image_ops_equal_numpy(drawn, executor):
         run_and_check(shared_context(executor), case, kind, params, tmpdir)
 
 
+@pytest.mark.slow
+@settings(max_examples=examples(300), **SETTINGS)
+@given(drawn=case_and_op(), executor=st.sampled_from(sorted(EXECUTORS)))
+def test_image_ops_equal_numpy_many(drawn, executor):
+    """The long run of :func:`test_image_ops_equal_numpy` (``-m slow``)."""
+    case, kind, params = drawn
+    with tempfile.TemporaryDirectory() as tmpdir:
+        run_and_check(shared_context(executor), case, kind, params, tmpdir)
+
+
 @settings(max_examples=examples(10), **SETTINGS)
 @given(case=cases(dtypes=REAL_DTYPES, max_nav=5, max_sig=8), data=st.data())
 def test_all_image_ops_in_one_pass(case, data):
