@@ -7,16 +7,24 @@ from .builtins import (
     FEMUDF,
     ApplyMasksUDF,
     AutoUDF,
+    BinUDF,
     CoMUDF,
     CrystallinityUDF,
+    GaussianFilterUDF,
+    LocalCorrUDF,
     LogsumUDF,
     MapUDF,
+    MaxMinProjectionUDF,
+    MaxProjectionUDF,
+    MedianFilterUDF,
     PickUDF,
     RecordUDF,
     StatsUDF,
     StdDevUDF,
+    SubsampleUDF,
     SumSigUDF,
     SumUDF,
+    UniformFilterUDF,
 )
 from .meta import UDFMeta
 from .plan import RunPlan, plan_run
@@ -25,4 +33,6 @@ from .results import BufferResult, RunResults
 __all__ = ["UDF", "AuxData", "BufferSpec", "BufferWrapper", "ArrayWithMask", "UDFData", "UDFMethod",
            "UDFMeta", "BufferResult", "RunResults", "RunPlan", "plan_run",
            "SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMasksUDF",
-           "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF"]
+           "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF",
+           "GaussianFilterUDF", "UniformFilterUDF", "MedianFilterUDF", "SubsampleUDF", "BinUDF",
+           "MaxProjectionUDF", "MaxMinProjectionUDF", "LocalCorrUDF"]

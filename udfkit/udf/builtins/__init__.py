@@ -8,13 +8,20 @@ from .auto import AutoUDF
 from .com import CoMUDF
 from .crystallinity import CrystallinityUDF
 from .fem import FEMUDF
+from .filters import GaussianFilterUDF, MedianFilterUDF, UniformFilterUDF
+from .localcorr import LocalCorrUDF
 from .logsum import LogsumUDF
 from .map import MapUDF
 from .masks import ApplyMasksUDF
 from .pick import PickUDF
+from .projections import MaxMinProjectionUDF, MaxProjectionUDF
 from .record import RecordUDF
+from .resample import BinUDF, SubsampleUDF
 from .stddev import StatsUDF, StdDevUDF
 from .sum import SumSigUDF, SumUDF
 
 __all__ = ["SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMasksUDF",
-           "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF"]
+           "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF",
+           # Thunder's image operations
+           "GaussianFilterUDF", "UniformFilterUDF", "MedianFilterUDF", "SubsampleUDF", "BinUDF",
+           "MaxProjectionUDF", "MaxMinProjectionUDF", "LocalCorrUDF"]
