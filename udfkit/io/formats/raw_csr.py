@@ -293,6 +293,22 @@ def check_indptr(indptr: FlatArray, nnz: int, backend, indices_path: str) -> tup
     return first, prev
 
 
+def _stored_bytes(arrays, backend, r0: int, r1: int) -> int:
+    """Bytes of the three arrays that file rows ``[r0, r1)`` read: their ``indptr`` entries
+    and their ``indices`` and ``data`` entries."""
+    indptr, indices, data = arrays
+    if r1 <= r0:
+        return 0
+    reader = WindowReader(indptr, backend, window_bytes=indptr.dtype.itemsize)
+    try:
+        lo = int(reader.get(r0, r0 + 1)[0])
+        hi = int(reader.get(r1, r1 + 1)[0])
+    finally:
+        reader.close()
+    return ((r1 - r0 + 1) * indptr.dtype.itemsize
+            + (hi - lo) * (indices.dtype.itemsize + data.dtype.itemsize))
+
+
 class RawCSRDataSet(DataSet):
     """Sparse frames stored as a CSR matrix in three flat files, described by a TOML file.
 
@@ -404,11 +420,14 @@ class RawCSRDataSet(DataSet):
         self._descriptor = desc
         self._arrays = (indptr, indices, data)
         sizes = sum(os.path.getsize(a.path) for a in self._arrays)
+        stored = _stored_bytes(self._arrays, self._backend, max(0, sync_offset),
+                              min(image_count, sync_offset + prod(nav_shape)))
         return DataSetMeta(
             shape=Shape(tuple(nav_shape) + tuple(sig_shape), sig_dims=len(sig_shape)),
             raw_dtype=data.dtype, image_count=image_count, sync_offset=sync_offset,
             metadata={"path": desc.path, "paths": (desc.path,) + desc.files, "file_bytes": sizes,
-                      "nnz": last - first, "io_backend": self._backend.name})
+                      "stored_bytes": stored, "nnz": last - first,
+                      "io_backend": self._backend.name})
 
     @property
     def description(self) -> str:
@@ -446,6 +465,47 @@ class RawCSRDataSet(DataSet):
             "nonzeros": f"{nnz} ({nnz / max(1, frames * pixels):.3%} of {frames} frames x "
                         f"{pixels} pixels)",
         }
+
+    #: what :func:`~udfkit.io.partitioning.partition_bounds` sizes partitions by, in words
+    STORED_WHAT = "CSR arrays stored for the frames"
+
+    def partition_bounds(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` of every partition: sized by the bytes of the CSR arrays the
+        frames read (``metadata["stored_bytes"]``), not by the dense frames, since the
+        partition reads only those (a 2 GiB scan with 0.1 % non-zeros is one partition)."""
+        from ..partitioning import partition_bounds
+
+        meta = self._require_meta()
+        return partition_bounds(
+            nav_size=meta.shape.nav.size, frame_bytes=meta.shape.sig.size * meta.raw_dtype.itemsize,
+            num_partitions=self._num_partitions_arg, num_workers=self._num_workers,
+            stored_bytes=meta.metadata["stored_bytes"])
+
+    def partition_reason(self) -> str:
+        """Why :meth:`partition_bounds` gives its count, in words (shown by a run plan).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np, scipy.sparse
+        >>> d = tempfile.mkdtemp()
+        >>> m = scipy.sparse.random(6, 16, density=0.1, format="csr", dtype="float32",
+        ...                         random_state=0)
+        >>> for name, a in (("p.raw", m.indptr), ("i.raw", m.indices), ("v.raw", m.data)):
+        ...     a.tofile(os.path.join(d, name))
+        >>> toml = write_descriptor(os.path.join(d, "scan.toml"), nav_shape=(6,), sig_shape=(4, 4),
+        ...                         files=("p.raw", "i.raw", "v.raw"),
+        ...                         dtypes=(m.indptr.dtype, m.indices.dtype, m.data.dtype))
+        >>> RawCSRDataSet(path=toml).initialize().partition_reason()
+        'the data set (108 B of CSR arrays stored for the frames) is smaller than two 8 MiB partitions per worker: 1 partition'
+        """
+        from ..partitioning import partition_reason
+
+        meta = self._require_meta()
+        return partition_reason(
+            meta.shape.nav.size, meta.shape.sig.size * meta.raw_dtype.itemsize,
+            self._num_partitions_arg, self._num_workers,
+            stored_bytes=meta.metadata["stored_bytes"], stored_what=self.STORED_WHAT)
 
     def get_partitions(self):
         meta = self._require_meta()
