@@ -18,6 +18,7 @@ import scipy.sparse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from udfkit import UDF
 from udfkit.errors import DataSetError, DataSetFileNotFoundError
 from udfkit.io.backends import get_backend
 from udfkit.io.formats import detect_format
@@ -217,6 +218,42 @@ def test_csr_blocks_are_the_rows(inline_ctx, tmp_path):
         np.testing.assert_array_equal(got, dense[7:19])
 
 
+def _sparse_scan(tmp_path, n, pixels, per_row, seed=5):
+    """CSR files of ``n`` frames of ``pixels`` uint16 pixels with ``per_row`` entries each."""
+    rng = np.random.default_rng(seed)
+    indptr = np.arange(n + 1) * per_row
+    indices = np.sort(rng.integers(0, pixels, (n, per_row)), axis=1).ravel()
+    return write_csr(tmp_path, indptr, indices, rng.integers(1, 9, n * per_row),
+                     nav_shape=(n,), sig_shape=(pixels,), dtypes=("<i8", "<i4", "<u2"))
+
+
+def test_partitions_are_sized_by_stored_bytes(inline_ctx, tmp_path, monkeypatch):
+    """Partitions follow the bytes of the CSR arrays the frames read, not the dense frames:
+    a 512 MiB (dense) scan stored in 1 MiB is one partition where dense frames would give two;
+    sync_offset and a shorter nav_shape count only the rows read; the plan says why."""
+    from udfkit.io import partitioning
+
+    n, pixels, per_row = 4096, 256 * 256, 40
+    toml = _sparse_scan(tmp_path, n, pixels, per_row)
+    ds = inline_ctx.load("raw_csr", path=toml)
+    stored = (n + 1) * 8 + n * per_row * (4 + 2)
+    assert ds.meta.metadata["stored_bytes"] == stored
+    assert len(partitioning.partition_bounds(n, pixels * 2)) == 2  # as dense frames
+    assert ds.get_num_partitions() == 1
+    reason = inline_ctx.plan(ds, SumUDF()).partition_reason
+    assert "CSR arrays stored for the frames" in reason and reason.endswith(": 1 partition")
+    # fewer rows read: fewer stored bytes
+    part = inline_ctx.load("raw_csr", path=toml, sync_offset=1000, nav_shape=(1000,))
+    assert part.meta.metadata["stored_bytes"] == 1001 * 8 + 1000 * per_row * 6
+    # more stored bytes than the smallest partition's: cut by them
+    monkeypatch.setattr(partitioning, "MIN_PARTITION_BYTES", stored // 3)
+    ds = inline_ctx.load("raw_csr", path=toml)
+    assert ds.get_num_partitions() == 2  # two per worker, at most stored // MIN = 3
+    assert inline_ctx.plan(ds, SumUDF()).partition_reason.startswith(
+        "two partitions per worker (1 worker)")
+    assert inline_ctx.load("raw_csr", path=toml, num_partitions=5).get_num_partitions() == 5
+
+
 # -- the descriptor ----------------------------------------------------------------------------
 
 
@@ -253,8 +290,96 @@ def test_auto_detects_the_descriptor(inline_ctx, tmp_path):
     assert ds.format_name == "raw_csr" and ds.shape.to_tuple() == (2, 3, 3, 4)
 
 
-def test_stack_of_csr_data_sets(inline_ctx, tmp_path):
-    """A stack reads its raw_csr members through their frame sources (densified frames)."""
+class CSRProbe(UDF):
+    """Sums frames and pixels of CSR tiles; records per frame whether the tile was a
+    ``csr_matrix`` announced by ``meta.array_backend``."""
+
+    def get_backends(self):
+        return (self.BACKEND_SCIPY_CSR, self.BACKEND_NUMPY)
+
+    def get_result_buffers(self):
+        return {"frames": self.buffer(kind="nav", dtype="float64"),
+                "pixels": self.buffer(kind="sig", dtype="float64"),
+                "csr": self.buffer(kind="nav", dtype="bool")}
+
+    def process_tile(self, tile):
+        csr = (self.meta.array_backend == self.BACKEND_SCIPY_CSR
+               and isinstance(tile, scipy.sparse.csr_matrix))
+        self.results.csr[:] = csr
+        if not csr:
+            tile = tile.reshape(tile.shape[0], -1)
+        self.results.frames[:] = np.asarray(tile.sum(axis=1)).ravel()
+        self.results.pixels[:] += np.asarray(tile.sum(axis=0)).reshape(self.results.pixels.shape)
+
+    def merge(self, dest, src):
+        dest.frames[:] = src.frames
+        dest.csr[:] = src.csr
+        dest.pixels[:] += src.pixels
+
+
+@st.composite
+def stack_cases(draw):
+    sig = draw(st.sampled_from([(5,), (4, 6)]))
+    counts = draw(st.lists(st.integers(1, 12), min_size=1, max_size=3))
+    total = sum(counts)
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    frames = [(rng.integers(1, 9, (c, prod(sig))) * (rng.random((c, prod(sig))) < 0.3))
+              .astype(draw(st.sampled_from(["uint16", ">i4", "float32"]))) for c in counts]
+    frames = [f.astype(frames[0].dtype) for f in frames]
+    return dict(sig=sig, frames=frames, seed=seed, sync_offset=draw(st.integers(-total + 1, total - 1)),
+                parts=draw(st.sampled_from([None, 1, 2, 5])), backend=draw(st.sampled_from(BACKENDS)),
+                roi=(rng.random(total) < 0.6) if draw(st.booleans()) else None)
+
+
+@settings(max_examples=examples(15), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=stack_cases())
+def test_stack_of_csr_data_sets_gives_csr_rows(inline_ctx, tmp_path_factory, case):
+    """A stack of raw_csr data sets hands CSR row blocks to sparse UDFs as one raw_csr data set
+    does (every tile a csr_matrix, ``meta.array_backend`` says so), with results equal to numpy
+    on the densified frames, across members, partitions, sync_offset, ROI and I/O backends; its
+    partitions' ``csr_blocks`` are the rows of the members."""
+    tmp = tmp_path_factory.mktemp("stack")
+    sig, frames = case["sig"], case["frames"]
+    members = []
+    for i, f in enumerate(frames):
+        (tmp / str(i)).mkdir()
+        toml = write_csr(tmp / str(i), *messy_csr(f, case["seed"] + i), nav_shape=(len(f),),
+                         sig_shape=sig)
+        members.append({"filetype": "raw_csr", "path": toml, "io_backend": case["backend"]})
+    dense = np.concatenate(frames).astype(np.float64)
+    total = len(dense)
+    ds = inline_ctx.load("stack", datasets=members, sync_offset=case["sync_offset"],
+                         num_partitions=case["parts"])
+    assert ds.array_backends == ("scipy.sparse.csr_matrix", "numpy")
+    positions = np.arange(total) + case["sync_offset"]
+    has = (positions >= 0) & (positions < total)
+    roi = case["roi"]
+    sel = has if roi is None else has & roi
+    probe, sums, pixels = inline_ctx.run_udf(dataset=ds, udf=[CSRProbe(), SumSigUDF(), SumUDF()],
+                                             roi=roi)
+    assert probe["csr"].raw_data.all() and probe["csr"].raw_data.size == sel.sum()
+    np.testing.assert_array_equal(probe["frames"].data[sel], dense[positions[sel]].sum(axis=1))
+    np.testing.assert_array_equal(sums["intensity"].data[sel], dense[positions[sel]].sum(axis=1))
+    want = dense[positions[sel]].sum(axis=0).reshape(sig)
+    np.testing.assert_array_equal(probe["pixels"].data, want)
+    np.testing.assert_array_equal(pixels["intensity"].data, want)
+    for p in ds.get_partitions():
+        assert p.sparse_backend == "scipy.sparse.csr_matrix"
+        proi = None if roi is None else roi[p.start:p.stop]
+        seen = []
+        for block, indptr, indices, values in p.csr_blocks(3, proi):
+            got = scipy.sparse.csr_matrix((values, indices, indptr),
+                                          shape=(block.size, prod(sig))).toarray()
+            np.testing.assert_array_equal(got, dense[positions[block + p.start]])
+            seen.extend(block.tolist())
+        assert seen == p.selected_positions(proi).tolist()
+
+
+def test_stack_of_csr_and_dense_data_sets(inline_ctx, tmp_path):
+    """A stack of raw_csr and dense members gives dense tiles (numpy is what all of them
+    give); raw_csr members are read densified through their frame sources."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     toml_a, dense = small(tmp_path / "a", sig_shape=(3, 4))
@@ -263,6 +388,26 @@ def test_stack_of_csr_data_sets(inline_ctx, tmp_path):
                                             {"filetype": "raw_csr", "path": toml_b}])
     res = inline_ctx.run_udf(dataset=ds, udf=SumUDF())
     np.testing.assert_array_equal(res["intensity"].data, 2 * dense.sum(axis=0).reshape(3, 4))
+    mixed = inline_ctx.load("stack", datasets=[
+        {"filetype": "raw_csr", "path": toml_a},
+        {"filetype": "memory", "data": dense.reshape(6, 3, 4).astype("uint8")}])
+    assert mixed.array_backends == ("numpy",)
+    probe, total = inline_ctx.run_udf(dataset=mixed, udf=[CSRProbe(), SumUDF()])
+    assert not probe["csr"].raw_data.any()
+    np.testing.assert_array_equal(total["intensity"].data, 2 * dense.sum(axis=0).reshape(3, 4))
+
+
+def test_stack_of_csr_partitions_by_stored_bytes(inline_ctx, tmp_path):
+    """A stack of raw_csr members is cut by their stored bytes, as each member would be."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    members = [{"filetype": "raw_csr", "path": _sparse_scan(tmp_path / d, 2048, 256 * 256, 40)}
+               for d in "ab"]
+    ds = inline_ctx.load("stack", datasets=members)
+    # as dense frames (1 GiB in all) the stack would get four partitions
+    assert ds.get_num_partitions() == 2  # one per member, at least
+    reason = inline_ctx.plan(ds, SumUDF()).partition_reason
+    assert "data stored by the members" in reason and reason.endswith(": 2")
 
 
 # -- bad input ---------------------------------------------------------------------------------

@@ -564,11 +564,19 @@ class CSRPartition(SourcePartition):
         tile path wraps each triple as a scipy.sparse or ``sparse`` matrix of shape
         ``(len(positions), sig_size)`` without densifying.
         """
-        with self.open_rows() as reader:
-            yield from self._blocks(reader, self.selected_positions(roi), depth)
+        yield from self.csr_blocks_at(self.selected_positions(roi), depth,
+                                      self.start + self.sync_offset)
 
-    def _blocks(self, reader, sel, depth):
-        file_base = self.start + self.sync_offset
+    def csr_blocks_at(self, sel, depth: int, file_base: int):
+        """:meth:`csr_blocks` of the positions ``sel`` of another partition whose position 0
+        reads file row ``file_base`` (a ``stack`` partition that lies in this one)."""
+        if sel.size == 0:
+            return
+        with self.open_rows() as reader:
+            yield from self._blocks(reader, sel, depth, file_base)
+
+    @staticmethod
+    def _blocks(reader, sel, depth, file_base):
         for b0 in range(0, sel.size, depth):
             block = sel[b0:b0 + depth]
             rows = block + file_base
@@ -593,31 +601,39 @@ class CSRPartition(SourcePartition):
         are checked against the pixel count; a matrix is valid while the UDFs process it
         (its values are a new array, its indices a copy).
         """
+        return self.sparse_tiles_at(self.selected_positions(roi), self.start,
+                                    self.start + self.sync_offset, tiling_scheme, dest_dtype,
+                                    max_entries)
+
+    def sparse_tiles_at(self, sel, start: int, file_base: int, tiling_scheme, dest_dtype="float32",
+                        max_entries=None):
+        """:meth:`get_sparse_tiles` of the positions ``sel`` of another partition that starts
+        at position ``start`` and whose position 0 reads file row ``file_base`` (a ``stack``
+        partition that lies in this one)."""
         if len(tiling_scheme.slices) != 1:
             raise ValueError(f"{self.descriptor}: sparse tiles are whole frames, but the tiling "
                              f"scheme has {len(tiling_scheme.slices)} signal slices")
         dest = np.dtype(dest_dtype).newbyteorder("=")
-        sel = self.selected_positions(roi)
         if sel.size == 0:
             return
         with self.open_rows() as reader:
-            yield from self._sparse_tiles(reader, sel, tiling_scheme.depth, dest, max_entries)
+            yield from self._sparse_tiles(reader, sel, start, file_base, tiling_scheme.depth, dest,
+                                          max_entries)
 
-    def _sparse_tiles(self, reader, sel, depth, dest, max_entries):
+    def _sparse_tiles(self, reader, sel, start, file_base, depth, dest, max_entries):
         import scipy.sparse
 
         sig_shape = self.shape.sig.to_tuple()
         items = prod(sig_shape)
         zeros = (0,) * len(sig_shape)
         if max_entries is not None:
-            base = self.start + self.sync_offset
-            r0, r1 = int(sel[0]) + base, int(sel[-1]) + base + 1
+            r0, r1 = int(sel[0]) + file_base, int(sel[-1]) + file_base + 1
             per_row = reader.entries(r0, r1) / (r1 - r0)
             depth = max(depth, min(sel.size, int(max_entries / max(per_row, 1.0))))
         done = 0  # processed frames before the block
-        for block, indptr, indices, values in self._blocks(reader, sel, depth):
+        for block, indptr, indices, values in self._blocks(reader, sel, depth, file_base):
             n = block.size
-            self._check_indices(indptr, indices, block, items)
+            self._check_indices(indptr, indices, block + file_base, items)
             # int32 where it holds every index and offset (scipy's own choice), so that scipy
             # does not cast again; a copy, since scipy may sort or sum duplicates in place
             big = max(items, int(indptr[-1])) > np.iinfo(np.int32).max
@@ -625,23 +641,22 @@ class CSRPartition(SourcePartition):
             mat = scipy.sparse.csr_matrix(
                 (values.astype(dest), indices.astype(idx_dtype), indptr.astype(idx_dtype)),
                 shape=(n, items), copy=False)
-            origin = self.start + int(block[0])
+            origin = start + int(block[0])
             yield DataTile(mat, Slice((origin,) + zeros, Shape((n,) + sig_shape,
                                                                sig_dims=len(sig_shape))),
-                           0, block + self.start, done)
+                           0, block + start, done)
             done += n
 
-    def _check_indices(self, indptr, indices, block, items) -> None:
+    def _check_indices(self, indptr, indices, rows, items) -> None:
         if not indices.size:
             return
         if int(indices.min()) >= 0 and int(indices.max()) < items:
             return
         # rare: the dense reader of the offending frame says which file entry is wrong
         k = int(np.flatnonzero((indices < 0) | (indices >= items))[0])
-        row = int(block[int(np.searchsorted(indptr, k, side="right")) - 1])
+        row = int(rows[int(np.searchsorted(indptr, k, side="right")) - 1])
         with self.open_rows() as reader:
-            reader.densify(np.array([row + self.start + self.sync_offset]),
-                           np.empty((1, items), self.raw_dtype))
+            reader.densify(np.array([row]), np.empty((1, items), self.raw_dtype))
         raise DataSetError(f"indices file {self.arrays[1].path!r}: pixel index "
                            f"{int(indices[k])} outside the {items} pixels of a frame")
 
