@@ -497,6 +497,76 @@ def test_bad_arrays(inline_ctx, tmp_path, monkeypatch, check_items):
     assert res["intensity"].data.sum() == values.sum()
 
 
+class DenseSum(UDF):
+    """Takes numpy tiles only: the dense read path of raw_csr."""
+
+    def get_result_buffers(self):
+        return {"total": self.buffer(kind="single", dtype="float64")}
+
+    def process_tile(self, tile):
+        self.results.total[:] += tile.sum()
+
+    def merge(self, dest, src):
+        dest.total[:] += src.total
+
+
+_TABLE = ('[raw_csr]\nindptr_file = "indptr.raw"\nindptr_dtype = "<i8"\nindices_file = "indices.raw"\n'
+          'indices_dtype = "<i4"\ndata_file = "values.raw"\ndata_dtype = "<u2"\n')
+
+
+@pytest.mark.parametrize("case, match", [
+    ("one_indptr_entry", r"indptr\.raw.* holds 1 entries; expected one more than the number of "
+                         r"frames \(at least 2\)"),
+    ("negative_indptr", r"indptr\.raw.*: entry 0 is -1; expected offsets >= 0"),
+    ("no_sig_shape", r"scan\.toml.*\[params\] has no sig_shape; add it there or pass sig_shape="),
+    ("file_not_a_name", r"scan\.toml.*indices_file: expected a file name, found 3"),
+    ("data_dtype_not_numeric", r"scan\.toml.*data_dtype"),
+    ("array_is_a_directory", r"the data file .*values\.raw.* is not a regular file"),
+])
+def test_bad_descriptor_or_arrays_more(inline_ctx, tmp_path, case, match):
+    """The rest of the issue's bad-input list: fields missing or inconsistent with the array
+    files, each a DataSetError naming the file, what was expected and what was found."""
+    indptr, indices, values = np.array([0, 2, 2, 5]), np.array([1, 3, 0, 2, 11]), np.arange(1, 6)
+    kw = dict(nav_shape=(3,), sig_shape=(3, 4), dtypes=("<i8", "<i4", "<u2"))
+    toml = write_csr(tmp_path, indptr, indices, values, **kw)
+    if case == "one_indptr_entry":
+        write_csr(tmp_path, np.array([0]), indices[:0], values[:0], sig_shape=(3, 4),
+                  dtypes=kw["dtypes"])
+    elif case == "negative_indptr":
+        write_csr(tmp_path, np.array([-1, 2, 2, 5]), indices, values, **kw)
+    elif case == "no_sig_shape":
+        toml = _text(tmp_path / "scan.toml", '[params]\nfiletype = "raw_csr"\n' + _TABLE)
+    elif case == "file_not_a_name":
+        toml = _text(tmp_path / "scan.toml", '[params]\nfiletype = "raw_csr"\nsig_shape = [3, 4]\n'
+                     + _TABLE.replace('indices_file = "indices.raw"', "indices_file = 3"))
+    elif case == "data_dtype_not_numeric":
+        toml = _text(tmp_path / "scan.toml", '[params]\nfiletype = "raw_csr"\nsig_shape = [3, 4]\n'
+                     + _TABLE.replace('data_dtype = "<u2"', 'data_dtype = "<U4"'))
+    else:
+        os.remove(tmp_path / FILES[2])
+        os.mkdir(tmp_path / FILES[2])
+    with pytest.raises(DataSetError, match=match):
+        inline_ctx.load("raw_csr", path=toml)
+
+
+@pytest.mark.parametrize("bad", [12, -1])
+@pytest.mark.parametrize("udf", [SumUDF, DenseSum])
+def test_pixel_index_out_of_range(inline_ctx, tmp_path, bad, udf):
+    """A pixel index past the frame or negative is refused while reading, on the sparse tile
+    path (SumUDF takes CSR rows) and on the dense one (a numpy UDF), naming the file, the
+    entry and its frame; the Context stays usable."""
+    indptr, values = np.array([0, 2, 2, 5]), np.arange(1, 6)
+    kw = dict(nav_shape=(3,), sig_shape=(3, 4), dtypes=("<i8", "<i4", "<u2"))
+    toml = write_csr(tmp_path, indptr, np.array([1, 3, 0, bad, 2]), values, **kw)
+    ds = inline_ctx.load("raw_csr", path=toml)
+    with pytest.raises(DataSetError, match=rf"indices\.raw.*entry 3 \(of frame 2\) is {bad}; "
+                                           r"expected a pixel index from 0 to 11"):
+        inline_ctx.run_udf(dataset=ds, udf=udf())
+    write_csr(tmp_path, indptr, np.array([1, 3, 0, 5, 2]), values, **kw)
+    res = inline_ctx.run_udf(dataset=inline_ctx.load("raw_csr", path=toml), udf=udf())
+    assert float(np.sum(res[list(res)[0]].data)) == values.sum()
+
+
 # -- LiberTEM ----------------------------------------------------------------------------------
 
 LT_SCRIPT = """
