@@ -623,6 +623,8 @@ class CSRPartition(SourcePartition):
     def _sparse_tiles(self, reader, sel, start, file_base, depth, dest, max_entries):
         import scipy.sparse
 
+        from . import _csr_kernels as kernels
+
         sig_shape = self.shape.sig.to_tuple()
         items = prod(sig_shape)
         zeros = (0,) * len(sig_shape)
@@ -633,13 +635,16 @@ class CSRPartition(SourcePartition):
         done = 0  # processed frames before the block
         for block, indptr, indices, values in self._blocks(reader, sel, depth, file_base):
             n = block.size
-            self._check_indices(indptr, indices, block + file_base, items)
             # int32 where it holds every index and offset (scipy's own choice), so that scipy
-            # does not cast again; a copy, since scipy may sort or sum duplicates in place
+            # does not cast again; a copy, since scipy may sort or sum duplicates in place,
+            # checked against the pixel count while it is made
             big = max(items, int(indptr[-1])) > np.iinfo(np.int32).max
             idx_dtype = np.int64 if big else np.int32
+            idx, bad = kernels.checked_indices(indices, idx_dtype, items)
+            if bad >= 0:
+                self._raise_bad_index(bad, indptr, block + file_base, items)
             mat = scipy.sparse.csr_matrix(
-                (values.astype(dest), indices.astype(idx_dtype), indptr.astype(idx_dtype)),
+                (values.astype(dest), idx, indptr.astype(idx_dtype)),
                 shape=(n, items), copy=False)
             origin = start + int(block[0])
             yield DataTile(mat, Slice((origin,) + zeros, Shape((n,) + sig_shape,
@@ -647,18 +652,13 @@ class CSRPartition(SourcePartition):
                            0, block + start, done)
             done += n
 
-    def _check_indices(self, indptr, indices, rows, items) -> None:
-        if not indices.size:
-            return
-        if int(indices.min()) >= 0 and int(indices.max()) < items:
-            return
+    def _raise_bad_index(self, k, indptr, rows, items) -> None:
         # rare: the dense reader of the offending frame says which file entry is wrong
-        k = int(np.flatnonzero((indices < 0) | (indices >= items))[0])
         row = int(rows[int(np.searchsorted(indptr, k, side="right")) - 1])
         with self.open_rows() as reader:
             reader.densify(np.array([row]), np.empty((1, items), self.raw_dtype))
-        raise DataSetError(f"indices file {self.arrays[1].path!r}: pixel index "
-                           f"{int(indices[k])} outside the {items} pixels of a frame")
+        raise DataSetError(f"indices file {self.arrays[1].path!r}: a pixel index of frame {row} "
+                           f"is outside the {items} pixels of a frame")
 
     def open_source(self, frames, depth) -> FrameSource:
         return _DenseSource(self, np.asarray(frames, dtype=np.int64), int(depth))
