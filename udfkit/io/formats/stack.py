@@ -14,7 +14,12 @@ Rules
   that member (made by the member itself, with its own alignment, I/O backend, zero-copy
   support and stored byte order) and only renumbers frames. The stack's partition count
   (``num_partitions`` or udfkit's sizing) is shared out among the members by frame count,
-  at least one partition each.
+  at least one partition each. Where members store less than dense frames (``raw_csr``),
+  udfkit's sizing counts the bytes they store, as such a member sizes itself.
+* **Sparse members.** A stack whose members all give CSR rows (``raw_csr``) gives them too:
+  its partitions hand the member partition's rows to UDFs that ask for
+  ``BACKEND_SCIPY_CSR`` (``csr_blocks``, ``get_sparse_tiles``), never densified. Members of
+  mixed kinds give what all give: dense tiles.
 """
 
 from __future__ import annotations
