@@ -196,7 +196,8 @@ def main():
         tiles = "csr" if backend == "scipy.sparse.csr_matrix" else backend
         row = dict(udf=name, nav=list(args.nav), sig=list(args.sig), density=args.density,
                    executor=args.executor, dense_s=out["dense"][0], dense_median_s=out["dense"][1],
-                   sparse_partitions=sparse.get_num_partitions(), sparse_s=out["sparse"][0], sparse_median_s=out["sparse"][1], scipy_s=sp_best,
+                   sparse_partitions=sparse.get_num_partitions(), sparse_s=out["sparse"][0],
+                   sparse_median_s=out["sparse"][1], scipy_s=sp_best,
                    speedup=ratio, agree=agree, dense_bytes=dense_bytes, sparse_bytes=sparse_bytes,
                    sparse_backend=backend, target_met=bool(agree and ratio >= 10))
         rows.append(row)

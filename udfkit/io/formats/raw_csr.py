@@ -496,8 +496,10 @@ class RawCSRDataSet(DataSet):
         >>> toml = write_descriptor(os.path.join(d, "scan.toml"), nav_shape=(6,), sig_shape=(4, 4),
         ...                         files=("p.raw", "i.raw", "v.raw"),
         ...                         dtypes=(m.indptr.dtype, m.indices.dtype, m.data.dtype))
-        >>> RawCSRDataSet(path=toml).initialize().partition_reason()
-        'the data set (108 B of CSR arrays stored for the frames) is smaller than two 8 MiB partitions per worker: 1 partition'
+        >>> print(RawCSRDataSet(path=toml).initialize().partition_reason())
+        ... # doctest: +NORMALIZE_WHITESPACE
+        the data set (108 B of CSR arrays stored for the frames) is smaller than two 8 MiB
+        partitions per worker: 1 partition
         """
         from ..partitioning import partition_reason
 
