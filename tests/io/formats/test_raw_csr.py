@@ -107,6 +107,36 @@ class TestRawCSRConformance(DataSetTests):
         return list(FILES)
 
 
+@pytest.mark.slow
+class TestStackOfRawCSRConformance(DataSetTests):
+    """A stack of up to three raw_csr members passes the conformance suite too (every
+    executor, ROI, sync_offset, partitions; sparse UDFs get the members' CSR rows). The
+    default run has the fast property test ``test_stack_of_csr_data_sets_gives_csr_rows``."""
+
+    format = "stack"
+    sig_dims = (1, 2)
+
+    def write(self, tmp_path, data, *, sig_dims):
+        nav = data.shape[:data.ndim - sig_dims]
+        sig = data.shape[data.ndim - sig_dims:]
+        frames = data.reshape(prod(nav), prod(sig))
+        members = []
+        for i, part in enumerate(np.array_split(frames, min(3, len(frames)))):
+            d = os.path.join(tmp_path, f"m{i}")
+            os.makedirs(d, exist_ok=True)
+            toml = write_csr(d, *messy_csr(part, seed=part.size + i), nav_shape=(len(part),),
+                             sig_shape=sig, dtypes=("<i8", "<i4", data.dtype))
+            members.append({"filetype": "raw_csr", "path": toml})
+        return {"datasets": members, "nav_shape": nav}
+
+    def corrupt(self, params):
+        values = os.path.join(os.path.dirname(params["datasets"][0]["path"]), FILES[2])
+        os.truncate(values, os.path.getsize(values) // 2)
+
+    def file_names(self, params):
+        return [FILES[2]]
+
+
 # -- against the independent reader ------------------------------------------------------------
 
 
