@@ -3,13 +3,16 @@
 ApplyMasksUDF (4 masks) on both, next to scipy.sparse on the matrix in memory.
 
     python benchmarks/bench_sparse.py [--dir DIR] [--nav 128,128] [--sig 256,256]
-        [--density 0.001] [--executor default] [--repeats 3] [--out results.jsonl]
+        [--density 0.001] [--executor default] [--repeats 3] [--num-partitions N]
+        [--quick] [--out results.jsonl]
 
 The scan (uint16 counts, ``--density`` of the pixels non-zero, 0.1 % by default: a low-dose
 4D STEM or event-detector scan) is written once into DIR (default: a temporary directory),
 streamed a few hundred frames at a time: ``dense.raw`` (nav × sig uint16, 2 GiB for the
 defaults, the size of the other benchmarks' files) and ``sparse.toml`` with its three CSR
-arrays (about 1/300 of that). Page cache hot: each file is read once with ``cat`` first.
+arrays (about 1/300 of that). A DIR that holds the scan of the same options already
+(``scan.json``) is reused. Page cache hot: each file is read once with ``cat`` first.
+``--quick`` is a smoke test (a 16×16 × 32×32 scan, one repeat).
 Per UDF the script prints
 
 * ``dense``: udfkit on the raw file (best / median of ``--repeats`` runs after one warm-up);
@@ -23,10 +26,13 @@ Target (issue 19): sparse ≥ 10× faster than the dense file for the same resul
 ApplyMasksUDF list scipy CSR first, so on raw_csr they get CSR row blocks (never densified)
 and do work proportional to the stored entries; what is left is the fixed cost of a run
 (tasks, opening the three files per partition, merging the sig-sized sum), which is why the
-ratio grows with the scan (``--nav 64,64``, 512 MiB dense, gives a smaller one).
+ratio grows with the scan (``--nav 64,64``, 512 MiB dense, gives a smaller one). raw_csr
+sizes its partitions by the stored bytes (6 MiB here: one partition, paid once);
+``--num-partitions`` overrides that for the sparse file to compare.
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -75,7 +81,33 @@ def write_scan(directory, nav, sig, density, seed=0, block=256):
             parts.append(m)
     toml = write_descriptor(os.path.join(directory, "sparse.toml"), nav_shape=nav, sig_shape=sig,
                             files=names, dtypes=dtypes)
+    with open(os.path.join(directory, "scan.json"), "w") as f:
+        json.dump(scan_key(nav, sig, density, seed), f)
     return toml, raw, scipy.sparse.vstack(parts, format="csr")
+
+
+def load_scan(directory, nav, sig, density, seed=0):
+    """The scan written by :func:`write_scan` with the same options into ``directory``
+    before (``scan.json`` says which), as ``write_scan`` returns it; ``None`` if there is none."""
+    import scipy.sparse
+
+    from udfkit.io.formats.raw_csr import read_descriptor
+
+    try:
+        with open(os.path.join(directory, "scan.json")) as f:
+            written = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if written != scan_key(nav, sig, density, seed):
+        return None
+    desc = read_descriptor(os.path.join(directory, "sparse.toml"))
+    ptr, idx, val = (np.fromfile(f, dtype=dt) for f, dt in zip(desc.files, desc.dtypes))
+    m = scipy.sparse.csr_matrix((val, idx, ptr), shape=(ptr.size - 1, int(np.prod(sig))))
+    return desc.path, os.path.join(directory, "dense.raw"), m
+
+
+def scan_key(nav, sig, density, seed):
+    return {"nav": list(nav), "sig": list(sig), "density": density, "seed": seed}
 
 
 def make_masks(sig, seed=1):
@@ -107,8 +139,14 @@ def main():
                     help="default (Context(): worker processes on all cores), inline, threads, ...")
     ap.add_argument("--udfs", default=",".join(UDFS))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--num-partitions", type=int,
+                    help="partitions of the sparse data set (default: udfkit's, by stored bytes)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: nav 16,16, sig 32,32, density 0.01, one repeat")
     ap.add_argument("--out")
     args = ap.parse_args()
+    if args.quick:
+        args.nav, args.sig, args.density, args.repeats = (16, 16), (32, 32), 0.01, 1
 
     from udfkit import Context
 
@@ -119,23 +157,27 @@ def main():
         directory = tmp.name
     os.makedirs(directory, exist_ok=True)
     t0 = time.perf_counter()
-    toml, raw, m = write_scan(directory, args.nav, args.sig, args.density)
+    scan = load_scan(directory, args.nav, args.sig, args.density)
+    reused = scan is not None
+    toml, raw, m = scan if reused else write_scan(directory, args.nav, args.sig, args.density)
     dense_bytes = os.path.getsize(raw)
     sparse_bytes = sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory)
                        if f.startswith("sparse.") and f.endswith(".raw"))
     print(f"scan nav {args.nav} x sig {args.sig} uint16, {m.nnz} non-zeros ({m.nnz / np.prod(m.shape):.3%}); "
           f"dense {dense_bytes / 2**20:.0f} MiB, sparse {sparse_bytes / 2**20:.1f} MiB; "
-          f"written in {time.perf_counter() - t0:.1f} s")
+          f"{'reused' if reused else 'written'} in {time.perf_counter() - t0:.1f} s")
     masks = make_masks(args.sig)
 
     ctx = Context() if args.executor == "default" else Context.make_with(args.executor)
     dense = ctx.load("raw", path=raw, dtype="uint16", nav_shape=args.nav, sig_shape=args.sig)
-    sparse = ctx.load("raw_csr", path=toml)
+    sparse = ctx.load("raw_csr", path=toml, num_partitions=args.num_partitions)
     warm(raw)
     for f in os.listdir(directory):
         if f.startswith("sparse."):
             warm(os.path.join(directory, f))
-    print(f"executor {args.executor}: {getattr(ctx.executor, 'num_workers', '?')} workers")
+    print(f"executor {args.executor}: {getattr(ctx.executor, 'num_workers', '?')} workers; "
+          f"partitions: dense {dense.get_num_partitions()}, sparse {sparse.get_num_partitions()} "
+          f"({ctx.plan(sparse, make_udf('sum', args.sig)[0]).partition_reason})")
     print(f"{'udf':8s} {'dense s (best/median)':>22s} {'sparse s (best/median)':>23s} "
           f"{'tiles':>6s} {'scipy s':>9s} {'sparse/dense':>12s}  agree")
     rows = []
@@ -154,7 +196,8 @@ def main():
         tiles = "csr" if backend == "scipy.sparse.csr_matrix" else backend
         row = dict(udf=name, nav=list(args.nav), sig=list(args.sig), density=args.density,
                    executor=args.executor, dense_s=out["dense"][0], dense_median_s=out["dense"][1],
-                   sparse_s=out["sparse"][0], sparse_median_s=out["sparse"][1], scipy_s=sp_best,
+                   sparse_partitions=sparse.get_num_partitions(), sparse_s=out["sparse"][0],
+                   sparse_median_s=out["sparse"][1], scipy_s=sp_best,
                    speedup=ratio, agree=agree, dense_bytes=dense_bytes, sparse_bytes=sparse_bytes,
                    sparse_backend=backend, target_met=bool(agree and ratio >= 10))
         rows.append(row)

@@ -24,3 +24,13 @@ def test_benchmark_starts(script):
                          text=True, timeout=120, cwd=BENCHMARKS)
     assert out.returncode == 0, out.stderr
     assert "usage" in out.stdout.lower()
+
+
+def test_bench_sparse_quick(tmp_path):
+    """bench_sparse.py's smoke test runs end to end and finds the three ways agree."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "bench_sparse.py"), "--quick",
+                          "--executor", "inline", "--dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, cwd=BENCHMARKS)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith(("sum ", "masks4 "))]
+    assert [r[0] for r in rows] == ["sum", "masks4"] and all(r[-1] == "True" for r in rows)

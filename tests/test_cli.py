@@ -151,6 +151,50 @@ def test_export_and_reload_via_sidecar(raw_file, data, tmp_path, capsys):
     assert code == 0, err
 
 
+@pytest.mark.parametrize("threshold, fmt", [(None, None), (400, None), (999.5, "raw_csr")])
+def test_export_raw_csr_and_reload(raw_file, data, tmp_path, capsys, threshold, fmt):
+    """--format raw_csr (or a .toml target) writes LiberTEM's sparse format with the pixels
+    that are not zero (or above --threshold); udfkit reads it back ("auto") to the same
+    frames, and ``udfkit run`` on it detects the format."""
+    target = str(tmp_path / ("sparse.toml" if fmt is None else "sparse.descriptor"))
+    args = ["export", raw_file, *RAW_ARGS, "-o", target, "--no-progress"]
+    args += [] if fmt is None else ["--format", fmt]
+    args += [] if threshold is None else ["--threshold", str(threshold)]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert out.startswith(f"wrote {target} (") and "sparse" in out
+    kept = data if threshold is None else np.where(np.abs(data) > threshold, data, 0)
+    with Context.make_with("inline") as ctx:
+        ds = ctx.load("raw_csr", path=target)
+        assert ds.shape.to_tuple() == NAV + SIG
+        assert ds.meta.metadata["nnz"] == np.count_nonzero(kept)
+        res = ctx.run_udf(dataset=ds, udf=SumUDF())
+    np.testing.assert_array_equal(res["intensity"].data, kept.sum(axis=(0, 1), dtype=np.float64))
+    if threshold is not None:
+        return
+    code, _, err = run_cli(["run", "sumsig", target,
+                            "-o", str(tmp_path / "sumsig.npy"), "--no-progress"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "sumsig.npy"), kept.sum(axis=(2, 3)))
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["-o", "{tmp}/copy.npy", "--threshold", "3"],
+     "only --format raw_csr takes one, got --threshold 3.0 for npy"),
+    (["-o", "{tmp}/s.toml", "--threshold", "-1"], "threshold must be a finite number >= 0"),
+    (["-o", "{tmp}/s.toml", "--threshold", "many"],
+     "argument --threshold: expected a number >= 0, got 'many'"),
+])
+def test_export_threshold_errors(raw_file, tmp_path, capsys, extra, needle):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    try:
+        code, _, err = run_cli(["export", raw_file, *RAW_ARGS, "--no-progress", *args], capsys)
+    except SystemExit as e:  # argparse refuses the value itself
+        code, err = e.code, capsys.readouterr().err
+    assert code != 0 and needle in err, err
+    assert not os.path.exists(tmp_path / "s.toml") and not os.path.exists(tmp_path / "copy.npy")
+
+
 @pytest.mark.parametrize("args, code, needle", [
     (["info", "/no/such/file.npy"], 1, "does not exist"),
     (["run", "sum", "/no/such/file.npy", "-o", "x"], 1, "does not exist"),

@@ -212,6 +212,30 @@ def test_backends_on_processes(tmp_path):
     run_probes(shared_context("processes"), data, roi, probes, 3, tmp_path)
 
 
+def test_stack_of_raw_csr_on_processes(tmp_path):
+    """A stack of raw_csr data sets on worker processes: its partitions travel with their
+    member partitions, and each UDF gets the form the rule gives it for CSR rows, with sums
+    equal to numpy's."""
+    data = sparse_scan(np.random.default_rng(5), (6, 5), (6, 6), "uint16", 0.1)
+    members = []
+    for i, part in enumerate((data[:2], data[2:])):
+        (tmp_path / str(i)).mkdir()
+        members.append({"filetype": "raw_csr", "path": write_raw_csr(tmp_path / str(i), part)})
+    ctx = shared_context("processes")
+    ds = ctx.load("stack", datasets=members, nav_shape=(6, 5), num_partitions=3)
+    roi = np.random.default_rng(6).random((6, 5)) < 0.7
+    lists = [["scipy.sparse.csr_matrix", "numpy"], ["sparse.COO"], ["numpy"]]
+    wanted = expected_backends(lists, CSR_NATIVE)
+    assert wanted[0] == "scipy.sparse.csr_matrix"
+    udfs = [Probe(backends=tuple(lst), expected=exp, method="tile") for lst, exp in zip(lists, wanted)]
+    flat = data.reshape(30, 6, 6).astype(np.float64)
+    sel = roi.reshape(-1)
+    for res in ctx.run_udf(dataset=ds, udf=udfs, roi=roi):
+        assert res["ok"].raw_data.all()
+        np.testing.assert_array_equal(res["rows"].raw_data, flat[sel].sum(axis=(1, 2)))
+        np.testing.assert_array_equal(res["cols"].data, flat[sel].sum(axis=0))
+
+
 # -- the built-ins ------------------------------------------------------------------------------
 
 def builtins():

@@ -92,7 +92,8 @@ _KEYWORD = re.compile(r"(?P<verb>\bpass )?(?<![\w.-])(?P<name>[a-z][a-z0-9_]*)="
 #: keyword arguments of the Python API that a subcommand offers as options of its own
 COMMAND_KEYWORDS = {
     "run": {"overwrite": "--overwrite"},
-    "export": {"overwrite": "--overwrite", "format": "--format", "compression": "--compression"},
+    "export": {"overwrite": "--overwrite", "format": "--format", "compression": "--compression",
+               "threshold": "--threshold"},
 }
 
 #: the Python names of the things a subcommand works with, as the user of the command knows them

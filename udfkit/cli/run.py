@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from typing import Any
@@ -45,23 +46,39 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
-    e = sub.add_parser("export", help="write a file (or a ROI of it) to npy, raw, hdf5, zarr or a "
-                                      "Thunder binary stack",
+    e = sub.add_parser("export", help="write a file (or a ROI of it) to npy, raw, hdf5, zarr, a "
+                                      "Thunder binary stack or sparse raw_csr",
                        description="Copy the frames of a data set into another file, streaming: "
-                                   ".npy, raw with a JSON sidecar, HDF5 (.h5), zarr (.zarr) or a "
-                                   "Thunder binary stack (--format binary, a directory).")
+                                   ".npy, raw with a JSON sidecar, HDF5 (.h5), zarr (.zarr), a "
+                                   "Thunder binary stack (--format binary, a directory) or "
+                                   "LiberTEM's sparse raw_csr (.toml: the descriptor, its three "
+                                   "array files beside it; only the non-zero pixels, or those "
+                                   "above --threshold).")
     add_dataset_options(e)
     e.add_argument("-o", "--out", required=True, metavar="TARGET",
-                   help="target file (or directory for zarr and binary)")
+                   help="target file (or directory for zarr and binary; the .toml descriptor "
+                        "for raw_csr)")
     e.add_argument("--format", dest="out_format", default=None,
-                   choices=["npy", "raw", "hdf5", "zarr", "binary"],
-                   help="target format (default: from the extension of TARGET; raw otherwise)")
+                   choices=["npy", "raw", "hdf5", "zarr", "binary", "raw_csr"],
+                   help="target format (default: from the extension of TARGET, .toml for "
+                        "raw_csr; raw otherwise)")
     e.add_argument("--compression", default=None, metavar="NAME[:LEVEL]",
                    help="hdf5: gzip, lzf, zstd, blosc; zarr: gzip, zstd, blosc (default: none)")
+    e.add_argument("--threshold", default=None, type=_threshold, metavar="T",
+                   help="raw_csr: keep only the pixels with abs(value) > T (default: every pixel "
+                        "that is not exactly zero)")
     e.add_argument("--roi", metavar="ROI.npy", help="only these frames")
     e.add_argument("--overwrite", action="store_true", help="replace an existing target")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=export)
+
+
+def _threshold(text: str) -> float:
+    """``--threshold``: a number (checked further by ``ctx.export``)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
@@ -234,9 +251,16 @@ def export(args, ctx) -> int:
     roi = _load_npy(args.roi, "--roi") if args.roi else None
     t0 = time.perf_counter()
     path = ctx.export(ds, args.out, roi=roi, overwrite=args.overwrite, format=args.out_format,
-                      compression=args.compression, progress=progress_flag(args))
+                      compression=args.compression, threshold=args.threshold,
+                      progress=progress_flag(args))
     elapsed = time.perf_counter() - t0
-    print(f"wrote {path} ({human_bytes(_size_on_disk(path))}) in {elapsed:.2f} s")
+    size = _size_on_disk(path)
+    if args.out_format == "raw_csr" or (args.out_format is None and str(path).endswith(".toml")):
+        from ..io.formats.raw_csr import read_descriptor
+
+        # the descriptor names its three array files, which hold the data
+        size += sum(os.path.getsize(f) for f in read_descriptor(path).files)
+    print(f"wrote {path} ({human_bytes(size)}) in {elapsed:.2f} s")
     return 0
 
 

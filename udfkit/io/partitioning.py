@@ -12,6 +12,10 @@ Rules
 * Data sets smaller than two :data:`MIN_PARTITION_BYTES` partitions per worker are not
   forced apart: for them one partition per :data:`MIN_PARTITION_BYTES` is the most that
   pays, and a tiny data set is a single partition.
+* The bytes are those a partition reads: ``nav_size * frame_bytes`` for dense frames; a
+  format that stores fewer (``raw_csr``: only the non-zero entries of each frame) passes
+  ``stored_bytes``, so that a 2 GiB scan stored in 6 MiB of CSR arrays is one partition, not
+  eight, and the fixed cost of a partition is paid once.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ MIN_PARTITION_BYTES = 8 << 20
 
 
 def partition_bounds(nav_size: int, frame_bytes: int, num_partitions: int | None = None,
-                     num_workers: int = 1, align: int = 1,
-                     align_offset: int = 0) -> list[tuple[int, int]]:
+                     num_workers: int = 1, align: int = 1, align_offset: int = 0,
+                     stored_bytes: int | None = None) -> list[tuple[int, int]]:
     """Return ``(start, stop)`` per partition.
+
+    ``stored_bytes`` (default ``nav_size * frame_bytes``) is what all partitions read
+    together, where the format stores less than dense frames.
 
     With ``align > 1`` every boundary ``b`` between partitions is moved to the nearest
     position with ``(b + align_offset) % align == 0`` (chunk boundaries of the file, when
@@ -49,13 +56,15 @@ def partition_bounds(nav_size: int, frame_bytes: int, num_partitions: int | None
     [(0, 4), (4, 12), (12, 20)]
     >>> partition_bounds(20, 1, num_partitions=3, align=4, align_offset=1)
     [(0, 7), (7, 11), (11, 20)]
+    >>> partition_bounds(128 * 128, 256 * 256 * 2, num_workers=2, stored_bytes=6 << 20)
+    [(0, 16384)]
     """
     if num_partitions is not None:
         n = int(num_partitions)
         if n < 1:
             raise ValueError(f"num_partitions: expected a positive integer, got {num_partitions!r}")
     else:
-        total = nav_size * frame_bytes
+        total = nav_size * frame_bytes if stored_bytes is None else int(stored_bytes)
         n = max(math.ceil(total / TARGET_PARTITION_BYTES), 2 * max(1, num_workers))
         n = min(n, max(1, total // MIN_PARTITION_BYTES))
     n = max(1, min(n, nav_size))
@@ -67,10 +76,12 @@ def partition_bounds(nav_size: int, frame_bytes: int, num_partitions: int | None
 
 
 def partition_reason(nav_size: int, frame_bytes: int, num_partitions: int | None = None,
-                     num_workers: int = 1, align: int = 1) -> str:
+                     num_workers: int = 1, align: int = 1, stored_bytes: int | None = None,
+                     stored_what: str = "stored frames") -> str:
     """Which rule of the module docstring gives :func:`partition_bounds` its count, in words.
 
-    Follows the same branches as :func:`partition_bounds` (a run plan shows the sentence).
+    Follows the same branches as :func:`partition_bounds` (a run plan shows the sentence);
+    ``stored_what`` names what ``stored_bytes`` counts.
 
     Examples
     --------
@@ -80,6 +91,10 @@ def partition_reason(nav_size: int, frame_bytes: int, num_partitions: int | None
     'the data set (256 KiB) is smaller than two 8 MiB partitions per worker: 1 partition'
     >>> partition_reason(10, 1, num_partitions=3)
     'num_partitions=3 was given'
+    >>> print(partition_reason(128 * 128, 256 * 256 * 2, num_workers=2, stored_bytes=6 << 20,
+    ...                        stored_what="CSR arrays"))  # doctest: +NORMALIZE_WHITESPACE
+    the data set (6 MiB of CSR arrays) is smaller than two 8 MiB partitions per worker:
+    1 partition
     """
     if num_partitions is not None:
         n = max(1, min(int(num_partitions), nav_size))
@@ -87,19 +102,20 @@ def partition_reason(nav_size: int, frame_bytes: int, num_partitions: int | None
         if n < int(num_partitions):
             why += f", capped at one frame per partition ({n})"
     else:
-        total = nav_size * frame_bytes
+        total = nav_size * frame_bytes if stored_bytes is None else int(stored_bytes)
         by_size = math.ceil(total / TARGET_PARTITION_BYTES)
         per_worker = 2 * max(1, num_workers)
         most = max(1, total // MIN_PARTITION_BYTES)
         n = max(1, min(max(by_size, per_worker), most, nav_size))
+        size = _size(total) if stored_bytes is None else f"{_size(total)} of {stored_what}"
         if max(by_size, per_worker) > most:
-            why = (f"the data set ({_size(total)}) is smaller than two {_size(MIN_PARTITION_BYTES)} "
+            why = (f"the data set ({size}) is smaller than two {_size(MIN_PARTITION_BYTES)} "
                    f"partitions per worker")
         elif per_worker > by_size:
             why = (f"two partitions per worker ({max(1, num_workers)} worker"
                    f"{'s' if num_workers > 1 else ''}) so that no worker idles at the end")
         else:
-            why = (f"{_size(total)} of stored frames in partitions of about "
+            why = (f"{_size(total)} of {stored_what} in partitions of about "
                    f"{_size(TARGET_PARTITION_BYTES)}")
         if n == nav_size and n < min(max(by_size, per_worker), most):
             why += ", at most one frame each"

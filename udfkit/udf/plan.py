@@ -659,7 +659,11 @@ def _transport(m: MemoryEstimate) -> str:
 
 def _partition_reason(dataset, count, nav_size, frame_bytes) -> str:
     # the generic rule of io.partitioning with what the data set was given; a format that
-    # cuts its own partitions (one per file, per run of chunks) is named as such
+    # cuts its own partitions (one per file, per run of chunks) is named as such, one that
+    # sizes them by other bytes than dense frames (raw_csr) says why itself
+    own = getattr(dataset, "partition_reason", None)
+    if callable(own):
+        return own()
     args = (nav_size, frame_bytes, getattr(dataset, "_num_partitions_arg", None),
             getattr(dataset, "_num_workers", 1))
     align = getattr(dataset, "frame_alignment", 1)

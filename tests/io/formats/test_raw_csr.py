@@ -18,6 +18,7 @@ import scipy.sparse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from udfkit import UDF
 from udfkit.errors import DataSetError, DataSetFileNotFoundError
 from udfkit.io.backends import get_backend
 from udfkit.io.formats import detect_format
@@ -104,6 +105,36 @@ class TestRawCSRConformance(DataSetTests):
 
     def file_names(self, params):
         return list(FILES)
+
+
+@pytest.mark.slow
+class TestStackOfRawCSRConformance(DataSetTests):
+    """A stack of up to three raw_csr members passes the conformance suite too (every
+    executor, ROI, sync_offset, partitions; sparse UDFs get the members' CSR rows). The
+    default run has the fast property test ``test_stack_of_csr_data_sets_gives_csr_rows``."""
+
+    format = "stack"
+    sig_dims = (1, 2)
+
+    def write(self, tmp_path, data, *, sig_dims):
+        nav = data.shape[:data.ndim - sig_dims]
+        sig = data.shape[data.ndim - sig_dims:]
+        frames = data.reshape(prod(nav), prod(sig))
+        members = []
+        for i, part in enumerate(np.array_split(frames, min(3, len(frames)))):
+            d = os.path.join(tmp_path, f"m{i}")
+            os.makedirs(d, exist_ok=True)
+            toml = write_csr(d, *messy_csr(part, seed=part.size + i), nav_shape=(len(part),),
+                             sig_shape=sig, dtypes=("<i8", "<i4", data.dtype))
+            members.append({"filetype": "raw_csr", "path": toml})
+        return {"datasets": members, "nav_shape": nav}
+
+    def corrupt(self, params):
+        values = os.path.join(os.path.dirname(params["datasets"][0]["path"]), FILES[2])
+        os.truncate(values, os.path.getsize(values) // 2)
+
+    def file_names(self, params):
+        return [FILES[2]]
 
 
 # -- against the independent reader ------------------------------------------------------------
@@ -217,6 +248,42 @@ def test_csr_blocks_are_the_rows(inline_ctx, tmp_path):
         np.testing.assert_array_equal(got, dense[7:19])
 
 
+def _sparse_scan(tmp_path, n, pixels, per_row, seed=5):
+    """CSR files of ``n`` frames of ``pixels`` uint16 pixels with ``per_row`` entries each."""
+    rng = np.random.default_rng(seed)
+    indptr = np.arange(n + 1) * per_row
+    indices = np.sort(rng.integers(0, pixels, (n, per_row)), axis=1).ravel()
+    return write_csr(tmp_path, indptr, indices, rng.integers(1, 9, n * per_row),
+                     nav_shape=(n,), sig_shape=(pixels,), dtypes=("<i8", "<i4", "<u2"))
+
+
+def test_partitions_are_sized_by_stored_bytes(inline_ctx, tmp_path, monkeypatch):
+    """Partitions follow the bytes of the CSR arrays the frames read, not the dense frames:
+    a 512 MiB (dense) scan stored in 1 MiB is one partition where dense frames would give two;
+    sync_offset and a shorter nav_shape count only the rows read; the plan says why."""
+    from udfkit.io import partitioning
+
+    n, pixels, per_row = 4096, 256 * 256, 40
+    toml = _sparse_scan(tmp_path, n, pixels, per_row)
+    ds = inline_ctx.load("raw_csr", path=toml)
+    stored = (n + 1) * 8 + n * per_row * (4 + 2)
+    assert ds.meta.metadata["stored_bytes"] == stored
+    assert len(partitioning.partition_bounds(n, pixels * 2)) == 2  # as dense frames
+    assert ds.get_num_partitions() == 1
+    reason = inline_ctx.plan(ds, SumUDF()).partition_reason
+    assert "CSR arrays stored for the frames" in reason and reason.endswith(": 1 partition")
+    # fewer rows read: fewer stored bytes
+    part = inline_ctx.load("raw_csr", path=toml, sync_offset=1000, nav_shape=(1000,))
+    assert part.meta.metadata["stored_bytes"] == 1001 * 8 + 1000 * per_row * 6
+    # more stored bytes than the smallest partition's: cut by them
+    monkeypatch.setattr(partitioning, "MIN_PARTITION_BYTES", stored // 3)
+    ds = inline_ctx.load("raw_csr", path=toml)
+    assert ds.get_num_partitions() == 2  # two per worker, at most stored // MIN = 3
+    assert inline_ctx.plan(ds, SumUDF()).partition_reason.startswith(
+        "two partitions per worker (1 worker)")
+    assert inline_ctx.load("raw_csr", path=toml, num_partitions=5).get_num_partitions() == 5
+
+
 # -- the descriptor ----------------------------------------------------------------------------
 
 
@@ -253,8 +320,96 @@ def test_auto_detects_the_descriptor(inline_ctx, tmp_path):
     assert ds.format_name == "raw_csr" and ds.shape.to_tuple() == (2, 3, 3, 4)
 
 
-def test_stack_of_csr_data_sets(inline_ctx, tmp_path):
-    """A stack reads its raw_csr members through their frame sources (densified frames)."""
+class CSRProbe(UDF):
+    """Sums frames and pixels of CSR tiles; records per frame whether the tile was a
+    ``csr_matrix`` announced by ``meta.array_backend``."""
+
+    def get_backends(self):
+        return (self.BACKEND_SCIPY_CSR, self.BACKEND_NUMPY)
+
+    def get_result_buffers(self):
+        return {"frames": self.buffer(kind="nav", dtype="float64"),
+                "pixels": self.buffer(kind="sig", dtype="float64"),
+                "csr": self.buffer(kind="nav", dtype="bool")}
+
+    def process_tile(self, tile):
+        csr = (self.meta.array_backend == self.BACKEND_SCIPY_CSR
+               and isinstance(tile, scipy.sparse.csr_matrix))
+        self.results.csr[:] = csr
+        if not csr:
+            tile = tile.reshape(tile.shape[0], -1)
+        self.results.frames[:] = np.asarray(tile.sum(axis=1)).ravel()
+        self.results.pixels[:] += np.asarray(tile.sum(axis=0)).reshape(self.results.pixels.shape)
+
+    def merge(self, dest, src):
+        dest.frames[:] = src.frames
+        dest.csr[:] = src.csr
+        dest.pixels[:] += src.pixels
+
+
+@st.composite
+def stack_cases(draw):
+    sig = draw(st.sampled_from([(5,), (4, 6)]))
+    counts = draw(st.lists(st.integers(1, 12), min_size=1, max_size=3))
+    total = sum(counts)
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    frames = [(rng.integers(1, 9, (c, prod(sig))) * (rng.random((c, prod(sig))) < 0.3))
+              .astype(draw(st.sampled_from(["uint16", ">i4", "float32"]))) for c in counts]
+    frames = [f.astype(frames[0].dtype) for f in frames]
+    return dict(sig=sig, frames=frames, seed=seed, sync_offset=draw(st.integers(-total + 1, total - 1)),
+                parts=draw(st.sampled_from([None, 1, 2, 5])), backend=draw(st.sampled_from(BACKENDS)),
+                roi=(rng.random(total) < 0.6) if draw(st.booleans()) else None)
+
+
+@settings(max_examples=examples(15), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=stack_cases())
+def test_stack_of_csr_data_sets_gives_csr_rows(inline_ctx, tmp_path_factory, case):
+    """A stack of raw_csr data sets hands CSR row blocks to sparse UDFs as one raw_csr data set
+    does (every tile a csr_matrix, ``meta.array_backend`` says so), with results equal to numpy
+    on the densified frames, across members, partitions, sync_offset, ROI and I/O backends; its
+    partitions' ``csr_blocks`` are the rows of the members."""
+    tmp = tmp_path_factory.mktemp("stack")
+    sig, frames = case["sig"], case["frames"]
+    members = []
+    for i, f in enumerate(frames):
+        (tmp / str(i)).mkdir()
+        toml = write_csr(tmp / str(i), *messy_csr(f, case["seed"] + i), nav_shape=(len(f),),
+                         sig_shape=sig)
+        members.append({"filetype": "raw_csr", "path": toml, "io_backend": case["backend"]})
+    dense = np.concatenate(frames).astype(np.float64)
+    total = len(dense)
+    ds = inline_ctx.load("stack", datasets=members, sync_offset=case["sync_offset"],
+                         num_partitions=case["parts"])
+    assert ds.array_backends == ("scipy.sparse.csr_matrix", "numpy")
+    positions = np.arange(total) + case["sync_offset"]
+    has = (positions >= 0) & (positions < total)
+    roi = case["roi"]
+    sel = has if roi is None else has & roi
+    probe, sums, pixels = inline_ctx.run_udf(dataset=ds, udf=[CSRProbe(), SumSigUDF(), SumUDF()],
+                                             roi=roi)
+    assert probe["csr"].raw_data.all() and probe["csr"].raw_data.size == sel.sum()
+    np.testing.assert_array_equal(probe["frames"].data[sel], dense[positions[sel]].sum(axis=1))
+    np.testing.assert_array_equal(sums["intensity"].data[sel], dense[positions[sel]].sum(axis=1))
+    want = dense[positions[sel]].sum(axis=0).reshape(sig)
+    np.testing.assert_array_equal(probe["pixels"].data, want)
+    np.testing.assert_array_equal(pixels["intensity"].data, want)
+    for p in ds.get_partitions():
+        assert p.sparse_backend == "scipy.sparse.csr_matrix"
+        proi = None if roi is None else roi[p.start:p.stop]
+        seen = []
+        for block, indptr, indices, values in p.csr_blocks(3, proi):
+            got = scipy.sparse.csr_matrix((values, indices, indptr),
+                                          shape=(block.size, prod(sig))).toarray()
+            np.testing.assert_array_equal(got, dense[positions[block + p.start]])
+            seen.extend(block.tolist())
+        assert seen == p.selected_positions(proi).tolist()
+
+
+def test_stack_of_csr_and_dense_data_sets(inline_ctx, tmp_path):
+    """A stack of raw_csr and dense members gives dense tiles (numpy is what all of them
+    give); raw_csr members are read densified through their frame sources."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     toml_a, dense = small(tmp_path / "a", sig_shape=(3, 4))
@@ -263,6 +418,26 @@ def test_stack_of_csr_data_sets(inline_ctx, tmp_path):
                                             {"filetype": "raw_csr", "path": toml_b}])
     res = inline_ctx.run_udf(dataset=ds, udf=SumUDF())
     np.testing.assert_array_equal(res["intensity"].data, 2 * dense.sum(axis=0).reshape(3, 4))
+    mixed = inline_ctx.load("stack", datasets=[
+        {"filetype": "raw_csr", "path": toml_a},
+        {"filetype": "memory", "data": dense.reshape(6, 3, 4).astype("uint8")}])
+    assert mixed.array_backends == ("numpy",)
+    probe, total = inline_ctx.run_udf(dataset=mixed, udf=[CSRProbe(), SumUDF()])
+    assert not probe["csr"].raw_data.any()
+    np.testing.assert_array_equal(total["intensity"].data, 2 * dense.sum(axis=0).reshape(3, 4))
+
+
+def test_stack_of_csr_partitions_by_stored_bytes(inline_ctx, tmp_path):
+    """A stack of raw_csr members is cut by their stored bytes, as each member would be."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    members = [{"filetype": "raw_csr", "path": _sparse_scan(tmp_path / d, 2048, 256 * 256, 40)}
+               for d in "ab"]
+    ds = inline_ctx.load("stack", datasets=members)
+    # as dense frames (1 GiB in all) the stack would get four partitions
+    assert ds.get_num_partitions() == 2  # one per member, at least
+    reason = inline_ctx.plan(ds, SumUDF()).partition_reason
+    assert "data stored by the members" in reason and reason.endswith(": 2")
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -350,6 +525,76 @@ def test_bad_arrays(inline_ctx, tmp_path, monkeypatch, check_items):
     write_csr(tmp_path, indptr, indices, values, **kw)
     res = inline_ctx.run_udf(dataset=inline_ctx.load("raw_csr", path=toml), udf=SumUDF())
     assert res["intensity"].data.sum() == values.sum()
+
+
+class DenseSum(UDF):
+    """Takes numpy tiles only: the dense read path of raw_csr."""
+
+    def get_result_buffers(self):
+        return {"total": self.buffer(kind="single", dtype="float64")}
+
+    def process_tile(self, tile):
+        self.results.total[:] += tile.sum()
+
+    def merge(self, dest, src):
+        dest.total[:] += src.total
+
+
+_TABLE = ('[raw_csr]\nindptr_file = "indptr.raw"\nindptr_dtype = "<i8"\nindices_file = "indices.raw"\n'
+          'indices_dtype = "<i4"\ndata_file = "values.raw"\ndata_dtype = "<u2"\n')
+
+
+@pytest.mark.parametrize("case, match", [
+    ("one_indptr_entry", r"indptr\.raw.* holds 1 entries; expected one more than the number of "
+                         r"frames \(at least 2\)"),
+    ("negative_indptr", r"indptr\.raw.*: entry 0 is -1; expected offsets >= 0"),
+    ("no_sig_shape", r"scan\.toml.*\[params\] has no sig_shape; add it there or pass sig_shape="),
+    ("file_not_a_name", r"scan\.toml.*indices_file: expected a file name, found 3"),
+    ("data_dtype_not_numeric", r"scan\.toml.*data_dtype"),
+    ("array_is_a_directory", r"the data file .*values\.raw.* is not a regular file"),
+])
+def test_bad_descriptor_or_arrays_more(inline_ctx, tmp_path, case, match):
+    """The rest of the issue's bad-input list: fields missing or inconsistent with the array
+    files, each a DataSetError naming the file, what was expected and what was found."""
+    indptr, indices, values = np.array([0, 2, 2, 5]), np.array([1, 3, 0, 2, 11]), np.arange(1, 6)
+    kw = dict(nav_shape=(3,), sig_shape=(3, 4), dtypes=("<i8", "<i4", "<u2"))
+    toml = write_csr(tmp_path, indptr, indices, values, **kw)
+    if case == "one_indptr_entry":
+        write_csr(tmp_path, np.array([0]), indices[:0], values[:0], sig_shape=(3, 4),
+                  dtypes=kw["dtypes"])
+    elif case == "negative_indptr":
+        write_csr(tmp_path, np.array([-1, 2, 2, 5]), indices, values, **kw)
+    elif case == "no_sig_shape":
+        toml = _text(tmp_path / "scan.toml", '[params]\nfiletype = "raw_csr"\n' + _TABLE)
+    elif case == "file_not_a_name":
+        toml = _text(tmp_path / "scan.toml", '[params]\nfiletype = "raw_csr"\nsig_shape = [3, 4]\n'
+                     + _TABLE.replace('indices_file = "indices.raw"', "indices_file = 3"))
+    elif case == "data_dtype_not_numeric":
+        toml = _text(tmp_path / "scan.toml", '[params]\nfiletype = "raw_csr"\nsig_shape = [3, 4]\n'
+                     + _TABLE.replace('data_dtype = "<u2"', 'data_dtype = "<U4"'))
+    else:
+        os.remove(tmp_path / FILES[2])
+        os.mkdir(tmp_path / FILES[2])
+    with pytest.raises(DataSetError, match=match):
+        inline_ctx.load("raw_csr", path=toml)
+
+
+@pytest.mark.parametrize("bad", [12, -1])
+@pytest.mark.parametrize("udf", [SumUDF, DenseSum])
+def test_pixel_index_out_of_range(inline_ctx, tmp_path, bad, udf):
+    """A pixel index past the frame or negative is refused while reading, on the sparse tile
+    path (SumUDF takes CSR rows) and on the dense one (a numpy UDF), naming the file, the
+    entry and its frame; the Context stays usable."""
+    indptr, values = np.array([0, 2, 2, 5]), np.arange(1, 6)
+    kw = dict(nav_shape=(3,), sig_shape=(3, 4), dtypes=("<i8", "<i4", "<u2"))
+    toml = write_csr(tmp_path, indptr, np.array([1, 3, 0, bad, 2]), values, **kw)
+    ds = inline_ctx.load("raw_csr", path=toml)
+    with pytest.raises(DataSetError, match=rf"indices\.raw.*entry 3 \(of frame 2\) is {bad}; "
+                                           r"expected a pixel index from 0 to 11"):
+        inline_ctx.run_udf(dataset=ds, udf=udf())
+    write_csr(tmp_path, indptr, np.array([1, 3, 0, 5, 2]), values, **kw)
+    res = inline_ctx.run_udf(dataset=inline_ctx.load("raw_csr", path=toml), udf=udf())
+    assert float(np.sum(res[list(res)[0]].data)) == values.sum()
 
 
 # -- LiberTEM ----------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
-"""Kernels of the ``raw_csr`` format: CSR rows into dense frames.
+"""Kernels of the ``raw_csr`` format: CSR rows into dense frames, checked index copies.
 
 :func:`densify` writes selected rows of a CSR span into a C-contiguous ``(n, sig_size)``
 block in one pass (zero the row, add its entries), converting the stored values into the
 block's dtype on the fly and checking every column index. Duplicate column indices in a row
 add up, as in scipy's ``toarray``. Dtypes numba does not handle (float16, bool, byte-swapped
-values) are converted first or go through numpy.
+values) are converted first or go through numpy. :func:`checked_indices` copies the column
+indices of a sparse tile into the index dtype of its matrix and checks them in the same pass
+(one pass over the indices instead of three: copy, min, max).
 
 This module imports numba; import it lazily.
 """
@@ -12,7 +14,7 @@ This module imports numba; import it lazily.
 import numba
 import numpy as np
 
-__all__ = ["densify"]
+__all__ = ["densify", "checked_indices"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -33,6 +35,43 @@ def _densify(ptr, rows, idx, val, base, out, sig_size, zero, first_row, pos, npo
                 pos[npos] = (first_row + o) * sig_size + j
                 npos += 1
     return -1, npos
+
+
+@numba.njit(cache=True, nogil=True)
+def _copy_indices(idx, out, sig_size):
+    for k in range(idx.shape[0]):
+        j = np.int64(idx[k])
+        if j < 0 or j >= sig_size:
+            return k
+        out[k] = j
+    return -1
+
+
+def checked_indices(idx: np.ndarray, dtype, sig_size: int) -> tuple[np.ndarray, int]:
+    """``idx`` copied into a new array of ``dtype``, each index checked against ``sig_size``.
+
+    Returns ``(copy, bad)``: ``bad`` is -1, or the position of the first index outside
+    ``[0, sig_size)`` (the copy is then incomplete).
+
+    Examples
+    --------
+    >>> out, bad = checked_indices(np.array([3, 0, 2], ">i8"), np.int32, 4)
+    >>> out.tolist(), out.dtype.name, bad
+    ([3, 0, 2], 'int32', -1)
+    >>> checked_indices(np.array([1, 4, -1], np.int32), np.int32, 4)[1]
+    1
+    >>> checked_indices(np.array([1, 2, -1], ">i4"), np.int64, 4)[1]
+    2
+    """
+    out = np.empty(idx.shape, dtype)
+    if _numba_ok(idx.dtype, "iu") and _numba_ok(out.dtype, "i"):
+        return out, int(_copy_indices(idx, out, np.int64(sig_size)))
+    wide = idx.astype(np.int64) if idx.dtype.kind == "i" or idx.dtype.itemsize < 8 else idx
+    bad = np.flatnonzero((wide < 0) | (wide >= sig_size))
+    if bad.size:
+        return out, int(bad[0])
+    out[:] = idx
+    return out, -1
 
 
 def _numba_ok(dtype: np.dtype, kinds: str) -> bool:

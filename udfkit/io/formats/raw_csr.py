@@ -293,6 +293,22 @@ def check_indptr(indptr: FlatArray, nnz: int, backend, indices_path: str) -> tup
     return first, prev
 
 
+def _stored_bytes(arrays, backend, r0: int, r1: int) -> int:
+    """Bytes of the three arrays that file rows ``[r0, r1)`` read: their ``indptr`` entries
+    and their ``indices`` and ``data`` entries."""
+    indptr, indices, data = arrays
+    if r1 <= r0:
+        return 0
+    reader = WindowReader(indptr, backend, window_bytes=indptr.dtype.itemsize)
+    try:
+        lo = int(reader.get(r0, r0 + 1)[0])
+        hi = int(reader.get(r1, r1 + 1)[0])
+    finally:
+        reader.close()
+    return ((r1 - r0 + 1) * indptr.dtype.itemsize
+            + (hi - lo) * (indices.dtype.itemsize + data.dtype.itemsize))
+
+
 class RawCSRDataSet(DataSet):
     """Sparse frames stored as a CSR matrix in three flat files, described by a TOML file.
 
@@ -404,11 +420,14 @@ class RawCSRDataSet(DataSet):
         self._descriptor = desc
         self._arrays = (indptr, indices, data)
         sizes = sum(os.path.getsize(a.path) for a in self._arrays)
+        stored = _stored_bytes(self._arrays, self._backend, max(0, sync_offset),
+                              min(image_count, sync_offset + prod(nav_shape)))
         return DataSetMeta(
             shape=Shape(tuple(nav_shape) + tuple(sig_shape), sig_dims=len(sig_shape)),
             raw_dtype=data.dtype, image_count=image_count, sync_offset=sync_offset,
             metadata={"path": desc.path, "paths": (desc.path,) + desc.files, "file_bytes": sizes,
-                      "nnz": last - first, "io_backend": self._backend.name})
+                      "stored_bytes": stored, "nnz": last - first,
+                      "io_backend": self._backend.name})
 
     @property
     def description(self) -> str:
@@ -446,6 +465,49 @@ class RawCSRDataSet(DataSet):
             "nonzeros": f"{nnz} ({nnz / max(1, frames * pixels):.3%} of {frames} frames x "
                         f"{pixels} pixels)",
         }
+
+    #: what :func:`~udfkit.io.partitioning.partition_bounds` sizes partitions by, in words
+    STORED_WHAT = "CSR arrays stored for the frames"
+
+    def partition_bounds(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` of every partition: sized by the bytes of the CSR arrays the
+        frames read (``metadata["stored_bytes"]``), not by the dense frames, since the
+        partition reads only those (a 2 GiB scan with 0.1 % non-zeros is one partition)."""
+        from ..partitioning import partition_bounds
+
+        meta = self._require_meta()
+        return partition_bounds(
+            nav_size=meta.shape.nav.size, frame_bytes=meta.shape.sig.size * meta.raw_dtype.itemsize,
+            num_partitions=self._num_partitions_arg, num_workers=self._num_workers,
+            stored_bytes=meta.metadata["stored_bytes"])
+
+    def partition_reason(self) -> str:
+        """Why :meth:`partition_bounds` gives its count, in words (shown by a run plan).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np, scipy.sparse
+        >>> d = tempfile.mkdtemp()
+        >>> m = scipy.sparse.random(6, 16, density=0.1, format="csr", dtype="float32",
+        ...                         random_state=0)
+        >>> for name, a in (("p.raw", m.indptr), ("i.raw", m.indices), ("v.raw", m.data)):
+        ...     a.tofile(os.path.join(d, name))
+        >>> toml = write_descriptor(os.path.join(d, "scan.toml"), nav_shape=(6,), sig_shape=(4, 4),
+        ...                         files=("p.raw", "i.raw", "v.raw"),
+        ...                         dtypes=(m.indptr.dtype, m.indices.dtype, m.data.dtype))
+        >>> print(RawCSRDataSet(path=toml).initialize().partition_reason())
+        ... # doctest: +NORMALIZE_WHITESPACE
+        the data set (108 B of CSR arrays stored for the frames) is smaller than two 8 MiB
+        partitions per worker: 1 partition
+        """
+        from ..partitioning import partition_reason
+
+        meta = self._require_meta()
+        return partition_reason(
+            meta.shape.nav.size, meta.shape.sig.size * meta.raw_dtype.itemsize,
+            self._num_partitions_arg, self._num_workers,
+            stored_bytes=meta.metadata["stored_bytes"], stored_what=self.STORED_WHAT)
 
     def get_partitions(self):
         meta = self._require_meta()
@@ -504,11 +566,19 @@ class CSRPartition(SourcePartition):
         tile path wraps each triple as a scipy.sparse or ``sparse`` matrix of shape
         ``(len(positions), sig_size)`` without densifying.
         """
-        with self.open_rows() as reader:
-            yield from self._blocks(reader, self.selected_positions(roi), depth)
+        yield from self.csr_blocks_at(self.selected_positions(roi), depth,
+                                      self.start + self.sync_offset)
 
-    def _blocks(self, reader, sel, depth):
-        file_base = self.start + self.sync_offset
+    def csr_blocks_at(self, sel, depth: int, file_base: int):
+        """:meth:`csr_blocks` of the positions ``sel`` of another partition whose position 0
+        reads file row ``file_base`` (a ``stack`` partition that lies in this one)."""
+        if sel.size == 0:
+            return
+        with self.open_rows() as reader:
+            yield from self._blocks(reader, sel, depth, file_base)
+
+    @staticmethod
+    def _blocks(reader, sel, depth, file_base):
         for b0 in range(0, sel.size, depth):
             block = sel[b0:b0 + depth]
             rows = block + file_base
@@ -533,57 +603,64 @@ class CSRPartition(SourcePartition):
         are checked against the pixel count; a matrix is valid while the UDFs process it
         (its values are a new array, its indices a copy).
         """
+        return self.sparse_tiles_at(self.selected_positions(roi), self.start,
+                                    self.start + self.sync_offset, tiling_scheme, dest_dtype,
+                                    max_entries)
+
+    def sparse_tiles_at(self, sel, start: int, file_base: int, tiling_scheme, dest_dtype="float32",
+                        max_entries=None):
+        """:meth:`get_sparse_tiles` of the positions ``sel`` of another partition that starts
+        at position ``start`` and whose position 0 reads file row ``file_base`` (a ``stack``
+        partition that lies in this one)."""
         if len(tiling_scheme.slices) != 1:
             raise ValueError(f"{self.descriptor}: sparse tiles are whole frames, but the tiling "
                              f"scheme has {len(tiling_scheme.slices)} signal slices")
         dest = np.dtype(dest_dtype).newbyteorder("=")
-        sel = self.selected_positions(roi)
         if sel.size == 0:
             return
         with self.open_rows() as reader:
-            yield from self._sparse_tiles(reader, sel, tiling_scheme.depth, dest, max_entries)
+            yield from self._sparse_tiles(reader, sel, start, file_base, tiling_scheme.depth, dest,
+                                          max_entries)
 
-    def _sparse_tiles(self, reader, sel, depth, dest, max_entries):
+    def _sparse_tiles(self, reader, sel, start, file_base, depth, dest, max_entries):
         import scipy.sparse
+
+        from . import _csr_kernels as kernels
 
         sig_shape = self.shape.sig.to_tuple()
         items = prod(sig_shape)
         zeros = (0,) * len(sig_shape)
         if max_entries is not None:
-            base = self.start + self.sync_offset
-            r0, r1 = int(sel[0]) + base, int(sel[-1]) + base + 1
+            r0, r1 = int(sel[0]) + file_base, int(sel[-1]) + file_base + 1
             per_row = reader.entries(r0, r1) / (r1 - r0)
             depth = max(depth, min(sel.size, int(max_entries / max(per_row, 1.0))))
         done = 0  # processed frames before the block
-        for block, indptr, indices, values in self._blocks(reader, sel, depth):
+        for block, indptr, indices, values in self._blocks(reader, sel, depth, file_base):
             n = block.size
-            self._check_indices(indptr, indices, block, items)
             # int32 where it holds every index and offset (scipy's own choice), so that scipy
-            # does not cast again; a copy, since scipy may sort or sum duplicates in place
+            # does not cast again; a copy, since scipy may sort or sum duplicates in place,
+            # checked against the pixel count while it is made
             big = max(items, int(indptr[-1])) > np.iinfo(np.int32).max
             idx_dtype = np.int64 if big else np.int32
+            idx, bad = kernels.checked_indices(indices, idx_dtype, items)
+            if bad >= 0:
+                self._raise_bad_index(bad, indptr, block + file_base, items)
             mat = scipy.sparse.csr_matrix(
-                (values.astype(dest), indices.astype(idx_dtype), indptr.astype(idx_dtype)),
+                (values.astype(dest), idx, indptr.astype(idx_dtype)),
                 shape=(n, items), copy=False)
-            origin = self.start + int(block[0])
+            origin = start + int(block[0])
             yield DataTile(mat, Slice((origin,) + zeros, Shape((n,) + sig_shape,
                                                                sig_dims=len(sig_shape))),
-                           0, block + self.start, done)
+                           0, block + start, done)
             done += n
 
-    def _check_indices(self, indptr, indices, block, items) -> None:
-        if not indices.size:
-            return
-        if int(indices.min()) >= 0 and int(indices.max()) < items:
-            return
+    def _raise_bad_index(self, k, indptr, rows, items) -> None:
         # rare: the dense reader of the offending frame says which file entry is wrong
-        k = int(np.flatnonzero((indices < 0) | (indices >= items))[0])
-        row = int(block[int(np.searchsorted(indptr, k, side="right")) - 1])
+        row = int(rows[int(np.searchsorted(indptr, k, side="right")) - 1])
         with self.open_rows() as reader:
-            reader.densify(np.array([row + self.start + self.sync_offset]),
-                           np.empty((1, items), self.raw_dtype))
-        raise DataSetError(f"indices file {self.arrays[1].path!r}: pixel index "
-                           f"{int(indices[k])} outside the {items} pixels of a frame")
+            reader.densify(np.array([row]), np.empty((1, items), self.raw_dtype))
+        raise DataSetError(f"indices file {self.arrays[1].path!r}: a pixel index of frame {row} "
+                           f"is outside the {items} pixels of a frame")
 
     def open_source(self, frames, depth) -> FrameSource:
         return _DenseSource(self, np.asarray(frames, dtype=np.int64), int(depth))

@@ -14,7 +14,12 @@ Rules
   that member (made by the member itself, with its own alignment, I/O backend, zero-copy
   support and stored byte order) and only renumbers frames. The stack's partition count
   (``num_partitions`` or udfkit's sizing) is shared out among the members by frame count,
-  at least one partition each.
+  at least one partition each. Where members store less than dense frames (``raw_csr``),
+  udfkit's sizing counts the bytes they store, as such a member sizes itself.
+* **Sparse members.** A stack whose members all give CSR rows (``raw_csr``) gives them too:
+  its partitions hand the member partition's rows to UDFs that ask for
+  ``BACKEND_SCIPY_CSR`` (``csr_blocks``, ``get_sparse_tiles``), never densified. Members of
+  mixed kinds give what all give: dense tiles.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 
 from ...common import Shape
 from ...common.parse import ShapeLike
+from ...common.udf import BACKEND_NUMPY
 from ...errors import DataSetError
 from ..base import DataSet, DataSetMeta, FrameSource, Partition
 from ..partitioning import partition_bounds
@@ -80,6 +86,32 @@ class StackPartition(SourcePartition):
 
     def open_source(self, frames: np.ndarray, depth: int) -> FrameSource:
         return self.member.open_source(np.asarray(frames, dtype=np.int64) + self.shift, depth)
+
+    # -- sparse members (raw_csr): their CSR rows, as the member's own partition gives them --
+
+    @property
+    def sparse_backend(self) -> str | None:
+        """The member partition's sparse tile form (``None``: it has none, tiles are dense)."""
+        return getattr(self.member, "sparse_backend", None)
+
+    def _sparse_member(self):
+        if self.sparse_backend is None:
+            raise TypeError(f"stack partition {self.index}: member {self.member_index} "
+                            f"({type(self.member).__name__}) has no sparse rows")
+        return self.member
+
+    def csr_blocks(self, depth: int, roi=None):
+        """As :meth:`~udfkit.io.formats.raw_csr.CSRPartition.csr_blocks` of a ``raw_csr``
+        member (positions local to this partition)."""
+        return self._sparse_member().csr_blocks_at(self.selected_positions(roi), depth,
+                                                   self.start + self.sync_offset + self.shift)
+
+    def get_sparse_tiles(self, tiling_scheme, dest_dtype="float32", roi=None, max_entries=None):
+        """As :meth:`~udfkit.io.formats.raw_csr.CSRPartition.get_sparse_tiles` of a
+        ``raw_csr`` member: its CSR rows of this partition's frames, never densified."""
+        return self._sparse_member().sparse_tiles_at(
+            self.selected_positions(roi), self.start, self.start + self.sync_offset + self.shift,
+            tiling_scheme, dest_dtype, max_entries)
 
 
 class StackDataSet(DataSet):
@@ -200,6 +232,13 @@ class StackDataSet(DataSet):
     def supports_zero_copy(self) -> bool:
         return all(m.supports_zero_copy for m in self._members)
 
+    @property
+    def array_backends(self) -> tuple:
+        """The tile forms every member hands out without converting, in the first member's
+        order (a stack of ``raw_csr`` data sets gives CSR rows, like each of them)."""
+        forms = [tuple(getattr(m, "array_backends", (BACKEND_NUMPY,))) for m in self._members]
+        return tuple(b for b in forms[0] if all(b in f for f in forms[1:]))
+
     def get_tiling_constraints(self) -> TilingConstraints:
         """What all members allow: signal parts in multiples of every member's base shape,
         no deeper than the shallowest member allows."""
@@ -223,7 +262,8 @@ class StackDataSet(DataSet):
         n = self._num_partitions_arg
         if n is None:
             frame_bytes = meta.shape.sig.size * meta.raw_dtype.itemsize
-            n = len(partition_bounds(total, frame_bytes, None, self._num_workers))
+            n = len(partition_bounds(total, frame_bytes, None, self._num_workers,
+                                     stored_bytes=self._stored_bytes()))
         plan = []
         for k, (m, off) in enumerate(zip(self._members, self._offsets)):
             count = m.shape.nav.size
@@ -239,6 +279,30 @@ class StackDataSet(DataSet):
         plan[0][0] = 0
         plan[-1][1] = nav_size
         return [tuple(x) for x in plan]
+
+    def _stored_bytes(self) -> int | None:
+        """Bytes the members' frames read where some member stores less than dense frames
+        (``raw_csr``: ``metadata["stored_bytes"]``), else ``None``: partitions are sized by
+        them as such a member sizes its own."""
+        members = self._members
+        if not any("stored_bytes" in m.meta.metadata for m in members):
+            return None
+        frame_bytes = self.shape.sig.size * self.meta.raw_dtype.itemsize
+        return sum(int(m.meta.metadata.get("stored_bytes", m.shape.nav.size * frame_bytes))
+                   for m in members)
+
+    def partition_reason(self) -> str:
+        """Why :meth:`partition_bounds` gives its count, in words (shown by a run plan)."""
+        from ..partitioning import partition_reason
+
+        meta = self._require_meta()
+        stored = self._stored_bytes()
+        why = partition_reason(meta.image_count, meta.shape.sig.size * meta.raw_dtype.itemsize,
+                               self._num_partitions_arg, self._num_workers, stored_bytes=stored,
+                               stored_what="data stored by the members")
+        count = len(self._plan())
+        return (f"{why}; shared out among the {len(self._members)} members by their frames, at "
+                f"least one each: {count}")
 
     def partition_bounds(self) -> list:
         return [(a, b) for a, b, _, _ in self._plan()]
