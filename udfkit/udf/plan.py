@@ -547,7 +547,8 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         dataset_dtype=np.dtype(stored), scheme=scheme, tiling_reason=tiling_why,
         zero_copy=zero_copy, partitions=tuple(part_plans),
         partition_reason=_partition_reason(dataset, len(partitions), nav_size, frame_bytes),
-        udfs=tuple(udf_plans), processed_frames=total, bytes_read=total * frame_bytes,
+        udfs=tuple(udf_plans), processed_frames=total,
+        bytes_read=_bytes_read(dataset, total, nav_size, frame_bytes),
         memory=memory,
         inputs=_Inputs(dataset=dataset, udfs=tuple(udfs), specs=tuple(specs), roi=run_roi,
                        positions=positions, corrections=correction_plan,
@@ -655,6 +656,16 @@ def _transport(m: MemoryEstimate) -> str:
     # the larger ones are allocated in shared memory)
     copy = m.per_worker - m.task_bytes * m.placement.tasks_per_process
     return f" + transport copy {_human(copy)}" if copy > 0 else ""
+
+
+def _bytes_read(dataset, frames: int, nav_size: int, frame_bytes: int) -> int:
+    # a format that stores fewer bytes than dense frames (raw_csr: the non-zero entries) says
+    # how many its frames hold; a ROI reads about its share of them
+    meta = getattr(dataset, "meta", None)
+    stored = getattr(meta, "metadata", {}).get("stored_bytes") if meta is not None else None
+    if stored is None or nav_size == 0:
+        return frames * frame_bytes
+    return round(int(stored) * frames / nav_size)
 
 
 def _partition_reason(dataset, count, nav_size, frame_bytes) -> str:
