@@ -18,6 +18,7 @@ from .io.formats import make_dataset
 from .udf.base import UDF
 from .udf.driver import UDFRun
 from .udf.plan import RunPlan, plan_run
+from .udf.series import SeriesPlan, SeriesRun
 
 __all__ = ["Context", "LIBERTEM_LOAD_POSITIONAL", "BACKEND_NAMES"]
 
@@ -316,8 +317,10 @@ class Context:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
         executor = self.executor.with_retries(retries)
         # the run executes its plan: what Context.plan shows is what runs
-        run = UDFRun(plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=executor,
-                              backends=backends))
+        plan = plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=executor,
+                        backends=backends)
+        # a series plan (every UDF defines process_series) has its own run
+        run = SeriesRun(plan) if isinstance(plan, SeriesPlan) else UDFRun(plan)
         return run.execute(executor, iterate=iterate, progress=make_reporter(progress),
                            deterministic=deterministic)
 

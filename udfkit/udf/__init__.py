@@ -6,6 +6,14 @@ from .buffers import ArrayWithMask, AuxData, BufferSpec, BufferWrapper
 from .builtins import (
     FEMUDF,
     ApplyMasksUDF,
+    MapSeriesUDF,
+    SeriesAggregateByIndexUDF,
+    SeriesCenterUDF,
+    SeriesCorrelateUDF,
+    SeriesNormalizeUDF,
+    SeriesStandardizeUDF,
+    SeriesStatsUDF,
+    SeriesZScoreUDF,
     AutoUDF,
     CoMUDF,
     CrystallinityUDF,
@@ -25,4 +33,6 @@ from .results import BufferResult, RunResults
 __all__ = ["UDF", "AuxData", "BufferSpec", "BufferWrapper", "ArrayWithMask", "UDFData", "UDFMethod",
            "UDFMeta", "BufferResult", "RunResults", "RunPlan", "plan_run",
            "SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMasksUDF",
-           "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF"]
+           "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF",
+           "SeriesStatsUDF", "SeriesCorrelateUDF", "SeriesCenterUDF", "SeriesStandardizeUDF",
+           "SeriesZScoreUDF", "SeriesNormalizeUDF", "SeriesAggregateByIndexUDF", "MapSeriesUDF"]

@@ -13,8 +13,13 @@ from .map import MapUDF
 from .masks import ApplyMasksUDF
 from .pick import PickUDF
 from .record import RecordUDF
+from .series import (MapSeriesUDF, SeriesAggregateByIndexUDF, SeriesCenterUDF,
+                     SeriesCorrelateUDF, SeriesNormalizeUDF, SeriesStandardizeUDF, SeriesStatsUDF,
+                     SeriesZScoreUDF)
 from .stddev import StatsUDF, StdDevUDF
 from .sum import SumSigUDF, SumUDF
 
 __all__ = ["SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMasksUDF",
-           "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF"]
+           "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF",
+           "SeriesStatsUDF", "SeriesCorrelateUDF", "SeriesCenterUDF", "SeriesStandardizeUDF",
+           "SeriesZScoreUDF", "SeriesNormalizeUDF", "SeriesAggregateByIndexUDF", "MapSeriesUDF"]
