@@ -62,7 +62,16 @@ def describe(ctx, filetype: str, params: dict) -> dict:
         "tile_shape_native": list(native.shape),
         "tile_shape_float32": list(user.shape),
         "layout": ds.layout_info(),
+        "series_reads": _series_reads(ds),
     }
+
+
+def _series_reads(ds) -> str:
+    """How a series-mode run (``process_series``) reads this data set, and why."""
+    from ..io.series_read import series_read_mode
+
+    mode, why = series_read_mode(ds)
+    return f"{mode} ({why})"
 
 
 def run(args, ctx) -> int:
@@ -86,4 +95,5 @@ def run(args, ctx) -> int:
           f"{tuple(facts['tile_shape_float32'])} for a process_tile UDF with float32 input")
     for key, value in facts["layout"].items():
         print(f"{key:<12} {value}")
+    print(f"series reads {facts['series_reads']}")
     return 0

@@ -117,8 +117,8 @@ def _strided_ok(partition) -> tuple[bool, str]:
         if partition.decoder is not None:
             return False, "packed detector records must be decoded whole"
         backend = getattr(partition.backend, "name", type(partition.backend).__name__)
-        if partition.backend.supports_zero_copy:
-            return True, f"uncompressed frames read through a memory map ({backend})"
+        if backend == "mmap":
+            return True, "uncompressed frames read in place through a memory map (mmap backend)"
         return False, (f"the {backend} I/O backend reads whole frames: a strided read would "
                        "read the file once per block")
     return False, f"{type(partition).__name__} has no in-place row access"
@@ -149,12 +149,6 @@ def series_read_mode(dataset) -> tuple[str, str]:
             return "rechunk", why
         reasons.add(why)
     return "strided", "; ".join(sorted(reasons)) or "no partitions"
-
-
-def _depth_for(row_bytes: int, dataset) -> int:
-    depth = max(1, _TILE_BYTES // max(1, row_bytes))
-    max_depth = dataset.get_tiling_constraints().max_depth
-    return min(depth, max_depth) if max_depth else depth
 
 
 def read_block_strided(partitions, rois, offsets, block: SeriesBlock, dtype, n_frames: int,

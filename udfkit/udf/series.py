@@ -107,11 +107,7 @@ def _check_specs(udf, specs) -> None:
         raise UDFError(f"{where}: series mode allows sig buffers (one entry per pixel) and single "
                        f"buffers, but {nav} {'is a nav buffer' if len(nav) == 1 else 'are nav buffers'}"
                        "; a series block sees only part of each frame")
-    single = [name for name, s in specs.items() if s.kind == "single" and s.use != "result_only"]
-    if single and not _overrides(type(udf), "merge"):
-        raise UDFError(f"{where}: single buffers {single} in series mode need a merge(dest, src) "
-                       "that folds the blocks' values (the default merge would keep the last "
-                       "block's)")
+    # single buffers without a merge of the UDF's own are refused by check_buffers
 
 
 def block_budget(num_workers: int = 1) -> int:
@@ -289,7 +285,7 @@ def plan_series(dataset, udfs, roi=None, corrections=None, executor=None, backen
     for u in udfs:
         _check_udf(u)
     if corrections is not None and not (isinstance(corrections, CorrectionSet)
-                                        and corrections.is_empty()):
+                                        and corrections.is_empty):
         names = ", ".join(type(u).__name__ for u in udfs)
         raise UDFError(f"{names}: corrections are not applied in series mode; correct the data "
                        "first (for instance with a frame-wise run and ctx.export)")

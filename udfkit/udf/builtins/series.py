@@ -21,8 +21,10 @@ percentile of each series       :class:`SeriesStatsUDF` ``percentiles=(q, ...)``
 ``map(func)``                   :class:`MapSeriesUDF`
 ==============================  ==========================================================
 
-Statistics are computed in float64 (numpy's ``std`` and ``var`` with ``ddof=0``, as
-Thunder's; ``median`` and ``percentile`` with numpy's default linear interpolation).
+The UDFs get the stored dtype. ``mean``, ``std``, ``var`` and ``sum`` accumulate in float64
+(``ddof=0``, as Thunder's); ``min``, ``max``, ``median`` and ``percentile`` are numpy's on the
+stored dtype (linear interpolation), so they equal ``np.median(data, axis=0)`` etc. on the
+whole array exactly; every result is stored as float64.
 Operations that return a new series per pixel (``center``, ``standardize``, ``zscore``,
 ``normalize``) write a ``sig`` buffer ``series`` with ``extra_shape=(n_frames,)``: a result as
 large as the processed data in float64, which must fit into memory on the main process (the
@@ -75,7 +77,16 @@ def _nav_vector(udf, value, name: str) -> np.ndarray:
     return arr if roi is None else arr[np.asarray(roi).reshape(-1)]
 
 
-class SeriesStatsUDF(UDF):
+class _SeriesUDF(UDF):
+    """Series built-ins read the stored dtype: numpy's functions then promote exactly as on
+    the whole array (``np.median`` of int16 data computes in float64, of float32 data in
+    float32), and no float copy of the block is made where none is needed."""
+
+    def get_preferred_input_dtype(self):
+        return self.USE_NATIVE_DTYPE
+
+
+class SeriesStatsUDF(_SeriesUDF):
     """Per-pixel statistics along the series: Thunder's series statistics.
 
     Parameters
@@ -130,7 +141,7 @@ class SeriesStatsUDF(UDF):
             self.results.percentile[...] = np.moveaxis(p, 0, -1)
 
 
-class SeriesCorrelateUDF(UDF):
+class SeriesCorrelateUDF(_SeriesUDF):
     """Pearson correlation of each pixel's series with a signal: Thunder's ``correlate``.
 
     Parameters
@@ -187,7 +198,7 @@ class SeriesCorrelateUDF(UDF):
         self.results.correlation[...] = out
 
 
-class _SeriesTransformUDF(UDF):
+class _SeriesTransformUDF(_SeriesUDF):
     """A new series per pixel (``series``: sig, ``extra_shape=(n_frames,)``, float64)."""
 
     def get_result_buffers(self):
@@ -330,7 +341,7 @@ _AGGREGATES = {"mean": np.mean, "sum": np.sum, "median": np.median, "std": np.st
                "min": np.min, "max": np.max, "count": np.size}
 
 
-class SeriesAggregateByIndexUDF(UDF):
+class SeriesAggregateByIndexUDF(_SeriesUDF):
     """One value per label and pixel: Thunder's ``aggregate_by_index`` / ``mean_by_index``
     (and ``sum_by_index``, ``median_by_index``, ... through ``function``).
 
@@ -390,7 +401,7 @@ class SeriesAggregateByIndexUDF(UDF):
         return {"values": self.results["values"], "labels": self._labels()[1]}
 
 
-class MapSeriesUDF(UDF):
+class MapSeriesUDF(_SeriesUDF):
     """Apply ``func`` to every pixel's series: Thunder's ``Series.map``.
 
     Parameters
