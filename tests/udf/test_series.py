@@ -101,7 +101,7 @@ def run_case(ctx, case: BCase, tmpdir, reads, monkeypatch, rows=None):
     assert where["blocks"].data.tolist() == [len(plan.blocks)]
 
 
-@settings(max_examples=examples(60), **SETTINGS)
+@settings(max_examples=examples(30), **SETTINGS)
 @given(case=cases(dtypes=REAL_DTYPES, max_sig_dims=3),
        executor=st.sampled_from(["inline", "inline-debug", "threads"]),
        reads=st.sampled_from(["strided", "rechunk"]),
