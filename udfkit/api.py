@@ -324,7 +324,7 @@ class Context:
         return run.execute(executor, iterate=iterate, progress=make_reporter(progress),
                            deterministic=deterministic)
 
-    def plan(self, dataset, udf, roi=None, corrections=None, backends=None) -> RunPlan:
+    def plan(self, dataset, udf, roi=None, corrections=None, backends=None) -> RunPlan | SeriesPlan:
         """What :meth:`run_udf` with these arguments will do, before a byte is read.
 
         Parameters
@@ -336,8 +336,10 @@ class Context:
 
         Returns
         -------
-        RunPlan
-            Tile shape and the negotiator's reason, partitions with their processed frames,
+        RunPlan or SeriesPlan
+            A :class:`~udfkit.udf.series.SeriesPlan` when every UDF defines
+            ``process_series`` (series mode: blocks of pixels, how they are read). Otherwise:
+            tile shape and the negotiator's reason, partitions with their processed frames,
             each UDF's method, input dtype and buffers, bytes read, memory per worker of this
             Context's executor and on the main process, result sizes. ``print(plan)`` shows
             a short table; see :mod:`udfkit.udf.plan` for what the memory estimate counts.

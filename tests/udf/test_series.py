@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from udfkit import Context, CorrectionSet
+from udfkit import CorrectionSet
 from udfkit.errors import UDFError
 from udfkit.testing import ALL_EXECUTORS, SharedContexts
 from udfkit.testing.profiles import examples

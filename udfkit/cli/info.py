@@ -30,13 +30,14 @@ def describe(ctx, filetype: str, params: dict) -> dict:
 
     from ..io.tiling import TilingRequest
     from ..udf import SumUDF
-    from ..udf.plan import negotiate_tiling, plan_run
+    from ..udf.plan import RunPlan, negotiate_tiling, plan_run
 
     ds = ctx.load(filetype, **params)
     detected = ds.format_name
     shape = ds.shape
     bounds = ds.partition_bounds()
     plan = plan_run(ds, [SumUDF()], executor=ctx.executor)
+    assert isinstance(plan, RunPlan)  # a frame-wise UDF: never a series plan
     native = plan.scheme
     user, _, _ = negotiate_tiling(ds, [TilingRequest(method="tile")],
                                   [np.result_type(np.float32, ds.native_dtype)],

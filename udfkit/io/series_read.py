@@ -179,7 +179,7 @@ def _pread_rows(fileset, file_frames, block: SeriesBlock, out) -> None:
     nbytes = block.pixels * stored.itemsize
     direct = out.dtype == stored
     chunk = max(1, _TILE_BYTES // max(1, nbytes))
-    scratch = None if direct else np.empty((min(chunk, len(file_frames)),) + block.shape, stored)
+    scratch = np.empty((0 if direct else min(chunk, len(file_frames)),) + block.shape, stored)
     which = np.searchsorted(fileset.starts, file_frames, side="right") - 1
     fds = {}
     try:
@@ -192,7 +192,7 @@ def _pread_rows(fileset, file_frames, block: SeriesBlock, out) -> None:
                     fds[fi] = os.open(fileset.files[fi].path, os.O_RDONLY)
                 layout = fileset.files[fi]
                 pos = int(layout.frame_offset(int(file_frames[k] - fileset.starts[fi]))) + skip
-                mv = memoryview(dest[j].reshape(-1).view(np.uint8))
+                mv = dest[j].reshape(-1).view(np.uint8).data
                 got = os.preadv(fds[fi], [mv], pos)
                 while got < nbytes:
                     more = os.preadv(fds[fi], [mv[got:]], pos + got)
@@ -311,7 +311,7 @@ class RechunkStore:
             out = np.empty(shape, dtype=self.dtype)
         with open(self.path, "rb", buffering=0) as f:
             f.seek(self.starts[block.index])
-            view = memoryview(out.reshape(-1).view(np.uint8))
+            view = out.reshape(-1).view(np.uint8).data
             done = 0
             while done < view.nbytes:
                 got = f.readinto(view[done:])
@@ -345,7 +345,7 @@ def rechunk_partition(store: RechunkStore, partition, roi, offset: int, dtype,
             for b in store.blocks:
                 rows = np.ascontiguousarray(tile.data[:, b.r0:b.r1])
                 pos = store.starts[b.index] + k0 * b.pixels * dtype.itemsize
-                mv = memoryview(rows.reshape(-1).view(np.uint8))
+                mv = rows.reshape(-1).view(np.uint8).data
                 written = 0
                 while written < mv.nbytes:
                     written += os.pwrite(fd, mv[written:], pos + written)

@@ -68,7 +68,7 @@ from ..io.tiling import Negotiator, TilingRequest, TilingScheme
 from .buffers import AuxData, buffer_shape
 from .meta import UDFMeta
 from .runner import GATE_MIN_BYTES
-from .series import plan_series, uses_series
+from .series import SeriesPlan, plan_series, uses_series
 from .validation import check_buffers, check_udf, choose_backends, preferred_dtype, tiling_request
 
 __all__ = ["RunPlan", "UDFPlan", "BufferPlan", "PartitionPlan", "MemoryEstimate", "Placement",
@@ -426,7 +426,7 @@ def _parts(components: dict) -> str:
 
 
 def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=None,
-             negotiator: Negotiator | None = None) -> RunPlan:
+             negotiator: Negotiator | None = None) -> RunPlan | SeriesPlan:
     """Plan a run of ``udfs`` over ``dataset`` without reading data.
 
     When every UDF defines ``process_series``, the run is a series run and the plan a

@@ -38,10 +38,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from math import prod
+from typing import Any
 
 import numpy as np
 
-from ..common import Shape, Slice, normalize_roi
+from ..common import Shape, normalize_roi
 from ..common.allocation import discard_results, result_zeros
 from ..common.parse import parse_size
 from ..errors import ExecutorError, ROIError, UDFError
@@ -116,13 +117,15 @@ def block_budget(num_workers: int = 1) -> int:
     budget = BLOCK_BYTES if not env else parse_size(env, error=UDFError)
     from .memory import available_memory
 
-    try:
-        avail = available_memory().total
-    except Exception:  # noqa: BLE001 - no memory information: the fixed budget
-        avail = None
+    avail = _available(available_memory())
     if avail:
         budget = min(budget, max(1, avail // (4 * max(1, num_workers))))
     return int(budget)
+
+
+def _available(avail) -> int:
+    """Bytes this machine and one process may still allocate."""
+    return int(min(avail.system, avail.process if avail.process is not None else avail.system))
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ class SeriesUDFPlan:
 
 @dataclass(frozen=True)
 class _SeriesInputs:
-    dataset: object
+    dataset: Any
     udfs: tuple
     specs: tuple
     roi: object
@@ -444,7 +447,7 @@ class SeriesTask:
                 meta.series_length = self.n_frames
                 udf.meta = meta
                 specs = udf.get_result_buffers()
-                arrays = {}
+                arrays: dict[str, np.ndarray] = {}
                 made.append(arrays)
                 for name, spec in specs.items():
                     if spec.use == "result_only":
@@ -487,7 +490,7 @@ class SeriesRun:
     def __init__(self, plan: SeriesPlan):
         self.plan = plan
         inputs = plan.inputs
-        self.dataset = inputs.dataset
+        self.dataset: Any = inputs.dataset
         self.udfs = list(inputs.udfs)
         self.specs = list(inputs.specs)
         self.sig_shape = plan.sig_shape
@@ -633,7 +636,7 @@ class SeriesRun:
         need = self.plan.result_nbytes
         if need < CHECK_FROM or not memory_check_enabled():
             return
-        avail = available_memory().total
+        avail = _available(available_memory())
         if need > avail:
             big = max(((u.name, b) for u in self.plan.udfs for b in u.buffers),
                       key=lambda ub: ub[1].nbytes)
