@@ -23,7 +23,8 @@ from udfkit.errors import UDFError
 from udfkit.testing import ALL_EXECUTORS, SharedContexts
 from udfkit.testing.profiles import examples
 from udfkit.testing.strategies import REAL_DTYPES, BCase, cases, load
-from udfkit.udf import UDF, SeriesStatsUDF, SumUDF
+from udfkit.udf import (UDF, SeriesAggregateByIndexUDF, SeriesCorrelateUDF, SeriesNormalizeUDF,
+                        SeriesStatsUDF, SumUDF)
 from udfkit.udf.series import BLOCK_ENV
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -236,6 +237,51 @@ def test_series_udf_errors(small_ds, udfs, match):
     ctx, ds = small_ds
     with pytest.raises(UDFError, match=match):
         ctx.run_udf(ds, udfs())
+
+
+class AuxSeriesUDF(UDF):
+    def __init__(self, weights=None):
+        super().__init__(weights=weights)
+
+    def get_result_buffers(self):
+        return {"x": self.buffer(kind="sig")}
+
+    def process_series(self, block):
+        pass
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: AuxSeriesUDF(weights=UDF.aux_data(np.ones(10), kind="nav")),
+     r"AuxSeriesUDF: aux_data parameters \['weights'\] are cut per partition"),
+    (lambda: SeriesCorrelateUDF(signal=np.ones(7)),
+     r"SeriesCorrelateUDF: signal must have one entry per frame: 10 .* got shape \(7,\)"),
+    (lambda: SeriesAggregateByIndexUDF(index=np.zeros(3)),
+     r"SeriesAggregateByIndexUDF: index must have one entry per frame"),
+])
+def test_series_parameter_errors(small_ds, make, match):
+    ctx, ds = small_ds
+    with pytest.raises(UDFError, match=match):
+        ctx.plan(ds, make())
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: SeriesStatsUDF(stats=("mode",)), r"SeriesStatsUDF: unknown stats \['mode'\]"),
+    (lambda: SeriesStatsUDF(percentiles=(101,)), r"percentiles must lie in \[0, 100\]"),
+    (lambda: SeriesNormalizeUDF(method="median"), r"method must be one of"),
+    (lambda: SeriesNormalizeUDF(method="mean", window=3), r"window= applies to the 'window'"),
+    (lambda: SeriesCorrelateUDF(signal=np.ones((2, 2, 2))), r"signal must have 1 or 2 dimensions"),
+])
+def test_series_builtin_argument_errors(make, match):
+    with pytest.raises(UDFError, match=match):
+        make()
+
+
+def test_series_builtins_refuse_complex_before_reading():
+    ctx = shared_context("inline")
+    ds = ctx.load("memory", data=np.zeros((4, 3, 3), dtype="complex64"), sig_dims=2)
+    with pytest.raises(UDFError, match=r"SeriesStatsUDF is defined for real data, but the data "
+                                       r"set holds complex64"):
+        ctx.plan(ds, SeriesStatsUDF())
 
 
 def test_series_refuses_corrections(small_ds):

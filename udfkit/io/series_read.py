@@ -183,21 +183,26 @@ def _pread_rows(fileset, file_frames, block: SeriesBlock, out) -> None:
     chunk = max(1, _TILE_BYTES // max(1, nbytes))
     scratch = np.empty((0 if direct else min(chunk, len(file_frames)),) + block.shape, stored)
     which = np.searchsorted(fileset.starts, file_frames, side="right") - 1
-    fds = {}
+    # one file open at a time: the frames come in file order, and a stack of single-image
+    # files (Thunder's binary stacks) may hold more files than a process may open
+    fd, open_fi = -1, -1
     try:
         for k0 in range(0, len(file_frames), chunk):
             k1 = min(k0 + chunk, len(file_frames))
             dest = out[k0:k1] if direct else scratch[:k1 - k0]
             for j, k in enumerate(range(k0, k1)):
                 fi = int(which[k])
-                if fi not in fds:
-                    fds[fi] = os.open(fileset.files[fi].path, os.O_RDONLY)
                 layout = fileset.files[fi]
+                if fi != open_fi:
+                    if fd >= 0:
+                        os.close(fd)
+                        fd = -1
+                    fd, open_fi = os.open(layout.path, os.O_RDONLY), fi
                 pos = int(layout.frame_offset(int(file_frames[k] - fileset.starts[fi]))) + skip
                 mv = dest[j].reshape(-1).view(np.uint8).data
-                got = os.preadv(fds[fi], [mv], pos)
+                got = os.preadv(fd, [mv], pos)
                 while got < nbytes:
-                    more = os.preadv(fds[fi], [mv[got:]], pos + got)
+                    more = os.preadv(fd, [mv[got:]], pos + got)
                     if not more:
                         raise OSError(f"{layout.path!r}: file ends at byte {pos + got}, but "
                                       f"frame {int(file_frames[k])} needs {nbytes} bytes at {pos}")
@@ -205,7 +210,7 @@ def _pread_rows(fileset, file_frames, block: SeriesBlock, out) -> None:
             if not direct:
                 out[k0:k1] = dest
     finally:
-        for fd in fds.values():
+        if fd >= 0:
             os.close(fd)
 
 

@@ -93,6 +93,13 @@ def _check_udf(udf) -> None:
     if not hasattr(udf, "_kwargs") or not hasattr(udf, "params"):
         raise UDFError(f"{where}.__init__ did not call super().__init__(**kwargs); the UDF is "
                        "rebuilt on every worker from the keyword arguments given to UDF.__init__")
+    from .buffers import AuxData
+
+    aux = sorted(k for k, v in udf._kwargs.items() if isinstance(v, AuxData))
+    if aux:
+        raise UDFError(f"{where}: aux_data parameters {aux} are cut per partition of frames, which "
+                       "series mode does not have; pass a plain array with one entry per frame "
+                       "and index it with self.meta.frame_index")
     both = [f"process_{m}" for m in FRAME_METHODS if _overrides(type(udf), f"process_{m}")]
     if both:
         raise UDFError(f"{where} defines process_series and {', '.join(both)}: a UDF runs either "

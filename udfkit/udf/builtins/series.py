@@ -54,10 +54,12 @@ SERIES_STATS = {
 }
 
 
-def _real(udf, what: str) -> None:
+def _real(udf) -> None:
+    """Refuse complex data before anything is read (``get_result_buffers`` runs in the plan)."""
     if np.dtype(udf.meta.input_dtype).kind == "c":
-        raise UDFError(f"{type(udf).__name__}: {what} is defined for real data, but the data set "
-                       f"holds {udf.meta.dataset_dtype}")
+        raise UDFError(f"{type(udf).__name__} is defined for real data, but the data set holds "
+                       f"{udf.meta.dataset_dtype}; use the magnitude or the real part (for "
+                       "instance ctx.export of a MapUDF's result) first")
 
 
 def _nav_vector(udf, value, name: str) -> np.ndarray:
@@ -126,6 +128,7 @@ class SeriesStatsUDF(_SeriesUDF):
         super().__init__(stats=stats, percentiles=q)
 
     def get_result_buffers(self):
+        _real(self)
         out = {s: self.buffer(kind="sig", dtype="float64") for s in self.params.stats}
         if self.params.percentiles:
             out["percentile"] = self.buffer(kind="sig", extra_shape=(len(self.params.percentiles),),
@@ -133,7 +136,6 @@ class SeriesStatsUDF(_SeriesUDF):
         return out
 
     def process_series(self, block):
-        _real(self, "SeriesStatsUDF")
         for s in self.params.stats:
             self.results[s][...] = SERIES_STATS[s](block)
         if self.params.percentiles:
@@ -178,13 +180,13 @@ class SeriesCorrelateUDF(_SeriesUDF):
         return np.stack([_nav_vector(self, row, "signal") for row in s2])
 
     def get_result_buffers(self):
+        _real(self)
         s = self.params.signal
         self._signals()  # checks the length
         extra = () if s.ndim == 1 else (s.shape[0],)
         return {"correlation": self.buffer(kind="sig", extra_shape=extra, dtype="float64")}
 
     def process_series(self, block):
-        _real(self, "SeriesCorrelateUDF")
         x = block.reshape(block.shape[0], -1).astype(np.float64)
         xc = x - x.mean(axis=0)
         sig = self._signals()
@@ -202,11 +204,11 @@ class _SeriesTransformUDF(_SeriesUDF):
     """A new series per pixel (``series``: sig, ``extra_shape=(n_frames,)``, float64)."""
 
     def get_result_buffers(self):
+        _real(self).__name__)
         return {"series": self.buffer(kind="sig", extra_shape=(self.meta.series_length,),
                                       dtype="float64")}
 
     def process_series(self, block):
-        _real(self, type(self).__name__)
         x = block.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             self.results.series[...] = np.moveaxis(self._transform(x), 0, -1)
