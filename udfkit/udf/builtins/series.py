@@ -204,7 +204,7 @@ class _SeriesTransformUDF(_SeriesUDF):
     """A new series per pixel (``series``: sig, ``extra_shape=(n_frames,)``, float64)."""
 
     def get_result_buffers(self):
-        _real(self).__name__)
+        _real(self)
         return {"series": self.buffer(kind="sig", extra_shape=(self.meta.series_length,),
                                       dtype="float64")}
 
