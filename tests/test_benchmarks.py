@@ -24,3 +24,13 @@ def test_benchmark_starts(script):
                          text=True, timeout=120, cwd=BENCHMARKS)
     assert out.returncode == 0, out.stderr
     assert "usage" in out.stdout.lower()
+
+
+@pytest.mark.slow
+def test_bench_series_quick_run():
+    """bench_series.py on its small stack: both contenders run and agree with numpy."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "bench_series.py"), "--quick",
+                          "--executor", "inline", "--cpus", "1"], capture_output=True, text=True,
+                         timeout=600, cwd=BENCHMARKS)
+    assert out.returncode == 0, out.stderr
+    assert "every result == numpy: True" in out.stdout and "udfkit == dask: True" in out.stdout

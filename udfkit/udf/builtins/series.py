@@ -4,22 +4,20 @@ Each UDF works on one series per pixel: the values of that pixel in every proces
 (a ROI or ``sync_offset`` selects the frames, as in any run). The definitions are Thunder's
 (``thunder/series/series.py``), which are numpy's along the time axis:
 
-==============================  ==========================================================
-Thunder                         udfkit
-==============================  ==========================================================
-``series.map(np.mean)`` etc.    :class:`SeriesStatsUDF` ``stats=("mean", "std", ...)``
-(``mean/std/var/median/min/``
-``max/sum`` per series)
-percentile of each series       :class:`SeriesStatsUDF` ``percentiles=(q, ...)``
-``correlate(signal)``           :class:`SeriesCorrelateUDF`
-``center()``                    :class:`SeriesCenterUDF`
-``standardize()``               :class:`SeriesStandardizeUDF`
-``zscore()``                    :class:`SeriesZScoreUDF`
-``normalize(method, ...)``      :class:`SeriesNormalizeUDF`
-``mean_by_index()``             :class:`SeriesAggregateByIndexUDF` ``(index, "mean")``
-``aggregate_by_index(f)``       :class:`SeriesAggregateByIndexUDF` ``(index, f)``
-``map(func)``                   :class:`MapSeriesUDF`
-==============================  ==========================================================
+==================================  ==========================================================
+Thunder                             udfkit
+==================================  ==========================================================
+mean/std/var/median/min/max/sum     :class:`SeriesStatsUDF` ``stats=("mean", "std", ...)``
+percentile of each series           :class:`SeriesStatsUDF` ``percentiles=(q, ...)``
+``correlate(signal)``               :class:`SeriesCorrelateUDF`
+``center()``                        :class:`SeriesCenterUDF`
+``standardize()``                   :class:`SeriesStandardizeUDF`
+``zscore()``                        :class:`SeriesZScoreUDF`
+``normalize(method, ...)``          :class:`SeriesNormalizeUDF`
+``mean_by_index()``                 :class:`SeriesAggregateByIndexUDF` ``(index, "mean")``
+``aggregate_by_index(f)``           :class:`SeriesAggregateByIndexUDF` ``(index, f)``
+``map(func)``                       :class:`MapSeriesUDF`
+==================================  ==========================================================
 
 The UDFs get the stored dtype. ``mean``, ``std``, ``var`` and ``sum`` accumulate in float64
 (``ddof=0``, as Thunder's); ``min``, ``max``, ``median`` and ``percentile`` are numpy's on the
