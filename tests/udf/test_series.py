@@ -164,6 +164,21 @@ def test_series_hdf5(kw, reads, tmp_path):
     check_stats(res, frames, exact_dtype=frames.dtype)
 
 
+def test_series_zarr_rechunk(tmp_path):
+    """A chunked zarr array (chunks that cut the rows): rechunk pass, with a ROI."""
+    zarr = pytest.importorskip("zarr")
+    data = np.random.default_rng(4).integers(0, 50, (13, 6, 7)).astype("uint16")
+    z = zarr.open(str(tmp_path / "x.zarr"), mode="w", shape=data.shape, chunks=(4, 3, 7),
+                  dtype=data.dtype)
+    z[:] = data
+    ctx = shared_context("inline")
+    ds = ctx.load("zarr", path=str(tmp_path / "x.zarr"), sig_dims=2)
+    roi = np.arange(13) % 3 != 1
+    udf = SeriesStatsUDF(stats=STATS, percentiles=PERCENTILES)
+    assert ctx.plan(ds, udf, roi=roi).read_mode == "rechunk"
+    check_stats(ctx.run_udf(ds, udf, roi=roi), data[roi], exact_dtype=data.dtype)
+
+
 def test_series_tiff_fish_volume_rechunk():
     """Thunder's fish stack (PackBits TIFF volumes): rechunk pass, volumes of 2 planes."""
     ctx = shared_context("inline")
