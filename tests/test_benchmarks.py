@@ -34,3 +34,13 @@ def test_bench_sparse_quick(tmp_path):
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith(("sum ", "masks4 "))]
     assert [r[0] for r in rows] == ["sum", "masks4"] and all(r[-1] == "True" for r in rows)
+
+
+@pytest.mark.slow
+def test_bench_series_quick_run():
+    """bench_series.py on its small stack: both contenders run and agree with numpy."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "bench_series.py"), "--quick",
+                          "--executor", "inline", "--cpus", "1"], capture_output=True, text=True,
+                         timeout=600, cwd=BENCHMARKS)
+    assert out.returncode == 0, out.stderr
+    assert "every result == numpy: True" in out.stdout and "udfkit == dask: True" in out.stdout

@@ -18,6 +18,7 @@ from .io.formats import make_dataset
 from .udf.base import UDF
 from .udf.driver import UDFRun
 from .udf.plan import RunPlan, plan_run
+from .udf.series import SeriesPlan, SeriesRun
 
 __all__ = ["Context", "LIBERTEM_LOAD_POSITIONAL", "BACKEND_NAMES"]
 
@@ -316,12 +317,14 @@ class Context:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
         executor = self.executor.with_retries(retries)
         # the run executes its plan: what Context.plan shows is what runs
-        run = UDFRun(plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=executor,
-                              backends=backends))
+        plan = plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=executor,
+                        backends=backends)
+        # a series plan (every UDF defines process_series) has its own run
+        run = SeriesRun(plan) if isinstance(plan, SeriesPlan) else UDFRun(plan)
         return run.execute(executor, iterate=iterate, progress=make_reporter(progress),
                            deterministic=deterministic)
 
-    def plan(self, dataset, udf, roi=None, corrections=None, backends=None) -> RunPlan:
+    def plan(self, dataset, udf, roi=None, corrections=None, backends=None) -> RunPlan | SeriesPlan:
         """What :meth:`run_udf` with these arguments will do, before a byte is read.
 
         Parameters
@@ -333,8 +336,10 @@ class Context:
 
         Returns
         -------
-        RunPlan
-            Tile shape and the negotiator's reason, partitions with their processed frames,
+        RunPlan or SeriesPlan
+            A :class:`~udfkit.udf.series.SeriesPlan` when every UDF defines
+            ``process_series`` (series mode: blocks of pixels, how they are read). Otherwise:
+            tile shape and the negotiator's reason, partitions with their processed frames,
             each UDF's method, input dtype and buffers, bytes read, memory per worker of this
             Context's executor and on the main process, result sizes. ``print(plan)`` shows
             a short table; see :mod:`udfkit.udf.plan` for what the memory estimate counts.

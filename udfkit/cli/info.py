@@ -30,13 +30,14 @@ def describe(ctx, filetype: str, params: dict) -> dict:
 
     from ..io.tiling import TilingRequest
     from ..udf import SumUDF
-    from ..udf.plan import negotiate_tiling, plan_run
+    from ..udf.plan import RunPlan, negotiate_tiling, plan_run
 
     ds = ctx.load(filetype, **params)
     detected = ds.format_name
     shape = ds.shape
     bounds = ds.partition_bounds()
     plan = plan_run(ds, [SumUDF()], executor=ctx.executor)
+    assert isinstance(plan, RunPlan)  # a frame-wise UDF: never a series plan
     native = plan.scheme
     user, _, _ = negotiate_tiling(ds, [TilingRequest(method="tile")],
                                   [np.result_type(np.float32, ds.native_dtype)],
@@ -62,7 +63,16 @@ def describe(ctx, filetype: str, params: dict) -> dict:
         "tile_shape_native": list(native.shape),
         "tile_shape_float32": list(user.shape),
         "layout": ds.layout_info(),
+        "series_reads": _series_reads(ds),
     }
+
+
+def _series_reads(ds) -> str:
+    """How a series-mode run (``process_series``) reads this data set, and why."""
+    from ..io.series_read import series_read_mode
+
+    mode, why = series_read_mode(ds)
+    return f"{mode} ({why})"
 
 
 def run(args, ctx) -> int:
@@ -86,4 +96,5 @@ def run(args, ctx) -> int:
           f"{tuple(facts['tile_shape_float32'])} for a process_tile UDF with float32 input")
     for key, value in facts["layout"].items():
         print(f"{key:<12} {value}")
+    print(f"series reads {facts['series_reads']}")
     return 0

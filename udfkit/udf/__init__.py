@@ -6,6 +6,14 @@ from .buffers import ArrayWithMask, AuxData, BufferSpec, BufferWrapper
 from .builtins import (
     FEMUDF,
     ApplyMasksUDF,
+    MapSeriesUDF,
+    SeriesAggregateByIndexUDF,
+    SeriesCenterUDF,
+    SeriesCorrelateUDF,
+    SeriesNormalizeUDF,
+    SeriesStandardizeUDF,
+    SeriesStatsUDF,
+    SeriesZScoreUDF,
     AutoUDF,
     BinUDF,
     CoMUDF,
@@ -35,4 +43,7 @@ __all__ = ["UDF", "AuxData", "BufferSpec", "BufferWrapper", "ArrayWithMask", "UD
            "SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMasksUDF",
            "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF",
            "GaussianFilterUDF", "UniformFilterUDF", "MedianFilterUDF", "SubsampleUDF", "BinUDF",
-           "MaxProjectionUDF", "MaxMinProjectionUDF", "LocalCorrUDF"]
+           "MaxProjectionUDF", "MaxMinProjectionUDF", "LocalCorrUDF",
+           # Thunder's series operations
+           "SeriesStatsUDF", "SeriesCorrelateUDF", "SeriesCenterUDF", "SeriesStandardizeUDF",
+           "SeriesZScoreUDF", "SeriesNormalizeUDF", "SeriesAggregateByIndexUDF", "MapSeriesUDF"]

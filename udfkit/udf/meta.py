@@ -70,6 +70,9 @@ class UDFMeta:
     dataset_paths : tuple of str
         The files the data set reads (empty for data in memory); set on the main process,
         for UDFs that write files and must not overwrite their own input.
+    series_length : int or None
+        In series mode (:mod:`udfkit.udf.series`): the frames in every pixel's series (the
+        processed positions), already in ``get_result_buffers``; None in a frame-wise run.
     """
 
     def __init__(self, *, dataset_shape: Shape, dataset_dtype, input_dtype, roi=None,
@@ -94,6 +97,7 @@ class UDFMeta:
         self._nav_origin: int | None = None
         self._depth = 0
         self._valid_nav_mask = None
+        self.series_length: int | None = None
 
     @property
     def corrections(self):

@@ -68,6 +68,7 @@ from ..io.tiling import Negotiator, TilingRequest, TilingScheme
 from .buffers import AuxData, buffer_shape
 from .meta import UDFMeta
 from .runner import GATE_MIN_BYTES
+from .series import SeriesPlan, plan_series, uses_series
 from .validation import check_buffers, check_udf, choose_backends, preferred_dtype, tiling_request
 
 __all__ = ["RunPlan", "UDFPlan", "BufferPlan", "PartitionPlan", "MemoryEstimate", "Placement",
@@ -425,8 +426,11 @@ def _parts(components: dict) -> str:
 
 
 def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=None,
-             negotiator: Negotiator | None = None) -> RunPlan:
+             negotiator: Negotiator | None = None) -> RunPlan | SeriesPlan:
     """Plan a run of ``udfs`` over ``dataset`` without reading data.
+
+    When every UDF defines ``process_series``, the run is a series run and the plan a
+    :class:`~udfkit.udf.series.SeriesPlan` (:func:`~udfkit.udf.series.plan_series`).
 
     Parameters
     ----------
@@ -469,6 +473,9 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
     from ..udf.base import UDF
 
     udfs = [udfs] if isinstance(udfs, UDF) else list(udfs)
+    if uses_series(udfs):  # every UDF defines process_series: partition the signal
+        return plan_series(dataset, udfs, roi=roi, corrections=corrections, executor=executor,
+                           backends=backends)
     methods = [check_udf(u) for u in udfs]
     # the forms the data set hands out without converting (raw_csr: CSR row blocks, numpy)
     array_backends = choose_backends(udfs, backends,

@@ -212,8 +212,12 @@ def _is_inf(value) -> bool:
     return isinstance(value, (float, np.floating)) and bool(np.isinf(value)) and bool(value > 0)
 
 
-def check_buffers(udf) -> dict:
-    """Call ``get_result_buffers`` and check the declarations; return ``{name: BufferSpec}``."""
+def check_buffers(udf, *, sig_placed: bool = False) -> dict:
+    """Call ``get_result_buffers`` and check the declarations; return ``{name: BufferSpec}``.
+
+    With ``sig_placed`` (series mode, whose blocks are disjoint parts of the signal) sig
+    buffers need no ``merge`` of the UDF's own: the default one places them.
+    """
     where = _name(udf)
     specs = udf.get_result_buffers()
     if not isinstance(specs, dict):
@@ -231,7 +235,8 @@ def check_buffers(udf) -> dict:
             raise UDFError(f"{where}: buffer name {name!r} clashes with the aux_data parameter of "
                            "the same name; rename one of them")
     # private sig/single buffers without a merge stay worker scratch (never shipped back)
-    merged = [n for n, s in specs.items() if s.kind != "nav" and s.use is None]
+    merged = [n for n, s in specs.items() if s.kind != "nav" and s.use is None
+              and not (sig_placed and s.kind == "sig")]
     if merged and not _overrides(type(udf), "merge"):
         raise UDFError(f"{where} has {'/'.join(sorted({specs[n].kind for n in merged}))} buffers "
                        f"{merged} but no merge(dest, src); the default merge only handles nav buffers")

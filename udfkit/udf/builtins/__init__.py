@@ -17,6 +17,9 @@ from .pick import PickUDF
 from .projections import MaxMinProjectionUDF, MaxProjectionUDF
 from .record import RecordUDF
 from .resample import BinUDF, SubsampleUDF
+from .series import (MapSeriesUDF, SeriesAggregateByIndexUDF, SeriesCenterUDF,
+                     SeriesCorrelateUDF, SeriesNormalizeUDF, SeriesStandardizeUDF, SeriesStatsUDF,
+                     SeriesZScoreUDF)
 from .stddev import StatsUDF, StdDevUDF
 from .sum import SumSigUDF, SumUDF
 
@@ -24,4 +27,7 @@ __all__ = ["SumUDF", "SumSigUDF", "StdDevUDF", "StatsUDF", "PickUDF", "ApplyMask
            "LogsumUDF", "MapUDF", "RecordUDF", "CoMUDF", "AutoUDF", "FEMUDF", "CrystallinityUDF",
            # Thunder's image operations
            "GaussianFilterUDF", "UniformFilterUDF", "MedianFilterUDF", "SubsampleUDF", "BinUDF",
-           "MaxProjectionUDF", "MaxMinProjectionUDF", "LocalCorrUDF"]
+           "MaxProjectionUDF", "MaxMinProjectionUDF", "LocalCorrUDF",
+           # Thunder's series operations
+           "SeriesStatsUDF", "SeriesCorrelateUDF", "SeriesCenterUDF", "SeriesStandardizeUDF",
+           "SeriesZScoreUDF", "SeriesNormalizeUDF", "SeriesAggregateByIndexUDF", "MapSeriesUDF"]
