@@ -10,7 +10,9 @@ Rules of :class:`Negotiator` (in this order)
 1. **Partition method.** If any UDF processes whole partitions, a tile is the whole frame and
    as deep as the largest partition (intent ``"partition"``).
 2. **Whole frames.** If any UDF processes single frames, the signal is not split
-   (intent ``"frame"``); otherwise (only ``process_tile`` UDFs) it may be (intent ``"tile"``),
+   (intent ``"frame"``); nor if any processes stacks of whole frames (``process_frame_stack``,
+   intent ``"frame_stack"``, whose stacks are tiles of whole frames, their depth chosen by
+   rules 4, 5 and 7); otherwise (only ``process_tile`` UDFs) it may be (intent ``"tile"``),
    unless a UDF asks for ``whole_frames`` (it needs every pixel of a frame at once, e.g. a
    per-frame minimum).
 3. **Forced tile shape.** A data set may force a tile shape (the ``memory`` format's
@@ -103,7 +105,7 @@ class TilingRequest:
 
     Attributes
     ----------
-    method : {"frame", "tile", "partition"}
+    method : {"frame", "tile", "partition", "frame_stack"}
     depth : int or None
         Preferred number of frames per tile.
     total_size : int or None
@@ -118,8 +120,9 @@ class TilingRequest:
     whole_frames: bool = False
 
     def __post_init__(self):
-        if self.method not in ("frame", "tile", "partition"):
-            raise TilingError(f"method: expected 'frame', 'tile' or 'partition', got {self.method!r}")
+        if self.method not in ("frame", "tile", "partition", "frame_stack"):
+            raise TilingError(f"method: expected 'frame', 'tile', 'partition' or 'frame_stack', "
+                              f"got {self.method!r}")
         if self.depth is not None and int(self.depth) < 1:
             raise TilingError(f"depth: expected a positive integer, got {self.depth!r}")
         if self.total_size is not None and int(self.total_size) < 1:
@@ -287,9 +290,11 @@ class Negotiator:
             return (TilingScheme.make(sig_shape, sig_shape, max_depth, "partition"),
                     f"a UDF processes whole partitions: whole frames, {max_depth} deep "
                     f"(capped by {capped_by}) (rule 1)")
-        intent = "frame" if "frame" in methods else "tile"
-        whole = intent == "frame" or any(r.whole_frames for r in requests)
+        intent = ("frame" if "frame" in methods
+                  else "frame_stack" if "frame_stack" in methods else "tile")
+        whole = intent != "tile" or any(r.whole_frames for r in requests)
         why_whole = ("a UDF processes single frames" if intent == "frame"
+                     else "a UDF processes stacks of whole frames" if intent == "frame_stack"
                      else "a UDF (or the corrections) needs whole frames")
 
         if constraints.tileshape is not None:
@@ -342,7 +347,7 @@ class Negotiator:
                 why = f"{budget_why}: whole frames within the {budget_text}"
             if depth_why is not None:
                 why += f"; depth: {depth_why}"
-            elif whole and "rule 2" not in why and intent == "frame":
+            elif whole and "rule 2" not in why and intent != "tile":
                 why += f"; whole frames because {why_whole} (rule 2)"
             return scheme, why
         tile_sig = _grow_sig_part(sig_shape, constraints.base_shape, max(1, budget_items // depth))
