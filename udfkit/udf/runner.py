@@ -38,6 +38,7 @@ from ..common import Shape, Slice
 from ..common.allocation import discard_results, result_zeros
 from ..common.udf import (BACKEND_NUMPY, BACKEND_SCIPY_COO, BACKEND_SCIPY_COO_ARRAY,
                           BACKEND_SCIPY_CSR, D2_BACKENDS as _D2, convert_tile, is_sparse_backend)
+from ..io.halo import HaloUnit
 from .base import _overrides
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .meta import UDFMeta
@@ -329,6 +330,12 @@ def _process(part, task, bound, sig_shape, progress=None):
     corrections and some UDF of the group runs on a sparse backend; otherwise it is dense.
     The feeder converts each tile once per other form its UDFs want.
     """
+    if isinstance(part, HaloUnit):
+        # a halo run: rows plus neighbourhood, read and fed by the halo module
+        from .halo import process_halo
+
+        process_halo(part, task, bound, sig_shape, progress)
+        return
     by_dtype = {}
     for b, dtype in zip(bound, task.input_dtypes):
         by_dtype.setdefault(dtype, []).append(b)
