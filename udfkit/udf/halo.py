@@ -127,7 +127,7 @@ def check_halo(udf, nav_shape: tuple, input_dtype, has_missing: bool) -> Halo | 
     nav_shape = tuple(nav_shape)
     if len(halo.radius) != len(nav_shape):
         raise UDFError(f"{name}.get_halo(): radius {halo.radius} has {len(halo.radius)} "
-                       f"axis{'es' if len(halo.radius) != 1 else ''}, but the data set has "
+                       f"ax{'es' if len(halo.radius) != 1 else 'is'}, but the data set has "
                        f"{len(nav_shape)} nav ax{'es' if len(nav_shape) != 1 else 'is'} "
                        f"(nav shape {nav_shape}); give one radius per nav axis")
     too_big = [i for i, (r, n) in enumerate(zip(halo.radius, nav_shape)) if r >= n]
