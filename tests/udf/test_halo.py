@@ -147,6 +147,17 @@ class FrameSums(UDF):
         self.results.s[:] = frame.sum()
 
 
+class StackSums(FrameSums):
+    """Frame sums from stacks of at most two whole frames (no halo)."""
+
+    def get_tiling_preferences(self):
+        return {"depth": 2}
+
+    def process_frame_stack(self, stack):
+        assert stack.shape[0] <= 2
+        self.results.s[:] = stack.reshape(stack.shape[0], -1).sum(axis=1)
+
+
 def reference(case, radius, mode):
     """The statistics of :func:`local_stats` on the whole (NaN-filled, padded) array."""
     nav_size = prod(case.nav_shape)
@@ -211,8 +222,14 @@ def test_halo_equals_numpy_pad_executors(executor, args):
 @settings(max_examples=examples(2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(args=halo_cases())
 def test_halo_equals_numpy_pad_dask(args):
-    """The fast dask case: a local cluster's workers get the units and their sources."""
-    run_case(shared_context("dask"), *args, with_plain=True)
+    """The fast dask case: a local cluster's workers get the units and their sources (and,
+    in a run without a halo, frame stacks)."""
+    ctx = shared_context("dask")
+    run_case(ctx, *args, with_plain=True)
+    case = args[0]
+    with tempfile.TemporaryDirectory() as tmpdir:
+        res = ctx.run_udf(dataset=load(ctx, case, tmpdir), udf=StackSums(), roi=case.roi)
+    np.testing.assert_array_equal(res["s"].raw_data, case.flat.sum(axis=1))
 
 
 @pytest.mark.parametrize("mode", sorted(NP_MODES))
