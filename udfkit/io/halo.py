@@ -129,7 +129,10 @@ class HaloUnit(Partition):
                 if correct is not None:
                     tile = correct(tile)
                 idx = np.asarray(tile.frame_index) - a
-                out[idx] = tile.data
+                if idx.size and idx[-1] - idx[0] + 1 == idx.size:
+                    out[idx[0]:idx[-1] + 1] = tile.data  # a run: a plain copy, no gather
+                else:
+                    out[idx] = tile.data
                 read += idx.size
         return read
 
