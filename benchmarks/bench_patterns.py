@@ -2,7 +2,8 @@
 """Access patterns beyond frame/tile streams: nav halo and frame stacks (issue 17).
 
     python benchmarks/bench_patterns.py [--data DIR] [--cases halo,fft] [--cpus N]
-        [--executor processes] [--repeats 2] [--frames 2048] [--quick] [--out results.jsonl]
+        [--executor processes] [--repeats 2] [--frames 1024] [--depths 1,4,16] [--quick]
+        [--out results.jsonl]
 
 DIR is made by ``python ../shared/bench/make_data.py DIR`` (``u16.raw``: nav 128×128, sig
 256×256 uint16, 2 GiB). ``--quick`` makes a small file (nav 16×16, sig 64×64) in a temporary
@@ -19,9 +20,10 @@ directory instead, to smoke-test the script. The page cache is hot (the file is 
   the file on one core (the machine limit of getting the bytes). Target: udfkit faster than
   dask.
 * ``fft``: a per-frame FFT UDF (power spectrum summed over frames) on the first ``--frames``
-  frames, inline: ``process_frame_stack`` vs ``process_tile`` with whole-frame tiles of the
-  same depth (LiberTEM's way of forcing whole frames) vs ``process_frame`` vs numpy on a
-  memmap in chunks of the same depth.
+  frames, inline: ``process_frame_stack`` with stacks of each of ``--depths`` frames and with
+  the negotiator's ``k`` (no preference) vs ``process_tile`` with whole-frame tiles of the same
+  depths (LiberTEM's way of forcing whole frames) vs ``process_frame`` vs numpy on a memmap in
+  chunks of 16 frames.
 
 Another case (per-pixel series, a separate function) is added by the series work.
 """
@@ -143,7 +145,8 @@ def case_halo(args, path, nav, sig, rows):
 
 # -- the frame-stack case --------------------------------------------------------------------
 
-def make_fft_udfs(depth):
+def make_fft_udfs(depths):
+    """``{label: UDF class}``: stacks and whole-frame tiles of each depth, and frames."""
     from udfkit import UDF
 
     class _Power(UDF):
@@ -154,15 +157,21 @@ def make_fft_udfs(depth):
             dest.power[:] += src.power
 
     class FFTStackUDF(_Power):
+        def __init__(self, depth=None):
+            super().__init__(depth=depth)
+
         def get_tiling_preferences(self):
-            return {"depth": depth}
+            return {} if self.params.depth is None else {"depth": self.params.depth}
 
         def process_frame_stack(self, stack):
             self.results.power[:] += (np.abs(np.fft.fft2(stack)) ** 2).sum(axis=0)
 
     class FFTTileUDF(_Power):
+        def __init__(self, depth=None):
+            super().__init__(depth=depth)
+
         def get_tiling_preferences(self):
-            return {"depth": depth, "whole_frames": True}
+            return {"depth": self.params.depth, "whole_frames": True}
 
         def process_tile(self, tile):
             self.results.power[:] += (np.abs(np.fft.fft2(tile)) ** 2).sum(axis=0)
@@ -171,8 +180,12 @@ def make_fft_udfs(depth):
         def process_frame(self, frame):
             self.results.power[:] += np.abs(np.fft.fft2(frame)) ** 2
 
-    return {"frame_stack": FFTStackUDF, "tile (whole frames)": FFTTileUDF,
-            "frame": FFTFrameUDF}
+    out = {"frame_stack k=auto": lambda: FFTStackUDF()}
+    for d in depths:
+        out[f"frame_stack k={d}"] = lambda d=d: FFTStackUDF(depth=d)
+        out[f"tile whole, depth {d}"] = lambda d=d: FFTTileUDF(depth=d)
+    out["frame"] = FFTFrameUDF
+    return out
 
 
 def case_fft(args, path, nav, sig, rows):
@@ -182,7 +195,7 @@ def case_fft(args, path, nav, sig, rows):
     roi = np.zeros(int(np.prod(nav)), dtype=bool)
     roi[:n] = True
     roi = roi.reshape(nav)
-    depth = 16
+    depth = 16  # numpy's chunks
     warm(path)
     mm = np.memmap(path, dtype="<u2", mode="r", shape=(int(np.prod(nav)),) + tuple(sig))
 
@@ -194,21 +207,22 @@ def case_fft(args, path, nav, sig, rows):
 
     t_np = timed(numpy_way, args.repeats)
     ref = numpy_way()
-    print(f"per-frame FFT power spectrum, {n} frames of {sig} uint16, inline, depth {depth}")
-    print(f"  numpy memmap chunks        {t_np[0]:7.3f} s  {n / t_np[0]:8.0f} frames/s")
+    print(f"per-frame FFT power spectrum, {n} frames of {sig} uint16, inline")
+    print(f"  numpy memmap, chunks of 16   {t_np[0]:7.3f} s  {n / t_np[0]:8.0f} frames/s")
     with Context.make_with("inline") as ctx:
         ds = ctx.load("raw", path=path, dtype="uint16", nav_shape=nav, sig_shape=sig)
-        for name, cls in make_fft_udfs(depth).items():
+        depths = [int(d) for d in args.depths.split(",") if d.strip()]
+        for name, make in make_fft_udfs(depths).items():
             holder = {}
 
             def run():
-                holder["p"] = ctx.run_udf(dataset=ds, udf=cls(), roi=roi)["power"].data
+                holder["p"] = ctx.run_udf(dataset=ds, udf=make(), roi=roi)["power"].data
 
             t = timed(run, args.repeats)
             agree = bool(np.allclose(holder["p"], ref, rtol=1e-4))
             rows.append(dict(case="fft", method=name, seconds=t[0], numpy_s=t_np[0],
                              frames=n, agree=agree))
-            print(f"  udfkit {name:<19} {t[0]:7.3f} s  {n / t[0]:8.0f} frames/s  "
+            print(f"  udfkit {name:<21} {t[0]:7.3f} s  {n / t[0]:8.0f} frames/s  "
                   f"(median {t[1]:.3f} s; agrees with numpy: {agree})")
 
 
@@ -230,7 +244,8 @@ def main(argv=None):
     ap.add_argument("--executor", default="processes", help="udfkit executor of the halo case")
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--frames", type=int, default=2048, help="frames of the fft case")
+    ap.add_argument("--frames", type=int, default=1024, help="frames of the fft case")
+    ap.add_argument("--depths", default="1,4,16", help="stack/tile depths of the fft case")
     ap.add_argument("--quick", action="store_true", help="small synthetic file (smoke test)")
     ap.add_argument("--out", help="append result rows (JSON lines) to this file")
     args = ap.parse_args(argv)
