@@ -53,10 +53,10 @@ def row_aligned_bounds(bounds: Sequence[tuple[int, int]], row_size: int,
     [(0, 16)]
     """
     row_size = max(1, int(row_size))
-    cuts = {0, int(nav_size)}
+    found = {0, int(nav_size)}
     for _, stop in list(bounds)[:-1]:
-        cuts.add(min(int(nav_size), int(round(stop / row_size)) * row_size))
-    cuts = sorted(cuts)
+        found.add(min(int(nav_size), int(round(stop / row_size)) * row_size))
+    cuts = sorted(found)
     return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 

@@ -190,7 +190,7 @@ class UDF:
         halo (:meth:`get_halo`) can only receive frame stacks or partitions: for it the
         order is ``frame_stack`` before ``partition``, and its other methods are ignored.
         """
-        order = _METHOD_ORDER
+        order: tuple[UDFMethod, ...] = _METHOD_ORDER
         if self.get_halo() is not None:
             order = _HALO_METHOD_ORDER
         for method in order:

@@ -76,7 +76,7 @@ class Halo:
         widths += [(0, 0)] * (core.ndim - len(widths))
         if self.mode == "nan":
             return np.pad(core, widths, mode="constant", constant_values=np.nan)
-        return np.pad(core, widths, mode=self.numpy_mode)
+        return np.pad(core, widths, mode=self.numpy_mode)  # type: ignore[call-overload]
 
 
 def normalize_halo(value, where: str = "get_halo()") -> Halo | None:
@@ -110,6 +110,7 @@ def normalize_halo(value, where: str = "get_halo()") -> Halo | None:
     mode = value.get("mode", "nan")
     if mode not in _MODES:
         raise UDFError(f"{where}: mode: expected one of {sorted(_MODES)}, got {mode!r}")
+    assert isinstance(radius, (tuple, list))  # checked above
     return Halo(tuple(int(r) for r in radius), mode)
 
 
@@ -287,7 +288,7 @@ def process_halo(part, task, bound, sig_shape, progress=None) -> None:
                 _call_halo(b, h, win, w0, s, n_rows, nrows, inner, own, k0, n, origin,
                            full_sig, sig_shape)
             if feeder is not None and n:
-                flat = win[s - w0:s - w0 + n_rows].reshape((-1,) + tuple(sig_shape))
+                flat = win[s - w0:s - w0 + n_rows].reshape((n_rows * row,) + tuple(sig_shape))
                 local = own - s * row
                 data = flat if n == flat.shape[0] else flat[local]
                 depth = max(1, scheme.depth)

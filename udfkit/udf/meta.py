@@ -112,9 +112,9 @@ class UDFMeta:
         self._nav_origin: int | None = None
         self._depth = 0
         self._valid_nav_mask = None
-        self.own_frames = None
-        self.halo_block_shape = None
-        self._halo_origin = None
+        self.own_frames: np.ndarray | None = None
+        self.halo_block_shape: tuple | None = None
+        self._halo_origin: tuple | None = None
 
     @property
     def corrections(self):
