@@ -35,9 +35,21 @@ import tempfile
 import time
 
 import numpy as np
-from bench_common import append_rows, page_cache_read, timed, warm
+from bench_common import append_rows, page_cache_read, warm
 
 GB = 1e9
+
+
+def interleaved(fns, repeats):
+    """``{name: (best, median)}`` seconds, the functions run in turn ``repeats`` times, so
+    that a change of the machine's load during the run hits them all alike."""
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (min(t), float(np.median(t))) for name, t in times.items()}
 
 
 # -- the halo case -----------------------------------------------------------------------------
@@ -123,14 +135,12 @@ def case_halo(args, path, nav, sig, rows):
         def run():
             holder["u"] = ctx.run_udf(dataset=ds, udf=cls(depth=depth))["corr"].data
 
-        t_udf = timed(run, args.repeats)
-    holder_d = {}
+        def run_dask():
+            holder["d"] = dask_localcorr(path, nav, sig, args.cpus, 4)
 
-    def run_dask():
-        holder_d["d"] = dask_localcorr(path, nav, sig, args.cpus, 4)
-
-    t_dask = timed(run_dask, args.repeats)
-    agree = bool(np.allclose(holder["u"], holder_d["d"], atol=1e-4))
+        got = interleaved({"udfkit": run, "dask": run_dask}, args.repeats)
+    t_udf, t_dask = got["udfkit"], got["dask"]
+    agree = bool(np.allclose(holder["u"], holder["d"], atol=1e-4))
     rows.append(dict(case="halo", udfkit_s=t_udf[0], dask_s=t_dask[0], limit_s=limit,
                      amplification=amp, agree=agree, executor=args.executor, cpus=args.cpus))
     print(f"halo 3x3 local correlation over {nbytes / GB:.2f} GB ({nav} x {sig} uint16)")
@@ -205,25 +215,29 @@ def case_fft(args, path, nav, sig, rows):
             acc += (np.abs(np.fft.fft2(mm[i:i + depth].astype(np.float32))) ** 2).sum(axis=0)
         return acc
 
-    t_np = timed(numpy_way, args.repeats)
     ref = numpy_way()
-    print(f"per-frame FFT power spectrum, {n} frames of {sig} uint16, inline")
-    print(f"  numpy memmap, chunks of 16   {t_np[0]:7.3f} s  {n / t_np[0]:8.0f} frames/s")
+    print(f"per-frame FFT power spectrum, {n} frames of {sig} uint16, inline "
+          f"(best of {args.repeats}, variants run in turn)")
     with Context.make_with("inline") as ctx:
         ds = ctx.load("raw", path=path, dtype="uint16", nav_shape=nav, sig_shape=sig)
         depths = [int(d) for d in args.depths.split(",") if d.strip()]
-        for name, make in make_fft_udfs(depths).items():
-            holder = {}
+        results = {}
 
+        def runner(name, make):
             def run():
-                holder["p"] = ctx.run_udf(dataset=ds, udf=make(), roi=roi)["power"].data
+                results[name] = ctx.run_udf(dataset=ds, udf=make(), roi=roi)["power"].data
+            return run
 
-            t = timed(run, args.repeats)
-            agree = bool(np.allclose(holder["p"], ref, rtol=1e-4))
-            rows.append(dict(case="fft", method=name, seconds=t[0], numpy_s=t_np[0],
-                             frames=n, agree=agree))
-            print(f"  udfkit {name:<21} {t[0]:7.3f} s  {n / t[0]:8.0f} frames/s  "
-                  f"(median {t[1]:.3f} s; agrees with numpy: {agree})")
+        variants = make_fft_udfs(depths)
+        runner("warm-up", variants["frame"])()  # numba kernels compiled before timing
+        fns = {"numpy memmap, chunks of 16": numpy_way}
+        fns.update({name: runner(name, make) for name, make in variants.items()})
+        got = interleaved(fns, args.repeats)
+    for name, (best, median) in got.items():
+        agree = bool(np.allclose(results.get(name, ref), ref, rtol=1e-4))
+        rows.append(dict(case="fft", method=name, seconds=best, frames=n, agree=agree))
+        print(f"  {name:<28} {best:7.3f} s  {n / best:8.0f} frames/s  (median {median:.3f} s; "
+              f"agrees with numpy: {agree})")
 
 
 # -- driver ------------------------------------------------------------------------------------
