@@ -203,7 +203,7 @@ def run_case(ctx, case, radius, mode, method, depth, fmt=None, with_plain=False)
         np.testing.assert_array_equal(res[1]["s"].raw_data, case.flat.sum(axis=1))
 
 
-@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(args=halo_cases(max_nav_dims=3), with_plain=st.booleans())
 def test_halo_equals_numpy_pad_inline(args, with_plain):
     """Every format, dtype, sync_offset, short file, partitioning, forced tile shape, ROI,
@@ -211,11 +211,20 @@ def test_halo_equals_numpy_pad_inline(args, with_plain):
     run_case(shared_context("inline-debug"), *args, with_plain=with_plain)
 
 
+def check_stacks_without_halo(ctx, case):
+    """Frame stacks of a run without a halo on the same executor (the plain stream)."""
+    with tempfile.TemporaryDirectory() as tmpdir:
+        res = ctx.run_udf(dataset=load(ctx, case, tmpdir), udf=StackSums(), roi=case.roi)
+    np.testing.assert_array_equal(res["s"].raw_data, case.flat.sum(axis=1))
+
+
 @pytest.mark.parametrize("executor", ["threads", "processes"])
-@settings(max_examples=examples(4), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(args=halo_cases())
 def test_halo_equals_numpy_pad_executors(executor, args):
-    run_case(shared_context(executor), *args, with_plain=True)
+    ctx = shared_context(executor)
+    run_case(ctx, *args, with_plain=True)
+    check_stacks_without_halo(ctx, args[0])
 
 
 @pytest.mark.cluster
@@ -226,15 +235,11 @@ def test_halo_equals_numpy_pad_dask(args):
     in a run without a halo, frame stacks)."""
     ctx = shared_context("dask")
     run_case(ctx, *args, with_plain=True)
-    case = args[0]
-    with tempfile.TemporaryDirectory() as tmpdir:
-        res = ctx.run_udf(dataset=load(ctx, case, tmpdir), udf=StackSums(), roi=case.roi)
-    np.testing.assert_array_equal(res["s"].raw_data, case.flat.sum(axis=1))
+    check_stacks_without_halo(ctx, args[0])
 
 
 @pytest.mark.parametrize("mode", sorted(NP_MODES))
-@pytest.mark.parametrize("radius", [(1, 1), (2, 1), (0, 3)])
-@pytest.mark.parametrize("num_partitions", [1, 3, 7])
+@pytest.mark.parametrize("radius, num_partitions", [((1, 1), 1), ((2, 1), 3), ((0, 3), 7)])
 def test_halo_grid(mode, radius, num_partitions):
     """A fixed grid of cases next to the drawn ones (each radius, mode and partitioning)."""
     from udfkit.testing.strategies import BCase
