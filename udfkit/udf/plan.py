@@ -521,7 +521,8 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
              for u, dtype in zip(udfs, input_dtypes)]
 
     # a halo run is scheduled in whole nav rows that read their neighbourhood (udf.halo)
-    partitions, halo_plan = plan_halo(dataset, dataset.get_partitions(), halos)
+    dataset_partitions = dataset.get_partitions()
+    partitions, halo_plan = plan_halo(dataset, dataset_partitions, halos)
     part_plans = []
     offset = 0
     for p in partitions:
@@ -539,9 +540,7 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
     scheme, tiling_why, zero_copy = negotiate_tiling(
         dataset, requests + ([TilingRequest("tile", whole_frames=True)] if halo_plan else []),
         input_dtypes, roi=run_roi, corrections=correction_plan, negotiator=negotiator,
-        partitions=partitions)
-    if halo_plan is not None:
-        zero_copy = False  # halo frames are gathered into the unit's row window
+        partitions=partitions, copies=halo_plan is not None)
     for u in udfs:
         u.meta.tiling_scheme = scheme
 
@@ -574,7 +573,7 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         dataset=dataset.description, nav_shape=tuple(nav_shape), sig_shape=tuple(sig_shape),
         dataset_dtype=np.dtype(stored), scheme=scheme, tiling_reason=tiling_why,
         zero_copy=zero_copy, partitions=tuple(part_plans),
-        partition_reason=_partition_reason(dataset, len(partitions), nav_size, frame_bytes),
+        partition_reason=_partition_reason(dataset, len(dataset_partitions), nav_size, frame_bytes),
         udfs=tuple(udf_plans), processed_frames=total, bytes_read=bytes_read,
         memory=memory, halo=halo_plan,
         inputs=_Inputs(dataset=dataset, udfs=tuple(udfs), specs=tuple(specs), roi=run_roi,
@@ -584,7 +583,7 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
 
 def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=None,
                      negotiator: Negotiator | None = None,
-                     partitions=None) -> tuple[TilingScheme, str, bool]:
+                     partitions=None, copies: bool = False) -> tuple[TilingScheme, str, bool]:
     """The tiling scheme of a run with these tiling requests: ``(scheme, reason, zero_copy)``.
 
     The part of :func:`plan_run` that asks the negotiator, usable without UDF objects
@@ -602,6 +601,9 @@ def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=N
     negotiator : Negotiator, optional
     partitions : list of Partition, optional
         ``dataset.get_partitions()`` when the caller has them.
+    copies : bool
+        Tiles are copies whatever the data set offers (a halo run gathers its frames into a
+        window of rows), so they are sized for the cache.
 
     Examples
     --------
@@ -626,7 +628,8 @@ def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=N
         requests.append(TilingRequest(method="tile", whole_frames=True))
     # with a ROI most tiles have gaps and are copied: size them for the cache
     zero_copy = bool(dataset.supports_zero_copy and stored.isnative and roi is None
-                     and corrections is None and all(d == stored for d in input_dtypes))
+                     and corrections is None and all(d == stored for d in input_dtypes)
+                     and not copies)
     scheme, why = negotiator.negotiate(
         requests, sig_shape=dataset.shape.sig.to_tuple(), dtype=np.result_type(*input_dtypes),
         max_partition_frames=max(p.num_frames for p in partitions),
