@@ -122,13 +122,13 @@ def test_frame_stacks_with_corrections():
 # -- k: preference and cache budget -------------------------------------------------------------
 
 @pytest.mark.parametrize("prefs, depth", [
-    ({}, 4),                             # 1 MiB budget / 256 KiB frames
+    ({}, 4),                             # a quarter of the 4 MiB budget / 256 KiB frames
     ({"depth": 10}, 10),
     ({"total_size": 512 << 10}, 2),
     ({"depth": 500}, 100),               # capped by the largest partition
 ])
 def test_negotiator_keeps_whole_frames(prefs, depth):
-    scheme, why = Negotiator(copy_size="1MiB").negotiate(
+    scheme, why = Negotiator(copy_size="4MiB").negotiate(
         [TilingRequest("frame_stack", **prefs)], sig_shape=(256, 256), dtype="float32",
         max_partition_frames=100)
     assert scheme.shape == (depth, 256, 256) and len(scheme) == 1
