@@ -15,7 +15,8 @@ SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("bench_*.py") if p.name != "ben
 
 
 def test_every_benchmark_is_listed():
-    assert {"bench_io.py", "bench_executors.py", "bench_corrections.py", "bench_builtins.py"} <= set(SCRIPTS)
+    assert {"bench_io.py", "bench_executors.py", "bench_corrections.py", "bench_builtins.py",
+            "bench_patterns.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -337,7 +337,7 @@ def test_no_requests(neg):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(method="pixel"), "method: expected 'frame', 'tile' or 'partition', got 'pixel'"),
+        (dict(method="pixel"), "method: expected 'frame', 'tile', 'partition' or 'frame_stack', got 'pixel'"),
         (dict(method="tile", depth=0), "depth: expected a positive integer, got 0"),
         (dict(method="tile", depth=-3), "depth: expected a positive integer"),
         (dict(method="tile", total_size=0), "total_size: expected a positive byte count, got 0"),

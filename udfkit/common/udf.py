@@ -45,12 +45,14 @@ class UDFMethod(StrEnum):
     """The process method a UDF uses (what ``UDF.get_method()`` returns).
 
     A string enum: its members equal LiberTEM's strings ``"tile"``, ``"frame"`` and
-    ``"partition"``, so both spellings work wherever a method is expected.
+    ``"partition"``, so both spellings work wherever a method is expected. ``FRAME_STACK``
+    (``"frame_stack"``) is udfkit's own: stacks of whole frames (``process_frame_stack``).
     """
 
     TILE = "tile"
     FRAME = "frame"
     PARTITION = "partition"
+    FRAME_STACK = "frame_stack"
 
 
 class TileDepthEnum(Enum):

@@ -45,7 +45,9 @@ class UDF:
     """Base class of user-defined functions.
 
     Subclasses declare buffers in :meth:`get_result_buffers` and implement one of
-    :meth:`process_frame`, :meth:`process_tile` or :meth:`process_partition`.
+    ``process_frame(frame)``, ``process_tile(tile)``, ``process_frame_stack(stack)`` (a stack
+    of whole frames, ``(k, *sig)``) or ``process_partition(partition)`` (see
+    :meth:`get_method` for which one runs when several are implemented).
 
     Parameters
     ----------
@@ -178,14 +180,41 @@ class UDF:
         raise NotImplementedError(f"{type(self).__name__} must implement get_result_buffers()")
 
     def get_method(self) -> UDFMethod:
-        """A :class:`~udfkit.common.udf.UDFMethod` (equal to ``"tile"``, ``"frame"`` or
-        ``"partition"``); by default the one implemented (``tile`` before ``frame`` before
-        ``partition`` when several are). An override may return the member or the string."""
-        for method in UDFMethod:
+        """A :class:`~udfkit.common.udf.UDFMethod` (equal to ``"tile"``, ``"frame"``,
+        ``"partition"`` or ``"frame_stack"``); by default the one implemented. An override
+        may return the member or the string.
+
+        Precedence when several are implemented: LiberTEM's ``tile`` before ``frame`` before
+        ``partition``, with udfkit's ``frame_stack`` between ``tile`` and ``frame`` (a stack
+        method is the vectorised form of a frame method, so it wins over it). A UDF with a
+        halo (:meth:`get_halo`) can only receive frame stacks or partitions: for it the
+        order is ``frame_stack`` before ``partition``, and its other methods are ignored.
+        """
+        order: tuple[UDFMethod, ...] = _METHOD_ORDER
+        if self.get_halo() is not None:
+            order = _HALO_METHOD_ORDER
+        for method in order:
             if _overrides(type(self), f"process_{method.value}"):
                 return method
+        if order is _HALO_METHOD_ORDER:
+            raise UDFError(f"{type(self).__name__} declares a halo (get_halo) but implements "
+                           "neither process_frame_stack nor process_partition: a halo is only "
+                           "delivered with whole frame stacks or partitions")
         raise UDFError(f"{type(self).__name__} has no process method: implement one of "
-                       "process_frame, process_tile or process_partition")
+                       "process_frame, process_tile, process_frame_stack or process_partition")
+
+    def get_halo(self) -> dict | None:
+        """The neighbourhood in nav the UDF needs around its frames (udfkit's own), or None.
+
+        Return ``{"radius": (ry, rx), "mode": "nan" | "reflect" | "nearest"}``: one radius
+        per nav axis (a 1-D nav takes a 1-tuple). The UDF must then implement
+        :meth:`process_frame_stack` or ``process_partition`` and receives the frames of its
+        partition plus the halo; ``self.meta.own_frames`` says which of them are its own.
+        Beyond the edges of the nav grid the ``mode`` decides, as ``numpy.pad``'s modes
+        ``"constant"`` with NaN, ``"reflect"`` and ``"edge"``; neighbours outside the ROI or
+        without a frame are NaN. See the "Halo" section of the UDF guide.
+        """
+        return None
 
     def get_preferred_input_dtype(self):
         """Dtype the UDF wants its data in; default float32, promoted with the stored dtype."""
@@ -302,6 +331,10 @@ class UDF:
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(sorted(self._kwargs))})"
+
+
+_METHOD_ORDER = (UDFMethod.TILE, UDFMethod.FRAME_STACK, UDFMethod.FRAME, UDFMethod.PARTITION)
+_HALO_METHOD_ORDER = (UDFMethod.FRAME_STACK, UDFMethod.PARTITION)
 
 
 def _overrides(cls, name: str) -> bool:

@@ -13,6 +13,15 @@ flattened nav index.
 ``meta.frame_index`` (udfkit's own) and ``meta.coordinates`` (LiberTEM's) give the position of
 every frame of the unit in the *full* navigation space: the flat index, and the index per nav
 axis. Use them to index arrays of the data set's nav shape.
+
+Halo
+----
+A UDF with a halo (``get_halo``) receives more frames than it owns: its own positions plus
+the neighbourhood, as a flattened block of nav shape ``meta.halo_block_shape``. Then
+``coordinates`` and ``frame_index`` describe *every frame received* (positions beyond the
+grid's edges have coordinates outside the grid and ``frame_index`` -1), while ``slice`` stays
+the unit's own processed frames, so ``self.results`` views are its own positions;
+``meta.own_frames`` gives the own frames' index among the frames received.
 """
 
 from __future__ import annotations
@@ -55,7 +64,16 @@ class UDFMeta:
         Shape ``(frames, nav_dims)``: position of every frame of the current unit in the full
         nav space.
     frame_index : numpy.ndarray or None
-        Flat index in the full nav space of every frame of the current unit.
+        Flat index in the full nav space of every frame of the current unit (with a halo:
+        of every frame received, -1 beyond the grid's edges).
+    own_frames : numpy.ndarray or None
+        With a halo: index (int array) of the unit's own processed frames among the frames
+        received, in the order of the rows of ``self.results``' nav views, so that
+        ``stack[self.meta.own_frames]`` are the own frames. None without a halo.
+    halo_block_shape : tuple of int or None
+        With a halo: the nav shape of the block received (own rows and the halo, e.g.
+        ``(rows + 2 * ry, cols + 2 * rx)``): ``stack.reshape(halo_block_shape + sig)`` is the
+        block as a grid. None without a halo.
     array_backend : str
         The array backend of the data the UDF receives: ``UDF.BACKEND_NUMPY``, or a sparse
         format (``raw_csr``'s CSR rows, or tiles converted to a format the UDF lists; see
@@ -98,6 +116,9 @@ class UDFMeta:
         self._depth = 0
         self._valid_nav_mask = None
         self.series_length: int | None = None
+        self.own_frames: np.ndarray | None = None
+        self.halo_block_shape: tuple | None = None
+        self._halo_origin: tuple | None = None
 
     @property
     def corrections(self):
@@ -137,10 +158,30 @@ class UDFMeta:
         self._depth = depth
         self._slice = None
         self.tiling_scheme_idx = scheme_idx
+        self.own_frames = self.halo_block_shape = self._halo_origin = None
+
+    def _set_halo(self, origin: tuple, block_shape: tuple, own_frames) -> None:
+        # after _set_unit (which describes the own frames): the frames received are the
+        # block of nav shape block_shape whose first position is at origin (may be negative)
+        self._halo_origin = tuple(int(o) for o in origin)
+        self.halo_block_shape = tuple(int(n) for n in block_shape)
+        self.own_frames = own_frames
+        self._frame_index = None
+
+    def _halo_coordinates(self):
+        grid = np.indices(self.halo_block_shape).reshape(len(self.halo_block_shape), -1).T
+        return grid + np.asarray(self._halo_origin)
 
     @property
     def frame_index(self):
         """Flat index in the full nav space of every frame of the current unit (int array)."""
+        if self._frame_index is None and self.halo_block_shape is not None:
+            coords = self._halo_coordinates()
+            nav = np.asarray(self.dataset_shape.nav.to_tuple())
+            inside = ((coords >= 0) & (coords < nav)).all(axis=1)
+            flat = np.full(coords.shape[0], -1, dtype=np.int64)
+            flat[inside] = np.ravel_multi_index(tuple(coords[inside].T), tuple(nav))
+            self._frame_index = flat
         return self._frame_index
 
     @property
@@ -158,6 +199,8 @@ class UDFMeta:
 
     @property
     def coordinates(self):
+        if self.halo_block_shape is not None:
+            return self._halo_coordinates()
         if self._frame_index is None:
             return None
         nav = self.dataset_shape.nav.to_tuple()

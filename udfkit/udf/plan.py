@@ -66,6 +66,7 @@ from ..io.corrections import CorrectionSet
 from ..io.partitioning import partition_bounds, partition_reason
 from ..io.tiling import Negotiator, TilingRequest, TilingScheme
 from .buffers import AuxData, buffer_shape
+from .halo import HaloPlan, block_bytes, check_halo, plan_halo
 from .meta import UDFMeta
 from .runner import GATE_MIN_BYTES
 from .series import SeriesPlan, plan_series, uses_series
@@ -267,6 +268,9 @@ class RunPlan:
         Stored bytes of the processed frames (a block backend may read some more across
         ROI gaps; a compressed format reads its compressed chunks).
     memory : MemoryEstimate
+    halo : HaloPlan or None
+        With a halo UDF: its radius, the rows read beyond each partition and the read
+        amplification (:class:`~udfkit.udf.halo.HaloPlan`).
     """
 
     dataset: str
@@ -283,6 +287,7 @@ class RunPlan:
     bytes_read: int
     memory: MemoryEstimate
     inputs: _Inputs = field(repr=False)
+    halo: HaloPlan | None = None
 
     @property
     def tile_shape(self) -> tuple:
@@ -303,6 +308,8 @@ class RunPlan:
     def reasons(self) -> dict:
         """``{topic: sentence}``: why this tile shape, these partitions, these dtypes."""
         out = {"tiling": self.tiling_reason, "partitions": self.partition_reason}
+        if self.halo is not None:
+            out["halo"] = self.halo.reason
         for i, u in enumerate(self.udfs):
             out[f"input dtype of {u.name}" + (f" #{i}" if self._dup(u.name) else "")] = u.dtype_reason
         native = getattr(self.inputs.dataset, "array_backends", ("numpy",))
@@ -353,6 +360,7 @@ class RunPlan:
             "memory_main": dict(m.main),
             "memory_main_total": m.main_bytes,
             "reasons": self.reasons,
+            "halo": None if self.halo is None else self.halo.to_dict(),
         }
 
     def __str__(self):
@@ -368,7 +376,10 @@ class RunPlan:
             f"{'s' if len(self.scheme) != 1 else ''}, {self.scheme.intent}, "
             f"{'zero-copy budget' if self.zero_copy else 'cache-sized'})",
             f"  partitions   {len(self.partitions)} ({tasks} with frames), "
-            f"{min(counts)}-{max(counts)} frames processed each",
+            f"{min(counts)}-{max(counts)} frames processed each"
+            + ("" if self.halo is None else
+               f"; halo {self.halo.radius}, read amplification "
+               f"{self.halo.read_amplification:.3f}"),
             f"  executor     {pl.kind}, {pl.workers} worker{'s' if pl.workers != 1 else ''}",
             f"  per worker   {_human(m.per_worker)} ({_parts(m.per_task)})"
             f"{' x ' + str(pl.tasks_per_process) + ' tasks' if pl.tasks_per_process > 1 else ''}"
@@ -378,12 +389,13 @@ class RunPlan:
         ]
         width = max(12, *(len(u.name) for u in self.udfs))
         bwidth = max(10, *(len(b.name) for u in self.udfs for b in u.buffers))
-        lines.append(f"  {'UDF':<{width}} {'method':<9} {'input':<9} {'buffer':<{bwidth}} "
+        mwidth = max(9, *(len(u.method) + 1 for u in self.udfs))
+        lines.append(f"  {'UDF':<{width}} {'method':<{mwidth}} {'input':<9} {'buffer':<{bwidth}} "
                      f"{'kind':<6} {'dtype':<9} {'result shape':<16} bytes")
         for u in self.udfs:
             for i, b in enumerate(u.buffers):
-                head = (f"{u.name:<{width}} {u.method:<9} {u.input_dtype.name:<9}" if i == 0
-                        else " " * (width + 20))
+                head = (f"{u.name:<{width}} {u.method:<{mwidth}} {u.input_dtype.name:<9}"
+                        if i == 0 else " " * (width + mwidth + 11))
                 lines.append(f"  {head} {b.name:<{bwidth}} {b.kind:<6} {b.dtype.name:<9} "
                              f"{str(b.result_shape):<16} {_human(b.nbytes)}"
                              f"{'' if b.use is None else ' (' + b.use + ')'}")
@@ -512,8 +524,12 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         u.meta.input_dtype = dtype
         u.meta.dataset_paths = paths
     specs = [check_buffers(u) for u in udfs]
+    halos = [check_halo(u, nav_shape, dtype, run_roi is not None)
+             for u, dtype in zip(udfs, input_dtypes)]
 
-    partitions = dataset.get_partitions()
+    # a halo run is scheduled in whole nav rows that read their neighbourhood (udf.halo)
+    dataset_partitions = dataset.get_partitions()
+    partitions, halo_plan = plan_halo(dataset, dataset_partitions, halos)
     part_plans = []
     offset = 0
     for p in partitions:
@@ -529,8 +545,9 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
     stored = dataset.dtype
     requests = [tiling_request(u, m) for u, m in zip(udfs, methods)]
     scheme, tiling_why, zero_copy = negotiate_tiling(
-        dataset, requests, input_dtypes, roi=run_roi, corrections=correction_plan,
-        negotiator=negotiator, partitions=partitions)
+        dataset, requests + ([TilingRequest("tile", whole_frames=True)] if halo_plan else []),
+        input_dtypes, roi=run_roi, corrections=correction_plan, negotiator=negotiator,
+        partitions=partitions, copies=halo_plan is not None)
     for u in udfs:
         u.meta.tiling_scheme = scheme
 
@@ -549,14 +566,23 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
     placement = placement_of(executor)
     memory = _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored,
                        correction_plan, largest, placement, run_roi)
+    bytes_read = _bytes_read(dataset, total, nav_size, frame_bytes)
+    if halo_plan is not None:
+        window = block_bytes(dataset, scheme, halos, methods, input_dtypes, partitions)
+        memory = MemoryEstimate(per_task=dict(memory.per_task, **{"halo rows": window}),
+                                per_worker=memory.per_worker + window * placement.tasks_per_process,
+                                main=dict(memory.main, tasks=memory.main["tasks"] + (
+                                    window * placement.tasks_per_process
+                                    if placement.in_main_process else 0)),
+                                placement=placement)
+        bytes_read += (halo_plan.frames_read - halo_plan.frames_owned) * frame_bytes
     return RunPlan(
         dataset=dataset.description, nav_shape=tuple(nav_shape), sig_shape=tuple(sig_shape),
         dataset_dtype=np.dtype(stored), scheme=scheme, tiling_reason=tiling_why,
         zero_copy=zero_copy, partitions=tuple(part_plans),
-        partition_reason=_partition_reason(dataset, len(partitions), nav_size, frame_bytes),
-        udfs=tuple(udf_plans), processed_frames=total,
-        bytes_read=_bytes_read(dataset, total, nav_size, frame_bytes),
-        memory=memory,
+        partition_reason=_partition_reason(dataset, len(dataset_partitions), nav_size, frame_bytes),
+        udfs=tuple(udf_plans), processed_frames=total, bytes_read=bytes_read,
+        memory=memory, halo=halo_plan,
         inputs=_Inputs(dataset=dataset, udfs=tuple(udfs), specs=tuple(specs), roi=run_roi,
                        positions=positions, corrections=correction_plan,
                        partitions=tuple(partitions)))
@@ -564,7 +590,7 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
 
 def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=None,
                      negotiator: Negotiator | None = None,
-                     partitions=None) -> tuple[TilingScheme, str, bool]:
+                     partitions=None, copies: bool = False) -> tuple[TilingScheme, str, bool]:
     """The tiling scheme of a run with these tiling requests: ``(scheme, reason, zero_copy)``.
 
     The part of :func:`plan_run` that asks the negotiator, usable without UDF objects
@@ -582,6 +608,9 @@ def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=N
     negotiator : Negotiator, optional
     partitions : list of Partition, optional
         ``dataset.get_partitions()`` when the caller has them.
+    copies : bool
+        Tiles are copies whatever the data set offers (a halo run gathers its frames into a
+        window of rows), so they are sized for the cache.
 
     Examples
     --------
@@ -606,7 +635,8 @@ def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=N
         requests.append(TilingRequest(method="tile", whole_frames=True))
     # with a ROI most tiles have gaps and are copied: size them for the cache
     zero_copy = bool(dataset.supports_zero_copy and stored.isnative and roi is None
-                     and corrections is None and all(d == stored for d in input_dtypes))
+                     and corrections is None and all(d == stored for d in input_dtypes)
+                     and not copies)
     scheme, why = negotiator.negotiate(
         requests, sig_shape=dataset.shape.sig.to_tuple(), dtype=np.result_type(*input_dtypes),
         max_partition_frames=max(p.num_frames for p in partitions),

@@ -38,9 +38,11 @@ from ..common import Shape, Slice
 from ..common.allocation import discard_results, result_zeros
 from ..common.udf import (BACKEND_NUMPY, BACKEND_SCIPY_COO, BACKEND_SCIPY_COO_ARRAY,
                           BACKEND_SCIPY_CSR, D2_BACKENDS as _D2, convert_tile, is_sparse_backend)
+from ..io.halo import HaloUnit
 from .base import _overrides
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .meta import UDFMeta
+from .validation import tiling_request
 
 __all__ = ["PartitionTask", "PartitionResult", "ResultGate", "run_partition", "GATE_MIN_BYTES"]
 
@@ -204,6 +206,10 @@ class _Bound:
                     for name, arr in self.arrays.items() if specs[name].kind == "nav"]
         self.aux = [(name, v.data, bool(v.extra_shape)) for name, v in udf._kwargs.items()
                     if isinstance(v, AuxData)]
+        # frames per process_frame_stack call: the UDF's own depth preference, so that it
+        # gets its k from a deeper shared tile (None: the whole tile)
+        self.stack_depth = (tiling_request(udf, method).depth if method == "frame_stack"
+                            else None)
         fixed = {name: arr for name, arr in self.arrays.items() if specs[name].kind == "single"}
         sig = {name: arr for name, arr in self.arrays.items() if specs[name].kind == "sig"}
         if method == "tile":
@@ -324,6 +330,12 @@ def _process(part, task, bound, sig_shape, progress=None):
     corrections and some UDF of the group runs on a sparse backend; otherwise it is dense.
     The feeder converts each tile once per other form its UDFs want.
     """
+    if isinstance(part, HaloUnit):
+        # a halo run: rows plus neighbourhood, read and fed by the halo module
+        from .halo import process_halo
+
+        process_halo(part, task, bound, sig_shape, progress)
+        return
     by_dtype = {}
     for b, dtype in zip(bound, task.input_dtypes):
         by_dtype.setdefault(dtype, []).append(b)
@@ -389,7 +401,7 @@ class _Feeder:
 
     def __init__(self, bound, scheme, sig_shape, processed_offset=0, source=BACKEND_NUMPY):
         self.scheme = scheme
-        self.tile_udfs = [b for b in bound if b.method in ("tile", "partition")]
+        self.tile_udfs = [b for b in bound if b.method in ("tile", "partition", "frame_stack")]
         self.frame_udfs = [b for b in bound if b.method == "frame"]
         self.full_sig = Slice((0,) * len(sig_shape), Shape(sig_shape, sig_dims=len(sig_shape)))
         self.offset = int(processed_offset)
@@ -427,19 +439,32 @@ class _Feeder:
         get = self._converter(data, idx)
         for b in self.tile_udfs:
             udf = b.udf
-            views = dict(b.per_slice[idx])
-            for name, arr, _ in b.nav:
-                views[name] = arr[k0:k0 + depth]
-            udf.results = BufferNamespace(views, b.specs)
-            params = udf.params.__dict__
-            for name, arr, _ in b.aux:
-                params[name] = arr[k0:k0 + depth]
-            udf.meta._set_unit(tile.frame_index, sig_slice, origin, depth, idx)
             arg = data if b.backend == self.source else get(b.backend)
-            if b.method == "tile":
-                udf.process_tile(arg)
-            else:
-                udf.process_partition(arg)
+            # frame stacks: the tile in stacks of the UDF's own depth; others: the tile
+            step = depth if b.stack_depth is None else min(depth, b.stack_depth)
+            for i0 in range(0, depth, step):
+                n = min(step, depth - i0)
+                a = k0 + i0
+                views = dict(b.per_slice[idx])
+                for name, arr, _ in b.nav:
+                    views[name] = arr[a:a + n]
+                udf.results = BufferNamespace(views, b.specs)
+                params = udf.params.__dict__
+                for name, arr, _ in b.aux:
+                    params[name] = arr[a:a + n]
+                if n == depth:
+                    udf.meta._set_unit(tile.frame_index, sig_slice, origin, depth, idx)
+                    part = arg
+                else:
+                    udf.meta._set_unit(tile.frame_index[i0:i0 + n], sig_slice, origin + i0, n,
+                                       idx)
+                    part = arg[i0:i0 + n]
+                if b.method == "tile":
+                    udf.process_tile(part)
+                elif b.method == "frame_stack":
+                    udf.process_frame_stack(part)
+                else:
+                    udf.process_partition(part)
         if self.frame_udfs:
             self._frames(tile, k0, get, depth, idx)
 

@@ -21,7 +21,7 @@ from .buffers import ArrayWithMask, AuxData, BufferSpec, buffer_shape, check_buf
 __all__ = ["check_udf", "check_buffers", "check_results", "check_backends", "choose_backends",
            "tiling_request", "preferred_dtype"]
 
-METHODS = ("tile", "frame", "partition")
+METHODS = ("tile", "frame", "partition", "frame_stack")
 
 
 def _name(udf) -> str:
@@ -39,7 +39,7 @@ def check_udf(udf) -> str:
     implemented = [m for m in METHODS if _overrides(type(udf), f"process_{m}")]
     if not implemented:
         raise UDFError(f"{where} has no process method: implement one of process_frame, "
-                       "process_tile or process_partition")
+                       "process_tile, process_frame_stack or process_partition")
     method = udf.get_method()
     if method not in METHODS:
         raise UDFError(f"{where}.get_method() returned {method!r}; expected one of {METHODS} "
@@ -49,6 +49,9 @@ def check_udf(udf) -> str:
     if name not in implemented:
         raise UDFError(f"{where}.get_method() returned {name!r}, but {where} does not "
                        f"implement process_{name} (it implements {implemented})")
+    if name not in ("frame_stack", "partition") and udf.get_halo() is not None:
+        raise UDFError(f"{where} declares a halo (get_halo) but runs process_{name}: a halo is "
+                       "only delivered with process_frame_stack or process_partition")
     check_picklable(udf)
     try:
         type(udf)(**udf._kwargs)
