@@ -166,6 +166,19 @@ def _layout(run, groups) -> StoreLayout:
     return StoreLayout(tuple(run.nav_shape), tuple(run.sig_shape), tuple(arrays))
 
 
+def _remove_own_temporary(tmp: str) -> None:
+    """Remove a store udfkit was making under the temporary name ``tmp`` (its own name)."""
+    import shutil
+
+    try:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+    except OSError:
+        pass
+
+
 class StoreSession:
     """The store side of one :class:`~udfkit.udf.driver.UDFRun` (see the module docstring)."""
 
@@ -232,14 +245,29 @@ class StoreSession:
         return self.layout.metadata(complete, self.dataset, groups)
 
     def _create(self):
-        parent = os.path.dirname(os.path.abspath(self.target.path))
+        # made under a temporary name and renamed into place, so that a run killed while
+        # creating never leaves a half-made store at the target (nor a stray directory that
+        # udfkit would then refuse to replace)
+        path = os.path.abspath(self.target.path)
+        parent, base = os.path.split(path)
+        tmp = os.path.join(parent, f".{base}.udfkit-creating")
+        maker = type(self.backend)(tmp, self.backend.options)
         try:
             os.makedirs(parent, exist_ok=True)
-            self.backend.create(self.layout, self._meta(False))
+            _remove_own_temporary(tmp)
+            maker.create(self.layout, self._meta(False))
+            maker.close()
+            os.rename(tmp, path)
+            self.backend.open_existing(self.layout)
             self.journal = Journal(self.backend.journal_path, self.fingerprint)
             self.journal.write()
         except OSError as e:
             err = self._fail("creating the", e)
+            try:
+                maker.close()
+            except OSError:
+                pass
+            _remove_own_temporary(tmp)
             self._close_quietly()
             raise err from None
 
