@@ -159,6 +159,8 @@ class UDFRun:
         i = self.partitions_by_index[result.partition_index]
         off, n = self.offsets[i], self.counts[i]
         store = self.store
+        if store is not None:
+            store.merging = True
         for ui, (u, specs, arrays, src) in enumerate(zip(self.udfs, self.specs, self.buffers,
                                                           result.buffers)):
             blocks = {} if store is None else {
@@ -284,7 +286,7 @@ class UDFRun:
             yield from self._execute(executor, tasks, gate, iterate, progress, deterministic)
         except BaseException:
             if store is not None:
-                store.abort()
+                store.abort(self)
             raise
 
     def _execute(self, executor, tasks, gate, iterate, progress, deterministic):

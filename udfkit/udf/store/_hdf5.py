@@ -11,8 +11,10 @@ change the file's index with every chunk written: such a store is not resumable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 
 import numpy as np
 
@@ -20,6 +22,20 @@ from ._layout import nav_chunks
 from .base import META_KEY, StoreBackend, meta_json
 
 __all__ = ["Hdf5Store"]
+
+
+@contextlib.contextmanager
+def _os_errors():
+    """h5py reports a failed write (a full disk) as a ValueError or RuntimeError whose text
+    holds the errno; make it the OSError it is."""
+    try:
+        yield
+    except (ValueError, RuntimeError, KeyError) as e:
+        found = re.search(r"errno = (\d+)", str(e))
+        if not found:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code)) from e
 
 
 class Hdf5Store(StoreBackend):
@@ -50,6 +66,7 @@ class Hdf5Store(StoreBackend):
             return None
         return meta if meta.get("format") == "udfkit-results" else None
 
+    @_os_errors()
     def create(self, layout, meta):
         import h5py
 
@@ -78,14 +95,17 @@ class Hdf5Store(StoreBackend):
                                              "extra_shape": list(spec.extra_shape)})
         self._file.flush()
 
+    @_os_errors()
     def open_existing(self, layout):
         import h5py
 
         self._file = h5py.File(self.path, "r+")
 
+    @_os_errors()
     def write_box(self, spec, slices, data):
         self._file[spec.key][slices] = data
 
+    @_os_errors()
     def save(self, spec, array):
         array = np.asarray(array)
         if spec.key in self._file:
@@ -93,13 +113,16 @@ class Hdf5Store(StoreBackend):
         ds = self._file.create_dataset(spec.key, data=array)
         ds.attrs[META_KEY] = json.dumps({"kind": spec.kind})
 
+    @_os_errors()
     def set_meta(self, meta):
         self._file.attrs[META_KEY] = meta_json(meta)
 
+    @_os_errors()
     def flush(self):
         if self._file is not None:
             self._file.flush()
 
+    @_os_errors()
     def close(self):
         if self._file is not None:
             self._file.close()

@@ -7,6 +7,7 @@ any partitioning is safe and a killed write damages only the box being written.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -18,6 +19,27 @@ from .base import META_KEY, StoreBackend, meta_json
 __all__ = ["NpyStore"]
 
 _FILL_ROWS_BYTES = 16 << 20
+
+
+def _allocate(fn: str, offset: int) -> None:
+    """Give the (sparse) file its blocks now: a write through a memory map into a page the
+    file system cannot provide kills the process with SIGBUS, where a full disk must be an
+    error. Where the file system cannot preallocate, the pages are written once instead."""
+    size = os.path.getsize(fn)
+    fd = os.open(fn, os.O_RDWR)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+        # no fallocate (some network file systems): write the zeros the file holds
+        block = bytes(1 << 20)
+        for off in range(offset, size, len(block)):
+            os.pwrite(fd, block[:min(len(block), size - off)], off)
+    finally:
+        os.close(fd)
 
 
 class NpyStore(StoreBackend):
@@ -49,6 +71,7 @@ class NpyStore(StoreBackend):
             fn = self._file(spec)
             os.makedirs(os.path.dirname(fn), exist_ok=True)
             mm = np.lib.format.open_memmap(fn, mode="w+", dtype=spec.dtype, shape=spec.shape)
+            _allocate(fn, mm.offset)
             if spec.fill not in (0, False, None, ""):
                 # the file starts as zeros; fill it in bounded pieces, never whole in memory
                 flat = mm.reshape(-1)

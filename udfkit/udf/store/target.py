@@ -186,6 +186,8 @@ class StoreSession:
         self.target = target
         self.backend = target.backend()
         self.journal = None
+        #: True from the start of a partition's merge until it is complete
+        self.merging = False
         self._last_checkpoint = 0.0
         self._nav_bytes = 0
 
@@ -345,6 +347,7 @@ class StoreSession:
     def merged(self, run, index: int, last: bool) -> None:
         """Partition ``index`` is merged (in order); checkpoint now and then, and at the end."""
         self.journal.merged.append(int(index))
+        self.merging = False
         now = time.monotonic()
         if last or now - self._last_checkpoint >= CHECKPOINT_INTERVAL:
             self.checkpoint(run)
@@ -384,8 +387,15 @@ class StoreSession:
             raise err from None
         self.backend.close()
 
-    def abort(self) -> None:
-        """The run failed or was stopped: flush what is written, leave it incomplete."""
+    def abort(self, run) -> None:
+        """The run failed or was stopped: journal the partitions merged so far (unless it
+        stopped inside a merge, when the sig/single buffers hold part of a partition and the
+        last journal stays), leave the store incomplete."""
+        if self.journal is not None and not self.merging:
+            try:
+                self.checkpoint(run)
+            except ResultStoreError:
+                pass
         self._close_quietly()
 
     def _close_quietly(self):
