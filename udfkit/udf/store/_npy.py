@@ -1,8 +1,10 @@
 """Result store as a directory of ``.npy`` files: ``<dir>/<name>.npy`` for one UDF,
 ``<dir>/<group>/<name>.npy`` for several, and ``<dir>/udfkit.json`` describing them.
 
-Nav arrays are written through ``numpy.memmap``: every box lands at its own byte offsets, so
-any partitioning is safe and a killed write damages only the box being written.
+Nav arrays are written with positioned writes (``os.pwrite``): every box is a contiguous
+byte range of its file, so any partitioning is safe, a killed write damages only the box
+being written, and a full disk is an ``OSError``. The files get their blocks when they are
+made (``posix_fallocate``), so a full disk shows before the run reads anything.
 """
 
 from __future__ import annotations
@@ -42,6 +44,18 @@ def _allocate(fn: str, offset: int) -> None:
         os.close(fd)
 
 
+def _fill(fn: str, offset: int, spec) -> None:
+    block = np.full(max(1, _FILL_ROWS_BYTES // spec.dtype.itemsize), spec.fill, dtype=spec.dtype)
+    raw = memoryview(block).cast("B")
+    end = offset + spec.nbytes
+    fd = os.open(fn, os.O_RDWR)
+    try:
+        for pos in range(offset, end, raw.nbytes):
+            os.pwrite(fd, raw[:min(raw.nbytes, end - pos)], pos)
+    finally:
+        os.close(fd)
+
+
 class NpyStore(StoreBackend):
     format = "npy"
 
@@ -70,22 +84,45 @@ class NpyStore(StoreBackend):
         for spec in layout.nav_arrays():
             fn = self._file(spec)
             os.makedirs(os.path.dirname(fn), exist_ok=True)
-            mm = np.lib.format.open_memmap(fn, mode="w+", dtype=spec.dtype, shape=spec.shape)
-            _allocate(fn, mm.offset)
+            with open(fn, "wb") as f:
+                np.lib.format.write_array_header_1_0(f, {
+                    "descr": np.lib.format.dtype_to_descr(spec.dtype), "fortran_order": False,
+                    "shape": tuple(spec.shape)})
+                offset = f.tell()
+                f.truncate(offset + spec.nbytes)
+            _allocate(fn, offset)
             if spec.fill not in (0, False, None, ""):
-                # the file starts as zeros; fill it in bounded pieces, never whole in memory
-                flat = mm.reshape(-1)
-                step = max(1, _FILL_ROWS_BYTES // spec.dtype.itemsize)
-                for a in range(0, flat.size, step):
-                    flat[a:a + step] = spec.fill
-            self._maps[spec.key] = mm
+                # the file holds zeros; fill it in bounded pieces, never whole in memory
+                _fill(fn, offset, spec)
+            self._open_for_writing(spec)
 
     def open_existing(self, layout):
         for spec in layout.nav_arrays():
-            self._maps[spec.key] = np.load(self._file(spec), mmap_mode="r+")
+            self._open_for_writing(spec)
+
+    def _open_for_writing(self, spec):
+        fn = self._file(spec)
+        with open(fn, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            read(f)
+            offset = f.tell()
+        self._maps[spec.key] = (os.open(fn, os.O_RDWR), offset)
 
     def write_box(self, spec, slices, data):
-        self._maps[spec.key][slices] = data
+        # every box is a contiguous flat range of the C-ordered array: one positioned write
+        # (no memory map: a full disk is an OSError, and the process maps nothing)
+        fd, offset = self._maps[spec.key]
+        nav_dims = len(slices)
+        first = np.ravel_multi_index([s.start for s in slices], spec.shape[:nav_dims])
+        row = int(np.prod(spec.shape[nav_dims:], dtype=np.int64)) * spec.dtype.itemsize
+        view = memoryview(np.ascontiguousarray(data, dtype=spec.dtype).reshape(-1)).cast("B")
+        pos = offset + int(first) * row
+        while view.nbytes:
+            n = os.pwrite(fd, view, pos)
+            view = view[n:]
+            pos += n
 
     def save(self, spec, array):
         fn = self._file(spec)
@@ -97,12 +134,16 @@ class NpyStore(StoreBackend):
         atomic_write_bytes(os.path.join(self.path, META_KEY + ".json"), meta_json(meta).encode())
 
     def flush(self):
-        for mm in self._maps.values():
-            mm.flush()
+        for fd, _ in self._maps.values():
+            os.fdatasync(fd)
 
     def close(self):
-        self.flush()
-        self._maps.clear()
+        try:
+            self.flush()
+        finally:
+            for fd, _ in self._maps.values():
+                os.close(fd)
+            self._maps.clear()
 
     def reader(self, spec):
         fn = self._file(spec)
