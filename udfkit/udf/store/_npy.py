@@ -20,7 +20,7 @@ from .base import META_KEY, StoreBackend, meta_json
 
 __all__ = ["NpyStore"]
 
-_FILL_ROWS_BYTES = 16 << 20
+_FILL_ROWS_BYTES = 1 << 20
 
 
 def _allocate(fn: str, offset: int) -> None:
@@ -147,4 +147,77 @@ class NpyStore(StoreBackend):
 
     def reader(self, spec):
         fn = self._file(spec)
-        return np.load(fn, mmap_mode="r") if spec.kind == "nav" else np.load(fn)
+        return NpyArray(fn) if spec.kind == "nav" else np.load(fn)
+
+
+class NpyArray:
+    """A ``.npy`` file read lazily, like an ``h5py.Dataset``: indexing reads (through a
+    memory map of just the rows asked for, along the first axis) and returns numpy arrays.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> fn = os.path.join(tempfile.mkdtemp(), "a.npy")
+    >>> np.save(fn, np.arange(12).reshape(4, 3))
+    >>> a = NpyArray(fn)
+    >>> a.shape, a[1:3, 0].tolist(), a[-1].tolist(), int(np.asarray(a).sum())
+    ((4, 3), [3, 6], [9, 10, 11], 66)
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read(f)
+            self._offset = f.tell()
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __len__(self):
+        return self.shape[0]
+
+    def _rows(self, start: int, stop: int) -> np.ndarray:
+        row = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        if stop <= start or row == 0:
+            return np.empty((0,) + self.shape[1:], dtype=self.dtype)
+        return np.memmap(self.path, dtype=self.dtype, mode="r", offset=self._offset + start * row,
+                         shape=(stop - start,) + self.shape[1:])
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        if not self.shape:
+            return np.array(self._whole()[key])
+        first, rest = key[0], key[1:]
+        if isinstance(first, (int, np.integer)):
+            i = int(first) + (self.shape[0] if first < 0 else 0)
+            if not 0 <= i < self.shape[0]:
+                raise IndexError(f"index {first} is out of bounds for axis 0 with size {self.shape[0]}")
+            return np.array(self._rows(i, i + 1)[(0,) + rest])
+        if isinstance(first, slice):
+            start, stop, step = first.indices(self.shape[0])
+            lo, hi = (start, stop) if step > 0 else (stop + 1, start + 1)
+            part = self._rows(lo, max(lo, hi))
+            return np.array(part[(slice(start - lo, stop - lo if stop - lo >= 0 else None, step),)
+                                 + rest])
+        return np.array(self._whole()[key])
+
+    def _whole(self):
+        return self._rows(0, self.shape[0]) if self.shape else np.load(self.path)
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.array(self._whole())
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self):
+        return f"NpyArray({self.path!r}, shape={self.shape}, dtype={self.dtype})"
