@@ -697,16 +697,20 @@ class Context:
         damage = True if roi is None else roi.reshape(nav)
         return job.get_udf_results(results, roi if roi is None else roi.reshape(nav), damage=damage)
 
-    def map(self, dataset, f, roi=None, progress=False, corrections=None, backends=None):
+    def map(self, dataset, f, roi=None, progress=False, corrections=None, backends=None, *,
+            out=None, overwrite=False, resume=False):
         """Apply ``f`` to every frame; returns a :class:`~udfkit.udf.BufferResult` (``.data``).
 
         With ``corrections`` (a :class:`~udfkit.CorrectionSet`), ``f`` sees corrected frames.
         ``roi`` and ``backends`` as in :meth:`run_udf`; the parameters are in LiberTEM's order.
+        With ``out`` the results go to disk as in :meth:`run_udf`: for an ``f`` that returns a
+        frame, the store is a new data set that :meth:`load` opens (``"auto"``).
         """
         from .udf.builtins.map import MapUDF
 
         return self.run_udf(dataset, MapUDF(f=f), roi=roi, corrections=corrections,
-                            progress=progress, backends=backends)["result"]
+                            progress=progress, backends=backends, out=out, overwrite=overwrite,
+                            resume=resume)["result"]
 
     def export(self, dataset, path, *, roi=None, overwrite=False, format=None, compression=None,
                chunks=None, ds_path=None, array_path=None, zarr_format=3, threshold=None,

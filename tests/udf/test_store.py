@@ -167,3 +167,40 @@ def test_flat_boxes_cover_the_range_once(args):
     want = np.zeros(int(np.prod(shape)), int)
     want[a:b] = np.arange(a, b) + 1
     np.testing.assert_array_equal(seen.reshape(-1), want)
+
+
+def bin2(frame):
+    h, w = frame.shape
+    return frame.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3))
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_data_set_out_loads_again(fmt, tmp_path):
+    """A frame per position (binning by 2) is a new data set: ``ctx.load`` opens it."""
+    ctx = shared_context("inline")
+    data = np.random.default_rng(3).integers(0, 50, (3, 5, 8, 6)).astype("uint16")
+    ds = ctx.load("memory", data=data, num_partitions=4)
+    out = tmp_path / FORMATS[fmt]
+    res = ctx.map(ds, bin2, out=out)
+    want = data.reshape(3, 5, 4, 2, 3, 2).sum(axis=(3, 5)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(res.data[...]), want)
+    path = out / "result.npy" if fmt == "npy" else out
+    binned = ctx.load("auto", path=path)
+    assert binned.shape.to_tuple() == (3, 5, 4, 3) and binned.shape.sig_dims == 2
+    np.testing.assert_array_equal(ctx.run_udf(binned, SumUDF())["intensity"].data,
+                                  want.sum(axis=(0, 1)))
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_unfinished_store_is_not_loaded(fmt, tmp_path):
+    from udfkit.errors import DataSetError
+
+    ctx = shared_context("inline")
+    ds = ctx.load("memory", data=np.ones((4, 4, 4, 4), "float32"), num_partitions=4)
+    out = tmp_path / FORMATS[fmt]
+    it = ctx.run_udf_iter(ds, MapUDF(f=bin2), out=out)
+    next(it)
+    it.close()
+    path = out / "result.npy" if fmt == "npy" else out
+    with pytest.raises(DataSetError, match="has not finished.*resume=True"):
+        ctx.load("auto", path=path)

@@ -134,8 +134,8 @@ def test_failed_run_leaves_an_incomplete_store(ctx, ds, tmp_path, fmt):
     with pytest.raises(RuntimeError, match="boom"):
         ctx.run_udf(ds, Boom(), out=out)
     assert os.path.exists(out) and not _complete(out)
-    j = Journal.read(str(out) + ".udfkit-journal.npz" if fmt == "hdf5"
-                     else str(out / "udfkit-journal.npz"))
+    j = Journal.read(str(out / "udfkit-journal.npz") if fmt == "npy"
+                     else str(out) + ".udfkit-journal.npz")
     assert j.merged == [0, 1, 2, 3, 4] and not j.complete
 
 

@@ -30,6 +30,7 @@ from ..chunked import ChunkedDataSet, ChunkGeometry, block_frames
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
 from ..tiling import TilingConstraints
+from ._results import refuse_incomplete_results
 from ._common import check_path, check_sync_offset, parse_dims, resolve_shapes
 from .base import COMMON_PARAMS, Format, Param
 
@@ -131,6 +132,7 @@ class HDF5DataSet(FileDataSet, ChunkedDataSet):
         from . import _hdf5
 
         path = check_path(self._path_arg, "HDF5 file")
+        refuse_incomplete_results(path, f"HDF5 file {path!r}")
         self._fileset = self._reader = None
         self._geometry = ChunkGeometry(1)
         with _hdf5.open_file(path) as f:

@@ -58,6 +58,7 @@ def _fill(fn: str, offset: int, spec) -> None:
 
 class NpyStore(StoreBackend):
     format = "npy"
+    journal_inside = True
 
     def __init__(self, path, options=None):
         super().__init__(path, options)

@@ -47,12 +47,16 @@ class StoreBackend(ABC):
     def read_meta(cls, path: str) -> dict | None:
         """The store's description if ``path`` is a udfkit result store of this format."""
 
+    #: the journal inside the store (a directory of udfkit's own) rather than beside it
+    journal_inside: bool = False
+
     @property
     def journal_path(self) -> str:
-        """Where the journal lives: inside a directory store, beside a file."""
-        if os.path.isdir(self.path) or not os.path.splitext(self.path)[1] in (".h5", ".hdf5", ".hdf"):
+        """Where the journal lives: inside an npy directory, beside a zarr store or HDF5
+        file (where it would not be part of the format)."""
+        if self.journal_inside:
             return os.path.join(self.path, "udfkit-journal.npz")
-        return self.path + ".udfkit-journal.npz"
+        return self.path.rstrip("/") + ".udfkit-journal.npz"
 
     def remove(self) -> None:
         """Delete the store (only called on a path that :meth:`read_meta` recognised)."""
