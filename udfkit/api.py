@@ -424,7 +424,7 @@ class Context:
             Put the nav results on disk, written as partitions are merged, so that they need
             not fit in memory: ``*.zarr`` a zarr store, ``*.h5`` an HDF5 file, another name a
             directory of ``.npy`` files (see :class:`~udfkit.ResultStore` and
-            :doc:`/results_on_disk`). Nav results are then lazily read arrays in the store;
+            :doc:`/results-on-disk`). Nav results are then lazily read arrays in the store;
             sig and single results are saved there too. Merges go in partition order.
         overwrite : bool
             With ``out``: replace an existing udfkit result store.

@@ -204,3 +204,31 @@ def test_unfinished_store_is_not_loaded(fmt, tmp_path):
     path = out / "result.npy" if fmt == "npy" else out
     with pytest.raises(DataSetError, match="has not finished.*resume=True"):
         ctx.load("auto", path=path)
+
+
+def test_progress_reports_written_bytes(tmp_path, capsys):
+    class Reporter:
+        def __init__(self):
+            self.frames = 0
+            self.bytes = []
+
+        def start(self, total):
+            self.total = total
+
+        def advance(self, frames):
+            self.frames += frames
+
+        def written(self, nbytes):
+            self.bytes.append(nbytes)
+
+        def close(self):
+            pass
+
+    ctx = shared_context("inline")
+    ds = ctx.load("memory", data=np.ones((4, 8, 4, 4), "float32"), num_partitions=4)
+    rep = Reporter()
+    ctx.run_udf(ds, MapUDF(f=lambda f: f), out=tmp_path / "r.zarr", progress=rep)
+    assert rep.frames == 32
+    assert rep.bytes == sorted(rep.bytes) and rep.bytes[-1] == 32 * 16 * 4
+    ctx.run_udf(ds, MapUDF(f=lambda f: f), out=tmp_path / "s.zarr", progress=True)
+    assert "2.0 KiB written" in capsys.readouterr().err

@@ -35,7 +35,9 @@ CHILD = textwrap.dedent('''
     small = ctx.load("memory", data=np.ones((512, 4, 4), "float32"), sig_dims=2, num_partitions=4)
     ctx.run_udf(small, MapUDF(f=f), out=f"{tmp}/warm.{fmt}")
     data = np.arange(frames * 16, dtype="float32").reshape(frames, 4, 4) % 1000
-    ds = ctx.load("memory", data=data, sig_dims=2, num_partitions=max(1, frames * width // (1 << 20)))
+    # partitions of 1 MiB of results
+    parts = max(1, frames * width * 4 // (1 << 20))
+    ds = ctx.load("memory", data=data, sig_dims=2, num_partitions=parts)
     limit = vm("VmSize") + headroom
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:

@@ -182,18 +182,19 @@ class UDFRun:
         self.frames_done += n
 
     def _results(self, complete: bool) -> RunResults:
-        out = []
+        out: list[dict] = []
         rows_valid = None if complete else self.merged_rows.copy()
         store = self.store
         kept = []
-        for u, specs, arrays in zip(self.udfs, self.specs, self.buffers):
+        on_disk: list[tuple[int, str]] = []  # (UDF, nav buffer) whose result is in the store
+        for ui, (u, specs, arrays) in enumerate(zip(self.udfs, self.specs, self.buffers)):
             # private buffers are merged and offered to get_results, never returned
             u.results = BufferNamespace(arrays, specs)
             u.meta.set_valid_nav_mask(self.merged_rows.copy())
             if store is not None:
                 # nav results are in the store; get_results (not overridden: the store
                 # refuses such UDFs) passes the others through
-                on_disk = [n for n, s in specs.items() if s.kind == "nav"]
+                on_disk += [(ui, n) for n, s in specs.items() if s.kind == "nav" and s.use is None]
                 specs = {n: s for n, s in specs.items() if s.kind != "nav"}
                 u.results = BufferNamespace({n: a for n, a in arrays.items() if n in specs}, specs)
             try:
@@ -210,20 +211,15 @@ class UDFRun:
                                       positions=self.positions, rows_valid=rows_valid,
                                       mask=mask)
                    for name, (arr, mask) in raw.items()}
-            if store is not None:
-                res.update({name: (len(out), name) for name in on_disk
-                            if self.specs[len(out)][name].use != "private"})
             out.append(res)
         if store is not None:
             if complete:
                 store.finish(self, kept)
-            for ui, res in enumerate(out):
-                for name, v in res.items():
-                    if isinstance(v, tuple):
-                        res[name] = DiskBufferResult(
-                            store.reader(ui, name), nav_shape=self.nav_shape,
-                            extra_shape=self.specs[ui][name].extra_shape,
-                            positions=self.positions, rows_valid=rows_valid)
+            for ui, name in on_disk:
+                out[ui][name] = DiskBufferResult(
+                    store.reader(ui, name), nav_shape=self.nav_shape,
+                    extra_shape=self.specs[ui][name].extra_shape, positions=self.positions,
+                    rows_valid=rows_valid)
         damage = np.zeros(int(np.prod(self.nav_shape)), dtype=bool)
         rows = self.merged_rows if not complete else np.ones(self.total_frames, dtype=bool)
         damage[rows.nonzero()[0] if self.positions is None else self.positions[rows]] = True
@@ -324,6 +320,8 @@ class UDFRun:
                     merges += 1
                     if store is not None:
                         store.merged(self, r.partition_index, last=merges == len(tasks))
+                        if progress is not None and hasattr(progress, "written"):
+                            progress.written(store.bytes_written)
                     # a merged partition result is garbage: its buffers go now, even where
                     # the executor still holds the result object (the inline executor's
                     # generator, a thread pool's future, the scheduler's last outcome), so

@@ -18,7 +18,6 @@ import re
 
 import numpy as np
 
-from ._layout import nav_chunks
 from .base import META_KEY, StoreBackend, meta_json
 
 __all__ = ["Hdf5Store"]
@@ -80,7 +79,7 @@ class Hdf5Store(StoreBackend):
             if spec.fill not in (None, ""):
                 kwargs["fillvalue"] = spec.fill
             if comp:
-                chunks = nav_chunks(layout.nav_shape, spec.extra_shape, spec.dtype)
+                chunks = layout.chunks(spec)
                 kwargs.update(comp, chunks=tuple(min(c, max(1, s))
                                                  for c, s in zip(chunks, spec.shape)))
             else:

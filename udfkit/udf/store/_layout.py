@@ -66,6 +66,16 @@ class StoreLayout:
     nav_shape: tuple
     sig_shape: tuple
     arrays: tuple  # of ArraySpec
+    #: frames of the longest partition: chunks no longer than a partition's block are
+    #: written whole by one merge (no read-modify-write of a chunk two partitions share)
+    partition_frames: int = 0
+
+    def chunks(self, spec) -> tuple:
+        """Chunks of the nav array ``spec`` (see :func:`nav_chunks`)."""
+        entry = max(1, int(prod(spec.extra_shape)) * spec.dtype.itemsize)
+        target = CHUNK_BYTES if not self.partition_frames \
+            else max(entry, min(CHUNK_BYTES, self.partition_frames * entry))
+        return nav_chunks(self.nav_shape, spec.extra_shape, spec.dtype, target)
 
     def nav_arrays(self):
         return [a for a in self.arrays if a.kind == "nav"]
@@ -160,7 +170,7 @@ def nav_chunks(nav_shape, extra_shape, dtype, target: int = CHUNK_BYTES) -> tupl
     chunks = list(extra_shape)
     size = entry
     nav = list(nav_shape)
-    head = []
+    head: list[int] = []
     while nav:
         d = nav.pop()
         if size * d <= target:

@@ -46,7 +46,7 @@ def _allocate(fn: str, offset: int) -> None:
 
 def _fill(fn: str, offset: int, spec) -> None:
     block = np.full(max(1, _FILL_ROWS_BYTES // spec.dtype.itemsize), spec.fill, dtype=spec.dtype)
-    raw = memoryview(block).cast("B")
+    raw = memoryview(block.data).cast("B")
     end = offset + spec.nbytes
     fd = os.open(fn, os.O_RDWR)
     try:
@@ -118,7 +118,7 @@ class NpyStore(StoreBackend):
         nav_dims = len(slices)
         first = np.ravel_multi_index([s.start for s in slices], spec.shape[:nav_dims])
         row = int(np.prod(spec.shape[nav_dims:], dtype=np.int64)) * spec.dtype.itemsize
-        view = memoryview(np.ascontiguousarray(data, dtype=spec.dtype).reshape(-1)).cast("B")
+        view = memoryview(np.ascontiguousarray(data, dtype=spec.dtype).reshape(-1).data).cast("B")
         pos = offset + int(first) * row
         while view.nbytes:
             n = os.pwrite(fd, view, pos)

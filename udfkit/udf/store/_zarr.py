@@ -11,7 +11,6 @@ import os
 
 import numpy as np
 
-from ._layout import nav_chunks
 from .base import META_KEY, StoreBackend
 
 __all__ = ["ZarrStore"]
@@ -48,7 +47,7 @@ class ZarrStore(StoreBackend):
         self._root = zarr.open_group(store=self.path, mode="w-", zarr_format=3)
         self.set_meta(meta)
         for spec in layout.nav_arrays():
-            chunks = nav_chunks(layout.nav_shape, spec.extra_shape, spec.dtype)
+            chunks = layout.chunks(spec)
             self._arrays[spec.key] = self._root.create_array(
                 spec.key, shape=spec.shape, dtype=spec.dtype, chunks=chunks,
                 fill_value=spec.fill, compressors=self._compressors(),

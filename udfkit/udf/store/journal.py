@@ -145,7 +145,7 @@ class Journal:
             arrays[f"b{i}"] = np.asarray(arr)
         names = {f"b{i}": key for i, key in enumerate(self.checkpoint)}
         arrays["names"] = np.frombuffer(json.dumps(names).encode(), dtype=np.uint8)
-        atomic_writer(self.path, lambda f: np.savez(f, **arrays))
+        atomic_writer(self.path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
     @classmethod
     def read(cls, path: str) -> Journal:

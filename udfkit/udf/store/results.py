@@ -45,11 +45,7 @@ class DiskBufferResult(BufferResult):
     @property
     def raw_data(self) -> np.ndarray:
         flat = np.asarray(self._array[...]).reshape((-1,) + self.extra_shape)
-        if self._positions is None and self._rows_valid is None:
-            return flat
-        n = len(self._positions) if self._positions is not None else flat.shape[0]
-        pos = np.arange(n) if self._positions is None else np.asarray(self._positions)
-        return flat[pos]
+        return flat if self._positions is None else flat[np.asarray(self._positions)]
 
     @property
     def valid_mask(self) -> np.ndarray:

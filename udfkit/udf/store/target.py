@@ -130,7 +130,7 @@ class ResultStore:
                            out.resume or resume)
             return out
         if isinstance(out, (str, os.PathLike)):
-            return cls(out, overwrite=overwrite, resume=resume)
+            return cls(os.fspath(out), overwrite=overwrite, resume=resume)
         raise ResultStoreError(f"out: expected a path or a ResultStore, got {type(out).__name__}")
 
     def backend(self):
@@ -163,7 +163,8 @@ def _layout(run, groups) -> StoreLayout:
                 arrays.append(ArraySpec(g, name, spec.kind,
                                         buffer_shape(spec, run.total_frames, run.sig_shape),
                                         spec.dtype, spec.extra_shape))
-    return StoreLayout(tuple(run.nav_shape), tuple(run.sig_shape), tuple(arrays))
+    longest = max((int(p.stop) - int(p.start) for p in run.partitions), default=0)
+    return StoreLayout(tuple(run.nav_shape), tuple(run.sig_shape), tuple(arrays), longest)
 
 
 def _remove_own_temporary(tmp: str) -> None:
@@ -185,7 +186,7 @@ class StoreSession:
     def __init__(self, target: ResultStore):
         self.target = target
         self.backend = target.backend()
-        self.journal = None
+        self.journal: Journal | None = None
         #: True from the start of a partition's merge until it is complete
         self.merging = False
         self._last_checkpoint = 0.0
@@ -262,7 +263,7 @@ class StoreSession:
             os.rename(tmp, path)
             self.backend.open_existing(self.layout)
             self.journal = Journal(self.backend.journal_path, self.fingerprint)
-            self.journal.write()
+            self._journal.write()
         except OSError as e:
             err = self._fail("creating the", e)
             try:
@@ -305,7 +306,7 @@ class StoreSession:
     def restore(self, run, merged: set) -> None:
         """After ``preprocess``: the merged partitions' rows and the checkpointed sig/single
         buffers."""
-        for key, arr in self.journal.checkpoint.items():
+        for key, arr in self._journal.checkpoint.items():
             ui, name = key.split("/", 1)
             run.buffers[int(ui)][name][...] = arr
         for i, p in enumerate(run.partitions):
@@ -313,6 +314,12 @@ class StoreSession:
                 off, n = run.offsets[i], run.counts[i]
                 run.merged_rows[off:off + n] = True
                 run.frames_done += n
+
+    @property
+    def _journal(self) -> Journal:
+        if self.journal is None:
+            raise RuntimeError("StoreSession: begin() was not called")
+        return self.journal
 
     # -- merging ----------------------------------------------------------------------------
     def write_nav(self, run, i: int, ui: int, name: str, block: np.ndarray) -> None:
@@ -346,7 +353,7 @@ class StoreSession:
 
     def merged(self, run, index: int, last: bool) -> None:
         """Partition ``index`` is merged (in order); checkpoint now and then, and at the end."""
-        self.journal.merged.append(int(index))
+        self._journal.merged.append(int(index))
         self.merging = False
         now = time.monotonic()
         if last or now - self._last_checkpoint >= CHECKPOINT_INTERVAL:
@@ -354,13 +361,13 @@ class StoreSession:
             self._last_checkpoint = now
 
     def checkpoint(self, run, complete: bool = False) -> None:
-        self.journal.checkpoint = {f"{ui}/{name}": np.array(arr, copy=True)
+        self._journal.checkpoint = {f"{ui}/{name}": np.array(arr, copy=True)
                                    for ui, (arrays, specs) in enumerate(zip(run.buffers, run.specs))
                                    for name, arr in arrays.items() if specs[name].kind != "nav"}
-        self.journal.complete = complete
+        self._journal.complete = complete
         try:
             self.backend.flush()
-            self.journal.write()
+            self._journal.write()
         except OSError as e:
             raise self._fail("checkpointing the journal of the", e) from None
 
@@ -379,8 +386,8 @@ class StoreSession:
             self.checkpoint(run, complete=False)
             self.backend.set_meta(self._meta(True))
             self.backend.flush()
-            self.journal.complete = True
-            self.journal.write()
+            self._journal.complete = True
+            self._journal.write()
         except OSError as e:
             err = self._fail("finishing the", e)
             self._close_quietly()
