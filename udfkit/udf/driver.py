@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ExecutorError
+from .base import _overrides
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .memory import check_memory as check_run_memory
 from .plan import RunPlan, placement_of, plan_run
@@ -163,6 +164,14 @@ class UDFRun:
             store.merging = True
         for ui, (u, specs, arrays, src) in enumerate(zip(self.udfs, self.specs, self.buffers,
                                                           result.buffers)):
+            if store is not None and not _overrides(type(u), "merge"):
+                # the default merge copies: nav rows go from the result straight to disk
+                for name in src:
+                    if specs[name].kind == "nav":
+                        store.write_nav(self, i, ui, name, src[name])
+                    else:
+                        arrays[name][...] = src[name]
+                continue
             blocks = {} if store is None else {
                 name: np.zeros((n,) + specs[name].extra_shape, dtype=specs[name].dtype)
                 for name in src if specs[name].kind == "nav"}

@@ -157,14 +157,17 @@ def flat_boxes(shape, start: int, stop: int) -> list:
 
 def nav_chunks(nav_shape, extra_shape, dtype, target: int = CHUNK_BYTES) -> tuple:
     """Chunks of a nav array: the whole extra shape, then whole trailing nav axes while they
-    fit ``target`` bytes, then as many entries of the next axis as fit.
+    fit ``target`` bytes, then as many entries of the next axis as fit (on an axis other than
+    the first, the largest divisor of its length that fits).
 
     Examples
     --------
     >>> nav_chunks((64, 64), (), np.float32, target=4096)
     (16, 64)
     >>> nav_chunks((4, 1000), (32, 32), np.float32, target=1 << 20)
-    (1, 256, 32, 32)
+    (1, 250, 32, 32)
+    >>> nav_chunks((1000,), (32, 32), np.float32, target=1 << 20)
+    (256, 32, 32)
     """
     entry = max(1, int(prod(extra_shape)) * np.dtype(dtype).itemsize)
     chunks = list(extra_shape)
@@ -177,7 +180,12 @@ def nav_chunks(nav_shape, extra_shape, dtype, target: int = CHUNK_BYTES) -> tupl
             head.insert(0, d)
             size *= d
         else:
-            head.insert(0, max(1, min(d, target // size)))
+            fit = max(1, min(d, target // size))
+            if nav:
+                # an inner axis is cut into equal chunks (a divisor of its length): no
+                # partial chunks inside the array, which every reader handles alike
+                fit = max(k for k in range(1, fit + 1) if d % k == 0)
+            head.insert(0, fit)
             head = [1] * len(nav) + head
             break
     return tuple(max(1, c) for c in head) + tuple(max(1, c) for c in chunks)
