@@ -10,7 +10,6 @@ partition's box fails the comparison.
 from __future__ import annotations
 
 import json
-import os
 
 import h5py
 import numpy as np

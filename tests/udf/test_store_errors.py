@@ -8,7 +8,6 @@ a failed run never leaves a store that looks complete.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import subprocess
 

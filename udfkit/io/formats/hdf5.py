@@ -30,8 +30,8 @@ from ..chunked import ChunkedDataSet, ChunkGeometry, block_frames
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
 from ..tiling import TilingConstraints
-from ._results import refuse_incomplete_results
 from ._common import check_path, check_sync_offset, parse_dims, resolve_shapes
+from ._results import refuse_incomplete_results
 from .base import COMMON_PARAMS, Format, Param
 
 __all__ = ["HDF5Format", "HDF5DataSet"]

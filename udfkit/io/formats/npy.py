@@ -14,8 +14,8 @@ from ...errors import DataSetError
 from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
-from ._results import refuse_incomplete_results
 from ._common import check_frame_count, check_path, check_sync_offset, parse_dims, resolve_shapes
+from ._results import refuse_incomplete_results
 from .base import COMMON_PARAMS, Format, Param
 
 __all__ = ["NPYFormat", "NPYDataSet", "read_npy_header"]

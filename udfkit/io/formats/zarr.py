@@ -57,8 +57,8 @@ from ..chunked import ArrayReader, ChunkedDataSet, ChunkGeometry, OpenArray, blo
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
 from ..tiling import TilingConstraints
-from ._results import refuse_incomplete_results
 from ._common import check_frame_count, check_sync_offset, parse_dims, resolve_shapes
+from ._results import refuse_incomplete_results
 from .base import COMMON_PARAMS, Format, Param, read_head
 
 __all__ = ["ZarrFormat", "ZarrDataSet", "ZarrReader"]
