@@ -15,6 +15,9 @@ workers) is its own. Target (issue 16): within 1.3x of dask's time, peak RSS per
 <= 300 MiB.
 
 ``--quick`` uses a small file of 1024 frames (written next to the outputs) to smoke-test.
+``--num-partitions N`` cuts the file into N partitions for udfkit (default: the data set's
+choice, 8 for this file: 128 MiB of results per partition, which a worker holds while it
+runs the partition).
 """
 
 import argparse
@@ -49,10 +52,11 @@ def _bin2_class():
         def get_preferred_input_dtype(self):
             return self.USE_NATIVE_DTYPE
 
-        def process_partition(self, partition):
-            n, sy, sx = partition.shape
-            v = partition.reshape(n, sy // 2, 2, sx // 2, 2)
-            np.sum(v, axis=(2, 4), dtype=np.float32, out=self.results.binned)
+        def process_frame(self, frame):
+            # frames stream through (a partition is never whole in a worker's memory)
+            sy, sx = frame.shape
+            v = frame.reshape(sy // 2, 2, sx // 2, 2)
+            np.sum(v, axis=(1, 3), dtype=np.float32, out=self.results.binned)
 
     return Bin2
 
@@ -63,7 +67,7 @@ def _peak_mib():
     return own, children
 
 
-def _udfkit(path, spec, target, compression):
+def _udfkit(path, spec, target, compression, num_partitions=None):
     from udfkit import Context, ResultStore
 
     with Context() as ctx:
@@ -72,7 +76,7 @@ def _udfkit(path, spec, target, compression):
 
         ctx.run_udf(ctx.load("memory", data=np.ones((4, 8, 8), "uint16")), SumUDF())
         ds = ctx.load("raw", path=path, dtype=spec["dtype"], nav_shape=spec["nav_shape"],
-                      sig_shape=spec["sig_shape"])
+                      sig_shape=spec["sig_shape"], num_partitions=num_partitions)
         t0 = time.perf_counter()
         res = ctx.run_udf(ds, _bin2_class()(), out=ResultStore(target, compression=compression))
         took = time.perf_counter() - t0
@@ -80,7 +84,7 @@ def _udfkit(path, spec, target, compression):
     return took, check
 
 
-def _dask(path, spec, target, compression):
+def _dask(path, spec, target, compression, num_partitions=None):
     import dask.array as da
     import zarr
     from zarr import codecs
@@ -101,14 +105,14 @@ def _dask(path, spec, target, compression):
     return took, np.asarray(zarr.open_array(target, mode="r")[0, 0])
 
 
-def one(config, path, spec, outdir):
+def one(config, path, spec, outdir, num_partitions=None):
     """Run one configuration (in this process); print a JSON line."""
     fmt = "h5" if "-h5" in config else "zarr"
     compression = {"udfkit-zarr-blosc": "blosc:1", "udfkit-h5-lzf": "lzf",
                    "dask-zarr-blosc": "blosc"}.get(config)
     target = os.path.join(outdir, f"{config}.{fmt}")
     runner = _dask if config.startswith("dask") else _udfkit
-    took, check = runner(path, spec, target, compression)
+    took, check = runner(path, spec, target, compression, num_partitions)
     frame = np.fromfile(path, dtype=spec["dtype"], count=int(np.prod(spec["sig_shape"])))
     sy, sx = spec["sig_shape"]
     want = frame.reshape(sy // 2, 2, sx // 2, 2).sum(axis=(1, 3), dtype=np.float32)
@@ -135,13 +139,15 @@ def main():
                     "directory next to the data)")
     ap.add_argument("--quick", action="store_true", help="a small file of 1024 frames")
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--num-partitions", type=int, default=None,
+                    help="udfkit: partitions of the file (default: the data set's choice)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.one:
-        one(args.one, args.path, json.loads(args.spec), args.out)
+        one(args.one, args.path, json.loads(args.spec), args.out, args.num_partitions)
         return
     if not args.quick and not args.data:
         ap.error("--data DIR is needed (or --quick)")
@@ -164,7 +170,9 @@ def main():
         for config in args.configs.split(","):
             warm(path)
             p = subprocess.run([sys.executable, __file__, "--one", config, "--path", path,
-                                "--spec", json.dumps(spec), "--out", outdir],
+                                "--spec", json.dumps(spec), "--out", outdir]
+                               + ([] if args.num_partitions is None
+                                  else ["--num-partitions", str(args.num_partitions)]),
                                capture_output=True, text=True, cwd=os.path.dirname(__file__))
             if p.returncode != 0:
                 print(f"{config:28s} failed: {p.stderr.strip().splitlines()[-1:]}")
