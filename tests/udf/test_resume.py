@@ -117,7 +117,8 @@ def _check_kill_and_resume(child, tmp_path, fmt, kills, seed):
         assert ref[name].tobytes() == res[name].tobytes(), name
 
 
-@pytest.mark.parametrize("fmt", ["zarr", "hdf5", pytest.param("npy", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("fmt", ["zarr", pytest.param("hdf5", marks=pytest.mark.slow),
+                                 pytest.param("npy", marks=pytest.mark.slow)])
 def test_kill_and_resume_equals_uninterrupted(child, tmp_path, fmt):
     _check_kill_and_resume(child, tmp_path, fmt, kills=2, seed=len(fmt))
 

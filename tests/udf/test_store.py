@@ -33,7 +33,7 @@ _close_shared_contexts = shared_context.closing_fixture()
 
 FORMATS = {"zarr": "r.zarr", "hdf5": "r.h5", "npy": "rdir"}
 #: fewer examples where a run costs more (worker processes, a cluster)
-EXAMPLES = {"inline": 12, "inline-debug": 4, "threads": 5, "processes": 3, "dask": 2}
+EXAMPLES = {"inline": 6, "inline-debug": 3, "threads": 4, "processes": 2, "dask": 1}
 
 
 class VecUDF(UDF):
@@ -151,7 +151,7 @@ def flat_ranges(draw):
     return shape, a, draw(st.integers(a, n))
 
 
-@settings(max_examples=examples(50), deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(flat_ranges())
 def test_flat_boxes_cover_the_range_once(args):
     from udfkit.udf.store._layout import flat_boxes

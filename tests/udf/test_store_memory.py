@@ -73,6 +73,7 @@ def test_nav_results_larger_than_the_memory_limit(tmp_path, fmt):
     assert p.returncode == 0 and p.stdout.startswith("ok"), p.stdout + p.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_without_a_store_the_same_run_does_not_fit(tmp_path):
     p = _run(tmp_path, "npy", 16384, 1024, 16, mode="memory")
     assert p.returncode == 3 and p.stdout.startswith("failed"), p.stdout + p.stderr[-3000:]
