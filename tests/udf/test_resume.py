@@ -193,3 +193,16 @@ def test_resume_runs_only_missing_partitions(ctx, tmp_path):
     assert first + sum(calls) == 16 and sum(calls) < 16
     np.testing.assert_array_equal(res["intensity"].data[...],
                                   np.arange(4 * 4 * 9.0).reshape(4, 4, 9).sum(-1))
+
+
+@pytest.mark.parametrize("name", ["r.zarr", "r.h5", "rdir"])
+def test_resume_of_a_finished_run_reads_it(ctx, tmp_path, name):
+    """Nothing runs again; the results (even while the first ones are alive) are the same."""
+    from udfkit.udf import SumUDF
+
+    ds = ctx.load("memory", data=np.random.default_rng(2).random((4, 4, 5, 5)), num_partitions=3)
+    out = tmp_path / name
+    first = ctx.run_udf(ds, [SumSigUDF(), SumUDF()], out=out)
+    again = ctx.run_udf(ds, [SumSigUDF(), SumUDF()], out=out, resume=True)
+    assert first[0]["intensity"].data[...].tobytes() == again[0]["intensity"].data[...].tobytes()
+    assert first[1]["intensity"].data.tobytes() == again[1]["intensity"].data.tobytes()

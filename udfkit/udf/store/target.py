@@ -187,6 +187,8 @@ class StoreSession:
         self.target = target
         self.backend = target.backend()
         self.journal: Journal | None = None
+        #: resumed a store whose run had finished: it is only read
+        self.finished = False
         #: True from the start of a partition's merge until it is complete
         self.merging = False
         self._last_checkpoint = 0.0
@@ -291,7 +293,12 @@ class StoreSession:
             raise ResultStoreError(f"resume: the store {self.target.path!r} holds another run; "
                                    + "; ".join(diff)
                                    + ". Run with overwrite=True to start again")
-        if not self.backend.crash_safe and not journal.complete:
+        if journal.complete:
+            # a finished run: nothing to run or write again, its results are read as they are
+            self.journal = journal
+            self.finished = True
+            return set(journal.merged)
+        if not self.backend.crash_safe:
             raise ResultStoreError(f"resume: {self.target.path!r} is a compressed HDF5 store, "
                                    "which an interrupted run may have damaged; run again with "
                                    "overwrite=True (zarr and npy stores resume)")
@@ -377,6 +384,8 @@ class StoreSession:
 
         ``results``: per UDF, ``{name: (array, mask)}`` of the non-nav results.
         """
+        if self.finished:
+            return
         try:
             for g, res in zip(self.groups, results):
                 for name, (arr, _mask) in res.items():
@@ -398,7 +407,7 @@ class StoreSession:
         """The run failed or was stopped: journal the partitions merged so far (unless it
         stopped inside a merge, when the sig/single buffers hold part of a partition and the
         last journal stays), leave the store incomplete."""
-        if self.journal is not None and not self.merging:
+        if self.journal is not None and not self.merging and not self.finished:
             try:
                 self.checkpoint(run)
             except ResultStoreError:
