@@ -22,7 +22,8 @@ GUIDE_PAGES = ["index.rst", "concepts.rst", "writing-udfs.rst", "formats.rst", "
 #: pages added one per detector format / topic: every such page that exists is a guide page
 #: too (run and listed in the toctree), so a new page is tested without editing this list
 GUIDE_PAGES += sorted(p.relative_to(DOCS).as_posix() for p in (DOCS / "detectors").glob("*.rst"))
-GUIDE_PAGES += [p for p in ("physics-udfs.rst", "porting.rst", "thunder-images.rst", "series.rst")
+GUIDE_PAGES += [p for p in ("physics-udfs.rst", "porting.rst", "thunder-images.rst", "series.rst",
+                           "results-on-disk.rst")
                 if (DOCS / p).is_file()]
 
 #: languages a guide page may use; ``python`` blocks run, the others are shown only

@@ -15,10 +15,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = ["Context", "UDF", "CorrectionSet", "Shape", "Slice", "UdfkitError", "DataSetError",
-           "UDFError", "ROIError", "CorrectionError", "__version__"]
+           "UDFError", "ROIError", "CorrectionError", "ResultStore", "ResultStoreError",
+           "__version__"]
 
 from .api import Context
 from .common import Shape, Slice
-from .errors import CorrectionError, DataSetError, ROIError, UDFError, UdfkitError
+from .errors import (CorrectionError, DataSetError, ResultStoreError, ROIError, UDFError,
+                     UdfkitError)
 from .io.corrections import CorrectionSet
 from .udf.base import UDF
+from .udf.store import ResultStore

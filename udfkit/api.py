@@ -91,6 +91,19 @@ def _check_dataset(dataset, method: str = "run_udf") -> None:
                     f"{'None' if dataset is None else type(dataset).__qualname__}{hint}")
 
 
+def _out_target(out, overwrite, resume):
+    """``run_udf(out=, overwrite=, resume=)`` as a ResultStore, or None."""
+    if out is None:
+        if overwrite or resume:
+            from .errors import ResultStoreError
+
+            raise ResultStoreError("overwrite=/resume= apply to results on disk; give out= too")
+        return None
+    from .udf.store import ResultStore
+
+    return ResultStore.coerce(out, overwrite=overwrite, resume=resume)
+
+
 def _check_backends(backends, udfs) -> None:
     """``backends=``: LiberTEM's names, at least one of which udfkit serves on the CPU (numpy and
     the installed sparse formats); which one each UDF gets is the run plan's choice
@@ -310,7 +323,7 @@ class Context:
         return params
 
     def _run(self, dataset, udf, roi, progress, iterate, deterministic=False, corrections=None,
-             retries=None, backends=None):
+             retries=None, backends=None, target=None):
         _check_dataset(dataset)
         udfs = _udf_list(udf)
         if not udfs:
@@ -319,10 +332,24 @@ class Context:
         # the run executes its plan: what Context.plan shows is what runs
         plan = plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=executor,
                         backends=backends)
-        # a series plan (every UDF defines process_series) has its own run
-        run = SeriesRun(plan) if isinstance(plan, SeriesPlan) else UDFRun(plan)
+        if isinstance(plan, SeriesPlan):
+            # a series plan (every UDF defines process_series) has its own run; its results
+            # are sig buffers, kept in memory
+            if target is not None:
+                raise UDFError(f"out={target!r}: results on disk hold nav buffers; the series "
+                               f"UDFs {[type(u).__name__ for u in udfs]} write sig buffers, "
+                               "which stay in memory: run them without out=")
+            return SeriesRun(plan).execute(executor, iterate=iterate,
+                                           progress=make_reporter(progress),
+                                           deterministic=deterministic)
+        run = UDFRun(plan)
+        store = None
+        if target is not None:
+            from .udf.store import StoreSession
+
+            store = StoreSession(target)
         return run.execute(executor, iterate=iterate, progress=make_reporter(progress),
-                           deterministic=deterministic)
+                           deterministic=deterministic, store=store)
 
     def plan(self, dataset, udf, roi=None, corrections=None, backends=None) -> RunPlan | SeriesPlan:
         """What :meth:`run_udf` with these arguments will do, before a byte is read.
@@ -369,7 +396,8 @@ class Context:
                         backends=backends)
 
     def run_udf(self, dataset, udf, roi=None, corrections=None, progress=False, backends=None,
-                plots=None, sync=True, *, deterministic=False, retries=None):
+                plots=None, sync=True, *, deterministic=False, retries=None, out=None,
+                overwrite=False, resume=False):
         """Run one UDF (returns its result dict) or a list of UDFs in one pass (a list of dicts).
 
         Parameters
@@ -406,6 +434,17 @@ class Context:
             How many times a partition whose worker died (killed, out of memory) is run
             again on a fresh worker before the run fails; default the executor's (1 for
             processes and dask, 0 for inline and threads, whose workers cannot die alone).
+        out : str, os.PathLike or ResultStore, optional
+            Put the nav results on disk, written as partitions are merged, so that they need
+            not fit in memory: ``*.zarr`` a zarr store, ``*.h5`` an HDF5 file, another name a
+            directory of ``.npy`` files (see :class:`~udfkit.ResultStore` and
+            :doc:`/results-on-disk`). Nav results are then lazily read arrays in the store;
+            sig and single results are saved there too. Merges go in partition order.
+        overwrite : bool
+            With ``out``: replace an existing udfkit result store.
+        resume : bool
+            With ``out``: go on with the interrupted run whose journal is in the store
+            (refused, naming what differs, when the data set, ROI or UDFs are not the same).
 
         Returns
         -------
@@ -439,17 +478,18 @@ class Context:
         if not sync:
             return self._run_async(dataset, udf, roi=roi, corrections=corrections, progress=progress,
                                    backends=backends, plots=plots, deterministic=deterministic,
-                                   retries=retries)
+                                   retries=retries, out=out, overwrite=overwrite, resume=resume)
         udfs = _udf_list(udf)
         _check_backends(backends, udfs)
+        target = _out_target(out, overwrite, resume)
         if plots:
             final = self._run_with_plots(dataset, udfs, roi, corrections, progress, plots,
-                                         deterministic, retries, backends)
+                                         deterministic, retries, backends, target)
         else:
             # without iterate the run yields exactly one, final, result
             (final,) = self._run(dataset, udfs, roi, progress, iterate=False,
                                  deterministic=deterministic, corrections=corrections,
-                                 retries=retries, backends=backends)
+                                 retries=retries, backends=backends, target=target)
         return final.buffers if _is_many(udf) else final.buffers[0]
 
     async def _run_async(self, dataset, udf, **kwargs):
@@ -458,14 +498,14 @@ class Context:
         return await asyncio.to_thread(self.run_udf, dataset, udf, **kwargs)
 
     def _run_with_plots(self, dataset, udfs, roi, corrections, progress, plots, deterministic,
-                        retries=None, backends=None):
+                        retries=None, backends=None, target=None):
         from .viz import prepare_plots, update_plots
 
         self.last_plots = live = prepare_plots(self, dataset, udfs, roi, plots)
         final = None
         for final in self._run(dataset, udfs, roi, progress, iterate=bool(live),
                                deterministic=deterministic, corrections=corrections,
-                               retries=retries, backends=backends):
+                               retries=retries, backends=backends, target=target):
             if live and not final.complete:
                 update_plots(live, udfs, final, force=False)
         if live:
@@ -473,13 +513,15 @@ class Context:
         return final
 
     def run_udf_iter(self, dataset, udf, roi=None, corrections=None, progress=False, backends=None,
-                     plots=None, sync=True, *, deterministic=False, retries=None):
+                     plots=None, sync=True, *, deterministic=False, retries=None, out=None,
+                     overwrite=False, resume=False):
         """Like :meth:`run_udf`, but a generator of :class:`~udfkit.udf.RunResults`, one after
         every merged partition, the last one complete. Closing it early stops the run.
 
         With ``sync=False`` it is an asynchronous iterator (``async for``; ``await
         it.aclose()`` stops the run); with ``plots`` the plots follow every yield. ``retries``
-        as for :meth:`run_udf`.
+        as for :meth:`run_udf`, and so are ``out``, ``overwrite`` and ``resume`` (partial
+        results then read the store; ``valid_mask`` shows what is merged).
 
         Examples
         --------
@@ -501,20 +543,21 @@ class Context:
         udfs = _udf_list(udf)
         _check_backends(backends, udfs)
         gen = self._iter_with_plots(dataset, udfs, roi, corrections, progress, plots, deterministic,
-                                    retries, backends)
+                                    retries, backends, _out_target(out, overwrite, resume))
         if sync:
             return gen
         return _AsyncResults(gen)
 
     def _iter_with_plots(self, dataset, udfs, roi, corrections, progress, plots, deterministic,
-                         retries=None, backends=None):
+                         retries=None, backends=None, target=None):
         live = []
         if plots:
             from .viz import prepare_plots, update_plots
 
             self.last_plots = live = prepare_plots(self, dataset, udfs, roi, plots)
         stream = self._run(dataset, udfs, roi, progress, iterate=True, deterministic=deterministic,
-                           corrections=corrections, retries=retries, backends=backends)
+                           corrections=corrections, retries=retries, backends=backends,
+                           target=target)
         try:
             for part in stream:
                 yield part
@@ -668,16 +711,20 @@ class Context:
         damage = True if roi is None else roi.reshape(nav)
         return job.get_udf_results(results, roi if roi is None else roi.reshape(nav), damage=damage)
 
-    def map(self, dataset, f, roi=None, progress=False, corrections=None, backends=None):
+    def map(self, dataset, f, roi=None, progress=False, corrections=None, backends=None, *,
+            out=None, overwrite=False, resume=False):
         """Apply ``f`` to every frame; returns a :class:`~udfkit.udf.BufferResult` (``.data``).
 
         With ``corrections`` (a :class:`~udfkit.CorrectionSet`), ``f`` sees corrected frames.
         ``roi`` and ``backends`` as in :meth:`run_udf`; the parameters are in LiberTEM's order.
+        With ``out`` the results go to disk as in :meth:`run_udf`: for an ``f`` that returns a
+        frame, the store is a new data set that :meth:`load` opens (``"auto"``).
         """
         from .udf.builtins.map import MapUDF
 
         return self.run_udf(dataset, MapUDF(f=f), roi=roi, corrections=corrections,
-                            progress=progress, backends=backends)["result"]
+                            progress=progress, backends=backends, out=out, overwrite=overwrite,
+                            resume=resume)["result"]
 
     def export(self, dataset, path, *, roi=None, overwrite=False, format=None, compression=None,
                chunks=None, ds_path=None, array_path=None, zarr_format=3, threshold=None,

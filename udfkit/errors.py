@@ -24,6 +24,8 @@ __all__ = [
     "IOBackendError",
     "FileChangedError",
     "CLIError",
+    "ResultStoreError",
+    "ResultStoreExistsError",
     "UdfkitWarning",
 ]
 
@@ -119,6 +121,25 @@ class FileChangedError(IOBackendError, DataSetError):
     :class:`DataSetError` (the file no longer matches the load parameters), so handlers
     written for either catch it.
     """
+
+
+class ResultStoreError(UdfkitError, OSError):
+    """Results on disk (``run_udf(out=...)``) cannot be written or resumed: a location that
+    cannot be written, a full disk, a journal that does not fit the run, a buffer that cannot
+    be stored. The message names the store, what was expected and what to do.
+
+    Examples
+    --------
+    >>> e = ResultStoreError("cannot create the result store 'r.zarr': Permission denied")
+    >>> str(e), isinstance(e, OSError)
+    ("cannot create the result store 'r.zarr': Permission denied", True)
+    """
+
+
+class ResultStoreExistsError(ResultStoreError, FileExistsError):
+    """The target of ``run_udf(out=...)`` exists, and neither ``overwrite=True`` nor
+    ``resume=True`` was given (or it is not a udfkit result store, which udfkit never
+    deletes)."""
 
 
 class CLIError(UdfkitError):

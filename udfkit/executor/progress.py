@@ -23,9 +23,13 @@ class ProgressReporter:
     def close(self) -> None:
         """Called once at the end of the run (also after an error or cancellation)."""
 
+    def written(self, nbytes: int) -> None:
+        """Called in runs with results on disk (``out=``): ``nbytes`` written so far.
+        Optional: reporters without this method are not told."""
+
 
 class TqdmReporter(ProgressReporter):
-    """A tqdm progress bar of frames."""
+    """A tqdm progress bar of frames (and of the bytes written, with results on disk)."""
 
     def __init__(self, desc: str = "udfkit"):
         self.desc = desc
@@ -40,10 +44,29 @@ class TqdmReporter(ProgressReporter):
         if self._bar is not None:
             self._bar.update(frames)
 
+    def written(self, nbytes):
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{_size(nbytes)} written")
+
     def close(self):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _size(n: int) -> str:
+    """``n`` bytes in a short human form.
+
+    >>> _size(512), _size(3 << 20), _size(5 << 30)
+    ('512 B', '3.0 MiB', '5.00 GiB')
+    """
+    if n < 1 << 10:
+        return f"{n} B"
+    if n < 1 << 20:
+        return f"{n / 2**10:.1f} KiB"
+    if n < 1 << 30:
+        return f"{n / 2**20:.1f} MiB"
+    return f"{n / 2**30:.2f} GiB"
 
 
 def make_reporter(progress):

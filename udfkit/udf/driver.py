@@ -38,11 +38,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ExecutorError
+from .base import _overrides
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .memory import check_memory as check_run_memory
 from .plan import RunPlan, placement_of, plan_run
 from .results import BufferResult, RunResults
 from .runner import GATE_MIN_BYTES, PartitionTask, ResultGate
+from .store.results import DiskBufferResult
 from .validation import check_results
 
 __all__ = ["UDFRun"]
@@ -99,6 +101,8 @@ class UDFRun:
         self.total_frames = plan.processed_frames
         self.positions = inputs.positions
         self.scheme = plan.scheme
+        #: a :class:`~udfkit.udf.store.StoreSession` when nav results go to disk (``out=``)
+        self.store = None
 
     def _part_roi(self, p):
         return None if self.roi is None else self.roi[p.start:p.stop]
@@ -136,8 +140,11 @@ class UDFRun:
     def _allocate(self):
         self.buffers = []
         for u, specs in zip(self.udfs, self.specs):
-            arrays = {name: np.zeros(buffer_shape(spec, self.total_frames, self.sig_shape),
-                                     dtype=spec.dtype)
+            # with a store, nav buffers live on disk: the main process never holds them whole
+            # (preprocess sees them empty; merge sees one partition's block)
+            arrays = {name: np.zeros(buffer_shape(spec, 0 if self.store is not None
+                                                  and spec.kind == "nav" else self.total_frames,
+                                                  self.sig_shape), dtype=spec.dtype)
                       for name, spec in specs.items() if spec.use != "result_only"}
             self.buffers.append(arrays)
             u.results = BufferNamespace(arrays, specs)
@@ -152,9 +159,25 @@ class UDFRun:
     def _merge(self, result):
         i = self.partitions_by_index[result.partition_index]
         off, n = self.offsets[i], self.counts[i]
-        for u, specs, arrays, src in zip(self.udfs, self.specs, self.buffers, result.buffers):
-            dest = BufferNamespace({name: (arrays[name][off:off + n] if specs[name].kind == "nav"
-                                           else arrays[name])
+        store = self.store
+        if store is not None:
+            store.merging = True
+        for ui, (u, specs, arrays, src) in enumerate(zip(self.udfs, self.specs, self.buffers,
+                                                          result.buffers)):
+            if store is not None and not _overrides(type(u), "merge"):
+                # the default merge copies: nav rows go from the result straight to disk
+                for name in src:
+                    if specs[name].kind == "nav":
+                        store.write_nav(self, i, ui, name, src[name])
+                    else:
+                        arrays[name][...] = src[name]
+                continue
+            blocks = {} if store is None else {
+                name: np.zeros((n,) + specs[name].extra_shape, dtype=specs[name].dtype)
+                for name in src if specs[name].kind == "nav"}
+            dest = BufferNamespace({name: (blocks[name] if name in blocks
+                                           else arrays[name][off:off + n]
+                                           if specs[name].kind == "nav" else arrays[name])
                                     for name in src}, specs)
             # what is merged so far, without this partition (LiberTEM's get_valid_nav_mask)
             u.meta.set_valid_nav_mask(self.merged_rows.copy())
@@ -162,16 +185,27 @@ class UDFRun:
                 u.merge(dest, BufferNamespace(src, specs))
             finally:
                 u.meta.set_valid_nav_mask(None)
+            for name, block in blocks.items():
+                store.write_nav(self, i, ui, name, block)
         self.merged_rows[off:off + n] = True
         self.frames_done += n
 
     def _results(self, complete: bool) -> RunResults:
-        out = []
+        out: list[dict] = []
         rows_valid = None if complete else self.merged_rows.copy()
-        for u, specs, arrays in zip(self.udfs, self.specs, self.buffers):
+        store = self.store
+        kept = []
+        on_disk: list[tuple[int, str]] = []  # (UDF, nav buffer) whose result is in the store
+        for ui, (u, specs, arrays) in enumerate(zip(self.udfs, self.specs, self.buffers)):
             # private buffers are merged and offered to get_results, never returned
             u.results = BufferNamespace(arrays, specs)
             u.meta.set_valid_nav_mask(self.merged_rows.copy())
+            if store is not None:
+                # nav results are in the store; get_results (not overridden: the store
+                # refuses such UDFs) passes the others through
+                on_disk += [(ui, n) for n, s in specs.items() if s.kind == "nav" and s.use is None]
+                specs = {n: s for n, s in specs.items() if s.kind != "nav"}
+                u.results = BufferNamespace({n: a for n, a in arrays.items() if n in specs}, specs)
             try:
                 raw = check_results(u, specs, u.get_results(), self.total_frames, self.nav_shape,
                                     self.sig_shape, self.roi)
@@ -180,11 +214,21 @@ class UDFRun:
             if not complete:
                 # a partial result must not change when later partitions are merged
                 raw = {name: (np.array(arr, copy=True), mask) for name, (arr, mask) in raw.items()}
-            out.append({name: BufferResult(arr, kind=specs[name].kind, nav_shape=self.nav_shape,
-                                           extra_shape=specs[name].extra_shape,
-                                           positions=self.positions, rows_valid=rows_valid,
-                                           mask=mask)
-                        for name, (arr, mask) in raw.items()})
+            kept.append(raw)
+            res = {name: BufferResult(arr, kind=specs[name].kind, nav_shape=self.nav_shape,
+                                      extra_shape=specs[name].extra_shape,
+                                      positions=self.positions, rows_valid=rows_valid,
+                                      mask=mask)
+                   for name, (arr, mask) in raw.items()}
+            out.append(res)
+        if store is not None:
+            if complete:
+                store.finish(self, kept)
+            for ui, name in on_disk:
+                out[ui][name] = DiskBufferResult(
+                    store.reader(ui, name), nav_shape=self.nav_shape,
+                    extra_shape=self.specs[ui][name].extra_shape, positions=self.positions,
+                    rows_valid=rows_valid)
         damage = np.zeros(int(np.prod(self.nav_shape)), dtype=bool)
         rows = self.merged_rows if not complete else np.ones(self.total_frames, dtype=bool)
         damage[rows.nonzero()[0] if self.positions is None else self.positions[rows]] = True
@@ -201,7 +245,7 @@ class UDFRun:
         return f"while running partitions of {self.dataset.description}"
 
     def execute(self, executor, *, iterate: bool = False, progress=None,
-                deterministic: bool = False, check_memory: bool = True):
+                deterministic: bool = False, check_memory: bool = True, store=None):
         """Run on ``executor``; a generator of :class:`RunResults`.
 
         With ``iterate`` a partial result is yielded after every merge, then the final one;
@@ -214,11 +258,22 @@ class UDFRun:
         available (:func:`~udfkit.udf.memory.check_memory`: a
         :class:`~udfkit.errors.UDFError` when they cannot fit); ``check_memory=False`` or
         ``UDFKIT_MEMORY_CHECK=0`` skips that.
+
+        ``store`` (a :class:`~udfkit.udf.store.StoreSession`) puts the nav results on disk
+        and keeps a journal (see :mod:`udfkit.udf.store.target`); merges are then in
+        partition order, and partitions its journal names as merged are not run again.
         """
         placement = placement_of(executor)
+        if store is not None:
+            self.store = store
+            deterministic = True
         if check_memory:
-            check_run_memory(self.plan, placement=placement)
+            check_run_memory(self.plan, placement=placement, nav_on_disk=store is not None)
         tasks = self.tasks()
+        merged = set()
+        if store is not None:
+            merged = store.begin(self)
+            tasks = [t for t in tasks if t.index not in merged]
         gate = None
         task_buffers = sum(b.partition_nbytes for u in self.plan.udfs for b in u.buffers)
         if (placement.in_main_process and placement.kind != "inline" and not deterministic
@@ -229,11 +284,25 @@ class UDFRun:
             for t in tasks:
                 t.gate = gate
         self.partitions_by_index = {p.index: i for i, p in enumerate(self.partitions)}
-        self._allocate()
+        try:
+            self._allocate()
+            if store is not None:
+                store.restore(self, merged)
+            yield from self._execute(executor, tasks, gate, iterate, progress, deterministic)
+        except BaseException:
+            if store is not None:
+                store.abort(self)
+            raise
+
+    def _execute(self, executor, tasks, gate, iterate, progress, deterministic):
+        store = self.store
+        merges = 0
         reported: dict[int, int] = {}
         on_report = None
         if progress is not None:
             progress.start(self.total_frames)
+            if self.frames_done:
+                progress.advance(self.frames_done)
 
             def on_report(index, frames):
                 # frames done inside a running partition (called in this thread)
@@ -257,6 +326,11 @@ class UDFRun:
                     ready = [result]
                 for r in ready:
                     self._merge(r)
+                    merges += 1
+                    if store is not None:
+                        store.merged(self, r.partition_index, last=merges == len(tasks))
+                        if progress is not None and hasattr(progress, "written"):
+                            progress.written(store.bytes_written)
                     # a merged partition result is garbage: its buffers go now, even where
                     # the executor still holds the result object (the inline executor's
                     # generator, a thread pool's future, the scheduler's last outcome), so

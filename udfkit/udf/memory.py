@@ -130,7 +130,7 @@ def memory_check_enabled() -> bool:
     return os.environ.get(ENV_VAR, "1").strip().lower() not in _OFF
 
 
-def buffer_needs(plan, placement=None) -> BufferNeeds:
+def buffer_needs(plan, placement=None, nav_on_disk: bool = False) -> BufferNeeds:
     """The result-buffer bytes of ``plan`` on the main process and per worker.
 
     ``placement`` (:class:`~udfkit.udf.plan.Placement`): where the run goes, when that is not
@@ -154,7 +154,9 @@ def buffer_needs(plan, placement=None) -> BufferNeeds:
     pl = plan.memory.placement if placement is None else placement
     part = sum(b.partition_nbytes for b in bufs)
     returned = sum(b.partition_nbytes for b in bufs if b.returned)
-    full = sum(b.nbytes for b in bufs if b.use != "result_only")
+    # nav buffers on disk (results in a store): one partition's block while it is merged
+    full = sum((b.partition_nbytes if nav_on_disk and b.kind == "nav" else b.nbytes)
+               for b in bufs if b.use != "result_only")
     made = sum(b.nbytes for b in bufs if b.use == "result_only")
     if pl.in_main_process:
         held = pl.tasks_per_process
@@ -301,7 +303,8 @@ def _rlimit_available():
     return (None, "") if best is None else best
 
 
-def check_memory(plan, available: AvailableMemory | None = None, placement=None) -> None:
+def check_memory(plan, available: AvailableMemory | None = None, placement=None,
+                 nav_on_disk: bool = False) -> None:
     """Refuse a run whose result buffers cannot fit (see the module docstring).
 
     Parameters
@@ -321,7 +324,7 @@ def check_memory(plan, available: AvailableMemory | None = None, placement=None)
     if not memory_check_enabled():
         return
     pl = plan.memory.placement if placement is None else placement
-    needs = buffer_needs(plan, pl)
+    needs = buffer_needs(plan, pl, nav_on_disk)
     if needs.total < CHECK_FROM and available is None:
         return
     if available is None:

@@ -31,6 +31,7 @@ from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
 from ..tiling import TilingConstraints
 from ._common import check_path, check_sync_offset, parse_dims, resolve_shapes
+from ._results import refuse_incomplete_results
 from .base import COMMON_PARAMS, Format, Param
 
 __all__ = ["HDF5Format", "HDF5DataSet"]
@@ -131,6 +132,7 @@ class HDF5DataSet(FileDataSet, ChunkedDataSet):
         from . import _hdf5
 
         path = check_path(self._path_arg, "HDF5 file")
+        refuse_incomplete_results(path, f"HDF5 file {path!r}")
         self._fileset = self._reader = None
         self._geometry = ChunkGeometry(1)
         with _hdf5.open_file(path) as f:

@@ -15,6 +15,7 @@ from ..base import DataSetMeta
 from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
 from ._common import check_frame_count, check_path, check_sync_offset, parse_dims, resolve_shapes
+from ._results import refuse_incomplete_results
 from .base import COMMON_PARAMS, Format, Param
 
 __all__ = ["NPYFormat", "NPYDataSet", "read_npy_header"]
@@ -99,6 +100,7 @@ class NPYDataSet(FileDataSet):
 
     def _initialize(self) -> DataSetMeta:
         path = check_path(self._path_arg, "npy file")
+        refuse_incomplete_results(path, f"npy file {path!r}")
         where = f"npy file {path!r}"
         shape, fortran, dtype, header = read_npy_header(path)
         if fortran:

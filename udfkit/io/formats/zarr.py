@@ -58,6 +58,7 @@ from ..file_based import FileDataSet
 from ..layout import FileLayout, FileSet
 from ..tiling import TilingConstraints
 from ._common import check_frame_count, check_sync_offset, parse_dims, resolve_shapes
+from ._results import refuse_incomplete_results
 from .base import COMMON_PARAMS, Format, Param, read_head
 
 __all__ = ["ZarrFormat", "ZarrDataSet", "ZarrReader"]
@@ -482,6 +483,7 @@ class ZarrDataSet(FileDataSet, ChunkedDataSet):
         ZarrFormat.check_requirements()
         path, is_zip = _store_kind(self._path_arg, "zarr data set")
         where = f"zarr store {path!r}"
+        refuse_incomplete_results(path, f"zarr store {path!r}")
         try:
             session = _Session(path, is_zip)
         except Exception as e:

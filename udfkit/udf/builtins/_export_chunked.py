@@ -47,7 +47,8 @@ from ...io.chunked import flat_slabs
 from ._export_options import default_chunks, require
 from ._export_targets import Target, pwrite_all, remove_tree
 
-__all__ = ["SpoolTarget", "Hdf5ChunkedTarget", "ZarrTarget", "owned_chunks", "spool_dir"]
+__all__ = ["SpoolTarget", "Hdf5ChunkedTarget", "ZarrTarget", "owned_chunks", "spool_dir",
+           "hdf5_compression", "zarr_compressors"]
 
 
 def spool_dir(path: str) -> str:
@@ -218,6 +219,41 @@ class SpoolTarget(Target):
             self.remove_spool_files(self.first_row)
 
 
+def hdf5_compression(comp) -> dict:
+    """h5py ``create_dataset`` keywords for a parsed compression ``(name, level)`` or None."""
+    if comp is None:
+        return {}
+    name, level = comp
+    if name == "gzip":
+        return {"compression": "gzip", "compression_opts": level}
+    if name == "lzf":
+        return {"compression": "lzf"}
+    plugin = require("hdf5plugin", "hdf5plugin", f"HDF5 compression {name!r}")
+    if name == "zstd":
+        return dict(plugin.Zstd(clevel=level))
+    return dict(plugin.Blosc(cname="lz4", clevel=level, shuffle=plugin.Blosc.SHUFFLE))
+
+
+def zarr_compressors(comp, zarr_format: int = 3):
+    """zarr ``compressors=`` for a parsed compression ``(name, level)`` or None."""
+    if comp is None:
+        return None
+    name, level = comp
+    if zarr_format == 2:
+        import numcodecs
+
+        return {"gzip": lambda: numcodecs.GZip(level=level),
+                "zstd": lambda: numcodecs.Zstd(level=level),
+                "blosc": lambda: numcodecs.Blosc(cname="lz4", clevel=level,
+                                                 shuffle=numcodecs.Blosc.SHUFFLE)}[name]()
+    from zarr import codecs
+
+    return {"gzip": lambda: codecs.GzipCodec(level=level),
+            "zstd": lambda: codecs.ZstdCodec(level=level),
+            "blosc": lambda: codecs.BloscCodec(cname="lz4", clevel=level,
+                                               shuffle="shuffle")}[name]()
+
+
 class Hdf5ChunkedTarget(SpoolTarget):
     """A chunked (and usually compressed) HDF5 dataset; see the module docstring."""
 
@@ -226,18 +262,7 @@ class Hdf5ChunkedTarget(SpoolTarget):
         if 0 in self.shape:
             # an empty ROI: HDF5 takes a chunk longer than an axis only if the axis can grow
             kwargs["maxshape"] = tuple(None if s == 0 else s for s in self.shape)
-        comp = self.params.compression
-        if comp is None:
-            return kwargs
-        name, level = comp
-        if name == "gzip":
-            return dict(kwargs, compression="gzip", compression_opts=level)
-        if name == "lzf":
-            return dict(kwargs, compression="lzf")
-        plugin = require("hdf5plugin", "hdf5plugin", f"HDF5 compression {name!r}")
-        if name == "zstd":
-            return dict(kwargs, **plugin.Zstd(clevel=level))
-        return dict(kwargs, **plugin.Blosc(cname="lz4", clevel=level, shuffle=plugin.Blosc.SHUFFLE))
+        return dict(kwargs, **hdf5_compression(self.params.compression))
 
     def create_target(self):
         import h5py
@@ -278,23 +303,7 @@ class ZarrTarget(SpoolTarget):
     is_directory = True
 
     def compressors(self):
-        comp = self.params.compression
-        if comp is None:
-            return None
-        name, level = comp
-        if self.params.zarr_format == 2:
-            import numcodecs
-
-            return {"gzip": lambda: numcodecs.GZip(level=level),
-                    "zstd": lambda: numcodecs.Zstd(level=level),
-                    "blosc": lambda: numcodecs.Blosc(cname="lz4", clevel=level,
-                                                     shuffle=numcodecs.Blosc.SHUFFLE)}[name]()
-        from zarr import codecs
-
-        return {"gzip": lambda: codecs.GzipCodec(level=level),
-                "zstd": lambda: codecs.ZstdCodec(level=level),
-                "blosc": lambda: codecs.BloscCodec(cname="lz4", clevel=level,
-                                                   shuffle="shuffle")}[name]()
+        return zarr_compressors(self.params.compression, self.params.zarr_format)
 
     def remove_existing(self):
         if not os.path.isdir(self.path):
