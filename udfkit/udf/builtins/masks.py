@@ -33,6 +33,7 @@ from ...common.container import SPARSE_FORMATS, MaskContainer
 from ...errors import MaskError, UDFError
 from ..base import UDF
 from ..buffers import AuxData
+from ._mask_paths import apply_kernel, choose_path, kernel_cut, native_input_ok
 
 __all__ = ["ApplyMasksUDF"]
 
@@ -198,14 +199,33 @@ class ApplyMasksUDF(UDF):
     def get_preferred_input_dtype(self):
         if self.params.preferred_dtype is not None:
             return self.params.preferred_dtype
-        self._check_masks()
+        masks = self._check_masks()
         # float32 as in LiberTEM, widened to the masks' dtype so that the product runs in one
         # dtype instead of converting every tile to the masks' dtype again
-        return np.result_type(np.float32, self.get_mask_dtype())
+        compute = np.result_type(np.float32, self.get_mask_dtype())
+        if self._kernel_path(masks, compute) != "blas" and self.meta.array_backend == "numpy" \
+                and native_input_ok(self.meta.dataset_dtype, compute):
+            # the kernels convert in registers: same numbers, no decoded float32 copy
+            return self.USE_NATIVE_DTYPE
+        return compute
+
+    def _compute_dtype(self) -> np.dtype:
+        """Dtype of the product and the result: input and masks promoted, at least float32
+        unless ``preferred_dtype`` was given (the data may arrive as stored, see above)."""
+        dtype = np.result_type(self.meta.input_dtype, self.get_mask_dtype())
+        if self.params.preferred_dtype is None:
+            dtype = np.result_type(dtype, np.float32)
+        return dtype
+
+    def _kernel_path(self, masks, compute) -> str:
+        """Which product applies the masks (see :mod:`._mask_kernels`)."""
+        if self.params.shifts is not None:
+            return "blas"
+        return choose_path(masks, compute, self.params.use_sparse)
 
     def get_result_buffers(self):
         self._check_masks()
-        dtype = np.result_type(self.meta.input_dtype, self.get_mask_dtype())
+        dtype = self._compute_dtype()
         return {"intensity": self.buffer(kind="nav", extra_shape=(self.get_mask_count(),),
                                          dtype=dtype)}
 
@@ -219,18 +239,32 @@ class ApplyMasksUDF(UDF):
 
     def get_task_data(self):
         masks = self._check_masks()
-        dtype = np.result_type(self.meta.input_dtype, self.get_mask_dtype())
+        dtype = self._compute_dtype()
         fmt = masks.use_sparse
         if self.params.shifts is None:
+            path = self._kernel_path(masks, dtype)
+            if path != "blas" and native_input_ok(self.meta.input_dtype, dtype):
+                # the kernels' form of every cut; the BLAS cuts only for sparse tiles, on demand
+                kernels = {sl.origin: kernel_cut(path, masks, sl, dtype)
+                           for sl in self.meta.tiling_scheme}
+                return {"by_slice": {}, "kernels": kernels, "pydata": _is_pydata(fmt),
+                        "dtype": dtype}
             # every cut of the scheme, made before the first tile
             by_slice = {sl.origin: masks.get_for_sig_slice(sl, dtype=dtype)
                         for sl in self.meta.tiling_scheme}
-            return {"by_slice": by_slice, "pydata": _is_pydata(fmt), "dtype": dtype}
+            return {"by_slice": by_slice, "kernels": {}, "pydata": _is_pydata(fmt), "dtype": dtype}
         return {"dtype": dtype, "pydata": _is_pydata(fmt), "shifted": OrderedDict()}
 
     def process_tile(self, tile):
         td = self.task_data
-        mat = td.by_slice[self.meta.sig_slice.origin]
+        sl = self.meta.sig_slice
+        kernel = td.kernels.get(sl.origin)
+        if kernel is not None and isinstance(tile, np.ndarray):
+            apply_kernel(kernel, tile, self.results.intensity)
+            return
+        mat = td.by_slice.get(sl.origin)
+        if mat is None:
+            mat = td.by_slice[sl.origin] = self.masks.get_for_sig_slice(sl, dtype=td.dtype)
         # a shape tuple without -1: pydata sparse tiles reshape only like that
         rows = tile.reshape((tile.shape[0], int(np.prod(tile.shape[1:]))))
         self.results.intensity[:] += _product(rows, mat, td.pydata)
