@@ -16,8 +16,8 @@ Two kernels, and when each is used (:func:`choose_path`):
     operands. Measured here (one core, 16 masks of 256×256, in-RAM data): 7.3 GB/s float32
     input vs 4.9 for OpenBLAS ``sgemm``; 5.1 GB/s uint16 input vs 2.2 for decode + ``sgemm``.
 ``"gather"`` (:func:`~udfkit.udf.builtins._mask_kernels.gather_product`)
-    masks that are zero on most pixels (virtual detectors: a disk, a ring): only the pixels
-    where any mask is non-zero are read, as runs of consecutive pixels of a row, so that on
+    integer data and masks that are zero on most pixels (virtual detectors: a disk, a
+    ring): only the pixels where any mask is non-zero are read, as runs of consecutive pixels of a row, so that on
     a memory-mapped file the rest of the frame is never touched.
 ``"blas"``
     everything else (float64 or complex arithmetic with dense masks, fewer than 4 dense
@@ -60,17 +60,21 @@ def mask_density(container) -> float:
     return hit
 
 
-def choose_path(container, compute_dtype, use_sparse) -> str:
-    """``"gather"``, ``"dense"`` or ``"blas"`` for masks in ``container`` computed in
-    ``compute_dtype`` (see the module documentation).
+def choose_path(container, data_dtype, compute_dtype, use_sparse) -> str:
+    """``"gather"``, ``"dense"`` or ``"blas"``: how to apply the masks of ``container`` to
+    tiles of ``data_dtype`` with a product in ``compute_dtype`` (module documentation).
 
     ``use_sparse`` is the UDF's parameter: an explicit sparse format (``True`` or a name)
-    keeps the product in that format.
+    keeps the product in that format. The gather path skips the pixels where all masks are
+    0, so it is taken for integer data only: on float data a NaN or inf there must still
+    make the result NaN, as in numpy's product.
     """
+    data_dtype = np.dtype(data_dtype)
     compute_dtype = np.dtype(compute_dtype)
-    if use_sparse not in (None, False) or compute_dtype not in (np.float32, np.float64):
+    if use_sparse not in (None, False) or compute_dtype not in (np.float32, np.float64) \
+            or not native_input_ok(data_dtype, compute_dtype):
         return "blas"
-    if mask_density(container) <= GATHER_MAX_DENSITY:
+    if data_dtype.kind in "iu" and mask_density(container) <= GATHER_MAX_DENSITY:
         return "gather"
     if compute_dtype == np.float32 and len(container) >= DENSE_MIN_MASKS:
         return "dense"

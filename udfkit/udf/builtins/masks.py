@@ -33,7 +33,7 @@ from ...common.container import SPARSE_FORMATS, MaskContainer
 from ...errors import MaskError, UDFError
 from ..base import UDF
 from ..buffers import AuxData
-from ._mask_paths import apply_kernel, choose_path, kernel_cut, native_input_ok
+from ._mask_paths import apply_kernel, choose_path, kernel_cut
 
 __all__ = ["ApplyMasksUDF"]
 
@@ -203,8 +203,8 @@ class ApplyMasksUDF(UDF):
         # float32 as in LiberTEM, widened to the masks' dtype so that the product runs in one
         # dtype instead of converting every tile to the masks' dtype again
         compute = np.result_type(np.float32, self.get_mask_dtype())
-        if self._kernel_path(masks, compute) != "blas" and self.meta.array_backend == "numpy" \
-                and native_input_ok(self.meta.dataset_dtype, compute):
+        if self.meta.array_backend == "numpy" \
+                and self._kernel_path(masks, self.meta.dataset_dtype, compute) != "blas":
             # the kernels convert in registers: same numbers, no decoded float32 copy
             return self.USE_NATIVE_DTYPE
         return compute
@@ -217,11 +217,11 @@ class ApplyMasksUDF(UDF):
             dtype = np.result_type(dtype, np.float32)
         return dtype
 
-    def _kernel_path(self, masks, compute) -> str:
-        """Which product applies the masks (see :mod:`._mask_kernels`)."""
+    def _kernel_path(self, masks, data_dtype, compute) -> str:
+        """Which product applies the masks to ``data_dtype`` tiles (see ``_mask_paths``)."""
         if self.params.shifts is not None:
             return "blas"
-        return choose_path(masks, compute, self.params.use_sparse)
+        return choose_path(masks, data_dtype, compute, self.params.use_sparse)
 
     def get_result_buffers(self):
         self._check_masks()
@@ -242,8 +242,8 @@ class ApplyMasksUDF(UDF):
         dtype = self._compute_dtype()
         fmt = masks.use_sparse
         if self.params.shifts is None:
-            path = self._kernel_path(masks, dtype)
-            if path != "blas" and native_input_ok(self.meta.input_dtype, dtype):
+            path = self._kernel_path(masks, self.meta.input_dtype, dtype)
+            if path != "blas":
                 # the kernels' form of every cut; the BLAS cuts only for sparse tiles, on demand
                 kernels = {sl.origin: kernel_cut(path, masks, sl, dtype)
                            for sl in self.meta.tiling_scheme}
