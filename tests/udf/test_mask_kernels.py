@@ -1,6 +1,6 @@
 """ApplyMasksUDF's numba paths (``udfkit.udf.builtins._mask_paths``) against numpy.
 
-The dense 4×4-blocked kernel (4 or more float32 masks) and the gather kernel (integer data,
+The dense 4×4-blocked kernel (float32 masks) and the gather kernel (integer data,
 masks that are zero on most pixels) read 8/16-bit integers and float32 as stored; every
 drawn case asserts which path ran and compares with the float64 product on the whole array,
 within float32 rounding (the tolerance of ``test_builtins_properties.check_masks``).
@@ -37,13 +37,13 @@ DTYPES = ["uint8", "int8", "uint16", ">u2", "int16", "uint32", "float32", ">f4",
 
 @st.composite
 def kernel_masks(draw, sig_shape):
-    """``(kind, stack)``: ``"dense"`` 4-9 float or bool masks, or ``"support"``: 1-4 masks that
+    """``(kind, stack)``: ``"dense"`` 1-9 float or bool masks, or ``"support"``: 1-4 masks that
     are non-zero on at most a fifth of the pixels (maybe none)."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     n_px = prod(sig_shape)
     kind = draw(st.sampled_from(["dense", "support"]))
     if kind == "dense":
-        count = draw(st.integers(4, 9))
+        count = draw(st.integers(1, 9))
         if draw(st.booleans()):
             return kind, rng.random((count,) + sig_shape) < 0.5
         return kind, rng.integers(-8, 9, size=(count,) + sig_shape) / 4
@@ -62,7 +62,7 @@ def expected_path(stack, dtype, compute):
     density = np.any(stack.reshape(len(stack), -1) != 0, axis=0).mean()
     if density <= _mask_paths.GATHER_MAX_DENSITY and dtype.kind in "iu":
         return "gather"
-    return "dense" if compute == np.float32 and len(stack) >= 4 else "blas"
+    return "dense" if compute == np.float32 and (dtype.kind in "iu" or len(stack) >= 2) else "blas"
 
 
 def check_product(res, case, stack, *, frames=None, tol=2e-4):

@@ -1,9 +1,10 @@
 """``ApplyMasksUDF``: virtual detectors, i.e. the dot product of every frame with N masks.
 
 Per tile, the frames (``depth`` rows of the tile's pixels) are multiplied with the masks'
-matching pixels (``pixels × N``) in one matrix product (BLAS for dense masks, scipy or
-pydata sparse for sparse ones); tiles of several signal slices add up into the same nav
-entries. With ``shifts`` the masks move relative to each frame, so frames are processed one
+matching pixels (``pixels × N``) in one matrix product; tiles of several signal slices add up
+into the same nav entries. Which product (a numba kernel that reads 8/16-bit integers as
+stored, one that reads only the pixels under sparse-support masks, or BLAS / scipy / pydata
+sparse) is decided in :mod:`udfkit.udf.builtins._mask_paths`. With ``shifts`` the masks move relative to each frame, so frames are processed one
 by one against the overlapping part of the masks.
 
 The masks live in a :class:`~udfkit.common.container.MaskContainer`, made once per process:
