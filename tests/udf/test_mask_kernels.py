@@ -184,3 +184,27 @@ def test_explicit_sparse_format_keeps_blas():
     ctx.run_udf(dataset=ds, udf=udf)
     assert choose_path(udf.masks, np.uint16, np.float32, True) == "blas"
     assert _mask_paths.mask_density(udf.masks) == 1 / 64
+
+
+@pytest.mark.parametrize("kind", ["dense", "support"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_kernels_split_frames_over_blas_threads(monkeypatch, kind, threads):
+    """Where BLAS may use several threads, the kernels split the frames as many ways."""
+    from udfkit.udf.builtins import masks as masks_module
+
+    monkeypatch.setattr(masks_module, "_BIG_PARTITION", 0)
+    monkeypatch.setattr(masks_module, "blas_threads", lambda: threads)
+    calls = []
+    run = _mask_paths._run
+    monkeypatch.setattr(_mask_paths, "_run", lambda k, t, o: (calls.append(t.shape[0]), run(k, t, o)))
+    rng = np.random.default_rng(11)
+    data = rng.integers(0, 500, size=(7, 9, 10, 12)).astype(np.uint16)
+    stack = rng.integers(-4, 5, size=(5, 10, 12)).astype(np.float32)
+    if kind == "support":
+        stack[:, 2:] = 0
+    ctx = Context.make_with("inline")
+    ds = ctx.load("memory", data=data, num_partitions=2, tileshape=(31, 10, 12))
+    got = ctx.run_udf(dataset=ds, udf=ApplyMasksUDF(mask_factories=stack))["intensity"].data
+    expected = np.einsum("abij,kij->abk", data.astype(np.float64), stack.astype(np.float64))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert max(calls) < 31 and len(calls) > 2

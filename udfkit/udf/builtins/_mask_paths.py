@@ -31,11 +31,15 @@ differs, so results agree with numpy's product to float32 rounding, not bit for 
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import weakref
 
 import numpy as np
 
-__all__ = ["choose_path", "native_input_ok", "kernel_cut", "apply_kernel", "mask_density",
+__all__ = ["choose_path", "native_input_ok", "kernel_cut", "apply_kernel", "blas_threads",
+           "mask_density",
            "padded_masks", "gather_plan", "GATHER_MAX_DENSITY", "DENSE_MIN_MASKS"]
 
 #: at most this share of a frame's pixels may be non-zero in some mask for the gather path
@@ -134,28 +138,71 @@ def kernel_cut(path: str, container, sig_slice, dtype):
     return ("gather",) + gather_plan(cut, width)
 
 
-def apply_kernel(kernel, tile: np.ndarray, out: np.ndarray) -> None:
+def apply_kernel(kernel, tile: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
     """``out += tile_rows @ masks`` with the kernel prepared by :func:`kernel_cut`.
 
     ``out`` is the ``(depth, K)`` view of the result buffer for the tile's frames.
+    ``threads > 1`` splits the frames over that many threads (the kernels release the GIL).
     """
+    if kernel[0] == "dense":
+        masks, k = kernel[1], kernel[2]
+        direct = masks.shape[0] == k and out.dtype == np.float32 and out.flags.c_contiguous
+        target = out if direct else np.zeros((tile.shape[0], masks.shape[0]), np.float32)
+    else:
+        values = kernel[3]
+        direct = out.dtype == values.dtype and out.flags.c_contiguous
+        target = out if direct else np.zeros((tile.shape[0], values.shape[0]), values.dtype)
+    depth = tile.shape[0]
+    # whole blocks of four frames per thread, and enough of them to pay for the hand-off
+    step = -(-depth // max(1, threads) // 4) * 4
+    if threads > 1 and depth >= 16:
+        bounds = [(a, min(depth, a + step)) for a in range(0, depth, step)]
+        list(_pool().map(lambda ab: _run(kernel, tile[ab[0]:ab[1]], target[ab[0]:ab[1]]), bounds))
+    else:
+        _run(kernel, tile, target)
+    if not direct:
+        out += target[:, :out.shape[1]]
+
+
+def _run(kernel, tile, target):
     from ._kernels import as_rows
     from ._mask_kernels import dense_product, gather_product
 
     flat, stride, depth, n = as_rows(tile)
     if kernel[0] == "dense":
-        masks, k = kernel[1], kernel[2]
-        if masks.shape[0] == k and out.dtype == np.float32 and out.flags.c_contiguous:
-            dense_product(flat, stride, depth, n, masks, out)
-            return
-        scratch = np.zeros((depth, masks.shape[0]), np.float32)
-        dense_product(flat, stride, depth, n, masks, scratch)
-        out += scratch[:, :k]
-        return
-    starts, lengths, values = kernel[1:]
-    if out.dtype == values.dtype and out.flags.c_contiguous:
-        gather_product(flat, stride, depth, starts, lengths, values, out)
-        return
-    scratch = np.zeros((depth, values.shape[0]), values.dtype)
-    gather_product(flat, stride, depth, starts, lengths, values, scratch)
-    out += scratch
+        dense_product(flat, stride, depth, n, kernel[1], target)
+    else:
+        gather_product(flat, stride, depth, kernel[1], kernel[2], kernel[3], target)
+
+
+_threads: dict = {"modules": -1, "controller": None, "pool": None}
+_threads_lock = threading.Lock()
+
+
+def _pool():
+    with _threads_lock:
+        if _threads["pool"] is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _threads["pool"] = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                                  thread_name_prefix="udfkit-masks")
+        return _threads["pool"]
+
+
+def blas_threads() -> int:
+    """The number of threads BLAS may use here and now.
+
+    The executor sets it around each task: one where partitions run side by side, more
+    where a task has the machine to itself. The kernels take as many, so that they use the
+    cores exactly where the BLAS product they replace would have.
+    """
+    # finding the loaded libraries costs milliseconds; asking one for its threads, microseconds
+    with _threads_lock:
+        if _threads["modules"] != len(sys.modules):
+            from threadpoolctl import ThreadpoolController
+
+            _threads["controller"] = ThreadpoolController()
+            _threads["modules"] = len(sys.modules)
+        controller = _threads["controller"]
+    counts = [c.num_threads for c in controller.lib_controllers if c.user_api == "blas"]
+    return max(1, min(counts)) if counts else 1

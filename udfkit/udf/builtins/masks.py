@@ -34,7 +34,7 @@ from ...common.container import SPARSE_FORMATS, MaskContainer
 from ...errors import MaskError, UDFError
 from ..base import UDF
 from ..buffers import AuxData
-from ._mask_paths import apply_kernel, choose_path, kernel_cut
+from ._mask_paths import apply_kernel, blas_threads, choose_path, kernel_cut
 
 __all__ = ["ApplyMasksUDF"]
 
@@ -44,6 +44,9 @@ _CACHE_ENTRIES = 4
 _SHIFT_CACHE_ENTRIES = 64
 _TILE_DEPTH = 64
 _TILE_BYTES = 4 << 20
+#: partitions from this many bytes on ask how many threads BLAS may use (a lookup that costs
+#: milliseconds once per process) and spread the kernels' frames over as many
+_BIG_PARTITION = 16 << 20
 
 #: LiberTEM's ``BACKEND_ALL`` without the scipy ``*_array`` backends (what LiberTEM's
 #: ApplyMasksUDF supports); udfkit serves numpy and the CPU sparse ones
@@ -248,8 +251,11 @@ class ApplyMasksUDF(UDF):
                 # the kernels' form of every cut; the BLAS cuts only for sparse tiles, on demand
                 kernels = {sl.origin: kernel_cut(path, masks, sl, dtype)
                            for sl in self.meta.tiling_scheme}
+                # as many threads as BLAS may use here (looked up for large partitions only)
+                part = self.meta.partition_shape
+                big = part is not None and part.size * self.meta.input_dtype.itemsize >= _BIG_PARTITION
                 return {"by_slice": {}, "kernels": kernels, "pydata": _is_pydata(fmt),
-                        "dtype": dtype}
+                        "dtype": dtype, "threads": blas_threads() if big else 1}
             # every cut of the scheme, made before the first tile
             by_slice = {sl.origin: masks.get_for_sig_slice(sl, dtype=dtype)
                         for sl in self.meta.tiling_scheme}
@@ -261,7 +267,7 @@ class ApplyMasksUDF(UDF):
         sl = self.meta.sig_slice
         kernel = td.kernels.get(sl.origin)
         if kernel is not None and isinstance(tile, np.ndarray):
-            apply_kernel(kernel, tile, self.results.intensity)
+            apply_kernel(kernel, tile, self.results.intensity, td.threads)
             return
         mat = td.by_slice.get(sl.origin)
         if mat is None:
