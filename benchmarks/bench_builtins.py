@@ -2,7 +2,7 @@
 """Built-in UDFs on the inline executor, next to numpy on the same file, in the same run.
 
     python benchmarks/bench_builtins.py --data DIR [--datasets u16,f32] [--udfs sum,...]
-        [--repeats 3] [--out results.jsonl]
+        [--repeats 3] [--executor inline] [--out results.jsonl]
 
 DIR is made by ``python ../shared/bench/make_data.py DIR`` (``u16.raw``: nav 128×128, sig
 256×256 uint16, 2 GiB; ``f32.raw``: nav 64×64, float32, 1 GiB). Page cache hot: each file is
@@ -16,7 +16,9 @@ read once with ``cat`` before its block. Per data set the script prints
   the two results agree.
 
 Targets (issue 3, inline, hot): Sum and SumSig ≥ 8 GB/s on uint16, StdDev ≥ 4 on uint16 and
-float32, ApplyMasks with 16 dense masks ≥ 2.5 on uint16.
+float32, ApplyMasks with 16 dense masks ≥ 2.5 on uint16. ``disk`` is one virtual-detector
+mask (a disk covering 1 % of the frame: the gather path on integer data). ``--executor``
+runs the same on ``threads``, ``processes`` or ``default`` (``Context()``).
 """
 
 import argparse
@@ -33,7 +35,7 @@ DATASETS = {
     "u16": dict(file="u16.raw", dtype="uint16", nav_shape=(128, 128), sig_shape=(256, 256)),
     "f32": dict(file="f32.raw", dtype="float32", nav_shape=(64, 64), sig_shape=(256, 256)),
 }
-ALL = ["sum", "sumsig", "stddev", "stats", "masks1", "masks16", "logsum", "pick"]
+ALL = ["sum", "sumsig", "stddev", "stats", "masks1", "masks16", "disk", "logsum", "pick"]
 
 
 def masks(n, sig_shape, seed=1):
@@ -55,11 +57,20 @@ def make_udf(name, sig_shape):
     if name.startswith("masks"):
         m = masks(int(name[5:]), sig_shape)
         return udf.ApplyMasksUDF(mask_factories=lambda: m, mask_dtype=np.float32), "intensity"
+    if name == "disk":
+        return udf.ApplyMasksUDF(mask_factories=[lambda: disk(sig_shape)]), "intensity"
     if name == "logsum":
         return udf.LogsumUDF(), "logsum"
     if name == "pick":
         return udf.PickUDF(), "intensity"
     raise ValueError(name)
+
+
+def disk(sig_shape):
+    """A virtual bright-field detector: a disk of radius 20 pixels in the middle (1 % of a
+    256×256 frame), as a float32 array of 0 and 1."""
+    y, x = np.ogrid[:sig_shape[0], :sig_shape[1]]
+    return (((y - sig_shape[0] // 2) ** 2 + (x - sig_shape[1] // 2) ** 2) <= 20 ** 2).astype(np.float32)
 
 
 def pick_roi(nav_shape):
@@ -96,6 +107,9 @@ def numpy_way(name, mm, sig_shape):
     if name.startswith("masks"):
         m = masks(int(name[5:]), sig_shape).reshape(int(name[5:]), -1)
         return np.concatenate([c.reshape(len(c), -1).astype(np.float32) @ m.T for c in chunks])
+    if name == "disk":
+        m = disk(sig_shape).reshape(1, -1)
+        return np.concatenate([c.reshape(len(c), -1).astype(np.float32) @ m.T for c in chunks])
     if name == "logsum":
         acc = np.zeros(sig_shape)
         for c in chunks:
@@ -113,12 +127,14 @@ def main():
     ap.add_argument("--datasets", default="u16,f32")
     ap.add_argument("--udfs", default=",".join(ALL))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--executor", default="inline",
+                    help="inline (default), threads, processes or default (Context())")
     ap.add_argument("--out")
     args = ap.parse_args()
 
     from udfkit import Context
 
-    ctx = Context.make_with("inline")
+    ctx = Context() if args.executor == "default" else Context.make_with(args.executor)
     rows = []
     for key in args.datasets.split(","):
         spec = DATASETS[key]
@@ -148,12 +164,12 @@ def main():
                            shape=tuple(spec["nav_shape"]) + tuple(spec["sig_shape"]))
             np_best, _, ref = timed(lambda: numpy_way(name, mm, spec["sig_shape"]), args.repeats)
             del mm
-            got = res[result].raw_data if name in ("sumsig", "masks1", "masks16") else res[result].data
+            got = res[result].raw_data if name in ("sumsig", "masks1", "masks16", "disk") else res[result].data
             got = np.asarray(got).reshape(np.shape(ref))
-            tol = 1e-4 if name.startswith("masks") else 1e-6
+            tol = 1e-4 if name.startswith("masks") or name == "disk" else 1e-6
             agree = bool(np.allclose(got, ref, rtol=tol, atol=tol * float(np.abs(ref).max())))
             data_bytes = nbytes * share
-            row = dict(dataset=key, udf=name, udfkit_gbs=data_bytes / best / GB,
+            row = dict(dataset=key, udf=name, executor=args.executor, udfkit_gbs=data_bytes / best / GB,
                        udfkit_median_gbs=data_bytes / median / GB, numpy_gbs=data_bytes / np_best / GB,
                        page_cache_gbs=nbytes / limit / GB, first_s=first, tile=list(scheme.shape),
                        agree=agree)
@@ -161,6 +177,7 @@ def main():
             print(f"{name:10s} {row['udfkit_gbs']:>13.2f} / {row['udfkit_median_gbs']:<12.2f} "
                   f"{row['numpy_gbs']:>18.2f}  {first:>11.2f}  {str(tuple(scheme.shape)):17s} {agree}")
             sys.stdout.flush()
+    ctx.close()
     append_rows(args.out, rows)
 
 

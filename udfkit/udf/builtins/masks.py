@@ -1,9 +1,10 @@
 """``ApplyMasksUDF``: virtual detectors, i.e. the dot product of every frame with N masks.
 
 Per tile, the frames (``depth`` rows of the tile's pixels) are multiplied with the masks'
-matching pixels (``pixels × N``) in one matrix product (BLAS for dense masks, scipy or
-pydata sparse for sparse ones); tiles of several signal slices add up into the same nav
-entries. With ``shifts`` the masks move relative to each frame, so frames are processed one
+matching pixels (``pixels × N``) in one matrix product; tiles of several signal slices add up
+into the same nav entries. Which product (a numba kernel that reads 8/16-bit integers as
+stored, one that reads only the pixels under sparse-support masks, or BLAS / scipy / pydata
+sparse) is decided in :mod:`udfkit.udf.builtins._mask_paths`. With ``shifts`` the masks move relative to each frame, so frames are processed one
 by one against the overlapping part of the masks.
 
 The masks live in a :class:`~udfkit.common.container.MaskContainer`, made once per process:
@@ -33,6 +34,7 @@ from ...common.container import SPARSE_FORMATS, MaskContainer
 from ...errors import MaskError, UDFError
 from ..base import UDF
 from ..buffers import AuxData
+from ._mask_paths import apply_kernel, blas_threads, choose_path, kernel_cut
 
 __all__ = ["ApplyMasksUDF"]
 
@@ -42,6 +44,9 @@ _CACHE_ENTRIES = 4
 _SHIFT_CACHE_ENTRIES = 64
 _TILE_DEPTH = 64
 _TILE_BYTES = 4 << 20
+#: partitions from this many bytes on ask how many threads BLAS may use (a lookup that costs
+#: milliseconds once per process) and spread the kernels' frames over as many
+_BIG_PARTITION = 16 << 20
 
 #: LiberTEM's ``BACKEND_ALL`` without the scipy ``*_array`` backends (what LiberTEM's
 #: ApplyMasksUDF supports); udfkit serves numpy and the CPU sparse ones
@@ -198,14 +203,33 @@ class ApplyMasksUDF(UDF):
     def get_preferred_input_dtype(self):
         if self.params.preferred_dtype is not None:
             return self.params.preferred_dtype
-        self._check_masks()
+        masks = self._check_masks()
         # float32 as in LiberTEM, widened to the masks' dtype so that the product runs in one
         # dtype instead of converting every tile to the masks' dtype again
-        return np.result_type(np.float32, self.get_mask_dtype())
+        compute = np.result_type(np.float32, self.get_mask_dtype())
+        if self.meta.array_backend == "numpy" \
+                and self._kernel_path(masks, self.meta.dataset_dtype, compute) != "blas":
+            # the kernels convert in registers: same numbers, no decoded float32 copy
+            return self.USE_NATIVE_DTYPE
+        return compute
+
+    def _compute_dtype(self) -> np.dtype:
+        """Dtype of the product and the result: input and masks promoted, at least float32
+        unless ``preferred_dtype`` was given (the data may arrive as stored, see above)."""
+        dtype = np.result_type(self.meta.input_dtype, self.get_mask_dtype())
+        if self.params.preferred_dtype is None:
+            dtype = np.result_type(dtype, np.float32)
+        return dtype
+
+    def _kernel_path(self, masks, data_dtype, compute) -> str:
+        """Which product applies the masks to ``data_dtype`` tiles (see ``_mask_paths``)."""
+        if self.params.shifts is not None:
+            return "blas"
+        return choose_path(masks, data_dtype, compute, self.params.use_sparse)
 
     def get_result_buffers(self):
         self._check_masks()
-        dtype = np.result_type(self.meta.input_dtype, self.get_mask_dtype())
+        dtype = self._compute_dtype()
         return {"intensity": self.buffer(kind="nav", extra_shape=(self.get_mask_count(),),
                                          dtype=dtype)}
 
@@ -219,18 +243,35 @@ class ApplyMasksUDF(UDF):
 
     def get_task_data(self):
         masks = self._check_masks()
-        dtype = np.result_type(self.meta.input_dtype, self.get_mask_dtype())
+        dtype = self._compute_dtype()
         fmt = masks.use_sparse
         if self.params.shifts is None:
+            path = self._kernel_path(masks, self.meta.input_dtype, dtype)
+            if path != "blas":
+                # the kernels' form of every cut; the BLAS cuts only for sparse tiles, on demand
+                kernels = {sl.origin: kernel_cut(path, masks, sl, dtype)
+                           for sl in self.meta.tiling_scheme}
+                # as many threads as BLAS may use here (looked up for large partitions only)
+                part = self.meta.partition_shape
+                big = part is not None and part.size * self.meta.input_dtype.itemsize >= _BIG_PARTITION
+                return {"by_slice": {}, "kernels": kernels, "pydata": _is_pydata(fmt),
+                        "dtype": dtype, "threads": blas_threads() if big else 1}
             # every cut of the scheme, made before the first tile
             by_slice = {sl.origin: masks.get_for_sig_slice(sl, dtype=dtype)
                         for sl in self.meta.tiling_scheme}
-            return {"by_slice": by_slice, "pydata": _is_pydata(fmt), "dtype": dtype}
+            return {"by_slice": by_slice, "kernels": {}, "pydata": _is_pydata(fmt), "dtype": dtype}
         return {"dtype": dtype, "pydata": _is_pydata(fmt), "shifted": OrderedDict()}
 
     def process_tile(self, tile):
         td = self.task_data
-        mat = td.by_slice[self.meta.sig_slice.origin]
+        sl = self.meta.sig_slice
+        kernel = td.kernels.get(sl.origin)
+        if kernel is not None and isinstance(tile, np.ndarray):
+            apply_kernel(kernel, tile, self.results.intensity, td.threads)
+            return
+        mat = td.by_slice.get(sl.origin)
+        if mat is None:
+            mat = td.by_slice[sl.origin] = self.masks.get_for_sig_slice(sl, dtype=td.dtype)
         # a shape tuple without -1: pydata sparse tiles reshape only like that
         rows = tile.reshape((tile.shape[0], int(np.prod(tile.shape[1:]))))
         self.results.intensity[:] += _product(rows, mat, td.pydata)
