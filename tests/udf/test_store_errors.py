@@ -219,3 +219,13 @@ def test_read_only_location(ctx, ds, tmp_path):
     finally:
         if os.geteuid() == 0:
             _umount(ro)
+
+
+def test_series_udfs_refuse_out(ctx, ds, tmp_path):
+    """Series-mode UDFs write sig buffers; out= is refused before anything is written."""
+    from udfkit.udf import SeriesStatsUDF
+
+    target = tmp_path / "series.zarr"
+    with pytest.raises(UDFError, match="series UDFs.*SeriesStatsUDF"):
+        ctx.run_udf(dataset=ds, udf=SeriesStatsUDF(), out=str(target))
+    assert not target.exists()
