@@ -316,11 +316,9 @@ def _native_fileset(array, path: str, is_zip: bool, array_path: str, k: int, sig
     if chunks[j + 1:k] != shape[j + 1:k]:
         raise _NotNative(f"chunks {chunks} do not hold consecutive frames of {shape[:k]}")
     inner = prod(shape[j + 1:k])
-    per_file = min(chunks[j], shape[j]) * inner if j < k else 1
     file_bytes = prod(chunks) * dtype.itemsize  # zarr pads the chunks at the array's edge
     grid = tuple(-(-n // c) for n, c in zip(shape[:k], chunks[:k]))
     root = os.path.join(path, array_path) if array_path else path
-    image_count = prod(shape[:k])
     files = []
     for i, coords in enumerate(np.ndindex(*grid)):
         name = os.path.join(root, array.metadata.encode_chunk_key(coords + (0,) * (len(shape) - k)))
@@ -333,7 +331,9 @@ def _native_fileset(array, path: str, is_zip: bool, array_path: str, k: int, sig
             raise DataSetError(f"zarr store {path!r}: chunk file {name!r} has {size} bytes, but an "
                                f"uncompressed chunk {chunks} of {dtype} has {file_bytes}; the "
                                "store is damaged")
-        frames = min(per_file, image_count - i * per_file)
+        # a chunk at the end of axis j holds fewer rows of it than the others (zarr pads the
+        # rest): its frames are a prefix of the file, since the axes after j are whole
+        frames = (min(chunks[j], shape[j] - coords[j] * chunks[j]) * inner) if j < k else 1
         files.append(FileLayout(name, 0, dtype, tuple(sig_shape), frames))
     return FileSet(files)
 
