@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Access patterns beyond frame/tile streams: nav halo and frame stacks (issue 17).
 
-    python benchmarks/bench_patterns.py [--data DIR] [--cases halo,fft] [--cpus N]
+    python benchmarks/bench_patterns.py [--data DIR] [--cases halo,fft,series] [--cpus N]
         [--executor processes] [--repeats 2] [--frames 1024] [--depths 1,4,16] [--quick]
         [--out results.jsonl]
 
@@ -25,11 +25,14 @@ directory instead, to smoke-test the script. The page cache is hot (the file is 
   depths (LiberTEM's way of forcing whole frames) vs ``process_frame`` vs numpy on a memmap in
   chunks of 16 frames.
 
-Another case (per-pixel series, a separate function) is added by the series work.
+* ``series``: the per-pixel median over ``f32.raw`` (4096 frames of 256×256 float32, 1 GiB,
+  read as a time series): ``bench_series.py`` run as its own script (udfkit's series mode vs
+  ``dask.array`` ``rechunk`` + ``median``, peak RSS of every process; see its docstring).
 """
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -250,11 +253,27 @@ def quick_file(tmpdir):
     return path, nav, sig
 
 
+def case_series(args, path, nav, sig, rows):
+    """Per-pixel median over the 1 GiB float32 time stack: bench_series.py (series mode vs
+    dask.array rechunk + median, peak RSS per process), run as its own script so that each
+    contender's memory is measured in a process of its own."""
+    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_series.py"),
+           "--cpus", str(args.cpus), "--repeats", str(args.repeats)]
+    cmd += ["--quick", "--executor", "inline"] if args.quick else ["--data", args.data]
+    print("series (bench_series.py):", flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    print(out.stdout, end="")
+    if out.returncode != 0:
+        raise SystemExit(f"bench_series.py failed:\n{out.stderr}")
+    rows.append({"case": "series", "output": out.stdout})
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="/work/bench_data", help="directory of make_data.py's files")
-    ap.add_argument("--cases", default="halo,fft", help="comma-separated: halo, fft")
+    ap.add_argument("--cases", default="halo,fft,series",
+                    help="comma-separated: halo, fft, series")
     ap.add_argument("--executor", default="processes", help="udfkit executor of the halo case")
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeats", type=int, default=2)
@@ -263,7 +282,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small synthetic file (smoke test)")
     ap.add_argument("--out", help="append result rows (JSON lines) to this file")
     args = ap.parse_args(argv)
-    cases = {"halo": case_halo, "fft": case_fft}
+    cases = {"halo": case_halo, "fft": case_fft, "series": case_series}
     wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in wanted if c not in cases]
     if unknown:
