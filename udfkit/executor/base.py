@@ -7,6 +7,10 @@ in the input list. Closing that iterator early (``it.close()``, or a ``for`` loo
 exception) cancels the tasks that have not run yet. An exception raised by a task is
 re-raised from the iterator with its original type.
 
+``tasks`` may also be a *task source* that cuts the next task when asked (see
+:mod:`udfkit.executor._schedule`); iterating it gives its tasks without pacing, which is what
+an executor that does not go through the scheduling loop (inline) does.
+
 Progress while tasks run
 ------------------------
 With ``progress=callback``, each task is called as ``task(progress=report)``, and the task

@@ -266,6 +266,11 @@ class RunPlan:
         Stored bytes of the processed frames (a block backend may read some more across
         ROI gaps; a compressed format reads its compressed chunks).
     memory : MemoryEstimate
+    sizing : WorkSizing or None
+        How the run cuts the planned partitions into smaller ones while it goes, from the
+        measured cost per frame (:mod:`udfkit.udf.worksize`); ``None``: the partitions run
+        as planned. The executed ones are reported with the results
+        (:attr:`udfkit.udf.results.RunResults.partitions`).
     """
 
     dataset: str
@@ -282,6 +287,7 @@ class RunPlan:
     bytes_read: int
     memory: MemoryEstimate
     inputs: _Inputs = field(repr=False)
+    sizing: object = None
 
     @property
     def tile_shape(self) -> tuple:
@@ -302,6 +308,8 @@ class RunPlan:
     def reasons(self) -> dict:
         """``{topic: sentence}``: why this tile shape, these partitions, these dtypes."""
         out = {"tiling": self.tiling_reason, "partitions": self.partition_reason}
+        if self.sizing is not None:
+            out["partition sizing"] = self.sizing.describe()
         for i, u in enumerate(self.udfs):
             out[f"input dtype of {u.name}" + (f" #{i}" if self._dup(u.name) else "")] = u.dtype_reason
         native = getattr(self.inputs.dataset, "array_backends", ("numpy",))
@@ -332,6 +340,10 @@ class RunPlan:
             "zero_copy": self.zero_copy,
             "partitions": [{"index": p.index, "start": p.start, "stop": p.stop,
                             "frames": p.frames, "processed": p.processed} for p in self.partitions],
+            "sizing": None if self.sizing is None else {
+                "workers": self.sizing.workers, "probe_frames": self.sizing.probe_frames,
+                "known_cost": (None if self.sizing.known_cost is None
+                               else list(self.sizing.known_cost))},
             "processed_frames": self.processed_frames,
             "bytes_read": self.bytes_read,
             "udfs": [{"name": u.name, "method": u.method, "input_dtype": u.input_dtype.str,
@@ -367,7 +379,8 @@ class RunPlan:
             f"{'s' if len(self.scheme) != 1 else ''}, {self.scheme.intent}, "
             f"{'zero-copy budget' if self.zero_copy else 'cache-sized'})",
             f"  partitions   {len(self.partitions)} ({tasks} with frames), "
-            f"{min(counts)}-{max(counts)} frames processed each",
+            f"{min(counts)}-{max(counts)} frames processed each"
+            f"{'; cut smaller by measured cost while the run goes' if self.sizing else ''}",
             f"  executor     {pl.kind}, {pl.workers} worker{'s' if pl.workers != 1 else ''}",
             f"  per worker   {_human(m.per_worker)} ({_parts(m.per_task)})"
             f"{' x ' + str(pl.tasks_per_process) + ' tasks' if pl.tasks_per_process > 1 else ''}"
@@ -540,6 +553,14 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
 
     frame_bytes = prod(sig_shape) * stored.itemsize
     placement = placement_of(executor)
+    # cut while the run goes where the planned partitions would leave workers idle
+    from .worksize import cost_key, plan_sizing
+
+    sizing = plan_sizing(partitions, part_plans, placement,
+                         num_partitions_given=getattr(dataset, "_num_partitions_arg", None)
+                         is not None,
+                         key=cost_key(placement, udfs, sig_shape, stored, input_dtypes,
+                                      correction_plan is not None))
     memory = _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored,
                        correction_plan, largest, placement, run_roi)
     return RunPlan(
@@ -551,7 +572,8 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         memory=memory,
         inputs=_Inputs(dataset=dataset, udfs=tuple(udfs), specs=tuple(specs), roi=run_roi,
                        positions=positions, corrections=correction_plan,
-                       partitions=tuple(partitions)))
+                       partitions=tuple(partitions)),
+        sizing=sizing)
 
 
 def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=None,
