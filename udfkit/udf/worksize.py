@@ -11,7 +11,8 @@ Rules
 -----
 * **When.** An executor with ``W > 1`` workers, no ``num_partitions`` given, partitions of a
   kind that can be cut (:func:`udfkit.io.splitting.can_split`: raw, npy, memory and the
-  detector formats read through a file partition), at least :data:`MIN_FRAMES_PER_WORKER`
+  detector formats read through a file partition) and not aligned to a file's chunks
+  (whose chunks two pieces would both read), at least :data:`MIN_FRAMES_PER_WORKER`
   processed frames per worker, and fewer than :data:`TASKS_PER_WORKER` planned tasks per
   worker (where the byte rule already gives that many, the plan runs as it is).
   ``deterministic=True`` runs the plan's partitions as they are (see *Floating point*).
@@ -117,7 +118,7 @@ class WorkSizing:
 
 
 def plan_sizing(partitions, part_plans, placement, *, num_partitions_given: bool,
-                key: tuple) -> WorkSizing | None:
+                key: tuple, align: int = 1) -> WorkSizing | None:
     """The :class:`WorkSizing` of a run, or ``None`` where the plan's partitions run as they
     are (see the module docstring for the rule).
 
@@ -129,6 +130,7 @@ def plan_sizing(partitions, part_plans, placement, *, num_partitions_given: bool
     >>> ds = MemoryDataSet(data=np.zeros((1024, 4, 4), "uint16"), sig_dims=2).initialize()
     >>> parts = ds.get_partitions()
     >>> plans = [PartitionPlan(0, 0, 1024, 1024, 1024, 0)]
+    >>> # for a run on two worker processes: two probes of 1024 / (8 * 2) frames first
     >>> plan_sizing(parts, plans, Placement("processes", 2, 1, False, True),
     ...             num_partitions_given=False, key=("example",)).probe_frames
     64
@@ -139,7 +141,8 @@ def plan_sizing(partitions, part_plans, placement, *, num_partitions_given: bool
     workers = placement.workers
     total = sum(p.processed for p in part_plans)
     tasks = sum(1 for p in part_plans if p.processed)
-    if (workers < 2 or num_partitions_given or total < MIN_FRAMES_PER_WORKER * workers
+    if (workers < 2 or num_partitions_given or align > 1
+            or total < MIN_FRAMES_PER_WORKER * workers
             or tasks >= TASKS_PER_WORKER * workers
             or not all(can_split(p) for p in partitions)):
         return None
