@@ -83,6 +83,14 @@ class Executor(ABC):
         The default does nothing: inline and thread workers share this process's imports.
         """
 
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Start the workers now, without waiting for them to be ready (they import their
+        warm modules meanwhile), so that the first run finds them started.
+
+        The default does nothing: executors whose workers exist from the start, or that
+        run tasks in this process.
+        """
+
     def with_retries(self, retries: int | None) -> Executor:
         """This executor with another default of ``retries`` for the runs started through it.
 
@@ -176,6 +184,9 @@ class _WithRetries(Executor):
 
     def warm_modules(self, modules) -> None:
         self._inner.warm_modules(modules)
+
+    def start(self) -> None:
+        self._inner.start()
 
     def __getattr__(self, name):
         # anything else an executor offers (``client`` of the dask executor, ...)
