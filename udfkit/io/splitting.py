@@ -73,7 +73,7 @@ def sub_partition(partition: Partition, start: int, stop: int, index: int) -> Pa
                          f"[{partition.start}, {partition.stop})")
     new = copy.copy(partition)
     new.start, new.stop, new.index = start, stop, int(index)
-    if isinstance(partition, MemoryPartition):
+    if isinstance(partition, MemoryPartition) and isinstance(new, MemoryPartition):
         # carry only its own frames, so that shipping the piece ships just those
         lo = min(max(start + partition.sync_offset, 0), partition.image_count)
         hi = min(max(stop + partition.sync_offset, 0), partition.image_count)

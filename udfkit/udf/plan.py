@@ -56,6 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import prod
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -69,6 +70,9 @@ from .buffers import AuxData, buffer_shape
 from .meta import UDFMeta
 from .runner import GATE_MIN_BYTES
 from .validation import check_buffers, check_udf, choose_backends, preferred_dtype, tiling_request
+
+if TYPE_CHECKING:  # worksize imports this module's PartitionPlan
+    from .worksize import WorkSizing
 
 __all__ = ["RunPlan", "UDFPlan", "BufferPlan", "PartitionPlan", "MemoryEstimate", "Placement",
            "plan_run", "negotiate_tiling", "placement_of"]
@@ -287,7 +291,7 @@ class RunPlan:
     bytes_read: int
     memory: MemoryEstimate
     inputs: _Inputs = field(repr=False)
-    sizing: object = None
+    sizing: WorkSizing | None = None
 
     @property
     def tile_shape(self) -> tuple:

@@ -48,7 +48,7 @@ def load_cached_kernels(modules=KERNEL_MODULES) -> int:
 def _load(dispatcher) -> int:
     cache = getattr(dispatcher, "_cache", None)
     cache_file = getattr(cache, "_cache_file", None)
-    if cache_file is None or not hasattr(dispatcher, "overloads"):
+    if cache is None or cache_file is None or not hasattr(dispatcher, "overloads"):
         return 0  # not a dispatcher, or one without an on-disk cache
     loaded = 0
     try:

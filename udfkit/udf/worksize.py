@@ -199,7 +199,7 @@ class AdaptiveTasks:
         self._taken = 0  # processed frames of _todo[_part] handed out
         self.remaining = sum(pp.processed for pp in part_plans)
         self._probes = sizing.workers if sizing.known_cost is None else 0
-        self._cost = sizing.known_cost  # (per frame, per task) once measured
+        self._cost: tuple | None = sizing.known_cost  # (per frame, per task) once measured
         self._work = 0.0
         self._frames = 0
         self._fixed = math.inf
@@ -252,6 +252,7 @@ class AdaptiveTasks:
 
     # -- cutting -----------------------------------------------------------------------------
     def _chunk(self) -> int:
+        assert self._cost is not None  # measured or known before any cut by cost
         per_frame, fixed = self._cost
         guided = math.ceil(self.remaining / (2 * self.sizing.workers))
         smallest = (math.ceil(OVERHEAD_RATIO * fixed / per_frame) if per_frame > 0
