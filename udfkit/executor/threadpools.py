@@ -26,7 +26,7 @@ from contextlib import contextmanager
 __all__ = ["single_threaded", "machine_threaded", "limited_threads", "machine_threads"]
 
 
-_cached = {"modules": -1, "controller": None}
+_cached: dict = {"modules": -1, "controller": None, "cores": None}
 
 
 def _controller():
@@ -53,15 +53,22 @@ def single_threaded():
     return limited_threads(1)
 
 
+def _cores() -> int:
+    # psutil reads /sys for the physical cores: a tenth of a millisecond, once per process
+    if _cached.get("cores") is None:
+        from .base import default_workers
+
+        _cached["cores"] = default_workers()
+    return _cached["cores"]
+
+
 def machine_threads() -> int:
     """Threads a task that runs alone gets: one per physical core that others leave free.
 
     The 1-minute load average beyond this process's own share counts as cores busy with
     other work (see the module docstring); at least one.
     """
-    from .base import default_workers
-
-    cores = default_workers()
+    cores = _cores()
     try:
         load = os.getloadavg()[0]
     except (OSError, AttributeError):  # pragma: no cover - no load average on this system

@@ -563,8 +563,8 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
     sizing = plan_sizing(partitions, part_plans, placement,
                          num_partitions_given=getattr(dataset, "_num_partitions_arg", None)
                          is not None,
-                         key=cost_key(placement, udfs, sig_shape, stored, input_dtypes,
-                                      correction_plan is not None),
+                         key=lambda: cost_key(placement, udfs, sig_shape, stored, input_dtypes,
+                                              correction_plan is not None),
                          align=getattr(dataset, "frame_alignment", 1))
     memory = _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored,
                        correction_plan, largest, placement, run_roi)

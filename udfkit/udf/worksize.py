@@ -118,9 +118,12 @@ class WorkSizing:
 
 
 def plan_sizing(partitions, part_plans, placement, *, num_partitions_given: bool,
-                key: tuple, align: int = 1) -> WorkSizing | None:
+                key, align: int = 1) -> WorkSizing | None:
     """The :class:`WorkSizing` of a run, or ``None`` where the plan's partitions run as they
     are (see the module docstring for the rule).
+
+    ``key`` is what a measured cost is remembered under (:func:`cost_key`), or a function
+    that makes it (called only where the run may be cut: a tiny run does not pay for it).
 
     Examples
     --------
@@ -146,6 +149,8 @@ def plan_sizing(partitions, part_plans, placement, *, num_partitions_given: bool
             or tasks >= TASKS_PER_WORKER * workers
             or not all(can_split(p) for p in partitions)):
         return None
+    if callable(key):
+        key = key()
     known = _KNOWN.get(key)
     probe = 0 if known is not None else max(1, total // (PROBE_DIVISOR * workers))
     return WorkSizing(workers=workers, probe_frames=probe, known_cost=known, key=key)
