@@ -216,6 +216,13 @@ class AdaptiveTasks:
 
     # -- the scheduler's side -----------------------------------------------------------------
     def next_task(self):
+        """The next task; ``None`` while a cut needs a measured cost that has not come back.
+
+        Raises
+        ------
+        StopIteration
+            When every processed frame has been handed out.
+        """
         if self.remaining == 0:
             raise StopIteration
         if self._cost is None:
