@@ -84,10 +84,11 @@ def main():
             if kind == "inline":
                 inline = best
             ratio = f"{best / inline:.2f} x inline" if inline else ""
-            print(f"  {kind:<10} best {best:.3f} s  median {median:.3f} s  {ratio:<14} "
-                  f"{len(r.partitions)} partitions "
-                  f"({min(p.processed for p in r.partitions)}-"
-                  f"{max(p.processed for p in r.partitions)} frames)")
+            parts = getattr(r, "partitions", None)  # (not reported by older udfkit)
+            where = "" if not parts else (
+                f"{len(parts)} partitions ({min(p.processed for p in parts)}-"
+                f"{max(p.processed for p in parts)} frames)")
+            print(f"  {kind:<10} best {best:.3f} s  median {median:.3f} s  {ratio:<14} {where}")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
