@@ -204,6 +204,9 @@ def test_known_cost_cuts_without_probes():
     src, _ = _source(1024, known=(2e-3, 1e-3))
     first = [src.next_task() for _ in range(2)]
     assert [t.stop - t.start for t in first] == [256, 192]
+    assert src.next_task() is None  # one task per worker out at a time
+    _finish(src, first[0], 2e-3)
+    assert src.next_task().stop - first[1].stop == 144
     cheap, _ = _source(1024, known=(1e-6, 1e-3))
     assert (lambda t: (t.start, t.stop))(cheap.next_task()) == (0, 1024)
 

@@ -23,7 +23,8 @@ Rules
   frame is their sum over the frames done. The fixed cost of a task (shipping, scheduling,
   merging) is the smallest difference between a task's time seen from the main process and
   on the worker.
-* **Cut.** Each next task takes ``max(remaining / (2 W), frames worth OVERHEAD_RATIO fixed
+* **Cut.** One task per worker is out at a time (an executor that queues more would
+  let a task cut for the frames left now wait behind others). Each next task takes ``max(remaining / (2 W), frames worth OVERHEAD_RATIO fixed
   costs)`` processed frames (guided self-scheduling: large tasks first, smaller ones towards
   the end, so the workers finish together; never so small that the fixed cost shows), but
   at most ``remaining / W`` where that gives each worker ``SPLIT_RATIO`` fixed costs of work,
@@ -230,6 +231,11 @@ class AdaptiveTasks:
                 return None  # wait: the next cut needs a measured cost
             self._probes = max(0, self._probes - 1)
             return self._cut(self.sizing.probe_frames or 1)
+        if len(self._sent) >= self.sizing.workers:
+            # one task per worker at a time: a task cut now would be sized for the frames
+            # left now, and wait in a queue while the others finish (the end would not be
+            # even); the next is cut when a worker is free
+            return None
         return self._cut(self._chunk())
 
     def __iter__(self):
