@@ -6,7 +6,7 @@ from threadpoolctl import threadpool_info
 
 from udfkit import UDF, Context
 from udfkit.executor.inline import InlineExecutor, InlineJobExecutor
-from udfkit.executor.threadpools import machine_threads
+from udfkit.executor.threadpools import _cached, machine_threads
 
 
 def blas_threads():
@@ -52,6 +52,8 @@ def test_a_task_alone_gets_the_machine(monkeypatch):
         return  # no BLAS library with a thread pool loaded: nothing to limit
     before = blas_threads()
     monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.5, 0.5))  # an idle machine
+    monkeypatch.setitem(_cached, "load_at", -1e9)  # read it again (both restored after)
+    monkeypatch.setitem(_cached, "load", 0.0)
     assert machine_threads() == default_workers()
     with Context.make_with("inline") as ctx:
         assert _threads_in_task(ctx, 2) == min(machine_threads(), max(before))
@@ -72,6 +74,8 @@ def test_cores_busy_with_others_are_not_counted(monkeypatch):
     from udfkit.executor.base import default_workers
 
     monkeypatch.setattr(os, "getloadavg", lambda: (1.0 + default_workers(), 0.0, 0.0))
+    monkeypatch.setitem(_cached, "load_at", -1e9)  # read it again (both restored after)
+    monkeypatch.setitem(_cached, "load", 0.0)
     assert machine_threads() == 1
     with Context.make_with("inline") as ctx:
         assert _threads_in_task(ctx, 1) == 1

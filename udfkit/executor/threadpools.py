@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
 
 __all__ = ["single_threaded", "machine_threaded", "limited_threads", "machine_threads"]
@@ -69,11 +70,15 @@ def machine_threads() -> int:
     other work (see the module docstring); at least one.
     """
     cores = _cores()
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):  # pragma: no cover - no load average on this system
-        return cores
-    free = cores - max(0.0, load - 1.0)
+    now = time.monotonic()
+    if now - _cached.get("load_at", -1e9) > 1.0:
+        # a 1-minute average: reading it once a second is enough (a tiny run pays nothing)
+        try:
+            _cached["load"] = os.getloadavg()[0]
+        except (OSError, AttributeError):  # pragma: no cover - no load average here
+            _cached["load"] = 0.0
+        _cached["load_at"] = now
+    free = cores - max(0.0, _cached["load"] - 1.0)
     return max(1, min(cores, int(free + 0.5)))
 
 
