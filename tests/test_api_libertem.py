@@ -467,8 +467,9 @@ def test_libertem_executor_classes():
                      ConcurrentJobExecutor.make_local(n_threads=2)):
         with Context(executor=executor) as c:
             _sums_equal(c)
-    with pytest.raises(ExecutorSpecError, match="inline_threads=2 is not offered"):
-        InlineJobExecutor(inline_threads=2)
+    assert InlineJobExecutor(inline_threads=2).threads == 2
+    with pytest.raises(ExecutorSpecError, match="inline_threads: expected an integer"):
+        InlineJobExecutor(inline_threads=0)
     with pytest.raises(ExecutorSpecError, match="main_process_gpu=0 is not offered"):
         ConcurrentJobExecutor.make_local(main_process_gpu=0)
 

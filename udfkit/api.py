@@ -124,6 +124,17 @@ def _check_backends(backends, udfs) -> None:
                        f"with {list(served)}; pass backends=None or some of these")
 
 
+
+def _warm_modules(executor) -> list:
+    """What the workers of ``executor`` import before their first task: the UDF layer, and
+    on worker processes that the Context starts itself also the cached kernels (loaded
+    while the process waits for a task anyway; on a dask cluster the kernels load with the
+    first task, since registering modules there waits for every worker's imports)."""
+    from .udf.warmup import WARM_MODULE
+
+    return ["udfkit.udf", WARM_MODULE] if getattr(executor, "kind", None) == "processes" \
+        else ["udfkit.udf"]
+
 class Context:
     """Load data sets and run UDFs on them.
 
@@ -157,7 +168,10 @@ class Context:
             raise TypeError(f"executor: expected an Executor, got {type(executor).__name__}")
         self.executor = executor
         # executors know nothing of UDFs: the Context says what their workers should import
-        executor.warm_modules(["udfkit.udf"])
+        executor.warm_modules(_warm_modules(executor))
+        # workers start now and warm up while the script goes on to load its data, so that
+        # the first run does not wait for their start (Executor.start)
+        executor.start()
         self._plot_class = plot_class
         #: the live plots of the last ``run_udf(plots=...)`` (their figures stay inspectable)
         self.last_plots: list = []

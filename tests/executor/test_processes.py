@@ -197,7 +197,8 @@ def test_workers_import_what_they_are_told():
     finally:
         ex.close()
     with Context(executor=ProcessesExecutor(cpus=1)) as ctx:
-        assert ctx.executor._warm == ["udfkit.udf"]
+        # and, on worker processes, the module that loads the cached kernels at their start
+        assert ctx.executor._warm == ["udfkit.udf", "udfkit.udf._warm_kernels"]
 
 
 def test_worker_code_does_not_import_udfs():

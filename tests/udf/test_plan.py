@@ -91,13 +91,21 @@ class RecordFrames(UDF):
 def recording(executor):
     """Record ``(partition index, frames, [{name: (shape, dtype)}])`` of every partition
     result, and the tasks' schemes, while a run goes through ``executor``."""
-    seen = {"results": [], "schemes": [], "tasks": []}
+    seen = {"results": [], "schemes": [], "tasks": [], "pieces": []}
     inner = executor.run_tasks
 
+    def note(t):
+        seen["tasks"].append((t.partition.index, t.frames))
+        seen["schemes"].append(t.scheme)
+        seen["pieces"].append((t.partition.index, t.partition.start, t.partition.stop, t.frames))
+        return t
+
     def run_tasks(tasks, *args, **kwargs):
-        tasks = list(tasks)
-        seen["tasks"].extend((t.partition.index, t.frames) for t in tasks)
-        seen["schemes"].extend(t.scheme for t in tasks)
+        if hasattr(tasks, "next_task"):
+            # a run that cuts its partitions while it goes: record each task as it is cut
+            tasks = _RecordingSource(tasks, note)
+        else:
+            tasks = [note(t) for t in tasks]
         for index, result in inner(tasks, *args, **kwargs):
             seen["results"].append((result.partition_index, result.frames,
                                     [{k: (v.shape, v.dtype) for k, v in b.items()}
@@ -111,12 +119,29 @@ def recording(executor):
         del executor.run_tasks
 
 
+class _RecordingSource:
+    """A task source that notes every task it hands on."""
+
+    def __init__(self, source, note):
+        self.source = source
+        self.note = note
+
+    def next_task(self):
+        t = self.source.next_task()
+        return t if t is None else self.note(t)
+
+
 def check_agrees(plan: RunPlan, seen: dict, results: list, udfs: list) -> None:
     parts = {p.index: p for p in plan.partitions}
-    # tasks: one per partition with processed frames, with the planned frame counts
-    assert sorted(seen["tasks"]) == sorted((p.index, p.processed) for p in plan.partitions
-                                           if p.processed)
-    assert len(seen["tasks"]) == plan.num_tasks
+    if plan.sizing is not None:
+        # cut while the run went: the pieces tile the planned partitions with frames, in nav
+        # order (indices from 0), and the checks below hold for the pieces
+        parts = _pieces_tile_the_plan(plan, seen["pieces"])
+    else:
+        # tasks: one per partition with processed frames, with the planned frame counts
+        assert sorted(seen["tasks"]) == sorted((p.index, p.processed) for p in plan.partitions
+                                               if p.processed)
+        assert len(seen["tasks"]) == plan.num_tasks
     assert all(s == plan.scheme for s in seen["schemes"])
     assert sorted((i, n) for i, n, _ in seen["results"]) == sorted(seen["tasks"])
     assert sum(n for _, n, _ in seen["results"]) == plan.processed_frames
@@ -137,6 +162,8 @@ def check_agrees(plan: RunPlan, seen: dict, results: list, udfs: list) -> None:
         for b in uplan.buffers:
             if b.kind == "nav" and b.partition_shape:
                 assert b.partition_shape[0] == largest
+    # the deepest tile: of the largest partition that ran (a piece may be smaller)
+    largest = max((p.processed for p in parts.values()), default=0)
     # main-side buffers and results
     for uplan, res in zip(plan.udfs, results):
         for b in uplan.buffers:
@@ -161,6 +188,30 @@ def check_agrees(plan: RunPlan, seen: dict, results: list, udfs: list) -> None:
             assert (part[sl.get()] == np.asarray(sl.shape.to_tuple())).all()
 
 
+def _pieces_tile_the_plan(plan: RunPlan, pieces: list) -> dict:
+    pieces = sorted(pieces)
+    assert [i for i, *_ in pieces] == list(range(len(pieces)))
+    it = iter(pieces)
+    out = {}
+    for p in plan.partitions:
+        if not p.processed:
+            continue
+        got = []
+        while sum(n for *_, n in got) < p.processed:
+            got.append(next(it))
+        assert got[0][1] == p.start and got[-1][2] == p.stop
+        assert all(a[2] == b[1] for a, b in zip(got, got[1:]))
+        assert all(n > 0 for *_, n in got)
+        out.update({i: _Piece(n) for i, _, _, n in got})
+    assert next(it, None) is None
+    return out
+
+
+class _Piece:
+    def __init__(self, processed):
+        self.processed = processed
+
+
 def _write_hdf5(case, tmpdir) -> str:
     import h5py
 
@@ -180,6 +231,9 @@ def runs(draw, max_nav=6):
     case = draw(cases(formats=["raw"] if as_hdf5 else [fmt], max_nav=max_nav, max_sig=9,
                       partial=not as_hdf5, sync=not as_hdf5,
                       dtypes=["uint8", "uint16", ">u2", "int32", "float32", "float64"]))
+    if draw(st.booleans()):
+        # the format's own count, which a run on several workers may cut by measured cost
+        case.num_partitions = None
     udfs = [RecordTiles(depth=draw(st.one_of(st.none(), st.integers(1, 7))),
                         total_size=draw(st.one_of(st.none(), st.integers(8, 4096))),
                         native=draw(st.booleans()), whole=draw(st.booleans()))]
@@ -212,7 +266,7 @@ def test_plan_agrees_with_run(executor, n, tmp_path_factory):
 
     @settings(max_examples=examples(n), deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(runs())
+    @given(runs(max_nav=6 if executor == "inline" else 10))
     def check(drawn):
         case, as_hdf5, udfs, corrections = drawn
         tmpdir = tmp_path_factory.mktemp("plan")
@@ -220,6 +274,7 @@ def test_plan_agrees_with_run(executor, n, tmp_path_factory):
         event("hdf5" if as_hdf5 else case.fmt)
         event("roi" if case.roi is not None else "no roi")
         plan = ctx.plan(ds, udfs, roi=case.roi, corrections=corrections)
+        event("cut while running" if plan.sizing is not None else "as planned")
         with recording(ctx.executor) as seen:
             results = ctx.run_udf(ds, udfs, roi=case.roi, corrections=corrections)
         check_agrees(plan, seen, results, udfs)

@@ -15,6 +15,14 @@ again, up to ``retries`` times, before the run fails with an
 :class:`~udfkit.errors.ExecutorError` that names the task. An exception raised *by* a task is
 never retried: running the same code on the same data raises it again.
 
+Task sources
+------------
+``tasks`` may be a *task source* instead of a sequence: an object with ``next_task()``,
+which returns the next task, ``None`` when it wants to see a result before it hands out
+another (it is asked again after the next task ends), or raises ``StopIteration`` when all
+are handed out. Tasks are numbered in the order they are handed out. A run that cuts its
+partitions by measured cost is one (:mod:`udfkit.udf.worksize`).
+
 Progress of a task that runs again
 ----------------------------------
 Reports carry an attempt key. A new attempt of a task reports its first frames again; only
@@ -97,7 +105,8 @@ def schedule(adapter: Adapter, tasks: Sequence[Callable], progress=None,
     BaseException
         Whatever a task raised, with its original type.
     """
-    todo = iter(enumerate(tasks))
+    feed = _feed(tasks)
+    numbered = 0  # tasks handed out so far (the next one's index)
     again: deque[tuple[int, Callable]] = deque()  # tasks whose worker died, before new ones
     pending: dict[Hashable, tuple[int, Callable]] = {}  # handle -> (index, task)
     deaths: dict[int, int] = {}  # index -> how many workers died running it
@@ -105,16 +114,23 @@ def schedule(adapter: Adapter, tasks: Sequence[Callable], progress=None,
     ended: set[int] = set()  # indices whose result was handed back (late reports are dropped)
 
     def submit_more() -> None:
+        nonlocal numbered
         # with nothing in flight one slot at least, so the run cannot stall
         free = adapter.free_slots(len(pending)) if pending else max(1, adapter.free_slots(0))
         while free > 0:
             if again:
                 index, task = again.popleft()
             else:
-                item = next(todo, None)
-                if item is None:
+                task = feed()
+                if task is _END:
                     return
-                index, task = item
+                if task is None:
+                    if not pending:
+                        raise RuntimeError("the task source waits for a result, but no task "
+                                           "is running")
+                    return
+                index = numbered
+                numbered += 1
             try:
                 handle = adapter.submit(index, task)
             except ExecutorError as e:
@@ -170,3 +186,21 @@ def schedule(adapter: Adapter, tasks: Sequence[Callable], progress=None,
     finally:
         if not finished and pending:
             adapter.cancel(list(pending))
+
+
+_END = object()
+
+
+def _feed(tasks) -> Callable:
+    """A function giving the next task, ``None`` (the source waits) or ``_END``."""
+    next_task = getattr(tasks, "next_task", None)
+    if next_task is None:
+        it = iter(tasks)
+        return lambda: next(it, _END)
+
+    def feed():
+        try:
+            return next_task()
+        except StopIteration:
+            return _END
+    return feed

@@ -7,6 +7,10 @@ in the input list. Closing that iterator early (``it.close()``, or a ``for`` loo
 exception) cancels the tasks that have not run yet. An exception raised by a task is
 re-raised from the iterator with its original type.
 
+``tasks`` may also be a *task source* that cuts the next task when asked (see
+:mod:`udfkit.executor._schedule`); iterating it gives its tasks without pacing, which is what
+an executor that does not go through the scheduling loop (inline) does.
+
 Progress while tasks run
 ------------------------
 With ``progress=callback``, each task is called as ``task(progress=report)``, and the task
@@ -77,6 +81,14 @@ class Executor(ABC):
         """Have every worker, present and future, import ``modules`` before its first task.
 
         The default does nothing: inline and thread workers share this process's imports.
+        """
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Start the workers now, without waiting for them to be ready (they import their
+        warm modules meanwhile), so that the first run finds them started.
+
+        The default does nothing: executors whose workers exist from the start, or that
+        run tasks in this process.
         """
 
     def with_retries(self, retries: int | None) -> Executor:
@@ -172,6 +184,9 @@ class _WithRetries(Executor):
 
     def warm_modules(self, modules) -> None:
         self._inner.warm_modules(modules)
+
+    def start(self) -> None:
+        self._inner.start()
 
     def __getattr__(self, name):
         # anything else an executor offers (``client`` of the dask executor, ...)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from .base import Executor
-from .threadpools import single_threaded
+from .base import Executor, check_count
+from .threadpools import limited_threads, machine_threads
 
 __all__ = ["InlineExecutor", "InlineJobExecutor"]
 
@@ -13,14 +13,23 @@ __all__ = ["InlineExecutor", "InlineJobExecutor"]
 class InlineExecutor(Executor):
     """Run tasks one after the other in the calling thread.
 
-    While a task runs, BLAS and OpenMP libraries are limited to one thread (see
-    :mod:`udfkit.executor.threadpools`).
+    Tasks run one at a time, so each has the machine to itself: while it runs, BLAS and
+    OpenMP libraries use ``threads`` threads (see :mod:`udfkit.executor.threadpools`).
 
     Parameters
     ----------
     debug : bool
         Pickle every task and every result through cloudpickle and back, as a process or
         cluster executor would, so that pickling bugs show up without worker processes.
+    threads : int, optional
+        BLAS / OpenMP threads inside a task; default one per physical core that other
+        processes leave free (:func:`~udfkit.executor.threadpools.machine_threads`, asked
+        at every run).
+
+    Raises
+    ------
+    ExecutorSpecError
+        For ``threads`` that is not a positive integer.
 
     Examples
     --------
@@ -31,8 +40,9 @@ class InlineExecutor(Executor):
 
     kind = "inline"
 
-    def __init__(self, debug: bool = False):
+    def __init__(self, debug: bool = False, threads: int | None = None):
         self.debug = bool(debug)
+        self.threads = None if threads is None else check_count(threads, "threads")
 
     @property
     def num_workers(self) -> int:
@@ -44,6 +54,7 @@ class InlineExecutor(Executor):
             import cloudpickle
 
             from .base import pickle_task
+        threads = machine_threads() if self.threads is None else self.threads
 
         for i, task in enumerate(tasks):
             # the task runs in this thread, so its reports can go straight to the callback
@@ -51,8 +62,9 @@ class InlineExecutor(Executor):
             if self.debug:
                 # the same error as a worker process would give (ExecutorError naming the task)
                 task = cloudpickle.loads(pickle_task(task, i, "a worker process"))
-            # the caller's code between tasks keeps its BLAS threads; the task gets one
-            with single_threaded():
+            # the task has the machine to itself; the caller's code between tasks keeps
+            # its own BLAS threads
+            with limited_threads(threads):
                 result = task(**kwargs)
             if self.debug:
                 result = cloudpickle.loads(cloudpickle.dumps(result))
@@ -68,8 +80,8 @@ class InlineExecutor(Executor):
 class InlineJobExecutor(InlineExecutor):
     """LiberTEM's name (``libertem.executor.inline.InlineJobExecutor``) of :class:`InlineExecutor`.
 
-    ``inline_threads`` (LiberTEM's thread count for numba/BLAS in the main process) and a GPU
-    for the main process are not offered; udfkit runs inline tasks single-threaded.
+    ``inline_threads`` is LiberTEM's thread count for BLAS/OpenMP in the main process
+    (default: one per physical core); a GPU for the main process is not offered.
 
     Examples
     --------
@@ -82,10 +94,8 @@ class InlineJobExecutor(InlineExecutor):
         from ..errors import ExecutorSpecError
 
         if inline_threads is not None:
-            raise ExecutorSpecError(f"InlineJobExecutor: inline_threads={inline_threads!r} is not "
-                                    "offered: inline tasks run with one BLAS/numba thread; use "
-                                    "Context.make_with('threads', cpus=N) for parallel work")
+            inline_threads = check_count(inline_threads, "InlineJobExecutor: inline_threads")
         if not (main_process_gpu is None or main_process_gpu is False):
             raise ExecutorSpecError(f"InlineJobExecutor: main_process_gpu={main_process_gpu!r} is "
                                     "not offered: udfkit has no GPU back-end")
-        super().__init__(debug=debug)
+        super().__init__(debug=debug, threads=inline_threads)

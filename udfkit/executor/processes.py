@@ -156,6 +156,12 @@ class ProcessesExecutor(Executor):
         if not self._workers:
             self._workers = [self._start() for _ in range(self._n)]
 
+    def start(self) -> None:
+        """Spawn the workers now (see :meth:`Executor.start`); a Context does at its start."""
+        if self._closed:
+            raise RuntimeError("this ProcessesExecutor is closed")
+        self._ensure_started()
+
     def warm_modules(self, modules) -> None:
         new = [m for m in modules if m not in self._warm]
         if not new:

@@ -6,7 +6,8 @@ without starting processes or copying results. UDFs written in pure Python do no
 
 At most ``max_in_flight`` tasks are submitted at a time (default: two per thread), so a
 run with thousands of partitions does not queue them all; while the run lasts, BLAS and
-OpenMP libraries use one thread each (N threads would otherwise start N × cores).
+OpenMP libraries use one thread each (N threads would otherwise start N × cores); a run of
+a single task has the machine to itself and gets one per physical core.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from ._schedule import Adapter, Outcome, schedule
 from .base import Executor, check_count, default_workers
-from .threadpools import single_threaded
+from .threadpools import machine_threaded, single_threaded
 
 __all__ = ["ThreadsExecutor"]
 
@@ -61,8 +62,10 @@ class ThreadsExecutor(Executor):
         if self._closed:
             raise RuntimeError("this ThreadsExecutor is closed")
         retries = self.retries if retries is None else retries
-        # BLAS/OpenMP get one thread each while the run lasts (N threads would start N × cores)
-        with single_threaded():
+        # BLAS/OpenMP get one thread each while the run lasts (N threads would start N × cores);
+        # a single task runs alone and gets the machine
+        alone = isinstance(tasks, (list, tuple)) and len(tasks) == 1
+        with machine_threaded() if alone else single_threaded():
             yield from schedule(_ThreadsRun(self, progress is not None), tasks, progress, retries)
 
     def close(self) -> None:

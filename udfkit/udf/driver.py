@@ -46,6 +46,7 @@ from .results import BufferResult, RunResults
 from .runner import GATE_MIN_BYTES, PartitionTask, ResultGate
 from .store.results import DiskBufferResult
 from .validation import check_results
+from .worksize import AdaptiveTasks
 
 __all__ = ["UDFRun"]
 
@@ -109,28 +110,39 @@ class UDFRun:
 
     def tasks(self) -> list:
         """One :class:`PartitionTask` per partition that has frames to process."""
-        tasks = []
-        for p, n, offset in zip(self.partitions, self.counts, self.offsets):
-            if n == 0:
-                continue
-            part_roi = self._part_roi(p)
-            sel = None
-            udfs = []
-            for u in self.udfs:
-                kwargs = u._kwargs
-                if any(isinstance(v, AuxData) for v in kwargs.values()):
-                    if sel is None:
-                        sel = p.selected_positions(part_roi) + p.start
-                    kwargs = {k: self._cut_aux(v, sel, u) if isinstance(v, AuxData) else v
-                              for k, v in kwargs.items()}
-                udfs.append((type(u), kwargs))
-            tasks.append(PartitionTask(
-                partition=p, udfs=udfs, methods=self.methods, scheme=self.scheme,
-                input_dtypes=self.input_dtypes, roi=part_roi, run_roi=self.roi,
-                dataset_shape=self.dataset.shape, dataset_dtype=self.dataset.dtype,
-                corrections=self.corrections, processed_offset=offset,
-                backends=self.array_backends))
-        return tasks
+        return [self._task(p, offset) for p, n, offset in
+                zip(self.partitions, self.counts, self.offsets) if n]
+
+    def _task(self, p, offset) -> PartitionTask:
+        part_roi = self._part_roi(p)
+        sel = None
+        udfs = []
+        for u in self.udfs:
+            kwargs = u._kwargs
+            if any(isinstance(v, AuxData) for v in kwargs.values()):
+                if sel is None:
+                    sel = p.selected_positions(part_roi) + p.start
+                kwargs = {k: self._cut_aux(v, sel, u) if isinstance(v, AuxData) else v
+                          for k, v in kwargs.items()}
+            udfs.append((type(u), kwargs))
+        return PartitionTask(
+            partition=p, udfs=udfs, methods=self.methods, scheme=self.scheme,
+            input_dtypes=self.input_dtypes, roi=part_roi, run_roi=self.roi,
+            dataset_shape=self.dataset.shape, dataset_dtype=self.dataset.dtype,
+            corrections=self.corrections, processed_offset=offset,
+            backends=self.array_backends)
+
+    def _adaptive_tasks(self, gate):
+        """The task source that cuts the plan's partitions by measured cost
+        (:mod:`udfkit.udf.worksize`); registers every piece for the merge as it is cut."""
+        def make(piece, n, offset):
+            self._rows[piece.index] = (offset, n)
+            task = self._task(piece, offset)
+            task.gate = gate
+            return task
+
+        return AdaptiveTasks(self.plan.sizing, self.partitions, self.plan.partitions,
+                             [self._part_roi(p) for p in self.partitions], make)
 
     def _cut_aux(self, aux: AuxData, sel, udf) -> AuxData:
         flat = aux.flat(self.nav_shape, f"{type(udf).__name__}")
@@ -157,11 +169,13 @@ class UDFRun:
         self.frames_done = 0
 
     def _merge(self, result):
-        i = self.partitions_by_index[result.partition_index]
-        off, n = self.offsets[i], self.counts[i]
+        off, n = self._rows[result.partition_index]
         store = self.store
+        i = None
         if store is not None:
             store.merging = True
+            # a run with a store keeps the plan's partitions (it is deterministic)
+            i = self.partitions_by_index[result.partition_index]
         for ui, (u, specs, arrays, src) in enumerate(zip(self.udfs, self.specs, self.buffers,
                                                           result.buffers)):
             if store is not None and not _overrides(type(u), "merge"):
@@ -233,7 +247,7 @@ class UDFRun:
         rows = self.merged_rows if not complete else np.ones(self.total_frames, dtype=bool)
         damage[rows.nonzero()[0] if self.positions is None else self.positions[rows]] = True
         return RunResults(out, damage.reshape(self.nav_shape), self.frames_done,
-                          self.total_frames, complete)
+                          self.total_frames, complete, partitions=tuple(self.executed))
 
     def _where(self, tasks, error) -> str:
         """Which partitions a failed run was working on, for the error message."""
@@ -266,14 +280,10 @@ class UDFRun:
         placement = placement_of(executor)
         if store is not None:
             self.store = store
+            # merges in partition order, of the plan's partitions (the journal counts them)
             deterministic = True
         if check_memory:
             check_run_memory(self.plan, placement=placement, nav_on_disk=store is not None)
-        tasks = self.tasks()
-        merged = set()
-        if store is not None:
-            merged = store.begin(self)
-            tasks = [t for t in tasks if t.index not in merged]
         gate = None
         task_buffers = sum(b.partition_nbytes for u in self.plan.udfs for b in u.buffers)
         if (placement.in_main_process and placement.kind != "inline" and not deterministic
@@ -281,20 +291,38 @@ class UDFRun:
             # threads: a thread does not start its next task (and allocate) while its last
             # result waits to be merged; results merge in any order, so this cannot stall
             gate = ResultGate(placement.tasks_per_process)
+        # rows of the run's processed frames per partition index, for the merge
+        self._rows = {p.index: (off, n)
+                      for p, off, n in zip(self.partitions, self.offsets, self.counts)}
+        self.partitions_by_index = {p.index: i for i, p in enumerate(self.partitions)}
+        source = None
+        merged: set = set()
+        if self.plan.sizing is not None and not deterministic:
+            # cut by measured cost; deterministic runs keep the plan's partitions, so their
+            # floating-point results do not depend on timing
+            source = self._adaptive_tasks(gate)
+            tasks = source.tasks
+            self.executed = source.executed
+        else:
+            tasks = self.tasks()
+            if store is not None:
+                merged = store.begin(self)
+                tasks = [t for t in tasks if t.index not in merged]
             for t in tasks:
                 t.gate = gate
-        self.partitions_by_index = {p.index: i for i, p in enumerate(self.partitions)}
+            self.executed = [p for p in self.plan.partitions if p.processed]
         try:
             self._allocate()
             if store is not None:
                 store.restore(self, merged)
-            yield from self._execute(executor, tasks, gate, iterate, progress, deterministic)
+            yield from self._execute(executor, tasks, source, gate, iterate, progress,
+                                     deterministic)
         except BaseException:
             if store is not None:
                 store.abort(self)
             raise
 
-    def _execute(self, executor, tasks, gate, iterate, progress, deterministic):
+    def _execute(self, executor, tasks, source, gate, iterate, progress, deterministic):
         store = self.store
         merges = 0
         reported: dict[int, int] = {}
@@ -309,11 +337,13 @@ class UDFRun:
                 reported[index] = reported.get(index, 0) + frames
                 progress.advance(frames)
 
-        stream = executor.run_tasks(tasks, progress=on_report)
+        stream = executor.run_tasks(tasks if source is None else source, progress=on_report)
         waiting = {}
         next_index = 0
         try:
             for index, result in stream:
+                if source is not None:
+                    source.observe(result)
                 if progress is not None:
                     progress.advance(result.frames - reported.pop(index, 0))
                 if deterministic:
@@ -355,4 +385,6 @@ class UDFRun:
                 close()
             if progress is not None:
                 progress.close()
+        if source is not None:
+            source.remember()
         yield self._results(complete=True)

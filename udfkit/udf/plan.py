@@ -56,6 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import prod
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -71,6 +72,9 @@ from .meta import UDFMeta
 from .runner import GATE_MIN_BYTES
 from .series import SeriesPlan, plan_series, uses_series
 from .validation import check_buffers, check_udf, choose_backends, preferred_dtype, tiling_request
+
+if TYPE_CHECKING:  # worksize imports this module's PartitionPlan
+    from .worksize import WorkSizing
 
 __all__ = ["RunPlan", "UDFPlan", "BufferPlan", "PartitionPlan", "MemoryEstimate", "Placement",
            "plan_run", "negotiate_tiling", "placement_of"]
@@ -271,6 +275,11 @@ class RunPlan:
     halo : HaloPlan or None
         With a halo UDF: its radius, the rows read beyond each partition and the read
         amplification (:class:`~udfkit.udf.halo.HaloPlan`).
+    sizing : WorkSizing or None
+        How the run cuts the planned partitions into smaller ones while it goes, from the
+        measured cost per frame (:mod:`udfkit.udf.worksize`); ``None``: the partitions run
+        as planned. The executed ones are reported with the results
+        (:attr:`udfkit.udf.results.RunResults.partitions`).
     """
 
     dataset: str
@@ -288,6 +297,7 @@ class RunPlan:
     memory: MemoryEstimate
     inputs: _Inputs = field(repr=False)
     halo: HaloPlan | None = None
+    sizing: WorkSizing | None = None
 
     @property
     def tile_shape(self) -> tuple:
@@ -310,6 +320,8 @@ class RunPlan:
         out = {"tiling": self.tiling_reason, "partitions": self.partition_reason}
         if self.halo is not None:
             out["halo"] = self.halo.reason
+        if self.sizing is not None:
+            out["partition sizing"] = self.sizing.describe()
         for i, u in enumerate(self.udfs):
             out[f"input dtype of {u.name}" + (f" #{i}" if self._dup(u.name) else "")] = u.dtype_reason
         native = getattr(self.inputs.dataset, "array_backends", ("numpy",))
@@ -340,6 +352,10 @@ class RunPlan:
             "zero_copy": self.zero_copy,
             "partitions": [{"index": p.index, "start": p.start, "stop": p.stop,
                             "frames": p.frames, "processed": p.processed} for p in self.partitions],
+            "sizing": None if self.sizing is None else {
+                "workers": self.sizing.workers, "probe_frames": self.sizing.probe_frames,
+                "known_cost": (None if self.sizing.known_cost is None
+                               else list(self.sizing.known_cost))},
             "processed_frames": self.processed_frames,
             "bytes_read": self.bytes_read,
             "udfs": [{"name": u.name, "method": u.method, "input_dtype": u.input_dtype.str,
@@ -379,7 +395,8 @@ class RunPlan:
             f"{min(counts)}-{max(counts)} frames processed each"
             + ("" if self.halo is None else
                f"; halo {self.halo.radius}, read amplification "
-               f"{self.halo.read_amplification:.3f}"),
+               f"{self.halo.read_amplification:.3f}")
+            + ("; cut smaller by measured cost while the run goes" if self.sizing else ""),
             f"  executor     {pl.kind}, {pl.workers} worker{'s' if pl.workers != 1 else ''}",
             f"  per worker   {_human(m.per_worker)} ({_parts(m.per_task)})"
             f"{' x ' + str(pl.tasks_per_process) + ' tasks' if pl.tasks_per_process > 1 else ''}"
@@ -564,6 +581,15 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
 
     frame_bytes = prod(sig_shape) * stored.itemsize
     placement = placement_of(executor)
+    # cut while the run goes where the planned partitions would leave workers idle
+    from .worksize import cost_key, plan_sizing
+
+    sizing = plan_sizing(partitions, part_plans, placement,
+                         num_partitions_given=getattr(dataset, "_num_partitions_arg", None)
+                         is not None,
+                         key=lambda: cost_key(placement, udfs, sig_shape, stored, input_dtypes,
+                                              correction_plan is not None),
+                         align=getattr(dataset, "frame_alignment", 1))
     memory = _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored,
                        correction_plan, largest, placement, run_roi)
     bytes_read = _bytes_read(dataset, total, nav_size, frame_bytes)
@@ -585,7 +611,8 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         memory=memory, halo=halo_plan,
         inputs=_Inputs(dataset=dataset, udfs=tuple(udfs), specs=tuple(specs), roi=run_roi,
                        positions=positions, corrections=correction_plan,
-                       partitions=tuple(partitions)))
+                       partitions=tuple(partitions)),
+        sizing=sizing)
 
 
 def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=None,

@@ -179,9 +179,14 @@ class RunResults:
     frames_done, frames_total : int
     complete : bool
         True for the last yield, once every partition has been merged.
+    partitions : tuple of PartitionPlan
+        The partitions the run handed out so far, in nav order: the plan's, or the pieces a
+        run cut by measured cost (:mod:`udfkit.udf.worksize`).
     """
 
-    def __init__(self, buffers, damage, frames_done: int, frames_total: int, complete: bool):
+    def __init__(self, buffers, damage, frames_done: int, frames_total: int, complete: bool,
+                 partitions: tuple = ()):
+        self.partitions = tuple(partitions)
         self.buffers = buffers
         self.damage = damage
         self.frames_done = frames_done

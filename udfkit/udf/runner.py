@@ -62,17 +62,21 @@ class PartitionResult:
         One ``{name: ndarray}`` per UDF (partition-sized nav buffers, full sig buffers).
     frames : int
         Number of frames processed.
+    elapsed : float
+        Seconds the task ran on its worker (work-sized partitions measure the cost per
+        frame from it, :mod:`udfkit.udf.worksize`).
     """
 
-    __slots__ = ("partition_index", "buffers", "frames")
+    __slots__ = ("partition_index", "buffers", "frames", "elapsed")
 
-    def __init__(self, partition_index: int, buffers: list, frames: int):
+    def __init__(self, partition_index: int, buffers: list, frames: int, elapsed: float = 0.0):
         self.partition_index = partition_index
         self.buffers = buffers
         self.frames = frames
+        self.elapsed = elapsed
 
     def __reduce__(self):
-        return (PartitionResult, (self.partition_index, self.buffers, self.frames))
+        return (PartitionResult, (self.partition_index, self.buffers, self.frames, self.elapsed))
 
 
 class ResultGate:
@@ -255,6 +259,7 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
     ``progress(frames)``, if given, is called now and then with the frames done since the
     last call (frames still unreported when the partition ends are not reported).
     """
+    started = time.perf_counter()
     part = task.partition
     scheme = task.scheme
     sig_shape = task.dataset_shape.sig.to_tuple()
@@ -314,7 +319,7 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
             b.arrays = b.per_slice = b.nav = None
         bound.clear()
         made.clear()
-    return PartitionResult(part.index, buffers, n)
+    return PartitionResult(part.index, buffers, n, time.perf_counter() - started)
 
 
 def _process(part, task, bound, sig_shape, progress=None):
