@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ExecutorError
+from ._order import MergeOrder
 from .base import _overrides
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .memory import check_memory as check_run_memory
@@ -338,22 +339,14 @@ class UDFRun:
                 progress.advance(frames)
 
         stream = executor.run_tasks(tasks if source is None else source, progress=on_report)
-        waiting = {}
-        next_index = 0
+        order = MergeOrder(deterministic)
         try:
             for index, result in stream:
                 if source is not None:
                     source.observe(result)
                 if progress is not None:
                     progress.advance(result.frames - reported.pop(index, 0))
-                if deterministic:
-                    waiting[index] = result
-                    ready = []
-                    while next_index in waiting:
-                        ready.append(waiting.pop(next_index))
-                        next_index += 1
-                else:
-                    ready = [result]
+                ready = order.ready(index, result)
                 for r in ready:
                     self._merge(r)
                     merges += 1

@@ -48,6 +48,7 @@ from ..common.parse import parse_size
 from ..errors import ExecutorError, ROIError, UDFError
 from ..io.series_read import (RechunkStore, SeriesBlock, plan_blocks, read_block_strided,
                               rechunk_partition, series_read_mode)
+from ._order import MergeOrder
 from .base import _overrides
 from .buffers import BufferNamespace, Namespace
 from .meta import UDFMeta
@@ -601,17 +602,10 @@ class SeriesRun:
             if progress is not None:
                 progress.start(self.total_pixels)
             stream = executor.run_tasks(tasks)
-            waiting, next_index = {}, 0
+            order = MergeOrder(deterministic)
             try:
                 for index, result in stream:
-                    if deterministic:
-                        waiting[index] = result
-                        ready = []
-                        while next_index in waiting:
-                            ready.append(waiting.pop(next_index))
-                            next_index += 1
-                    else:
-                        ready = [result]
+                    ready = order.ready(index, result)
                     for r in ready:
                         self._merge(r)
                         r.buffers = None
