@@ -364,7 +364,7 @@ class _DaskRun(Adapter):
         outcomes = []
         for future in done:
             try:
-                outcomes.append(Outcome(future, "result", future.result()))
+                outcomes.append(Outcome(future, "result", self._fetch(future)))
                 # the worker keeps a result until its key is released: let go at once, not
                 # when the loop drops the future (a large sig buffer would stay on the worker
                 # while the next tasks run there)
@@ -381,6 +381,18 @@ class _DaskRun(Adapter):
                     e.add_note(f"raised on a dask worker; worker traceback:\n{text}")
                 outcomes.append(Outcome(future, "error", e))
         return outcomes, reports
+
+    def _fetch(self, future):
+        """The result of a finished ``future``. Where the worker that holds it went away
+        (all of a local cluster's workers closed themselves just after it finished), dask
+        computes it again, which needs workers: without restoring them, ``result()`` would
+        wait for ever."""
+        while True:
+            try:
+                return future.result(timeout=RESTORE_EVERY)
+            except TimeoutError:
+                self.looked = time.monotonic()
+                self.executor._restore_workers()
 
     def cancel(self, handles):
         self.client.cancel(list(handles), force=True)
