@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..common.shared import share
 from ..errors import ExecutorError
 from .buffers import AuxData, BufferNamespace, Namespace, buffer_shape
 from .memory import check_memory as check_run_memory
@@ -106,14 +107,18 @@ class UDFRun:
     def tasks(self) -> list:
         """One :class:`PartitionTask` per partition that has frames to process."""
         tasks = []
+        # the parameters every task has in common, wrapped once per run: executors that send
+        # tasks elsewhere ship each large one once per worker (udfkit.common.shared)
+        shared_kwargs = [{k: v if isinstance(v, AuxData) else share(v)
+                          for k, v in u._kwargs.items()} for u in self.udfs]
+        run_roi, corrections = share(self.roi), share(self.corrections)
         for p, n, offset in zip(self.partitions, self.counts, self.offsets):
             if n == 0:
                 continue
             part_roi = self._part_roi(p)
             sel = None
             udfs = []
-            for u in self.udfs:
-                kwargs = u._kwargs
+            for u, kwargs in zip(self.udfs, shared_kwargs):
                 if any(isinstance(v, AuxData) for v in kwargs.values()):
                     if sel is None:
                         sel = p.selected_positions(part_roi) + p.start
@@ -122,9 +127,9 @@ class UDFRun:
                 udfs.append((type(u), kwargs))
             tasks.append(PartitionTask(
                 partition=p, udfs=udfs, methods=self.methods, scheme=self.scheme,
-                input_dtypes=self.input_dtypes, roi=part_roi, run_roi=self.roi,
+                input_dtypes=self.input_dtypes, roi=part_roi, run_roi=run_roi,
                 dataset_shape=self.dataset.shape, dataset_dtype=self.dataset.dtype,
-                corrections=self.corrections, processed_offset=offset,
+                corrections=corrections, processed_offset=offset,
                 backends=self.array_backends))
         return tasks
 

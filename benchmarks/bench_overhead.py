@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Fixed costs of a run: per partition, per task payload, per shared parameter (issue 18).
+
+    python benchmarks/bench_overhead.py [--kinds inline,processes,dask] [--cpus 2]
+        [--parts 256] [--mask-mib 256] [--repeats 5] [--quick]
+
+Printed, in the same run:
+
+* **tiny run**: SumUDF on a 4×4×8×8 memory data set (one partition), per executor;
+* **per-partition cost**: SumUDF over ``--parts`` one-frame partitions of 16×16 float32
+  against the same data in one partition, ``(t(N) - t(1)) / N`` (target: ≤ 1 ms on
+  ``processes``, ≤ 3 ms on ``dask``); the numpy sum of the same array as the floor;
+* **task payload**: the pickled size of one partition's task of ApplyMasksUDF with a
+  ``--mask-mib`` MiB float32 mask stack, the way it travelled before parameters were shared
+  (the whole task pickled) and the way the processes and dask executors send it now (shared
+  parameters as content-key references), and the main process's one-off cost to hash and
+  pickle the stack;
+* **a run with the large mask stack** on each executor, over 1 and over ``4 × cpus``
+  partitions: the difference is what each extra partition costs with large parameters;
+  numpy's ``tensordot`` of the same is the floor.
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+
+def best(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def payload_sizes(mask_mib):
+    import cloudpickle
+
+    from udfkit import Context
+    from udfkit.common.shared import collecting
+    from udfkit.executor._shipping import dumps_by_value
+    from udfkit.udf import ApplyMasksUDF
+    from udfkit.udf.driver import UDFRun
+    from udfkit.udf.plan import plan_run
+
+    n_masks = max(1, (mask_mib << 20) // (64 * 64 * 4))
+    masks = np.ones((n_masks, 64, 64), dtype=np.float32)
+    data = np.ones((4, 64, 64), dtype=np.float32)
+    with Context.make_with("inline") as ctx:
+        ds = ctx.load("memory", data=data, sig_dims=2, num_partitions=4)
+        run = UDFRun(plan_run(ds, [ApplyMasksUDF(mask_factories=lambda: masks)],
+                              executor=ctx.executor))
+        tasks = run.tasks()
+        t0 = time.perf_counter()
+        before = len(cloudpickle.dumps(tasks[0]))
+        t_before = time.perf_counter() - t0
+        found: dict = {}
+        t0 = time.perf_counter()
+        with collecting(found):
+            after_proc = len(cloudpickle.dumps(tasks[0]))
+        t_first = time.perf_counter() - t0  # hashes and pickles the stack once
+        t0 = time.perf_counter()
+        with collecting(found):
+            after_proc2 = len(cloudpickle.dumps(tasks[1]))
+        t_next = time.perf_counter() - t0
+        with collecting(found):
+            after_dask = len(dumps_by_value(tasks[1]))
+    print(f"task payload, ApplyMasksUDF with a {masks.nbytes / 2**20:.0f} MiB mask stack "
+          f"({n_masks} masks of 64x64 float32):")
+    print(f"  before (parameters in every task):   {before:>12,d} B   pickled in {t_before * 1e3:8.1f} ms per task")
+    print(f"  now, processes (first / next task):  {after_proc:>12,d} B / {after_proc2:,d} B   "
+          f"first {t_first * 1e3:.1f} ms (hash + pickle once per run), next {t_next * 1e3:.2f} ms")
+    print(f"  now, dask:                           {after_dask:>12,d} B")
+    return masks
+
+
+def per_partition(kinds, cpus, parts, repeats):
+    from udfkit import Context
+    from udfkit.udf import SumUDF
+
+    tiny = np.random.default_rng(0).random((4, 4, 8, 8)).astype(np.float32)
+    data = np.random.default_rng(1).random((parts, 16, 16)).astype(np.float32)
+    floor = best(lambda: data.sum(axis=0), repeats)
+    print(f"\nper-partition cost: SumUDF over {parts} one-frame partitions of 16x16 float32 "
+          f"(numpy sum of the whole: {floor * 1e3:.3f} ms)")
+    print(f"  {'executor':<10} {'tiny run':>10} {'1 part':>10} {f'{parts} parts':>12} {'per part':>10}")
+    for kind in kinds:
+        kw = {} if kind == "inline" else {"cpus": cpus}
+        with Context.make_with(kind, **kw) as ctx:
+            ds_tiny = ctx.load("memory", data=tiny, sig_dims=2)
+            ds1 = ctx.load("memory", data=data, sig_dims=2, num_partitions=1)
+            dsn = ctx.load("memory", data=data, sig_dims=2, num_partitions=parts)
+            for ds in (ds_tiny, ds1, dsn):
+                ctx.run_udf(dataset=ds, udf=SumUDF())  # warm up workers and caches
+            t_tiny = best(lambda: ctx.run_udf(dataset=ds_tiny, udf=SumUDF()), repeats * 4)
+            t1 = best(lambda: ctx.run_udf(dataset=ds1, udf=SumUDF()), repeats)
+            tn = best(lambda: ctx.run_udf(dataset=dsn, udf=SumUDF()), repeats)
+        print(f"  {kind:<10} {t_tiny * 1e3:8.2f}ms {t1 * 1e3:8.2f}ms {tn * 1e3:10.1f}ms "
+              f"{(tn - t1) / (parts - 1) * 1e3:8.3f}ms")
+
+
+def large_params(kinds, cpus, masks, repeats):
+    from udfkit import Context
+    from udfkit.udf import ApplyMasksUDF
+
+    frames = 256
+    data = np.random.default_rng(2).random((frames, 64, 64)).astype(np.float32)
+    flat = masks.reshape(len(masks), -1)
+    floor = best(lambda: data.reshape(frames, -1) @ flat.T, repeats)
+    many = 4 * cpus
+    print(f"\nApplyMasksUDF, {masks.nbytes / 2**20:.0f} MiB mask stack, {frames} frames of 64x64 "
+          f"(numpy matmul: {floor * 1e3:.1f} ms)")
+    print(f"  {'executor':<10} {'1 part':>10} {f'{many} parts':>10} {'per extra part':>15}")
+    for kind in kinds:
+        kw = {} if kind == "inline" else {"cpus": cpus}
+        with Context.make_with(kind, **kw) as ctx:
+            ds1 = ctx.load("memory", data=data, sig_dims=2, num_partitions=1)
+            dsn = ctx.load("memory", data=data, sig_dims=2, num_partitions=many)
+            ctx.run_udf(dataset=ds1, udf=ApplyMasksUDF(mask_factories=lambda: masks))
+            t1 = best(lambda: ctx.run_udf(dataset=ds1, udf=ApplyMasksUDF(mask_factories=lambda: masks)),
+                      repeats)
+            tn = best(lambda: ctx.run_udf(dataset=dsn, udf=ApplyMasksUDF(mask_factories=lambda: masks)),
+                      repeats)
+        print(f"  {kind:<10} {t1 * 1e3:8.1f}ms {tn * 1e3:8.1f}ms {(tn - t1) / (many - 1) * 1e3:13.1f}ms")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kinds", default="inline,processes,dask")
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--parts", type=int, default=256)
+    ap.add_argument("--mask-mib", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes, one repeat: a smoke test of the script")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.parts, args.mask_mib, args.repeats = 16, 4, 1
+    kinds = [k for k in args.kinds.split(",") if k]
+    masks = payload_sizes(args.mask_mib)
+    per_partition(kinds, args.cpus, args.parts, args.repeats)
+    large_params(kinds, args.cpus, masks, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
