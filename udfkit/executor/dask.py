@@ -41,6 +41,7 @@ the whole policy; a remote scheduler first retries by its own setting
 from __future__ import annotations
 
 import itertools
+import queue
 import time
 import uuid
 
@@ -347,6 +348,8 @@ class _DaskRun(Adapter):
         self.looked = time.monotonic()
         #: content key -> future of the run's scattered shared parameter
         self.params: dict = {}
+        #: futures that ended, put there by their done callbacks
+        self.ended: queue.SimpleQueue = queue.SimpleQueue()
         self.nonce = uuid.uuid4().hex[:12]
 
     def free_slots(self, in_flight):
@@ -362,8 +365,12 @@ class _DaskRun(Adapter):
         # scattered once per run to every worker
         payload, shared = pickle_with_refs(task, index, "a dask worker", dumps=dumps_by_value)
         deps = {key: self._scattered(key, value) for key, value in shared.items()}
-        return self.client.submit(_run_task, payload, self.queue_name, index, deps or None,
-                                  pure=False, key=f"udfkit-task-{uuid.uuid4().hex}-{index}")
+        future = self.client.submit(_run_task, payload, self.queue_name, index, deps or None,
+                                    pure=False, key=f"udfkit-task-{uuid.uuid4().hex}-{index}")
+        # the client's callback thread hands the ended future to wait() at once: no round
+        # trip through the event loop (distributed.wait) per result
+        future.add_done_callback(self.ended.put)
+        return future
 
     def _scattered(self, key, value):
         """The future of the shared parameter ``key``, scattered to every worker the first
@@ -380,14 +387,35 @@ class _DaskRun(Adapter):
             self.params[key] = future
         return future
 
+    def _ended(self, handles, timeout) -> list:
+        """The futures of ``handles`` that ended, waiting up to ``timeout`` for the first."""
+        waiting = set(handles)
+        done: list = []
+        try:
+            future = self.ended.get(timeout=timeout)
+            while True:
+                if future in waiting and future not in done:
+                    done.append(future)
+                future = self.ended.get_nowait()
+        except queue.Empty:
+            pass
+        return done
+
+    def _gather(self, done) -> dict:
+        """The results of the futures of ``done`` that finished, fetched together (one
+        round trip to the workers for all); those it cannot fetch are left to ``result()``."""
+        finished = [f for f in done if f.status == "finished"]
+        if len(finished) < 2:
+            return {}
+        try:
+            return dict(zip(finished, self.client.gather(finished)))
+        except Exception:  # noqa: BLE001 - each is fetched (and its error raised) alone
+            return {}
+
     def wait(self, handles, timeout):
-        from distributed import wait
         from distributed.scheduler import KilledWorker
 
-        try:
-            done, _ = wait(handles, timeout=timeout, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            done = ()
+        done = self._ended(handles, timeout)
         if not done and time.monotonic() - self.looked > RESTORE_EVERY:
             # a local cluster that lost workers during the run (nannies that closed) would
             # leave the remaining tasks waiting for ever
@@ -395,9 +423,11 @@ class _DaskRun(Adapter):
             self.executor._restore_workers()
         reports = [] if self.queue is None else self.queue.get(batch=True)
         outcomes = []
+        gathered = self._gather(done)
         for future in done:
             try:
-                outcomes.append(Outcome(future, "result", future.result()))
+                value = gathered.pop(future) if future in gathered else future.result()
+                outcomes.append(Outcome(future, "result", value))
                 # the worker keeps a result until its key is released: let go at once, not
                 # when the loop drops the future (a large sig buffer would stay on the worker
                 # while the next tasks run there)
