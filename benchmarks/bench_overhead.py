@@ -15,12 +15,15 @@ Printed, in the same run:
   (the whole task pickled) and the way the processes and dask executors send it now (shared
   parameters as content-key references), and the main process's one-off cost to hash and
   pickle the stack;
-* **a run with the large mask stack** on each executor, over 1 and over ``4 × cpus``
-  partitions: the difference is what each extra partition costs with large parameters;
-  numpy's ``tensordot`` of the same is the floor.
+* **a run with a large parameter** (``--mask-mib`` MiB) on the processes and dask executors,
+  over 1 and over ``4 × cpus`` partitions, the way it travels now and the way it travelled
+  before (inside every task; the same run with the sharing threshold set out of reach): the
+  difference is what each extra partition costs with large parameters.
 """
 
 import argparse
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -47,9 +50,13 @@ def payload_sizes(mask_mib):
 
     n_masks = max(1, (mask_mib << 20) // (64 * 64 * 4))
     masks = np.ones((n_masks, 64, 64), dtype=np.float32)
-    data = np.ones((4, 64, 64), dtype=np.float32)
-    with Context.make_with("inline") as ctx:
-        ds = ctx.load("memory", data=data, sig_dims=2, num_partitions=4)
+    # a raw file: a memory data set's task would carry its frames
+    tmp = tempfile.TemporaryDirectory()
+    path = os.path.join(tmp.name, "frames.raw")
+    np.ones((4, 64, 64), dtype=np.float32).tofile(path)
+    with tmp, Context.make_with("inline") as ctx:
+        ds = ctx.load("raw", path=path, dtype="float32", nav_shape=(4,), sig_shape=(64, 64),
+                      num_partitions=4)
         run = UDFRun(plan_run(ds, [ApplyMasksUDF(mask_factories=lambda: masks)],
                               executor=ctx.executor))
         tasks = run.tasks()
@@ -134,29 +141,57 @@ def per_partition(kinds, cpus, parts, repeats):
               f"{(kn - k1) / (parts - 1) * 1e3:9.3f}ms")
 
 
-def large_params(kinds, cpus, masks, repeats):
-    from udfkit import Context
-    from udfkit.udf import ApplyMasksUDF
+def _big_param_udf():
+    from udfkit import UDF
 
-    frames = 256
-    data = np.random.default_rng(2).random((frames, 64, 64)).astype(np.float32)
-    flat = masks.reshape(len(masks), -1)
-    floor = best(lambda: data.reshape(frames, -1) @ flat.T, repeats)
+    class BigParamSum(UDF):
+        """Sum of the frames plus one element of a large parameter: what a partition costs
+        beyond its data when the run has large parameters."""
+
+        def __init__(self, param):
+            super().__init__(param=param)
+
+        def get_result_buffers(self):
+            return {"total": self.buffer(kind="single", dtype="float64")}
+
+        def process_tile(self, tile):
+            self.results.total[:] += tile.sum() + self.params.param[0]
+
+        def merge(self, dest, src):
+            dest.total[:] += src.total
+
+    return BigParamSum
+
+
+def large_params(kinds, cpus, mib, repeats):
+    from udfkit import Context
+    from udfkit.common import shared
+
+    udf_class = _big_param_udf()
+    param = np.ones(mib << 18, dtype=np.float32)  # mib MiB
+    data = np.ones((64, 16, 16), dtype=np.float32)
     many = 4 * cpus
-    print(f"\nApplyMasksUDF, {masks.nbytes / 2**20:.0f} MiB mask stack, {frames} frames of 64x64 "
-          f"(numpy matmul: {floor * 1e3:.1f} ms)")
-    print(f"  {'executor':<10} {'1 part':>10} {f'{many} parts':>10} {'per extra part':>15}")
+    print(f"\na run with a {param.nbytes / 2**20:.0f} MiB parameter (a sum of 64 frames of 16x16 "
+          f"that reads one element of it), over 1 and over {many} partitions; 'before' sends the "
+          f"parameter inside every task, as before parameters were shared")
+    print(f"  {'executor':<10} {'way':<7} {'1 part':>10} {f'{many} parts':>10} {'per extra part':>15}")
+    saved = shared.SHARE_MIN_BYTES
     for kind in kinds:
-        kw = {} if kind == "inline" else {"cpus": cpus}
-        with Context.make_with(kind, **kw) as ctx:
+        if kind in ("inline", "threads"):
+            continue  # nothing is pickled: no cost to measure
+        with Context.make_with(kind, cpus=cpus) as ctx:
             ds1 = ctx.load("memory", data=data, sig_dims=2, num_partitions=1)
             dsn = ctx.load("memory", data=data, sig_dims=2, num_partitions=many)
-            ctx.run_udf(dataset=ds1, udf=ApplyMasksUDF(mask_factories=lambda: masks))
-            t1 = best(lambda: ctx.run_udf(dataset=ds1, udf=ApplyMasksUDF(mask_factories=lambda: masks)),
-                      repeats)
-            tn = best(lambda: ctx.run_udf(dataset=dsn, udf=ApplyMasksUDF(mask_factories=lambda: masks)),
-                      repeats)
-        print(f"  {kind:<10} {t1 * 1e3:8.1f}ms {tn * 1e3:8.1f}ms {(tn - t1) / (many - 1) * 1e3:13.1f}ms")
+            for way, limit in (("before", 1 << 62), ("now", saved)):
+                shared.SHARE_MIN_BYTES = limit
+                try:
+                    ctx.run_udf(dataset=ds1, udf=udf_class(param))
+                    t1 = best(lambda: ctx.run_udf(dataset=ds1, udf=udf_class(param)), repeats)
+                    tn = best(lambda: ctx.run_udf(dataset=dsn, udf=udf_class(param)), repeats)
+                finally:
+                    shared.SHARE_MIN_BYTES = saved
+                print(f"  {kind:<10} {way:<7} {t1 * 1e3:8.1f}ms {tn * 1e3:8.1f}ms "
+                      f"{(tn - t1) / (many - 1) * 1e3:13.1f}ms")
 
 
 def main(argv=None):
@@ -172,9 +207,9 @@ def main(argv=None):
     if args.quick:
         args.parts, args.mask_mib, args.repeats = 16, 4, 1
     kinds = [k for k in args.kinds.split(",") if k]
-    masks = payload_sizes(args.mask_mib)
+    payload_sizes(args.mask_mib)
     per_partition(kinds, args.cpus, args.parts, args.repeats)
-    large_params(kinds, args.cpus, masks, args.repeats)
+    large_params(kinds, args.cpus, args.mask_mib, args.repeats)
 
 
 if __name__ == "__main__":

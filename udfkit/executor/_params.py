@@ -190,8 +190,11 @@ class Blob:
                 self._loaded = True
             return self._value
 
-    def __reduce__(self):
-        return (Blob, (self.key, self.data))
+    def __reduce_ex__(self, protocol):
+        # out of band where the pickler can (dask's does): the bytes are not copied into
+        # the pickle on the way to a worker
+        data = pickle.PickleBuffer(self.data) if protocol >= 5 else self.data
+        return (Blob, (self.key, data))
 
     def __sizeof__(self):
         # what dask's memory accounting should see
