@@ -274,3 +274,56 @@ def test_dask_scatters_once_and_a_killed_worker_gets_the_parameters(tmp_path, mo
             break
         time.sleep(0.1)
     assert keys == []
+
+
+_CRASH_SCRIPT = """
+import os, time, numpy as np
+from udfkit import Context, UDF
+
+class Slow(UDF):
+    def __init__(self, param):
+        super().__init__(param=param)
+
+    def get_result_buffers(self):
+        return {"t": self.buffer(kind="nav", dtype="float64")}
+
+    def process_tile(self, tile):
+        time.sleep(0.5)
+        self.results.t[:] = self.params.param[0]
+
+ctx = Context.make_with("processes", cpus=2)
+ds = ctx.load("memory", data=np.ones((64, 8, 8), np.float32), sig_dims=2, num_partitions=8,
+              tileshape=(1, 8, 8))
+print(os.getpid(), flush=True)
+ctx.run_udf(dataset=ds, udf=Slow(np.ones(1 << 20)))
+"""
+
+
+@pytest.mark.slow
+def test_segments_of_a_killed_main_process_are_removed(tmp_path):
+    """The main process dies in the middle of a run (SIGKILL): multiprocessing's resource
+    tracker removes the run's parameter segments."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "crash.py"
+    script.write_text(_CRASH_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        pid = int(proc.stdout.readline())
+        pattern = f"/dev/shm/udfkit_{pid}_params_*"
+        deadline = time.monotonic() + 60
+        while not glob.glob(pattern):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while glob.glob(pattern) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert glob.glob(pattern) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
