@@ -365,8 +365,10 @@ class _DaskRun(Adapter):
         # scattered once per run to every worker
         payload, shared = pickle_with_refs(task, index, "a dask worker", dumps=dumps_by_value)
         deps = {key: self._scattered(key, value) for key, value in shared.items()}
-        future = self.client.submit(_run_task, payload, self.queue_name, index, deps or None,
-                                    pure=False, key=f"udfkit-task-{uuid.uuid4().hex}-{index}")
+        # params only where there are some: a task without calls _run_task as before
+        extra = {"params": deps} if deps else {}
+        future = self.client.submit(_run_task, payload, self.queue_name, index, pure=False,
+                                    key=f"udfkit-task-{uuid.uuid4().hex}-{index}", **extra)
         # the client's callback thread hands the ended future to wait() at once: no round
         # trip through the event loop (distributed.wait) per result
         future.add_done_callback(self.ended.put)
