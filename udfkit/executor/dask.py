@@ -7,7 +7,8 @@ processes bound to 127.0.0.1; ``Context.make_with("dask", scheduler="tcp://host:
 
 The run loop is the shared one (:mod:`udfkit.executor._schedule`); this module is its
 adapter: one future per task, at most ``2 ×`` workers tasks submitted at a time, more as
-results come back. Partition results are gathered and merged on the client. Progress reports
+results come back. A run's large parameters are scattered once to every worker and the tasks
+depend on them (:mod:`udfkit.executor._params`). Partition results are gathered and merged on the client. Progress reports
 of running partitions travel through a ``distributed.Queue`` named after the run. A run that
 stops early (an error, Ctrl-C, a ``run_udf_iter`` generator closed) cancels its tasks; those
 already running stop at their next progress report, so the next run does not wait for

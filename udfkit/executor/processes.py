@@ -3,7 +3,8 @@
 Workers are started (``spawn``, not ``fork``) when the executor is created and reused for
 every run; each imports udfkit once, keeps its compiled kernels, and runs one task at a
 time with BLAS / OpenMP / numba limited to one thread. Tasks go to a worker through its
-pipe (they are small); results come back through shared memory (:mod:`._shm`). Workers do
+pipe (they are small: a run's large parameters go once per worker and run, through shared
+memory, :mod:`._params`); results come back through shared memory (:mod:`._shm`). Workers do
 not run the main module again (:mod:`._spawn`): a script without a main guard, on standard
 input or from ``python -c`` works, and its UDF classes travel by value (cloudpickle).
 
