@@ -8,9 +8,9 @@ processes bound to 127.0.0.1; ``Context.make_with("dask", scheduler="tcp://host:
 The run loop is the shared one (:mod:`udfkit.executor._schedule`); this module is its
 adapter: one future per task, at most ``2 ×`` workers tasks submitted at a time, more as
 results come back. A run's large parameters are scattered once to every worker and the tasks
-depend on them (:mod:`udfkit.executor._params`). Partition results are gathered and merged on the client. Progress reports
-of running partitions travel through a ``distributed.Queue`` named after the run. A run that
-stops early (an error, Ctrl-C, a ``run_udf_iter`` generator closed) cancels its tasks; those
+depend on them (:mod:`udfkit.executor._params`). Partition results are gathered and merged
+on the client. Progress reports of running partitions travel through a
+``distributed.Queue`` named after the run. A run that stops early (an error, Ctrl-C, a ``run_udf_iter`` generator closed) cancels its tasks; those
 already running stop at their next progress report, so the next run does not wait for
 them. An exception in a UDF comes back with its type and remote traceback (dask keeps both;
 the traceback is added as a note too); one that cannot be pickled comes back as an
@@ -42,7 +42,6 @@ the whole policy; a remote scheduler first retries by its own setting
 from __future__ import annotations
 
 import itertools
-import queue
 import time
 import uuid
 
@@ -349,8 +348,6 @@ class _DaskRun(Adapter):
         self.looked = time.monotonic()
         #: content key -> future of the run's scattered shared parameter
         self.params: dict = {}
-        #: futures that ended, put there by their done callbacks
-        self.ended: queue.SimpleQueue = queue.SimpleQueue()
         self.nonce = uuid.uuid4().hex[:12]
 
     def free_slots(self, in_flight):
@@ -368,12 +365,8 @@ class _DaskRun(Adapter):
         deps = {key: self._scattered(key, value) for key, value in shared.items()}
         # params only where there are some: a task without calls _run_task as before
         extra = {"params": deps} if deps else {}
-        future = self.client.submit(_run_task, payload, self.queue_name, index, pure=False,
-                                    key=f"udfkit-task-{uuid.uuid4().hex}-{index}", **extra)
-        # the client's callback thread hands the ended future to wait() at once: no round
-        # trip through the event loop (distributed.wait) per result
-        future.add_done_callback(self.ended.put)
-        return future
+        return self.client.submit(_run_task, payload, self.queue_name, index, pure=False,
+                                  key=f"udfkit-task-{uuid.uuid4().hex}-{index}", **extra)
 
     def _scattered(self, key, value):
         """The future of the shared parameter ``key``, scattered to every worker the first
@@ -390,35 +383,14 @@ class _DaskRun(Adapter):
             self.params[key] = future
         return future
 
-    def _ended(self, handles, timeout) -> list:
-        """The futures of ``handles`` that ended, waiting up to ``timeout`` for the first."""
-        waiting = set(handles)
-        done: list = []
-        try:
-            future = self.ended.get(timeout=timeout)
-            while True:
-                if future in waiting and future not in done:
-                    done.append(future)
-                future = self.ended.get_nowait()
-        except queue.Empty:
-            pass
-        return done
-
-    def _gather(self, done) -> dict:
-        """The results of the futures of ``done`` that finished, fetched together (one
-        round trip to the workers for all); those it cannot fetch are left to ``result()``."""
-        finished = [f for f in done if f.status == "finished"]
-        if len(finished) < 2:
-            return {}
-        try:
-            return dict(zip(finished, self.client.gather(finished)))
-        except Exception:  # noqa: BLE001 - each is fetched (and its error raised) alone
-            return {}
-
     def wait(self, handles, timeout):
+        from distributed import wait
         from distributed.scheduler import KilledWorker
 
-        done = self._ended(handles, timeout)
+        try:
+            done, _ = wait(handles, timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = ()
         if not done and time.monotonic() - self.looked > RESTORE_EVERY:
             # a local cluster that lost workers during the run (nannies that closed) would
             # leave the remaining tasks waiting for ever
@@ -426,11 +398,9 @@ class _DaskRun(Adapter):
             self.executor._restore_workers()
         reports = [] if self.queue is None else self.queue.get(batch=True)
         outcomes = []
-        gathered = self._gather(done)
         for future in done:
             try:
-                value = gathered.pop(future) if future in gathered else future.result()
-                outcomes.append(Outcome(future, "result", value))
+                outcomes.append(Outcome(future, "result", future.result()))
                 # the worker keeps a result until its key is released: let go at once, not
                 # when the loop drops the future (a large sig buffer would stay on the worker
                 # while the next tasks run there)
