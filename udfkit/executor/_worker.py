@@ -1,7 +1,9 @@
 """The loop of a ``processes`` worker (runs in a spawned process).
 
 Messages from the main process: ``("task", run_id, index, payload, want_progress)``,
-``("warm", [module, ...])`` (import these now) and ``("stop",)``. Messages back:
+``("params", run_id, key, pickle, segments)`` (a shared parameter of the run, see
+:mod:`udfkit.executor._params`), ``("release", run_id)`` (the run ended: drop its
+parameters), ``("warm", [module, ...])`` (import these now) and ``("stop",)``. Messages back:
 ``("progress", run_id, index, frames)``,
 ``("result", run_id, index, pickle, segments)`` (large buffers in shared memory, see
 :mod:`udfkit.executor._shm`) and ``("error", run_id, index, pickled exception or None,
@@ -39,12 +41,15 @@ def worker_main(conn, warm=()) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import cloudpickle
 
+    from ..common.shared import resolving
     from . import _shm
+    from ._params import WorkerParams
     from .threadpools import single_threaded
 
     _shm.set_segment_prefix(f"{SEGMENT_PREFIX}{os.getpid()}_")
     # the executor's user says what to import once, so the first task does not pay for it
     _import_all(warm)
+    params = WorkerParams()
 
     with single_threaded():
         while True:
@@ -57,9 +62,17 @@ def worker_main(conn, warm=()) -> None:
             if msg[0] == "warm":
                 _import_all(msg[1])
                 continue
+            if msg[0] == "release":
+                params.release(msg[1])
+                continue
+            if msg[0] == "params":
+                params.receive(*msg[1:])
+                continue
             _, run_id, index, payload, want_progress = msg
+            task = None
             try:
-                task = cloudpickle.loads(payload)
+                with resolving(params.lookup(run_id)):
+                    task = cloudpickle.loads(payload)
                 kwargs = {}
                 if want_progress:
                     def report(frames, run_id=run_id, index=index):
@@ -76,3 +89,6 @@ def worker_main(conn, warm=()) -> None:
                 except Exception:
                     exc = None
                 conn.send(("error", run_id, index, exc, f"{type(e).__name__}: {e}", text))
+            # the task refers to the run's parameters: dropped now, so that a released run's
+            # mappings go at once
+            task = None

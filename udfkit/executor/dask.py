@@ -7,9 +7,10 @@ processes bound to 127.0.0.1; ``Context.make_with("dask", scheduler="tcp://host:
 
 The run loop is the shared one (:mod:`udfkit.executor._schedule`); this module is its
 adapter: one future per task, at most ``2 ×`` workers tasks submitted at a time, more as
-results come back. Partition results are gathered and merged on the client. Progress reports
-of running partitions travel through a ``distributed.Queue`` named after the run. A run that
-stops early (an error, Ctrl-C, a ``run_udf_iter`` generator closed) cancels its tasks; those
+results come back. A run's large parameters are scattered once to every worker and the tasks
+depend on them (:mod:`udfkit.executor._params`). Partition results are gathered and merged
+on the client. Progress reports of running partitions travel through a
+``distributed.Queue`` named after the run. A run that stops early (an error, Ctrl-C, a ``run_udf_iter`` generator closed) cancels its tasks; those
 already running stop at their next progress report, so the next run does not wait for
 them. An exception in a UDF comes back with its type and remote traceback (dask keeps both;
 the traceback is added as a note too); one that cannot be pickled comes back as an
@@ -46,7 +47,7 @@ import uuid
 
 from ..errors import ExecutorError
 from ._schedule import Adapter, Outcome, schedule
-from .base import Executor, check_count, default_workers, pickle_task
+from .base import Executor, check_count, default_workers
 
 __all__ = ["DaskExecutor", "DaskJobExecutor"]
 
@@ -57,8 +58,12 @@ RESTORE_EVERY = 2.0
 _NANNY_WORKER_NAME = "Dask Worker process (from Nanny)"
 
 
-def _run_task(payload, queue_name, index):
+def _run_task(payload, queue_name, index, params=None):
     """What a dask worker runs: the task, with progress reports into the run's queue.
+
+    ``params`` maps the content keys of the task's shared parameters to their
+    :class:`~udfkit.executor._params.Blob` (dask resolves the run's scattered futures to the
+    worker's copy; see :mod:`udfkit.executor._params`).
 
     The task arrives as cloudpickle bytes: dask pickles with the standard pickle first,
     which refers to classes by module name, and a scheduler or worker that cannot import
@@ -71,7 +76,13 @@ def _run_task(payload, queue_name, index):
     """
     import cloudpickle
 
-    task = cloudpickle.loads(payload)
+    if params:
+        from ..common.shared import resolving
+
+        with resolving(lambda key: params[key].value()):
+            task = cloudpickle.loads(payload)
+    else:
+        task = cloudpickle.loads(payload)
     queue = None
     if queue_name is not None:
         from distributed import Queue
@@ -335,6 +346,9 @@ class _DaskRun(Adapter):
         self.limit = 2 * executor.num_workers
         self.executor = executor
         self.looked = time.monotonic()
+        #: content key -> future of the run's scattered shared parameter
+        self.params: dict = {}
+        self.nonce = uuid.uuid4().hex[:12]
 
     def free_slots(self, in_flight):
         return self.limit - in_flight
@@ -343,9 +357,31 @@ class _DaskRun(Adapter):
         # the user's own modules travel by value: a remote worker has only what is installed
         from ._shipping import dumps_by_value
 
-        payload = pickle_task(task, index, "a dask worker", dumps=dumps_by_value)
+        from ._params import pickle_with_refs
+
+        # large parameters become references to their content key (udfkit.common.shared),
+        # scattered once per run to every worker
+        payload, shared = pickle_with_refs(task, index, "a dask worker", dumps=dumps_by_value)
+        deps = {key: self._scattered(key, value) for key, value in shared.items()}
+        # params only where there are some: a task without calls _run_task as before
+        extra = {"params": deps} if deps else {}
         return self.client.submit(_run_task, payload, self.queue_name, index, pure=False,
-                                  key=f"udfkit-task-{uuid.uuid4().hex}-{index}")
+                                  key=f"udfkit-task-{uuid.uuid4().hex}-{index}", **extra)
+
+    def _scattered(self, key, value):
+        """The future of the shared parameter ``key``, scattered to every worker the first
+        time a task needs it, and again should its last copy have been lost (all the
+        workers that held it died)."""
+        future = self.params.get(key)
+        if future is None or future.status != "finished":
+            from ._params import Blob
+            from ._shipping import dumps_by_value
+
+            blob = Blob(key, dumps_by_value(value.value))
+            name = f"udfkit-param-{key[:32]}-{self.nonce}"
+            future = self.client.scatter({name: blob}, broadcast=True, hash=False)[name]
+            self.params[key] = future
+        return future
 
     def wait(self, handles, timeout):
         from distributed import wait
@@ -398,6 +434,10 @@ class _DaskRun(Adapter):
         self.client.cancel(list(handles), force=True)
 
     def close(self):
+        # the workers drop the run's parameters (and the values unpickled from them)
+        for future in self.params.values():
+            future.release()
+        self.params.clear()
         if self.queue is not None:
             try:
                 self.queue.close()

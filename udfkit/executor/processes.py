@@ -3,7 +3,8 @@
 Workers are started (``spawn``, not ``fork``) when the executor is created and reused for
 every run; each imports udfkit once, keeps its compiled kernels, and runs one task at a
 time with BLAS / OpenMP / numba limited to one thread. Tasks go to a worker through its
-pipe (they are small); results come back through shared memory (:mod:`._shm`). Workers do
+pipe (they are small: a run's large parameters go once per worker and run, through shared
+memory, :mod:`._params`); results come back through shared memory (:mod:`._shm`). Workers do
 not run the main module again (:mod:`._spawn`): a script without a main guard, on standard
 input or from ``python -c`` works, and its UDF classes travel by value (cloudpickle).
 
@@ -38,9 +39,10 @@ from multiprocessing.connection import wait
 
 from ..errors import ExecutorError
 from . import _shm, _spawn
+from ._params import SegmentShipments, pickle_with_refs
 from ._schedule import Adapter, Outcome, schedule
 from ._worker import SEGMENT_PREFIX, worker_main
-from .base import Executor, check_count, default_workers, pickle_task
+from .base import Executor, check_count, default_workers
 
 __all__ = ["ProcessesExecutor"]
 
@@ -52,12 +54,14 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "busy")
+    __slots__ = ("process", "conn", "busy", "params")
 
     def __init__(self, process, conn):
         self.process = process
         self.conn = conn
         self.busy = None  # the handle of the task it is running
+        #: (run id, keys of the shared parameters of that run it has been sent)
+        self.params = (None, set())
 
 
 class _Attempt:
@@ -179,8 +183,11 @@ class ProcessesExecutor(Executor):
             raise RuntimeError("this ProcessesExecutor is closed")
         retries = self.retries if retries is None else check_count(retries, "retries", minimum=0)
         self._ensure_started()
-        yield from schedule(_ProcessesRun(self, next(self._runs), progress is not None), tasks,
-                            progress, retries)
+        run = _ProcessesRun(self, next(self._runs), progress is not None)
+        try:
+            yield from schedule(run, tasks, progress, retries)
+        finally:
+            run.close()
 
     def close(self) -> None:
         if self._closed:
@@ -203,6 +210,7 @@ class _ProcessesRun(Adapter):
         self.run_id = run_id
         self.want_progress = want_progress
         self.early: list[Outcome] = []  # ends found while submitting (a send that failed twice)
+        self.shipments = SegmentShipments()  # the run's shared parameters, once per worker
 
     def _idle(self) -> list[_Worker]:
         return [w for w in self.executor._workers if w.busy is None]
@@ -210,8 +218,21 @@ class _ProcessesRun(Adapter):
     def free_slots(self, in_flight):
         return len(self._idle())
 
+    def _send(self, worker, msg, shared) -> None:
+        """The run's shared parameters ``worker`` lacks of ``shared``, then ``msg``."""
+        run, keys = worker.params
+        if run != self.run_id:
+            keys = set()
+            worker.params = (self.run_id, keys)
+        for key, value in shared.items():
+            if key not in keys:
+                worker.conn.send(self.shipments.message(self.run_id, key, value))
+                keys.add(key)
+        worker.conn.send(msg)
+
     def submit(self, index, task):
-        payload = pickle_task(task, index, "a worker process")
+        # large parameters become references to their content key (udfkit.common.shared)
+        payload, shared = pickle_with_refs(task, index, "a worker process")
         handle = _Attempt(index)
         worker = self._idle()[0]
         if worker.process.exitcode is not None:
@@ -219,12 +240,12 @@ class _ProcessesRun(Adapter):
             worker = self.executor._replace(worker)
         msg = ("task", self.run_id, index, payload, self.want_progress)
         try:
-            worker.conn.send(msg)
+            self._send(worker, msg, shared)
         except OSError:
             # died between the look and the send (BrokenPipeError): the task has not started
             worker = self.executor._replace(worker)
             try:
-                worker.conn.send(msg)
+                self._send(worker, msg, shared)
             except OSError as e:  # pragma: no cover - a fresh worker that dies at once
                 self.early.append(Outcome(handle, "died", f"a fresh worker process could not "
                                           f"take the task ({type(e).__name__}: {e})"))
@@ -306,6 +327,18 @@ class _ProcessesRun(Adapter):
             if worker.busy is not None:
                 worker.busy = None
                 self.executor._replace(worker)
+
+    def close(self) -> None:
+        """The run ended: workers drop its shared parameters, its segments are removed."""
+        for worker in self.executor._workers:
+            if worker.params[0] == self.run_id:
+                worker.params = (None, set())
+                if worker.busy is None:
+                    try:
+                        worker.conn.send(("release", self.run_id))
+                    except OSError:
+                        pass  # a dead worker: replaced when the next task finds it
+        self.shipments.close()
 
 
 def _remove_segments_of(pid: int) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..common.shared import share
 from ..errors import ExecutorError
 from ._order import MergeOrder
 from .base import _overrides
@@ -105,6 +106,7 @@ class UDFRun:
         self.scheme = plan.scheme
         #: a :class:`~udfkit.udf.store.StoreSession` when nav results go to disk (``out=``)
         self.store = None
+        self._shared = None
 
     def _part_roi(self, p):
         return None if self.roi is None else self.roi[p.start:p.stop]
@@ -114,12 +116,21 @@ class UDFRun:
         return [self._task(p, offset) for p, n, offset in
                 zip(self.partitions, self.counts, self.offsets) if n]
 
+    def _shared_params(self) -> tuple:
+        """The parameters every task has in common, wrapped once per run: executors that send
+        tasks elsewhere ship each large one once per worker (:mod:`udfkit.common.shared`)."""
+        if self._shared is None:
+            self._shared = ([{k: v if isinstance(v, AuxData) else share(v)
+                              for k, v in u._kwargs.items()} for u in self.udfs],
+                            share(self.roi), share(self.corrections))
+        return self._shared
+
     def _task(self, p, offset) -> PartitionTask:
+        shared_kwargs, run_roi, corrections = self._shared_params()
         part_roi = self._part_roi(p)
         sel = None
         udfs = []
-        for u in self.udfs:
-            kwargs = u._kwargs
+        for u, kwargs in zip(self.udfs, shared_kwargs):
             if any(isinstance(v, AuxData) for v in kwargs.values()):
                 if sel is None:
                     sel = p.selected_positions(part_roi) + p.start
@@ -128,9 +139,9 @@ class UDFRun:
             udfs.append((type(u), kwargs))
         return PartitionTask(
             partition=p, udfs=udfs, methods=self.methods, scheme=self.scheme,
-            input_dtypes=self.input_dtypes, roi=part_roi, run_roi=self.roi,
+            input_dtypes=self.input_dtypes, roi=part_roi, run_roi=run_roi,
             dataset_shape=self.dataset.shape, dataset_dtype=self.dataset.dtype,
-            corrections=self.corrections, processed_offset=offset,
+            corrections=corrections, processed_offset=offset,
             backends=self.array_backends)
 
     def _adaptive_tasks(self, gate):

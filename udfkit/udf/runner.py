@@ -36,6 +36,7 @@ import numpy as np
 
 from ..common import Shape, Slice
 from ..common.allocation import discard_results, result_zeros
+from ..common.shared import unwrap
 from ..common.udf import (BACKEND_NUMPY, BACKEND_SCIPY_COO, BACKEND_SCIPY_COO_ARRAY,
                           BACKEND_SCIPY_CSR, D2_BACKENDS as _D2, convert_tile, is_sparse_backend)
 from ..io.halo import HaloUnit
@@ -120,18 +121,20 @@ class PartitionTask:
     ----------
     partition : Partition
     udfs : list of (type, dict)
-        UDF classes and constructor kwargs (aux data already cut to this partition).
+        UDF classes and constructor kwargs (aux data already cut to this partition); a value
+        may be wrapped in :class:`~udfkit.common.shared.Shared` (it then travels once per
+        worker and run, not in every task).
     methods : list of str
     scheme : TilingScheme
     input_dtypes : list of numpy.dtype
         One per UDF: the dtype its tiles arrive in.
     roi : numpy.ndarray or None
         Partition-local ROI (bool per position of the partition).
-    run_roi : numpy.ndarray or None
+    run_roi : numpy.ndarray or Shared or None
         The run's flat ROI over the whole data set (for ``self.meta.roi``).
     dataset_shape : Shape
     dataset_dtype : numpy.dtype
-    corrections : CorrectionPlan or None
+    corrections : CorrectionPlan or Shared or None
         Applied to every tile before the UDFs see it.
     processed_offset : int
         Processed frames of the run before this partition: the ROI-reduced nav origin of its
@@ -150,10 +153,11 @@ class PartitionTask:
         self.scheme = scheme
         self.input_dtypes = [np.dtype(dt) for dt in input_dtypes]
         self.roi = roi
-        self.run_roi = run_roi
+        # possibly Shared (see the properties): the same in every task of a run
+        self._run_roi = run_roi
         self.dataset_shape = dataset_shape
         self.dataset_dtype = np.dtype(dataset_dtype)
-        self.corrections = corrections
+        self._corrections = corrections
         self.processed_offset = int(processed_offset)
         self.backends = list(backends) if backends is not None else ["numpy"] * len(udfs)
         #: a :class:`ResultGate` where the task runs in the main process (set by the run)
@@ -163,6 +167,14 @@ class PartitionTask:
         state = dict(self.__dict__)
         state["gate"] = None  # a place in this process's gate means nothing elsewhere
         return state
+
+    @property
+    def run_roi(self):
+        return unwrap(self._run_roi)
+
+    @property
+    def corrections(self):
+        return unwrap(self._corrections)
 
     @property
     def index(self) -> int:
@@ -285,7 +297,7 @@ def run_partition(task: PartitionTask, progress=None) -> PartitionResult:
             meta._set_unit(None, full_sig, offset, n)
         for (cls, kwargs), method, dtype, backend in zip(task.udfs, task.methods,
                                                          task.input_dtypes, task.backends):
-            udf = cls(**kwargs)
+            udf = cls(**{k: unwrap(v) for k, v in kwargs.items()})
             udf.meta = metas[(dtype, backend)]
             specs = udf.get_result_buffers()
             udf.task_data = Namespace(udf.get_task_data() or {})
