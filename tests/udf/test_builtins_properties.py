@@ -247,7 +247,7 @@ def run_plan(ctx, case, names, kw, tmpdir, fmt=None):
 
 # -- the central property --------------------------------------------------------------------
 
-@settings(max_examples=examples(200), **SETTINGS)
+@settings(max_examples=examples(100), **SETTINGS)
 @given(drawn=plans(max_udfs=6), executor=st.sampled_from(sorted(EXECUTORS)))
 def test_builtins_equal_numpy(drawn, executor):
     """A drawn list of up to six built-in UDFs in one pass over a drawn data set equals numpy
@@ -282,7 +282,7 @@ def test_each_builtin_alone_on_raw_files_with_sync_offset(case, debug):
 TILE_UDFS = ["sum", "sumsig", "stddev", "stats", "masks"]
 
 
-@settings(max_examples=examples(100), **SETTINGS)
+@settings(max_examples=examples(40), **SETTINGS)
 @given(dtype=st.sampled_from(REAL_DTYPES + ["complex64"]),
        tileshape=st.one_of(st.just((2, 3, 5)),
                            st.tuples(st.integers(1, 7), st.integers(1, 16), st.integers(1, 12))),

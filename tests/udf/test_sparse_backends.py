@@ -181,7 +181,7 @@ def run_probes(ctx, data, roi, probes, partitions, tmpdir):
 
 # -- properties ----------------------------------------------------------------------------------
 
-@settings(max_examples=examples(15), deadline=None,
+@settings(max_examples=examples(6), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=cases(), debug=st.booleans())
 def test_each_udf_gets_its_backend(case, debug):

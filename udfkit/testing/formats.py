@@ -306,7 +306,8 @@ class DataSetTests:
 
         A test that takes both ``executor`` and ``io_backend`` gets them in pairs, every
         executor and every backend at least once: where the product costs a worker restart
-        per case, the pairs are enough.
+        per case, the pairs are enough. One that takes ``dtype`` and ``io_backend`` gets
+        their whole product, of which the cases beyond such pairs are marked ``slow``.
         """
         values = {
             "dtype": list(self.dtypes),
@@ -326,6 +327,18 @@ class DataSetTests:
             pairs = [(ex[i % len(ex)], be[i % len(be)]) for i in range(max(len(ex), len(be)))]
             metafunc.parametrize(("executor", "io_backend"), pairs,
                                  ids=[f"{e}-{name_of(b)}" for e, b in pairs])
+        if "dtype" in names and "io_backend" in names:
+            # every dtype and every backend in the default run, the rest of the product in
+            # the slow one (each case is a hypothesis test of its own)
+            names.remove("dtype")
+            names.remove("io_backend")
+            dt, be = values["dtype"], values["io_backend"]
+            paired = {(dt[i % len(dt)], be[i % len(be)]) for i in range(max(len(dt), len(be)))}
+            metafunc.parametrize(
+                ("dtype", "io_backend"),
+                [pytest.param(d, b, id=f"{d}-{name_of(b)}",
+                              marks=() if (d, b) in paired else pytest.mark.slow)
+                 for d in dt for b in be])
         for name in names:
             metafunc.parametrize(name, values[name], ids=[name_of(v) for v in values[name]])
 

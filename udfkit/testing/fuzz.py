@@ -122,8 +122,9 @@ def deadline(seconds: float, what: str):
     Examples
     --------
     >>> import time
-    >>> with deadline(0.2, "a nap"):
-    ...     time.sleep(5)
+    >>> with deadline(0.2, "a nap"):  # short naps: the interrupt comes between two
+    ...     for _ in range(100):
+    ...         time.sleep(0.05)
     Traceback (most recent call last):
     ...
     udfkit.testing.fuzz.ExampleTimeout: a nap took more than 0.2 s (stacks on stderr)
