@@ -141,7 +141,7 @@ def per_partition(kinds, cpus, parts, repeats):
               f"{(kn - k1) / (parts - 1) * 1e3:9.3f}ms")
 
 
-def _big_param_udf():
+def big_param_udf():
     from udfkit import UDF
 
     class BigParamSum(UDF):
@@ -167,7 +167,7 @@ def large_params(kinds, cpus, mib, repeats):
     from udfkit import Context
     from udfkit.common import shared
 
-    udf_class = _big_param_udf()
+    udf_class = big_param_udf()
     param = np.ones(mib << 18, dtype=np.float32)  # mib MiB
     data = np.ones((64, 16, 16), dtype=np.float32)
     many = 4 * cpus

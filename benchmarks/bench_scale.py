@@ -28,15 +28,7 @@ import tempfile
 import time
 
 import numpy as np
-
-
-def best(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from bench_overhead import best, big_param_udf
 
 
 def scheduler_cost(ctx, parts, repeats):
@@ -73,27 +65,6 @@ def merge_main_cost(ctx, sig, repeats):
     n = 200
     t = best(lambda: [run._merge(PartitionResult(i % 8, [src], 1)) for i in range(n)], repeats)
     return t / n
-
-
-def big_param_udf():
-    """A UDF whose parameter is large and barely used: its runs differ from a small
-    parameter's by the shipping alone."""
-    from udfkit import UDF
-
-    class BigParamSum(UDF):
-        def __init__(self, param):
-            super().__init__(param=param)
-
-        def get_result_buffers(self):
-            return {"total": self.buffer(kind="single", dtype="float64")}
-
-        def process_tile(self, tile):
-            self.results.total[:] += tile.sum() + self.params.param[0]
-
-        def merge(self, dest, src):
-            dest.total[:] += src.total
-
-    return BigParamSum
 
 
 def raw(tmpdir, name, data):

@@ -45,3 +45,15 @@ def test_bench_series_quick_run():
                          timeout=600, cwd=BENCHMARKS)
     assert out.returncode == 0, out.stderr
     assert "every result == numpy: True" in out.stdout and "udfkit == dask: True" in out.stdout
+
+
+@pytest.mark.cluster
+def test_bench_scale_smallest_run():
+    """bench_scale.py on one worker, four tiny partitions: it drives the run's merge and the
+    executor's task loop directly, so it breaks when their interfaces move."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "bench_scale.py"), "--workers", "1",
+                          "--parts", "4", "--sig", "32", "--param-mib", "1", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=300, cwd=BENCHMARKS)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.split()[:1] == ["1"]]
+    assert len(rows) == 1 and len(rows[0]) == 8, out.stdout

@@ -107,6 +107,11 @@ class UDFRun:
         #: a :class:`~udfkit.udf.store.StoreSession` when nav results go to disk (``out=``)
         self.store = None
         self._shared = None
+        # rows of the run's processed frames per partition index, for the merge (pieces cut
+        # while the run goes add theirs)
+        self._rows = {p.index: (off, n)
+                      for p, off, n in zip(self.partitions, self.offsets, self.counts)}
+        self.partitions_by_index = {p.index: i for i, p in enumerate(self.partitions)}
 
     def _part_roi(self, p):
         return None if self.roi is None else self.roi[p.start:p.stop]
@@ -303,10 +308,6 @@ class UDFRun:
             # threads: a thread does not start its next task (and allocate) while its last
             # result waits to be merged; results merge in any order, so this cannot stall
             gate = ResultGate(placement.tasks_per_process)
-        # rows of the run's processed frames per partition index, for the merge
-        self._rows = {p.index: (off, n)
-                      for p, off, n in zip(self.partitions, self.offsets, self.counts)}
-        self.partitions_by_index = {p.index: i for i, p in enumerate(self.partitions)}
         source = None
         merged: set = set()
         if self.plan.sizing is not None and not deterministic:
