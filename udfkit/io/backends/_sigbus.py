@@ -63,7 +63,7 @@ _table_lock = threading.Lock()
 _table: np.ndarray | None = None
 _words: Any = None  # a memoryview of the table: item access without numpy scalars (per tile)
 _free: list[int] = []
-_state = {"tried": False, "ok": False}
+_state = {"done": False, "ok": False}
 _handler = 0  # the handler's address
 
 
@@ -86,33 +86,43 @@ def table() -> np.ndarray:
 
 
 def install() -> bool:
-    """Install the handler in this process (once); False where it cannot be installed."""
-    global _handler
-    if _state["tried"]:
+    """Install the handler in this process (once); False where it cannot be installed.
+
+    Safe to call from many threads at once: every caller gets the outcome of the one
+    installation, never an answer from before it finished (a thread told False while another
+    thread was still building the handler would map its windows unguarded).
+    """
+    if _state["done"]:
         return _state["ok"]
     with _lock:
-        if _state["tried"]:
-            return _state["ok"]
-        _state["tried"] = True
-        if not _supported():
-            return False
-        try:
-            from ._sigbus_handler import build
+        if not _state["done"]:
+            _state["ok"] = _install()
+            _state["done"] = True  # last: the fast path above trusts "ok" once this is set
+    return _state["ok"]
 
-            _handler = build(table().ctypes.data, slots=SLOTS, first=FIRST, page_w=PAGE,
-                             flags_w=FLAGS, old_w=OLD)
-        except Exception:  # pragma: no cover - an llvmlite that cannot build it
-            # unguarded reads are what every mmap reader does; failing every run is worse
-            return False
-        action = np.zeros(64, dtype=np.int64)
-        action[0] = _handler
-        action.view(np.int32)[_SA_FLAGS_AT // 4] = _SA_SIGINFO | _SA_RESTART
-        libc = ctypes.CDLL(None, use_errno=True)
-        rc = libc.sigaction(int(signal.SIGBUS), ctypes.c_void_p(action.ctypes.data),
-                            ctypes.c_void_p(table().ctypes.data + 8 * OLD))
-        _state["ok"] = rc == 0
-        _free.extend(range(SLOTS - 1, -1, -1))
-        return _state["ok"]
+
+def _install() -> bool:
+    global _handler
+    if not _supported():
+        return False
+    try:
+        from ._sigbus_handler import build
+
+        _handler = build(table().ctypes.data, slots=SLOTS, first=FIRST, page_w=PAGE,
+                         flags_w=FLAGS, old_w=OLD)
+    except Exception:  # pragma: no cover - an llvmlite that cannot build it
+        # unguarded reads are what every mmap reader does; failing every run is worse
+        return False
+    action = np.zeros(64, dtype=np.int64)
+    action[0] = _handler
+    action.view(np.int32)[_SA_FLAGS_AT // 4] = _SA_SIGINFO | _SA_RESTART
+    libc = ctypes.CDLL(None, use_errno=True)
+    rc = libc.sigaction(int(signal.SIGBUS), ctypes.c_void_p(action.ctypes.data),
+                        ctypes.c_void_p(table().ctypes.data + 8 * OLD))
+    if rc != 0:
+        return False
+    _free.extend(range(SLOTS - 1, -1, -1))  # before "ok": register() then finds free slots
+    return True
 
 
 def register(start: int, end: int) -> int | None:

@@ -146,7 +146,14 @@ class _MMapSource(FrameSource):
         path = self._fs.files[f].path
         if os.fstat(fd).st_size < end:
             raise FileChangedError(truncated_message(fd, path, end))
-        mm = mmap.mmap(fd, end - aligned, access=mmap.ACCESS_READ, offset=aligned)
+        try:
+            mm = mmap.mmap(fd, end - aligned, access=mmap.ACCESS_READ, offset=aligned)
+        except ValueError:
+            # the file shrank between the size check and the mapping (another program
+            # truncates it now): mmap says only "length is greater than file size"
+            if os.fstat(fd).st_size < end:
+                raise FileChangedError(truncated_message(fd, path, end)) from None
+            raise
         # the array keeps the mapping alive; dropping the last view unmaps it
         flat = np.frombuffer(mm, dtype=self._fs.dtype, count=(end - lo) // self._itemsize,
                              offset=lo - aligned)
