@@ -176,7 +176,9 @@ class TestProcesses(ExecutorTests):
     kind = "processes"
     options = {"cpus": 2}
     remote = True
-    # the workers busy with the stopped run are replaced by freshly spawned ones
+    # the workers busy with the stopped run stop its tasks at their next report, or skip
+    # them if they had not started; a Context's workers may still be importing their warm-up
+    # modules then, which the next run waits for (seconds on a busy machine)
     after_interrupt = 10.0
 
 
@@ -261,3 +263,35 @@ def test_worker_killed_every_time_names_the_partition_and_file(pctx, tmp_path):
         pctx.run_udf(dataset=ds, udf=KillsFromFrame24(), retries=1)
     notes = "\n".join(getattr(info.value, "__notes__", []))
     assert "partition 1" in notes and "frames [24, 48)" in notes and str(path) in notes, notes
+
+
+def test_an_early_end_stops_running_tasks_and_keeps_their_workers():
+    """A run left early (here: closed after its first result) tells the task still running
+    to stop; it stops at its next progress report and its worker serves the next run (it
+    used to be killed and respawned)."""
+    from udfkit.executor._cancel import GRACE
+    from udfkit.testing.executors import Task
+
+    ex = ProcessesExecutor(cpus=2)
+    try:
+        assert sorted(ex.run_tasks([Task(0), Task(1)])) == [(0, 0), (1, 1)]  # both started
+        pids = sorted(w.process.pid for w in ex._workers)
+        it = ex.run_tasks([Task(0), Task(1, sleep=0.02, steps=500)])  # 10 s unless stopped
+        assert next(it) == (0, 0)
+        t0 = time.perf_counter()
+        it.close()
+        assert time.perf_counter() - t0 < GRACE
+        assert sorted(w.process.pid for w in ex._workers) == pids
+        assert sorted(ex.run_tasks([Task(i) for i in range(4)])) == [(i, i) for i in range(4)]
+        # a task that cannot be told (it takes no progress argument) costs its worker
+        import functools
+
+        it = ex.run_tasks([Task(0), functools.partial(time.sleep, 5)])
+        assert next(it) == (0, 0)
+        t0 = time.perf_counter()
+        it.close()
+        assert GRACE <= time.perf_counter() - t0 < 4
+        assert len(set(w.process.pid for w in ex._workers) - set(pids)) == 1
+        assert sorted(ex.run_tasks([Task(i) for i in range(2)])) == [(0, 0), (1, 1)]
+    finally:
+        ex.close()

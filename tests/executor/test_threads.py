@@ -93,3 +93,29 @@ def test_in_flight_tasks_are_bounded():
     assert len(submitted) <= 3 + 1
     it.close()
     ex.close()
+
+
+def test_an_early_end_stops_the_running_tasks():
+    """Threads cannot be interrupted, but a task of a run that ended early stops at its next
+    progress report instead of running on beside the next run."""
+    steps = []
+
+    def task(progress=None):
+        for _ in range(500):  # 10 s unless stopped
+            time.sleep(0.02)
+            steps.append(1)
+            progress(1)
+        return 1
+
+    ex = ThreadsExecutor(cpus=2)
+    try:
+        it = ex.run_tasks([lambda progress=None: 0, task])
+        assert next(it) == (0, 0)
+        t0 = time.perf_counter()
+        it.close()
+        assert time.perf_counter() - t0 < 0.5
+        done = len(steps)
+        time.sleep(0.1)
+        assert len(steps) == done < 500
+    finally:
+        ex.close()

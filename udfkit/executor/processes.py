@@ -25,8 +25,10 @@ Failures
   it is run again on a fresh worker ``retries`` times (default 1); then the run raises
   :class:`~udfkit.errors.ExecutorError` naming the task.
 * When a run ends early (an error, ``Ctrl-C``, a closed ``run_udf_iter``), workers still
-  busy with its tasks are terminated and replaced, so the next run starts clean; shared
-  memory they may have left is removed by name.
+  busy with its tasks are told to stop them (:mod:`udfkit.executor._cancel`): a task stops
+  at its next progress report and its worker takes the next run's tasks. A worker whose task
+  does not stop within :data:`~udfkit.executor._cancel.GRACE` seconds is terminated and
+  replaced, so the next run starts clean; shared memory it may have left is removed by name.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ import glob
 import itertools
 import multiprocessing
 import os
+import time
 from multiprocessing.connection import wait
 
 from ..errors import ExecutorError
 from . import _shm, _spawn
+from ._cancel import GRACE
 from ._params import SegmentShipments, pickle_with_refs
 from ._schedule import Adapter, Outcome, schedule
 from ._worker import SEGMENT_PREFIX, worker_main
@@ -54,11 +58,12 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "busy", "params")
+    __slots__ = ("process", "conn", "busy", "params", "current")
 
-    def __init__(self, process, conn):
+    def __init__(self, process, conn, current):
         self.process = process
         self.conn = conn
+        self.current = current  # shared: the run id of the task it is running, 0 if none
         self.busy = None  # the handle of the task it is running
         #: (run id, keys of the shared parameters of that run it has been sent)
         self.params = (None, set())
@@ -107,6 +112,8 @@ class ProcessesExecutor(Executor):
         self._runs = itertools.count(1)
         self._closed = False
         self._warm: list[str] = []
+        # the id of the run whose tasks are to stop at their next report (shared with workers)
+        self._stop_word = self._mp.RawValue("q", 0)
         # started with the first run: a Context that only loads data sets or reads files
         # (e.g. ``udfkit info``) starts no processes
         self._workers: list[_Worker] = []
@@ -114,12 +121,13 @@ class ProcessesExecutor(Executor):
     # -- workers ----------------------------------------------------------------------------
     def _start(self) -> _Worker:
         parent, child = self._mp.Pipe(duplex=True)
+        current = self._mp.RawValue("q", 0)
         saved = {k: os.environ.get(k) for k in _THREAD_ENV}
         # a spawned child inherits the environment: one thread per library from the start
         os.environ.update({k: "1" for k in _THREAD_ENV})
         try:
-            process = self._mp.Process(target=worker_main, args=(child, tuple(self._warm)),
-                                       daemon=True, name=_WORKER_NAME)
+            process = self._mp.Process(target=worker_main, daemon=True, name=_WORKER_NAME,
+                                       args=(child, tuple(self._warm), self._stop_word, current))
             process.start()
         finally:
             for k, v in saved.items():
@@ -128,7 +136,7 @@ class ProcessesExecutor(Executor):
                 else:
                     os.environ[k] = v
         child.close()
-        return _Worker(process, parent)
+        return _Worker(process, parent, current)
 
     def _stop(self, worker: _Worker, kill: bool) -> None:
         process = worker.process
@@ -280,7 +288,9 @@ class _ProcessesRun(Adapter):
 
     def _receive(self, worker, msg, outcomes, reports):
         kind = msg[0]
-        if msg[1] != self.run_id:  # pragma: no cover - stale workers are replaced, not reused
+        if msg[1] != self.run_id:
+            # the end of a task of a cancelled run that the worker skipped (or stopped) after
+            # it was handed to this run: its result, if any, is not wanted
             if kind == "result":
                 _shm.discard(msg[4])
             return
@@ -322,11 +332,47 @@ class _ProcessesRun(Adapter):
                                        f"it has been replaced")
 
     def cancel(self, handles):
-        # workers still busy with this run are replaced, not waited for
-        for worker in list(self.executor._workers):
+        # tasks still running stop at their next report; workers that do not stop within
+        # GRACE seconds (a task that does not report) are replaced, not waited for
+        busy = [w for w in self.executor._workers if w.busy is not None]
+        if not busy:
+            return
+        self.executor._stop_word.value = self.run_id
+        for worker in busy:
+            if worker.current.value != self.run_id:
+                # it has not started the task (still busy with its warm-up imports): it will
+                # skip it when it gets to it, and serve the next run after that
+                worker.busy = None
+        busy = [w for w in busy if w.busy is not None]
+        deadline = time.monotonic() + GRACE
+        while busy and deadline > time.monotonic():
+            by_handle = {}
+            for w in busy:
+                by_handle[w.conn] = w
+                by_handle[w.process.sentinel] = w
+            for ready in wait(list(by_handle), timeout=max(0.0, deadline - time.monotonic())):
+                worker = by_handle[ready]
+                if worker.busy is None:
+                    continue
+                try:
+                    while worker.busy is not None and worker.conn.poll():
+                        self._drop(worker, worker.conn.recv())
+                except (EOFError, OSError):
+                    pass  # died: replaced below
+            busy = [w for w in busy if w.busy is not None and w.process.exitcode is None]
+        for worker in self.executor._workers:
             if worker.busy is not None:
                 worker.busy = None
                 self.executor._replace(worker)
+
+    def _drop(self, worker, msg) -> None:
+        """A message of a cancelled task: its result is not wanted, its end frees the worker."""
+        kind = msg[0]
+        if kind == "progress":
+            return
+        if kind == "result":
+            _shm.discard(msg[4])
+        worker.busy = None  # a result, an error or "cancelled": the task is over
 
     def close(self) -> None:
         """The run ended: workers drop its shared parameters, its segments are removed."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+from ._cancel import GRACE, cancellable_reporter, takes_progress
 from ._schedule import Adapter, Outcome, schedule
 from .base import Executor, check_count, default_workers
 from .threadpools import machine_threaded, single_threaded
@@ -85,15 +86,17 @@ class _ThreadsRun(Adapter):
         self.want_progress = want_progress
         # reports travel through a queue to the iterating thread
         self.reports: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
+        self.stopped = False  # set when the run is cancelled: tasks stop at their next report
 
     def free_slots(self, in_flight):
         return self.executor._max_in_flight - in_flight
 
     def submit(self, index, task):
         pool = self.executor._pool
-        if not self.want_progress:
+        if not self.want_progress and not takes_progress(task):
             return pool.submit(task)
-        return pool.submit(task, progress=lambda n, i=index: self.reports.put((i, 0, n)))
+        report = (lambda n, i=index: self.reports.put((i, 0, n))) if self.want_progress else None
+        return pool.submit(task, progress=cancellable_reporter(lambda: self.stopped, report))
 
     def wait(self, handles, timeout):
         done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
@@ -111,6 +114,9 @@ class _ThreadsRun(Adapter):
         return outcomes, reports
 
     def cancel(self, handles):
-        # queued tasks are dropped; running ones cannot be interrupted and finish on their own
+        # queued tasks are dropped; running ones stop at their next progress report (a thread
+        # cannot be interrupted: one whose task does not report finishes on its own)
+        self.stopped = True
         for future in handles:
             future.cancel()
+        wait(handles, timeout=GRACE)
