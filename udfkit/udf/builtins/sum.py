@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ...errors import UDFError
@@ -10,11 +12,20 @@ from ._dtypes import accumulator_dtype, kernel_input_dtype
 from ._sparse import as_csr, column_sums, is_sparse, row_sums
 from ._targets import flat_target
 
-__all__ = ["SumUDF", "SumSigUDF", "run_sumsig"]
+__all__ = ["SumUDF", "SumSigUDF", "run_sumsig", "COLD_TILE_ITEMS"]
+
+_KERNELS = "udfkit.udf.builtins._kernels"
+#: SumUDF sums a tile of at most this many elements with numpy while the numba kernels are
+#: not loaded in its process (importing numba and loading a kernel cost about a second)
+COLD_TILE_ITEMS = 1 << 20
 
 
 class _NativeSum(UDF):
     """What both sums share: a ``dtype`` parameter and the stored dtype as input."""
+
+    #: work proportional to the bytes read (a small run may go to the main process, see
+    #: :func:`udfkit.udf.plan.plan_run`)
+    COST = "streaming"
 
     def __init__(self, dtype="float64"):
         try:
@@ -87,6 +98,13 @@ class SumUDF(_NativeSum):
             return
         if acc.dtype.kind in "iu":
             acc += tile.sum(axis=0, dtype=acc.dtype)
+            return
+        if _KERNELS not in sys.modules and tile.size <= COLD_TILE_ITEMS:
+            # a process that has not loaded numba yet (the main process of a small run, see
+            # udfkit.udf.plan) would pay about a second for it: numpy sums a small tile in
+            # less than a millisecond, in the same float64 accumulator
+            with flat_target(acc) as flat:
+                flat += tile.reshape(tile.shape[0], -1).sum(axis=0, dtype=flat.dtype)
             return
         from ._kernels import as_rows, sum_frames
 
