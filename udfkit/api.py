@@ -209,7 +209,7 @@ class Context:
     @classmethod
     def make_with(cls, kind: str | None = None, *, cpus=None, gpus=None, plot_class=None,
                   snooze_timeout=None, main_process_gpu=None, executor_spec: str | None = None,
-                  **options) -> Context:
+                  small_run_bytes=None, **options) -> Context:
         """A Context with a new executor of ``kind``.
 
         ``"inline"`` runs partitions one by one in this thread (``debug=True`` pickles every
@@ -238,6 +238,8 @@ class Context:
             See :class:`Context`.
         snooze_timeout, main_process_gpu
             LiberTEM's; not offered (see :func:`udfkit.executor._spec.executor_from_spec`).
+        small_run_bytes : int or str, optional
+            See :class:`Context`; default 0 here: every run goes to the executor asked for.
         **options
             Passed on to the executor (``debug``, ``scheduler``, ``client``, ...).
 
@@ -262,7 +264,7 @@ class Context:
         kind = "processes" if kind is None else kind
         executor = executor_from_spec(kind, cpus=cpus, gpus=gpus, snooze_timeout=snooze_timeout,
                                       main_process_gpu=main_process_gpu, **options)
-        return cls(executor=executor, plot_class=plot_class)
+        return cls(executor=executor, plot_class=plot_class, small_run_bytes=small_run_bytes)
 
     @property
     def plot_class(self):

@@ -181,6 +181,8 @@ def test_context_defaults(monkeypatch):
         _small_run_bytes("lots", own_executor=True)
     with Context.make_with("inline") as ctx:
         assert ctx.small_run_bytes == 0
+    with Context.make_with("threads", cpus=1, small_run_bytes="1M") as ctx:
+        assert ctx.small_run_bytes == 1 << 20
 
 
 @pytest.mark.parametrize("dtype", ["uint16", "float32", "complex64"])
