@@ -199,3 +199,24 @@ def test_sum_without_loaded_kernels_equals_numpy(monkeypatch, dtype):
     roi = (np.arange(15).reshape(3, 5) % 3 != 0)
     ref = data[roi].sum(axis=0, dtype=np.complex128 if dtype == "complex64" else np.float64)
     np.testing.assert_allclose(res["intensity"].data, ref, rtol=1e-12)
+
+
+def test_large_partitions_load_the_kernel(monkeypatch):
+    # the numpy path is for small partitions only: a large one loads the numba kernel, which
+    # then serves the process's later runs
+    from udfkit.udf.builtins import _kernels
+    from udfkit.udf.builtins import sum as sum_module
+
+    calls = []
+    real = _kernels.sum_frames
+    monkeypatch.setattr(sum_module, "_KERNELS", "udfkit.not.loaded")
+    monkeypatch.setattr(_kernels, "sum_frames", lambda *a: calls.append(1) or real(*a))
+    data = np.ones((6, 4, 4), dtype="float32")
+    with Context.make_with("inline") as ctx:
+        ds = ctx.load("memory", data=data, sig_dims=2)
+        ctx.run_udf(ds, SumUDF())
+        assert calls == []  # 96 elements: numpy
+        monkeypatch.setattr(sum_module, "COLD_PARTITION_ITEMS", 50)
+        res = ctx.run_udf(ds, SumUDF())
+        assert calls  # the kernel
+    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=0))

@@ -12,12 +12,17 @@ from ._dtypes import accumulator_dtype, kernel_input_dtype
 from ._sparse import as_csr, column_sums, is_sparse, row_sums
 from ._targets import flat_target
 
-__all__ = ["SumUDF", "SumSigUDF", "run_sumsig", "COLD_TILE_ITEMS"]
+__all__ = ["SumUDF", "SumSigUDF", "run_sumsig", "COLD_PARTITION_ITEMS"]
 
 _KERNELS = "udfkit.udf.builtins._kernels"
-#: SumUDF sums a tile of at most this many elements with numpy while the numba kernels are
-#: not loaded in its process (importing numba and loading a kernel cost about a second)
-COLD_TILE_ITEMS = 1 << 20
+#: SumUDF sums the tiles of a partition of at most this many elements with numpy while the
+#: numba kernels are not loaded in its process (importing numba and loading a kernel cost
+#: about a second; numpy sums 4 Mi elements in a few milliseconds)
+COLD_PARTITION_ITEMS = 1 << 22
+
+
+def _small(partition_shape) -> bool:
+    return partition_shape is not None and partition_shape.size <= COLD_PARTITION_ITEMS
 
 
 class _NativeSum(UDF):
@@ -99,10 +104,11 @@ class SumUDF(_NativeSum):
         if acc.dtype.kind in "iu":
             acc += tile.sum(axis=0, dtype=acc.dtype)
             return
-        if _KERNELS not in sys.modules and tile.size <= COLD_TILE_ITEMS:
+        if _KERNELS not in sys.modules and _small(self.meta.partition_shape):
             # a process that has not loaded numba yet (the main process of a small run, see
-            # udfkit.udf.plan) would pay about a second for it: numpy sums a small tile in
-            # less than a millisecond, in the same float64 accumulator
+            # udfkit.udf.plan) would pay about a second for it: numpy sums a small partition
+            # in a few milliseconds, in the same float64 accumulator (a large one loads the
+            # kernel, which then serves every later run of the process)
             with flat_target(acc) as flat:
                 flat += tile.reshape(tile.shape[0], -1).sum(axis=0, dtype=flat.dtype)
             return
