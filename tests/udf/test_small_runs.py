@@ -201,6 +201,23 @@ def test_sum_without_loaded_kernels_equals_numpy(monkeypatch, dtype):
     np.testing.assert_allclose(res["intensity"].data, ref, rtol=1e-12)
 
 
+@settings(max_examples=examples(20), deadline=None)
+@given(depth=st.integers(1, 13), n=st.integers(1, 40), seed=st.integers(0, 99),
+       dtype=st.sampled_from(["uint16", "float32", "float64", "complex64"]))
+def test_numpy_sum_is_the_kernel_bit_for_bit(depth, n, seed, dtype):
+    # a run's result must not depend on whether its process had loaded numba
+    from udfkit.udf.builtins._kernels import as_rows, sum_frames
+    from udfkit.udf.builtins.sum import _sum_frames_numpy
+
+    rng = np.random.default_rng(seed)
+    tile = (rng.standard_normal((depth, n)) * 1e4).astype(dtype)
+    acc = (rng.standard_normal(n) * 1e3).astype("complex128" if dtype == "complex64" else "float64")
+    want = acc.copy()
+    sum_frames(*as_rows(tile), want)
+    _sum_frames_numpy(tile, acc)
+    np.testing.assert_array_equal(acc, want)
+
+
 def test_large_partitions_load_the_kernel(monkeypatch):
     # the numpy path is for small partitions only: a large one loads the numba kernel, which
     # then serves the process's later runs
