@@ -191,7 +191,7 @@ class Context:
     def __init__(self, executor: Executor | None = None, plot_class=None, *,
                  small_run_bytes=None):
         self.small_run_bytes = _small_run_bytes(small_run_bytes, own_executor=executor is None)
-        self._main_executor = None
+        self._main_executor: Executor | None = None
         if executor is None:
             executor = make_executor("processes")
         if not isinstance(executor, Executor):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import DataSetError
+from ..base import FrameSource
 from ..layout import FileLayout, FileSet
 
 __all__ = ["FlatArray", "WindowReader", "RowReader", "CSRDensifier", "CHUNK_ITEMS", "WINDOW_BYTES"]
@@ -125,7 +126,7 @@ class WindowReader:
         # fileset open for the reader's life: opening one (its files, its needed ends, the
         # first mapping) cost more than the copies of a whole small window
         self._persistent = backend.block_bytes is None
-        self._open: dict[int, object] = {}  # id(fileset) -> its source over all its frames
+        self._open: dict[int, FrameSource] = {}  # id(fileset) -> its source over all its frames
 
     def get(self, lo: int, hi: int) -> np.ndarray:
         """Elements ``[lo, hi)`` in the stored dtype: read-only, valid until the next call."""
