@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Fixed costs of a run: per partition, per task payload, per shared parameter (issue 18).
 
-    python benchmarks/bench_overhead.py [--kinds inline,processes,dask] [--cpus 2]
+    python benchmarks/bench_overhead.py [--kinds inline,processes,dask,default] [--cpus 2]
         [--parts 256] [--mask-mib 256] [--repeats 5] [--quick]
 
 Printed, in the same run:
 
-* **tiny run**: SumUDF on a 4×4×8×8 memory data set (one partition), per executor;
+* **tiny run**: SumUDF on a 4×4×8×8 memory data set (one partition), per executor, and on
+  the default ``Context()`` (kind ``default``), which runs such a small run in the main process;
 * **per-partition cost**: SumUDF over ``--parts`` one-frame partitions of 16×16 float32
   against the same data in one partition, ``(t(N) - t(1)) / N`` (target: ≤ 1 ms on
   ``processes``, ≤ 3 ms on ``dask``); the numpy sum of the same array as the floor;
@@ -124,6 +125,17 @@ def per_partition(kinds, cpus, parts, repeats):
     print(f"  {'executor':<10} {'tiny run':>10} {'1 part':>10} {f'{parts} parts':>12} {'per part':>10} "
           f"{'main CPU':>10} {'worker CPU':>11}")
     for kind in kinds:
+        if kind == "default":
+            # Context(): its own worker processes, with small runs in the main process (the
+            # tiny run is one); the partitioned runs are not small and go to the workers
+            with Context() as ctx:
+                ds_tiny = ctx.load("memory", data=tiny, sig_dims=2)
+                ctx.run_udf(dataset=ds_tiny, udf=SumUDF())
+                t_tiny = best(lambda: ctx.run_udf(dataset=ds_tiny, udf=SumUDF()), repeats * 4)
+                where = "main process" if ctx.plan(ds_tiny, SumUDF()).in_main_process else "workers"
+            print(f"  {kind:<10} {t_tiny * 1e3:8.2f}ms   (Context(); the tiny run in the {where}; "
+                  "otherwise as processes)")
+            continue
         kw = {} if kind == "inline" else {"cpus": cpus}
         with Context.make_with(kind, **kw) as ctx:
             ds_tiny = ctx.load("memory", data=tiny, sig_dims=2)
@@ -177,8 +189,8 @@ def large_params(kinds, cpus, mib, repeats):
     print(f"  {'executor':<10} {'way':<7} {'1 part':>10} {f'{many} parts':>10} {'per extra part':>15}")
     saved = shared.SHARE_MIN_BYTES
     for kind in kinds:
-        if kind in ("inline", "threads"):
-            continue  # nothing is pickled: no cost to measure
+        if kind in ("inline", "threads", "default"):
+            continue  # nothing is pickled (default: as processes): no cost to measure
         with Context.make_with(kind, cpus=cpus) as ctx:
             ds1 = ctx.load("memory", data=data, sig_dims=2, num_partitions=1)
             dsn = ctx.load("memory", data=data, sig_dims=2, num_partitions=many)
@@ -196,7 +208,7 @@ def large_params(kinds, cpus, mib, repeats):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--kinds", default="inline,processes,dask")
+    ap.add_argument("--kinds", default="inline,processes,dask,default")
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--parts", type=int, default=256)
     ap.add_argument("--mask-mib", type=int, default=256)

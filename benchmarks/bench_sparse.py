@@ -25,10 +25,12 @@ Per UDF the script prints
 Target (issue 19): sparse ≥ 10× faster than the dense file for the same result. SumUDF and
 ApplyMasksUDF list scipy CSR first, so on raw_csr they get CSR row blocks (never densified)
 and do work proportional to the stored entries; what is left is the fixed cost of a run
-(tasks, opening the three files per partition, merging the sig-sized sum), which is why the
-ratio grows with the scan (``--nav 64,64``, 512 MiB dense, gives a smaller one). raw_csr
-sizes its partitions by the stored bytes (6 MiB here: one partition, paid once);
-``--num-partitions`` overrides that for the sparse file to compare.
+(planning, opening the three files, building the tiles, merging the sig-sized sum), which is
+why the ratio grows with the scan (``--nav 64,64``, 512 MiB dense, gives a smaller one). raw_csr
+sizes its partitions by the stored bytes (6 MiB here: one partition, paid once), and the
+default Context runs such a small run in the main process, without a round trip to a worker
+(``Context(small_run_bytes=...)``, see the scaling docs); ``--num-partitions`` overrides the
+partitioning for the sparse file to compare.
 """
 
 import argparse
@@ -175,9 +177,12 @@ def main():
     for f in os.listdir(directory):
         if f.startswith("sparse."):
             warm(os.path.join(directory, f))
+    sparse_plan = ctx.plan(sparse, make_udf('sum', args.sig)[0])
     print(f"executor {args.executor}: {getattr(ctx.executor, 'num_workers', '?')} workers; "
           f"partitions: dense {dense.get_num_partitions()}, sparse {sparse.get_num_partitions()} "
-          f"({ctx.plan(sparse, make_udf('sum', args.sig)[0]).partition_reason})")
+          f"({sparse_plan.partition_reason}); the sparse runs go to "
+          f"{'the main process (small run)' if getattr(sparse_plan, 'in_main_process', False) else 'the executor'}; "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'udf':8s} {'dense s (best/median)':>22s} {'sparse s (best/median)':>23s} "
           f"{'tiles':>6s} {'scipy s':>9s} {'sparse/dense':>12s}  agree")
     rows = []
@@ -207,6 +212,7 @@ def main():
         sys.stdout.flush()
     ctx.close()
     met = [r["udf"] for r in rows if r["target_met"]]
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(f"target sparse >= 10x dense with equal results: met for {met or 'none'} of "
           f"{[r['udf'] for r in rows]}")
     append_rows(args.out, rows)

@@ -9,6 +9,7 @@ with one line naming the argument and the udfkit alternative.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from .errors import DataSetError, ROIError, UDFError
@@ -17,7 +18,7 @@ from .executor.progress import make_reporter
 from .io.formats import make_dataset
 from .udf.base import UDF
 from .udf.driver import UDFRun
-from .udf.plan import RunPlan, plan_run
+from .udf.plan import SMALL_RUN_BYTES, RunPlan, plan_run
 from .udf.series import SeriesPlan, SeriesRun
 
 __all__ = ["Context", "LIBERTEM_LOAD_POSITIONAL", "BACKEND_NAMES"]
@@ -135,6 +136,23 @@ def _warm_modules(executor) -> list:
     return ["udfkit.udf", WARM_MODULE] if getattr(executor, "kind", None) == "processes" \
         else ["udfkit.udf"]
 
+def _small_run_bytes(value, own_executor: bool) -> int:
+    """``Context(small_run_bytes=...)`` as bytes: the default where ``None`` (see
+    :class:`Context`)."""
+    from .common.parse import parse_size
+
+    if value is None:
+        if not own_executor:
+            return 0
+        env = os.environ.get("UDFKIT_SMALL_RUN_BYTES")
+        if env is None or not env.strip():
+            return SMALL_RUN_BYTES
+        return parse_size(env, error=ValueError)
+    if value is False:
+        return 0
+    return parse_size(value, error=ValueError)
+
+
 class Context:
     """Load data sets and run UDFs on them.
 
@@ -148,6 +166,15 @@ class Context:
     plot_class : type, optional
         The live-plot class ``run_udf(plots=...)`` uses (LiberTEM's parameter); default
         :class:`udfkit.viz.mpl.MPLLive2DPlot`.
+    small_run_bytes : int or str, optional
+        Small runs go to the main process: a run of one task (not cut while it goes) that
+        reads at most this many bytes runs in the calling thread, as the inline executor
+        runs it, instead of on a worker process, where the round trip would cost more than
+        the work (:func:`udfkit.udf.plan.plan_run`, *Small runs*; ``ctx.plan`` shows it).
+        Default: :data:`~udfkit.udf.plan.SMALL_RUN_BYTES` (8 MiB) for a Context that makes
+        its own executor (``Context()``), 0 (never) for one given an executor or made by
+        :meth:`make_with`; ``UDFKIT_SMALL_RUN_BYTES`` changes the default (0: off). A UDF
+        must work in the main process anyway (inline is the reference executor).
 
     Examples
     --------
@@ -161,7 +188,10 @@ class Context:
     (4, 4)
     """
 
-    def __init__(self, executor: Executor | None = None, plot_class=None):
+    def __init__(self, executor: Executor | None = None, plot_class=None, *,
+                 small_run_bytes=None):
+        self.small_run_bytes = _small_run_bytes(small_run_bytes, own_executor=executor is None)
+        self._main_executor: Executor | None = None
         if executor is None:
             executor = make_executor("processes")
         if not isinstance(executor, Executor):
@@ -179,7 +209,7 @@ class Context:
     @classmethod
     def make_with(cls, kind: str | None = None, *, cpus=None, gpus=None, plot_class=None,
                   snooze_timeout=None, main_process_gpu=None, executor_spec: str | None = None,
-                  **options) -> Context:
+                  small_run_bytes=None, **options) -> Context:
         """A Context with a new executor of ``kind``.
 
         ``"inline"`` runs partitions one by one in this thread (``debug=True`` pickles every
@@ -208,6 +238,8 @@ class Context:
             See :class:`Context`.
         snooze_timeout, main_process_gpu
             LiberTEM's; not offered (see :func:`udfkit.executor._spec.executor_from_spec`).
+        small_run_bytes : int or str, optional
+            See :class:`Context`; default 0 here: every run goes to the executor asked for.
         **options
             Passed on to the executor (``debug``, ``scheduler``, ``client``, ...).
 
@@ -232,7 +264,7 @@ class Context:
         kind = "processes" if kind is None else kind
         executor = executor_from_spec(kind, cpus=cpus, gpus=gpus, snooze_timeout=snooze_timeout,
                                       main_process_gpu=main_process_gpu, **options)
-        return cls(executor=executor, plot_class=plot_class)
+        return cls(executor=executor, plot_class=plot_class, small_run_bytes=small_run_bytes)
 
     @property
     def plot_class(self):
@@ -345,7 +377,9 @@ class Context:
         executor = self.executor.with_retries(retries)
         # the run executes its plan: what Context.plan shows is what runs
         plan = plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=executor,
-                        backends=backends)
+                        backends=backends, small_run_bytes=self.small_run_bytes)
+        if getattr(plan, "in_main_process", False):
+            executor = self._inline()
         if isinstance(plan, SeriesPlan):
             # a series plan (every UDF defines process_series) has its own run; its results
             # are sig buffers, kept in memory
@@ -407,7 +441,13 @@ class Context:
         _check_backends(backends, udfs)
         _check_dataset(dataset, "plan")
         return plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=self.executor,
-                        backends=backends)
+                        backends=backends, small_run_bytes=self.small_run_bytes)
+
+    def _inline(self) -> Executor:
+        """The executor of small runs (the plan's small-run rule): the calling thread."""
+        if self._main_executor is None:
+            self._main_executor = make_executor("inline")
+        return self._main_executor
 
     def run_udf(self, dataset, udf, roi=None, corrections=None, progress=False, backends=None,
                 plots=None, sync=True, *, deterministic=False, retries=None, out=None,

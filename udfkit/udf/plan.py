@@ -20,6 +20,17 @@ Planning steps (the order matters)
    the run's processed frames.
 8. **Negotiation**: one tiling scheme for all UDFs, with the negotiator's reason.
 9. **Estimates**: bytes read, memory per worker process and on the main process.
+10. **Small runs**: with ``small_run_bytes`` (the default Context's), a run that is one
+    task and reads at most that many bytes runs in the main process (as the inline
+    executor would run it) instead of on a worker process: the round trip (task out,
+    result back through shared memory or a pickle, two wake-ups) then costs more than the
+    work, and one task keeps one core busy wherever it runs. A run that the workers would
+    share by measured cost (:mod:`udfkit.udf.worksize`: a UDF may spend milliseconds per
+    frame) stays on them, unless its work is known to be at most
+    :data:`SMALL_RUN_SECONDS`: measured in an earlier run of the same kind, or every UDF
+    declares ``COST = "streaming"`` (work proportional to the bytes, as the built-in sums). The plan
+    says so (``executor`` line, ``reasons["placement"]``); ``Context(small_run_bytes=0)``
+    or ``UDFKIT_SMALL_RUN_BYTES=0`` turns it off.
 
 Memory estimate
 ---------------
@@ -77,7 +88,17 @@ if TYPE_CHECKING:  # worksize imports this module's PartitionPlan
     from .worksize import WorkSizing
 
 __all__ = ["RunPlan", "UDFPlan", "BufferPlan", "PartitionPlan", "MemoryEstimate", "Placement",
-           "plan_run", "negotiate_tiling", "placement_of"]
+           "plan_run", "negotiate_tiling", "placement_of", "SMALL_RUN_BYTES", "MAIN_PROCESS"]
+
+#: the default of ``Context(small_run_bytes=...)``: a run of one task that reads at most this
+#: many bytes runs in the main process when the Context's workers are other processes (see
+#: :func:`plan_run`, *Small runs*). A round trip to a worker process costs about 1 ms, to a
+#: dask worker a few ms; the main process reads 8 MiB in about that time, and a run of one
+#: task keeps one worker busy either way.
+SMALL_RUN_BYTES = 8 << 20
+#: ... and whose work is known to be at most this many seconds where the run would otherwise
+#: be cut by measured cost (two workers would share it: worth a round trip above ~2 ms)
+SMALL_RUN_SECONDS = 2e-3
 
 
 @dataclass(frozen=True)
@@ -176,6 +197,10 @@ class Placement:
     tasks_per_process: int
     in_main_process: bool
     transport_copy: bool
+
+
+#: where a small run goes (see :func:`plan_run`): the calling thread, as the inline executor
+MAIN_PROCESS = Placement("inline", 1, 1, True, False)
 
 
 def placement_of(executor) -> Placement:
@@ -280,6 +305,12 @@ class RunPlan:
         measured cost per frame (:mod:`udfkit.udf.worksize`); ``None``: the partitions run
         as planned. The executed ones are reported with the results
         (:attr:`udfkit.udf.results.RunResults.partitions`).
+    small_run : str or None
+        Why the run goes to the main process instead of the executor's workers (the
+        small-run rule of :func:`plan_run`); ``None``: it runs on the executor.
+        ``memory.placement`` is then the main process's.
+    executor_placement : Placement or None
+        The executor's own placement when :attr:`small_run` moved the run off it.
     """
 
     dataset: str
@@ -298,6 +329,14 @@ class RunPlan:
     inputs: _Inputs = field(repr=False)
     halo: HaloPlan | None = None
     sizing: WorkSizing | None = None
+    small_run: str | None = None
+    executor_placement: Placement | None = None
+
+    @property
+    def in_main_process(self) -> bool:
+        """Whether this run goes to the main process by the small-run rule (the Context's
+        executor is not used; see :func:`plan_run`)."""
+        return self.small_run is not None
 
     @property
     def tile_shape(self) -> tuple:
@@ -318,6 +357,8 @@ class RunPlan:
     def reasons(self) -> dict:
         """``{topic: sentence}``: why this tile shape, these partitions, these dtypes."""
         out = {"tiling": self.tiling_reason, "partitions": self.partition_reason}
+        if self.small_run is not None:
+            out["placement"] = self.small_run
         if self.halo is not None:
             out["halo"] = self.halo.reason
         if self.sizing is not None:
@@ -369,8 +410,11 @@ class RunPlan:
                                   for b in u.buffers]}
                      for u in self.udfs],
             "result_bytes": self.result_nbytes,
-            "executor": m.placement.kind,
-            "workers": m.placement.workers,
+            "executor": (m.placement if self.executor_placement is None
+                         else self.executor_placement).kind,
+            "workers": (m.placement if self.executor_placement is None
+                        else self.executor_placement).workers,
+            "in_main_process": self.in_main_process,
             "memory_per_task": dict(m.per_task),
             "memory_per_worker": m.per_worker,
             "memory_main": dict(m.main),
@@ -397,7 +441,7 @@ class RunPlan:
                f"; halo {self.halo.radius}, read amplification "
                f"{self.halo.read_amplification:.3f}")
             + ("; cut smaller by measured cost while the run goes" if self.sizing else ""),
-            f"  executor     {pl.kind}, {pl.workers} worker{'s' if pl.workers != 1 else ''}",
+            f"  executor     {_executor_line(pl, self.executor_placement)}",
             f"  per worker   {_human(m.per_worker)} ({_parts(m.per_task)})"
             f"{' x ' + str(pl.tasks_per_process) + ' tasks' if pl.tasks_per_process > 1 else ''}"
             f"{_transport(m)}"
@@ -432,6 +476,12 @@ class RunPlan:
         return f"<pre>{escape(str(self))}</pre>"
 
 
+def _executor_line(placement: Placement, executor: Placement | None) -> str:
+    pl = placement if executor is None else executor
+    text = f"{pl.kind}, {pl.workers} worker{'s' if pl.workers != 1 else ''}"
+    return text if executor is None else f"{text}; this run: in the main process (small run)"
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
@@ -455,7 +505,8 @@ def _parts(components: dict) -> str:
 
 
 def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=None,
-             negotiator: Negotiator | None = None) -> RunPlan | SeriesPlan:
+             negotiator: Negotiator | None = None,
+             small_run_bytes: int = 0) -> RunPlan | SeriesPlan:
     """Plan a run of ``udfs`` over ``dataset`` without reading data.
 
     When every UDF defines ``process_series``, the run is a series run and the plan a
@@ -476,6 +527,10 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         LiberTEM's restriction of the array backends.
     negotiator : Negotiator, optional
         Default: one with this machine's cache budget.
+    small_run_bytes : int
+        The small-run rule (step 10 of the module docstring): a run of one task, not cut
+        while it goes, that reads at most this many bytes is planned for the main process
+        when ``executor`` runs tasks in other processes. 0 (the default here): never.
 
     Returns
     -------
@@ -590,9 +645,14 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
                          key=lambda: cost_key(placement, udfs, sig_shape, stored, input_dtypes,
                                               correction_plan is not None),
                          align=getattr(dataset, "frame_alignment", 1))
+    bytes_read = _bytes_read(dataset, total, nav_size, frame_bytes)
+    small_run = _small_run(placement, sizing, part_plans, bytes_read, small_run_bytes, udfs)
+    executor_placement = None
+    if small_run is not None:
+        # one task in the calling thread: nothing to cut for other workers
+        executor_placement, placement, sizing = placement, MAIN_PROCESS, None
     memory = _estimate(dataset, partitions, udfs, udf_plans, scheme, input_dtypes, stored,
                        correction_plan, largest, placement, run_roi)
-    bytes_read = _bytes_read(dataset, total, nav_size, frame_bytes)
     if halo_plan is not None:
         window = block_bytes(dataset, scheme, halos, methods, input_dtypes, partitions)
         memory = MemoryEstimate(per_task=dict(memory.per_task, **{"halo rows": window}),
@@ -612,7 +672,35 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         inputs=_Inputs(dataset=dataset, udfs=tuple(udfs), specs=tuple(specs), roi=run_roi,
                        positions=positions, corrections=correction_plan,
                        partitions=tuple(partitions)),
-        sizing=sizing)
+        sizing=sizing, small_run=small_run, executor_placement=executor_placement)
+
+
+def _small_run(placement: Placement, sizing, part_plans, bytes_read: int, limit: int,
+               udfs) -> str | None:
+    """The small-run rule of :func:`plan_run` in words, or ``None`` where it does not apply."""
+    if not limit or placement.in_main_process:
+        return None
+    tasks = sum(1 for p in part_plans if p.processed)
+    if tasks > 1 or bytes_read > limit:
+        return None
+    work = ""
+    if sizing is not None:
+        # a run the workers would share by measured cost: small only where its work is known
+        # to be small (from an earlier run of the same kind, or UDFs that stream)
+        if sizing.known_cost is not None:
+            per_frame, _ = sizing.known_cost
+            seconds = per_frame * sum(p.processed for p in part_plans)
+            if seconds > SMALL_RUN_SECONDS:
+                return None
+            work = f", {seconds * 1e3:.2g} ms of work measured before"
+        elif all(getattr(type(u), "COST", None) == "streaming" for u in udfs):
+            work = ", UDFs that stream"
+        else:
+            return None
+    return (f"in the main process, not on a {placement.kind} worker: a small run ({tasks} task, "
+            f"{_human(bytes_read)} read <= {_human(limit)}{work}) costs less here than a round "
+            "trip to a worker; Context(small_run_bytes=0) or UDFKIT_SMALL_RUN_BYTES=0 turns this "
+            "off")
 
 
 def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=None,

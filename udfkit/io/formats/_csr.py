@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import DataSetError
+from ..base import FrameSource
 from ..layout import FileLayout, FileSet
 
 __all__ = ["FlatArray", "WindowReader", "RowReader", "CSRDensifier", "CHUNK_ITEMS", "WINDOW_BYTES"]
@@ -87,6 +88,9 @@ class WindowReader:
     the whole window back to back (``mmap``; ``buffered`` and ``direct`` when the window fits
     their buffer), the window is a view of what the backend holds and the source stays open
     until the next window; otherwise the frames are copied into a buffer of the reader.
+    With ``mmap`` (a backend without a block size, which serves any range in one read) the
+    reader opens one source per file part for its whole life and reads every window from
+    it; the block backends open a source per window, whose read plan starts there.
 
     Parameters
     ----------
@@ -118,6 +122,11 @@ class WindowReader:
         self._data = np.empty(0, dtype=array.dtype)
         self._buf: np.ndarray | None = None
         self._source = None  # the open source a window view belongs to
+        # a backend that serves any range of frames in one read (mmap) keeps one source per
+        # fileset open for the reader's life: opening one (its files, its needed ends, the
+        # first mapping) cost more than the copies of a whole small window
+        self._persistent = backend.block_bytes is None
+        self._open: dict[int, FrameSource] = {}  # id(fileset) -> its source over all its frames
 
     def get(self, lo: int, hi: int) -> np.ndarray:
         """Elements ``[lo, hi)`` in the stored dtype: read-only, valid until the next call."""
@@ -176,6 +185,12 @@ class WindowReader:
         if depth < count:
             return None
         items = fileset.frame_items
+        if self._persistent:
+            flat, offsets = self._source_of(fileset).read(first, first + count)
+            o = int(offsets[0])
+            if count == 1 or bool((np.diff(offsets) == items).all()):
+                return flat[o:o + count * items]
+            return None
         source = self._backend.open(fileset, np.arange(first, first + count, dtype=np.int64),
                                     depth)
         try:
@@ -190,20 +205,36 @@ class WindowReader:
                 source.close()
         return None
 
+    def _source_of(self, fileset):
+        """The reader's source over all frames of ``fileset`` (persistent backends only)."""
+        source = self._open.get(id(fileset))
+        if source is None:
+            frames = np.arange(fileset.image_count, dtype=np.int64)
+            source = self._open[id(fileset)] = self._backend.open(fileset, frames,
+                                                                  fileset.image_count)
+        return source
+
     def _copy(self, fileset, first: int, count: int, out: np.ndarray) -> None:
         items = fileset.frame_items
         depth = self._depth(fileset, count)
+        if self._persistent:
+            self._copy_from(self._source_of(fileset), first, count, depth, items, out)
+            return
         with self._backend.open(fileset, np.arange(first, first + count, dtype=np.int64),
                                 depth) as source:
-            for i in range(0, count, depth):
-                j = min(count, i + depth)
-                flat, offsets = source.read(i, j)
-                o = int(offsets[0])
-                if j - i == 1 or bool((np.diff(offsets) == items).all()):
-                    out[i * items:j * items] = flat[o:o + (j - i) * items]
-                    continue
-                for k, ok in enumerate(offsets.tolist()):
-                    out[(i + k) * items:(i + k + 1) * items] = flat[ok:ok + items]
+            self._copy_from(source, 0, count, depth, items, out)
+
+    @staticmethod
+    def _copy_from(source, first: int, count: int, depth: int, items: int, out) -> None:
+        for i in range(0, count, depth):
+            j = min(count, i + depth)
+            flat, offsets = source.read(first + i, first + j)
+            o = int(offsets[0])
+            if j - i == 1 or bool((np.diff(offsets) == items).all()):
+                out[i * items:j * items] = flat[o:o + (j - i) * items]
+                continue
+            for k, ok in enumerate(offsets.tolist()):
+                out[(i + k) * items:(i + k + 1) * items] = flat[ok:ok + items]
 
     def _scratch(self, n: int) -> np.ndarray:
         buf = self._buf
@@ -221,6 +252,9 @@ class WindowReader:
     def close(self) -> None:
         self._release()
         self._buf = None
+        sources, self._open = list(self._open.values()), {}
+        for source in sources:
+            source.close()
 
 
 class RowReader:

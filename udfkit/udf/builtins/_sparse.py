@@ -6,9 +6,11 @@ they are) or as pydata ``sparse`` arrays of shape ``(depth, *sig_part)``. The bu
 bring every such tile to scipy CSR (no copy for a CSR tile) and work on its three arrays:
 sums over frames or pixels cost one pass over the stored entries, not over every pixel.
 
-Sums go through :func:`numpy.bincount` with float64 weights, so float32 data accumulate in
-float64 as the dense kernels do; integer accumulators use :func:`numpy.add.at`, which is
-exact in the accumulator's dtype.
+Sums of many entries go through a numba kernel that adds each stored value into the
+accumulator in one pass (:mod:`._sparse_kernels`); small ones, and dtypes numba does not
+take, through :func:`numpy.bincount` with float64 weights (float32 data accumulate in float64
+as the dense kernels do) or, for integer accumulators, :func:`numpy.add.at`, which is exact in
+the accumulator's dtype.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["is_sparse", "as_csr", "column_sums", "row_sums", "to_dense"]
+
+#: from this many entries on, sums go through a numba kernel (below, numpy's call costs less
+#: than loading numba in a process that has not yet)
+_KERNEL_MIN_ENTRIES = 4096
 
 
 def is_sparse(tile) -> bool:
@@ -44,6 +50,12 @@ def as_csr(tile):
 
 def _add(out, index, values, n) -> np.ndarray:
     """``out`` (flat, length ``n``) plus ``values`` added at ``index``."""
+    if index.size >= _KERNEL_MIN_ENTRIES:
+        from . import _sparse_kernels as kernels
+
+        if kernels.takes(out, index, values):
+            # one pass in the stored dtypes (bincount widens both arrays first)
+            return kernels.scatter_add(out, index, values)
     if out.dtype.kind in "iub":
         np.add.at(out, index, values.astype(out.dtype, copy=False))
         return out

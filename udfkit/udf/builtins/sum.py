@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ...errors import UDFError
@@ -10,11 +12,42 @@ from ._dtypes import accumulator_dtype, kernel_input_dtype
 from ._sparse import as_csr, column_sums, is_sparse, row_sums
 from ._targets import flat_target
 
-__all__ = ["SumUDF", "SumSigUDF", "run_sumsig"]
+__all__ = ["SumUDF", "SumSigUDF", "run_sumsig", "COLD_PARTITION_ITEMS"]
+
+_KERNELS = "udfkit.udf.builtins._kernels"
+#: SumUDF sums the tiles of a partition of at most this many elements with numpy while the
+#: numba kernels are not loaded in its process (importing numba and loading a kernel cost
+#: about a second; numpy sums 4 Mi elements in a few milliseconds)
+COLD_PARTITION_ITEMS = 1 << 22
+
+
+def _small(partition_shape) -> bool:
+    return partition_shape is not None and partition_shape.size <= COLD_PARTITION_ITEMS
+
+
+def _sum_frames_numpy(tile, flat) -> None:
+    """What :func:`._kernels.sum_frames` does, with numpy and bit for bit: the frames added in
+    fours, ``acc += (f0 + f1) + (f2 + f3)``, then one by one, in the accumulator's dtype
+    (a reduction along the first axis adds its rows in order), so that a result does not
+    depend on whether its process had loaded numba."""
+    rows = tile.reshape(tile.shape[0], -1)
+    depth = rows.shape[0]
+    k = depth - depth % 4
+    parts = [flat[None]]
+    if k:
+        quads = rows[:k].astype(flat.dtype).reshape(k // 4, 4, -1)
+        parts.append((quads[:, 0] + quads[:, 1]) + (quads[:, 2] + quads[:, 3]))
+    if k < depth:
+        parts.append(rows[k:].astype(flat.dtype))
+    flat[...] = np.add.reduce(np.concatenate(parts), axis=0)
 
 
 class _NativeSum(UDF):
     """What both sums share: a ``dtype`` parameter and the stored dtype as input."""
+
+    #: work proportional to the bytes read (a small run may go to the main process, see
+    #: :func:`udfkit.udf.plan.plan_run`)
+    COST = "streaming"
 
     def __init__(self, dtype="float64"):
         try:
@@ -87,6 +120,15 @@ class SumUDF(_NativeSum):
             return
         if acc.dtype.kind in "iu":
             acc += tile.sum(axis=0, dtype=acc.dtype)
+            return
+        if (_KERNELS not in sys.modules and _small(self.meta.partition_shape)
+                and np.can_cast(tile.dtype, acc.dtype)):
+            # a process that has not loaded numba yet (the main process of a small run, see
+            # udfkit.udf.plan) would pay about a second for it: numpy sums a small partition
+            # in a few milliseconds (a large one loads the kernel, which then serves every
+            # later run of the process), in the kernel's order of additions
+            with flat_target(acc) as flat:
+                _sum_frames_numpy(tile, flat)
             return
         from ._kernels import as_rows, sum_frames
 
