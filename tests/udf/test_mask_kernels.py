@@ -242,3 +242,25 @@ def test_array_masks_hashed_once_per_run_and_changes_in_place_seen(monkeypatch, 
         stack *= 2  # in place: the next run must see it
     if kind != "blas":
         assert len(cuts) == 2 * 2  # two sig slices, once per content
+
+
+def test_one_mask_array_in_two_settings_hashed_once_per_run_each(monkeypatch):
+    """Two ApplyMasksUDFs of one run share a mask array with other settings (dense and
+    sparse): each setting is looked up by content once per run, not once per task."""
+    from udfkit.udf.builtins import masks as masks_module
+
+    hashes = []
+    content_hash = masks_module._content_hash
+    monkeypatch.setattr(masks_module, "_content_hash", lambda obj: (hashes.append(1), content_hash(obj))[1])
+    rng = np.random.default_rng(77)
+    data = rng.integers(0, 500, size=(3, 8, 6, 5)).astype(np.uint16)
+    stack = rng.integers(-4, 5, size=(2, 6, 5)).astype(np.float32)
+    ctx = shared_context("inline")
+    ds = ctx.load("memory", data=data, num_partitions=6)
+    udfs = [ApplyMasksUDF(mask_factories=stack, use_sparse=False),
+            ApplyMasksUDF(mask_factories=stack, use_sparse=True)]
+    res = ctx.run_udf(dataset=ds, udf=udfs)
+    expected = np.einsum("abij,kij->abk", data.astype(np.float64), stack.astype(np.float64))
+    for r in res:
+        np.testing.assert_allclose(r["intensity"].data, expected, rtol=1e-6)
+    assert len(hashes) == 2, hashes

@@ -456,9 +456,10 @@ def _cached_container(factories, sig_shape, use_sparse, mask_count,
 def _remember(key, factories, container) -> None:
     """Cache ``container`` under ``key``, found by identity from ``factories`` on (the
     caller holds the lock)."""
-    # an entry of the same object with other content (changed in place) must not be found
-    # by identity any more
-    for other in [k for k, (obj, _) in _cache.items() if obj is factories and k != key]:
+    # an entry of the same object and settings with other content (changed in place) must
+    # not be found by identity any more
+    for other in [k for k, (obj, _) in _cache.items()
+                  if obj is factories and k[1:] == key[1:] and k != key]:
         del _cache[other]
     # holding the factories object keeps its id() from being reused while cached
     _cache[key] = (factories, container)
