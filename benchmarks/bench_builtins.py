@@ -19,6 +19,14 @@ Targets (issue 3, inline, hot): Sum and SumSig ≥ 8 GB/s on uint16, StdDev ≥ 
 float32, ApplyMasks with 16 dense masks ≥ 2.5 on uint16. ``disk`` is one virtual-detector
 mask (a disk covering 1 % of the frame: the gather path on integer data). ``--executor``
 runs the same on ``threads``, ``processes`` or ``default`` (``Context()``).
+
+``--limits`` adds, per data set, what the kernels and BLAS achieve on an in-RAM copy of the
+first 256 MiB of frames, in the same run (no file, no framework): the numba streaming read
+(``sum_signal``), SumUDF's and StdDevUDF's kernels on tiles of the shape their runs use, the
+16-mask dense kernel, and numpy/BLAS ``sgemm`` of the float32 frames with 16 masks on 1 and on
+all cores -- each as GB/s of wall time and of one thread's CPU time (``cpu``: what the code
+would do on a core of its own, the figure to compare on a machine that others load), with the
+load average beside it.
 """
 
 import argparse
@@ -121,6 +129,100 @@ def numpy_way(name, mm, sig_shape):
     raise ValueError(name)
 
 
+def _rate(fn, nbytes, repeats):
+    """``(wall GB/s, CPU GB/s)`` of the best of ``repeats`` calls (after one warm-up)."""
+    fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.thread_time()
+        fn()
+        cpu.append(time.thread_time() - c)
+        wall.append(time.perf_counter() - t)
+    return nbytes / min(wall) / GB, nbytes / max(min(cpu), 1e-9) / GB
+
+
+def in_ram_limits(key, path, spec, repeats):
+    """Kernel and BLAS rates on an in-RAM copy of the first 256 MiB of ``path`` (see the
+    module docstring); returns rows for ``--out``."""
+    from threadpoolctl import threadpool_limits
+
+    from udfkit.udf.builtins import _kernels as K
+    from udfkit.udf.builtins import _mask_kernels as MK
+
+    dtype = np.dtype(spec["dtype"])
+    sig = tuple(spec["sig_shape"])
+    npx = int(np.prod(sig))
+    frames = min(int(np.prod(spec["nav_shape"])), (256 << 20) // (npx * dtype.itemsize))
+    data = np.fromfile(path, dtype=dtype, count=frames * npx).reshape((frames,) + sig)
+    nbytes = data.nbytes
+    small_int = dtype.kind in "iu" and dtype.itemsize <= 2
+
+    def tiles(depth, rows):
+        for q in range(0, sig[0], rows):
+            for f in range(0, frames, depth):
+                yield q, K.as_rows(data[f:f + depth, q:q + rows])
+
+    acc = np.zeros(npx)
+    scratch = np.empty(npx, np.int32)
+
+    def kernel_sum():
+        for _, (flat, stride, depth, n) in tiles(128, sig[0]):
+            if small_int:
+                K.sum_frames_small_int(flat, stride, depth, n, acc, scratch)
+            else:
+                K.sum_frames(flat, stride, depth, n, acc)
+
+    rows = 16384 // sig[1]
+    tot, var = np.zeros(npx), np.zeros(npx)
+    s3 = (np.empty(rows * sig[1]), np.empty(rows * sig[1]), np.empty(rows * sig[1]))
+    isum = np.empty(rows * sig[1], np.int32)
+
+    def kernel_stddev():
+        seen = {}
+        for q, (flat, stride, depth, n) in tiles(64, rows):
+            a, b = tot[q * sig[1]:q * sig[1] + n], var[q * sig[1]:q * sig[1] + n]
+            if small_int:
+                K.moments_small_int(flat, stride, depth, n, seen.get(q, 0), a, b, isum, s3[1])
+            else:
+                K.moments(flat, stride, depth, n, seen.get(q, 0), a, b, *s3)
+            seen[q] = seen.get(q, 0) + depth
+
+    m16 = masks(16, sig).reshape(16, -1)
+    cuts = {q: np.ascontiguousarray(m16[:, q * sig[1]:q * sig[1] + rows * sig[1]])
+            for q in range(0, sig[0], rows)}
+    out = np.zeros((frames, 16), np.float32)
+
+    def kernel_masks():
+        for f in range(0, frames, 64):
+            for q in range(0, sig[0], rows):
+                flat, stride, depth, n = K.as_rows(data[f:f + 64, q:q + rows])
+                MK.dense_product(flat, stride, depth, n, cuts[q], out[f:f + 64])
+
+    flat_all = data.reshape(frames, -1)
+    f32 = flat_all.astype(np.float32)
+    nav_sums = np.zeros(frames)
+    cases = [("numba read (sum_signal)", lambda: K.sum_signal(*K.as_rows(data), nav_sums)),
+             ("SumUDF kernel", kernel_sum), ("StdDevUDF kernel", kernel_stddev),
+             ("16 masks dense kernel", kernel_masks),
+             ("16 masks sgemm, 1 thread", lambda: f32 @ m16.T)]
+    if dtype != np.float32:
+        cases.append(("16 masks decode + sgemm, 1 thread", lambda: flat_all.astype(np.float32) @ m16.T))
+    print(f"  in RAM, {frames} frames ({nbytes / 2**20:.0f} MiB), load average "
+          f"{os.getloadavg()[0]:.1f}:  GB/s wall / cpu (one thread's CPU time)")
+    out_rows = []
+    for name, fn in cases:
+        with threadpool_limits(1):
+            wall, cpu = _rate(fn, nbytes, repeats)
+        out_rows.append(dict(dataset=key, limit=name, wall_gbs=wall, cpu_gbs=cpu))
+        print(f"  {name:36s} {wall:6.2f} / {cpu:6.2f}")
+    cores = os.cpu_count() or 1
+    with threadpool_limits(cores):
+        wall, _ = _rate(lambda: f32 @ m16.T, nbytes, repeats)
+    out_rows.append(dict(dataset=key, limit=f"16 masks sgemm, {cores} threads", wall_gbs=wall))
+    print(f"  {'16 masks sgemm, %d threads' % cores:36s} {wall:6.2f} (wall)")
+    return out_rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("BENCH_DATA"), required="BENCH_DATA" not in os.environ)
@@ -129,6 +231,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--executor", default="inline",
                     help="inline (default), threads, processes or default (Context())")
+    ap.add_argument("--limits", action="store_true",
+                    help="also measure the kernels and BLAS on in-RAM data (module docstring)")
     ap.add_argument("--out")
     args = ap.parse_args()
 
@@ -145,9 +249,11 @@ def main():
         print(f"\n{key}: {path} ({nbytes / 2**30:.1f} GiB), page cache read {nbytes / limit / GB:.1f} GB/s")
         print(f"{'udf':10s} {'udfkit GB/s (best / median)':>28s} {'numpy memmap GB/s':>18s}  "
               f"{'first run s':>11s}  tile shape        agree")
+        if args.limits:
+            rows += in_ram_limits(key, path, spec, args.repeats)
         ds = ctx.load("raw", path=path, dtype=spec["dtype"], nav_shape=spec["nav_shape"],
                       sig_shape=spec["sig_shape"])
-        for name in args.udfs.split(","):
+        for name in [u for u in args.udfs.split(",") if u]:
             roi = pick_roi(spec["nav_shape"]) if name == "pick" else None
             share = 1.0 if roi is None else roi.sum() / roi.size
             t0 = time.perf_counter()

@@ -793,3 +793,42 @@ def test_one_pass_mixed_input_dtypes(tmp_path, dtype, sync_offset, image_count, 
     assert by_name["pick"]["intensity"].data.dtype == dt.newbyteorder("=")
     assert by_name["stats"]["min"].data.dtype == dt.newbyteorder("=")
     assert by_name["masks"]["intensity"].data.dtype == wide
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", ">u2", "int16"])
+def test_sum_small_integers_exact_past_the_int32_run(dtype):
+    """SumUDF on 8/16-bit integers sums each tile in int32 runs of at most SMALL_INT_DEPTH
+    frames: a tile deeper than that, of the dtype's extreme values, still sums exactly."""
+    from udfkit.udf.builtins._kernels import SMALL_INT_DEPTH
+
+    info = np.iinfo(np.dtype(dtype))
+    n = SMALL_INT_DEPTH + 70
+    rng = np.random.default_rng(n)
+    data = np.where(rng.random((n, 2, 3)) < 0.9, info.max, info.min).astype(dtype)
+    data[:, 0, 0] = info.max  # the largest possible column sum
+    ctx = Context.make_with("inline")
+    ds = ctx.load("memory", data=data, sig_dims=2, num_partitions=1, tileshape=(n, 2, 3))
+    got = ctx.run_udf(dataset=ds, udf=SumUDF())["intensity"].data
+    np.testing.assert_array_equal(got, data.astype(np.int64).sum(axis=0))
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "<i2", ">u2", "uint8"])
+def test_stddev_small_integers_exact_past_the_kernel_run(dtype):
+    """StdDevUDF on 8/16-bit integers (the unshifted integer kernel, in runs of at most
+    SMALL_INT_MOMENTS_DEPTH frames): extreme values in a tile deeper than a run, frames split
+    over partitions, still give numpy's float64 moments."""
+    from udfkit.udf.builtins._kernels import SMALL_INT_MOMENTS_DEPTH
+
+    info = np.iinfo(np.dtype(dtype))
+    n = SMALL_INT_MOMENTS_DEPTH + 90
+    rng = np.random.default_rng(n)
+    data = rng.choice(np.array([info.min, info.max, info.max - 1]), size=(n, 2, 3)).astype(dtype)
+    data[:, 0, 0] = info.max  # constant: variance exactly 0
+    ctx = Context.make_with("inline")
+    for parts, depth in ((1, n), (3, 70)):
+        ds = ctx.load("memory", data=data, sig_dims=2, num_partitions=parts, tileshape=(depth, 2, 3))
+        res = ctx.run_udf(dataset=ds, udf=StdDevUDF())
+        ref = data.astype(np.float64)
+        np.testing.assert_array_equal(res["sum"].data, ref.sum(axis=0))
+        np.testing.assert_allclose(res["var"].data, ref.var(axis=0), rtol=1e-13, atol=0)
+        assert res["var"].data[0, 0] == 0

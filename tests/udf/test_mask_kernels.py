@@ -208,3 +208,59 @@ def test_kernels_split_frames_over_blas_threads(monkeypatch, kind, threads):
     expected = np.einsum("abij,kij->abk", data.astype(np.float64), stack.astype(np.float64))
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert max(calls) < 31 and len(calls) > 2
+
+
+@pytest.mark.parametrize("executor", ["inline", "threads"])
+@pytest.mark.parametrize("kind", ["dense", "support", "blas"])
+def test_array_masks_hashed_once_per_run_and_changes_in_place_seen(monkeypatch, executor, kind):
+    """Array masks are looked up by content once per run (planning), not per task, nor are
+    the kernels' cuts made again per task; masks changed in place between runs are seen."""
+    from udfkit.udf.builtins import masks as masks_module
+
+    hashes, cuts = [], []
+    content_hash = masks_module._content_hash
+    monkeypatch.setattr(masks_module, "_content_hash", lambda obj: (hashes.append(1), content_hash(obj))[1])
+    padded = _mask_paths.padded_masks
+    monkeypatch.setattr(_mask_paths, "padded_masks", lambda c: (cuts.append(1), padded(c))[1])
+    plan = _mask_paths.gather_plan
+    monkeypatch.setattr(_mask_paths, "gather_plan", lambda c, w: (cuts.append(1), plan(c, w))[1])
+    # other masks in every case: the containers of earlier cases stay cached in the process
+    rng = np.random.default_rng(["inline", "threads"].index(executor) * 3
+                                + ["dense", "support", "blas"].index(kind) + 40)
+    data = rng.integers(0, 500, size=(4, 6, 10, 12)).astype(np.uint16 if kind != "blas" else np.float64)
+    stack = rng.integers(-4, 5, size=(3, 10, 12)).astype(np.float32 if kind != "blas" else np.float64)
+    if kind == "support":
+        stack[:, 1:] = 0
+    ctx = shared_context(executor)
+    ds = ctx.load("memory", data=data, num_partitions=6, tileshape=(2, 5, 12))
+    for run in range(2):
+        udf = ApplyMasksUDF(mask_factories=stack)
+        got = ctx.run_udf(dataset=ds, udf=udf)["intensity"].data
+        expected = np.einsum("abij,kij->abk", data.astype(np.float64), stack.astype(np.float64))
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+        assert len(hashes) == run + 1, hashes  # planning only
+        stack *= 2  # in place: the next run must see it
+    if kind != "blas":
+        assert len(cuts) == 2 * 2  # two sig slices, once per content
+
+
+def test_one_mask_array_in_two_settings_hashed_once_per_run_each(monkeypatch):
+    """Two ApplyMasksUDFs of one run share a mask array with other settings (dense and
+    sparse): each setting is looked up by content once per run, not once per task."""
+    from udfkit.udf.builtins import masks as masks_module
+
+    hashes = []
+    content_hash = masks_module._content_hash
+    monkeypatch.setattr(masks_module, "_content_hash", lambda obj: (hashes.append(1), content_hash(obj))[1])
+    rng = np.random.default_rng(77)
+    data = rng.integers(0, 500, size=(3, 8, 6, 5)).astype(np.uint16)
+    stack = rng.integers(-4, 5, size=(2, 6, 5)).astype(np.float32)
+    ctx = shared_context("inline")
+    ds = ctx.load("memory", data=data, num_partitions=6)
+    udfs = [ApplyMasksUDF(mask_factories=stack, use_sparse=False),
+            ApplyMasksUDF(mask_factories=stack, use_sparse=True)]
+    res = ctx.run_udf(dataset=ds, udf=udfs)
+    expected = np.einsum("abij,kij->abk", data.astype(np.float64), stack.astype(np.float64))
+    for r in res:
+        np.testing.assert_allclose(r["intensity"].data, expected, rtol=1e-6)
+    assert len(hashes) == 2, hashes

@@ -317,3 +317,75 @@ def fish_array():
     tifffile = pytest.importorskip("tifffile")
     files = sorted(f for f in os.listdir(FISH) if f.endswith(".tif"))
     return np.stack([tifffile.imread(os.path.join(FISH, f)) for f in files])
+
+
+# -- parameters once per worker (issue 18) ----------------------------------------------------
+
+class WeightedSeriesUDF(UDF):
+    """Per pixel: the series dotted with ``weights`` (one weight per frame, a large
+    parameter) plus ``offset`` (sig-shaped, another one)."""
+
+    def __init__(self, weights, offset):
+        super().__init__(weights=weights, offset=offset)
+
+    def get_result_buffers(self):
+        return {"dot": self.buffer(kind="sig", dtype="float64")}
+
+    def process_series(self, block):
+        sl = self.meta.sig_slice
+        w = np.asarray(self.params.weights)[self.meta.frame_index]
+        self.results.dot[...] = np.tensordot(w, block.astype(np.float64), axes=1) \
+            + self.params.offset[sl.get()]
+
+
+def _weighted_case(n_frames=40, sig=(24, 32), seed=3):
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 1000, size=(n_frames,) + sig).astype(np.uint16)
+    weights = rng.integers(-3, 4, size=n_frames).astype(np.float64)
+    offset = rng.integers(-9, 9, size=sig).astype(np.float64)
+    return data, weights, offset
+
+
+@pytest.mark.parametrize("kind", ["processes", "dask"])
+def test_series_task_payload_is_independent_of_parameter_size(kind, monkeypatch):
+    """SeriesTask wraps the UDF kwargs, ROI, positions and strided-read partitions once per
+    run: every block's payload refers to one shipped copy of each, whatever their size."""
+    import cloudpickle
+
+    from udfkit.executor._params import pickle_with_refs
+    from udfkit.executor._shipping import dumps_by_value
+    from udfkit.udf.series import SeriesRun
+
+    monkeypatch.setenv(BLOCK_ENV, "16K")  # several blocks
+    ctx = shared_context("inline")
+    dumps = cloudpickle.dumps if kind == "processes" else dumps_by_value
+    sizes = []
+    for n in (1 << 12, 1 << 20):  # weights of 32 KiB and 8 MiB
+        data, _, offset = _weighted_case()
+        weights = np.ones(n)
+        ds = ctx.load("memory", data=data.reshape((4, 10) + data.shape[1:]), num_partitions=3)
+        plan = ctx.plan(ds, [WeightedSeriesUDF(weights, offset)], roi=np.ones((4, 10), bool))
+        tasks = SeriesRun(plan)._tasks(None)
+        assert len(tasks) > 2
+        payloads = [pickle_with_refs(t, i, "a test", dumps=dumps) for i, t in enumerate(tasks)]
+        keys = {key for _, found in payloads for key in found}
+        assert len(keys) >= 2  # the weights and the offset (and the ROI), once for all blocks
+        sizes.append(max(len(p) for p, _ in payloads))
+    assert abs(sizes[1] - sizes[0]) < 1024 and sizes[1] < 16384, sizes
+
+
+@pytest.mark.parametrize("executor", ["inline-debug", "threads", "processes"])
+def test_series_shipped_parameters_equal_numpy(executor, monkeypatch):
+    """Every parameter goes the shipped way (however small): results still equal numpy."""
+    from udfkit.common import shared as shared_mod
+
+    monkeypatch.setattr(shared_mod, "SHARE_MIN_BYTES", 0)
+    monkeypatch.setenv(BLOCK_ENV, "16K")
+    data, weights, offset = _weighted_case()
+    roi = np.random.default_rng(1).random((4, 10)) < 0.6
+    ctx = shared_context(executor)
+    ds = ctx.load("memory", data=data.reshape((4, 10) + data.shape[1:]), num_partitions=3)
+    res = ctx.run_udf(dataset=ds, udf=WeightedSeriesUDF(weights, offset), roi=roi)
+    sel = np.flatnonzero(roi.reshape(-1))
+    ref = np.tensordot(weights[sel], data[sel].astype(np.float64), axes=1) + offset
+    np.testing.assert_array_equal(res["dot"].data, ref)

@@ -45,6 +45,7 @@ import numpy as np
 from ..common import Shape, normalize_roi
 from ..common.allocation import discard_results, result_zeros
 from ..common.parse import parse_size
+from ..common.shared import share, unwrap
 from ..errors import ExecutorError, ROIError, UDFError
 from ..io.series_read import (RechunkStore, SeriesBlock, plan_blocks, read_block_strided,
                               rechunk_partition, series_read_mode)
@@ -406,25 +407,52 @@ class RechunkTask:
 
 
 class SeriesTask:
-    """Run series UDFs over one block of pixels; picklable, called on a worker."""
+    """Run series UDFs over one block of pixels; picklable, called on a worker.
+
+    The values that every block of a run has in common (the UDFs' keyword arguments, the
+    ROI, the frame positions, the partitions read in strided mode) may come wrapped in
+    :class:`~udfkit.common.shared.Shared` (:meth:`SeriesRun._tasks` wraps each once per
+    run): executors that send tasks to other processes then ship each large one once per
+    worker, and a task's payload does not grow with them.
+    """
 
     def __init__(self, *, block: SeriesBlock, udfs, input_dtypes, read_dtype, n_frames,
-                 partitions, rois, offsets, store, dataset_shape, dataset_dtype, run_roi,
-                 positions, max_depth=None):
+                 store, dataset_shape, dataset_dtype, run_roi, positions, partitions=None,
+                 rois=None, offsets=None, reads=None, max_depth=None):
         self.block = block
         self.udfs = udfs
         self.input_dtypes = [np.dtype(d) for d in input_dtypes]
         self.read_dtype = np.dtype(read_dtype)
         self.n_frames = int(n_frames)
-        self.partitions = partitions
-        self.rois = rois
-        self.offsets = offsets
+        # possibly Shared (see the properties); partitions, rois and offsets travel as one
+        # value: ``reads``, that tuple already wrapped, or made from the three arguments
+        self._reads = reads if reads is not None else share((partitions, rois, offsets))
         self.store = store
         self.dataset_shape = dataset_shape
         self.dataset_dtype = np.dtype(dataset_dtype)
-        self.run_roi = run_roi
-        self.positions = positions
+        self._run_roi = run_roi
+        self._positions = positions
         self.max_depth = max_depth
+
+    @property
+    def partitions(self):
+        return unwrap(self._reads)[0]
+
+    @property
+    def rois(self):
+        return unwrap(self._reads)[1]
+
+    @property
+    def offsets(self):
+        return unwrap(self._reads)[2]
+
+    @property
+    def run_roi(self):
+        return unwrap(self._run_roi)
+
+    @property
+    def positions(self):
+        return unwrap(self._positions)
 
     @property
     def index(self) -> int:
@@ -446,7 +474,7 @@ class SeriesTask:
         out = []
         try:
             for (cls, kwargs), dtype in zip(self.udfs, self.input_dtypes):
-                udf = cls(**kwargs)
+                udf = cls(**{k: unwrap(v) for k, v in kwargs.items()})
                 meta = UDFMeta(dataset_shape=self.dataset_shape, dataset_dtype=self.dataset_dtype,
                                input_dtype=dtype, roi=self.run_roi,
                                partition_shape=Shape((self.n_frames,) + block.shape,
@@ -509,15 +537,19 @@ class SeriesRun:
         p = self.plan
         i = p.inputs
         max_depth = self.dataset.get_tiling_constraints().max_depth
-        udfs = [(type(u), u._kwargs) for u in self.udfs]
+        # what every block has in common, wrapped once per run (one content hash each where
+        # an executor ships them; see SeriesTask)
+        # (series UDFs take no aux data: _check_udf refuses it)
+        udfs = [(type(u), {k: share(v) for k, v in u._kwargs.items()}) for u in self.udfs]
         strided = store is None
+        reads = share((list(i.partitions), list(i.part_rois), list(i.offsets)) if strided
+                      else (None, None, None))
+        run_roi, positions = share(i.roi), share(i.positions)
         return [SeriesTask(block=b, udfs=udfs, input_dtypes=[u.input_dtype for u in p.udfs],
-                           read_dtype=p.read_dtype, n_frames=p.processed_frames,
-                           partitions=list(i.partitions) if strided else None,
-                           rois=list(i.part_rois) if strided else None,
-                           offsets=list(i.offsets) if strided else None, store=store,
-                           dataset_shape=self.dataset.shape, dataset_dtype=self.dataset.dtype,
-                           run_roi=i.roi, positions=i.positions, max_depth=max_depth)
+                           read_dtype=p.read_dtype, n_frames=p.processed_frames, reads=reads,
+                           store=store, dataset_shape=self.dataset.shape,
+                           dataset_dtype=self.dataset.dtype, run_roi=run_roi,
+                           positions=positions, max_depth=max_depth)
                 for b in p.blocks]
 
     def _rechunk(self, executor) -> RechunkStore:

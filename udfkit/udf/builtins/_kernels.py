@@ -24,7 +24,9 @@ import numba
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["as_rows", "sum_frames", "sum_signal", "moments", "minmax", "logsum", "logsum_table"]
+__all__ = ["as_rows", "sum_frames", "sum_frames_small_int", "SMALL_INT_DEPTH", "sum_signal",
+           "moments", "moments_small_int", "SMALL_INT_MOMENTS_DEPTH", "minmax", "logsum",
+           "logsum_table"]
 
 # reductions along a row may be reordered (that is what lets them vectorize); NaN and inf
 # keep their meaning, so results with NaN in the data still match numpy's
@@ -82,6 +84,40 @@ def sum_frames(flat, stride, depth, n, acc):
         i += 1
 
 
+#: frames of 8/16-bit integers that an int32 sum holds without overflow (65535 * 32767 < 2**31)
+SMALL_INT_DEPTH = 32767
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def sum_frames_small_int(flat, stride, depth, n, acc, scratch):
+    """:func:`sum_frames` for 8/16-bit integer data: exact and about a quarter faster.
+
+    The tile's frames are summed in ``scratch`` (int32, at least ``n`` long; the tile's
+    pixels, which stay in L2: 64 KiB for a quarter of a 256×256 frame) with eight integer
+    lanes per vector and no conversion, then added to ``acc`` once per tile: one
+    conversion per pixel and tile instead of one per pixel and frame. At most
+    :data:`SMALL_INT_DEPTH` frames per call (int32 holds their sum exactly).
+    """
+    t = scratch[:n]
+    for j in range(n):
+        t[j] = 0
+    i = 0
+    while i + 4 <= depth:
+        r0, r1, r2, r3 = _four_rows(flat, stride, i, n)
+        for j in range(n):
+            # int32 arithmetic (the truncation lets LLVM keep 32-bit lanes); exact, see above
+            t[j] = np.int32(t[j] + ((np.int32(r0[j]) + np.int32(r1[j]))
+                                    + (np.int32(r2[j]) + np.int32(r3[j]))))
+        i += 4
+    while i < depth:
+        row = flat[i * stride:i * stride + n]
+        for j in range(n):
+            t[j] = np.int32(t[j] + np.int32(row[j]))
+        i += 1
+    for j in range(n):
+        acc[j] += t[j]
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_REASSOC)
 def sum_signal(flat, stride, depth, n, out):
     """``out[i] += sum_j row_i[j]`` (the sum over the signal part of each frame)."""
@@ -93,7 +129,7 @@ def sum_signal(flat, stride, depth, n, out):
         out[i] += s
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_REASSOC)
 def moments(flat, stride, depth, n, n_before, total, varsum, shift, s1, s2):
     """Fold a tile into per-pixel running moments.
 
@@ -103,6 +139,12 @@ def moments(flat, stride, depth, n, n_before, total, varsum, shift, s1, s2):
     with a large offset (1e6 + noise), then merged with the pairwise update of Chan et al.:
     ``M2 = M2_a + M2_b + delta**2 * n_a * n_b / n``. ``shift``, ``s1`` and ``s2`` are
     length-``n`` scratch arrays.
+
+    Compiled with reassociation and contraction (FMA), as the sums of the other kernels:
+    the four frames' terms and the real / imaginary parts may be added in any order, which
+    changes float rounding only (integer data stay exact: every partial sum is an integer
+    below 2**53) and NaN / inf keep their meaning. Measured here (CPU time of one thread,
+    in-RAM tiles of 32 frames × 16384 pixels): uint16 4.2 -> 5.5 GB/s, float32 9.1 -> 10.6.
     """
     first = flat[0:n]
     for j in range(n):
@@ -148,6 +190,67 @@ def moments(flat, stride, depth, n, n_before, total, varsum, shift, s1, s2):
         delta = (na * tile_sum - nb * total[j]) / (na * nb)
         total[j] += tile_sum
         varsum[j] += m2 + (delta.real * delta.real + delta.imag * delta.imag) * w
+
+
+#: frames per call of :func:`moments_small_int`: ``depth * sum(x**2)`` of 16-bit values stays
+#: an integer below 2**53 (exact in float64) up to 1448 frames
+SMALL_INT_MOMENTS_DEPTH = 1024
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_REASSOC)
+def moments_small_int(flat, stride, depth, n, n_before, total, varsum, isum, sqsum):
+    """:func:`moments` for 8/16-bit integer data into float64 ``total`` / ``varsum``: exact
+    tile moments without a shift, about a third faster.
+
+    The tile's sum of ``x`` is kept in int32 lanes (``isum``, int32 scratch) and its sum of
+    ``x**2`` in float64 (``sqsum``, float64 scratch); both are exact integers (at most
+    :data:`SMALL_INT_MOMENTS_DEPTH` frames per call), and so is
+    ``depth * sum(x**2) - sum(x)**2``, the tile's ``depth * M2``: no cancellation, whatever
+    the offset of the data, so no shift is needed. The tile is then merged as in
+    :func:`moments`.
+    """
+    a1 = isum[:n]
+    a2 = sqsum[:n]
+    for j in range(n):
+        a1[j] = 0
+        a2[j] = 0.0
+    i = 0
+    while i + 4 <= depth:
+        r0, r1, r2, r3 = _four_rows(flat, stride, i, n)
+        for j in range(n):
+            x0 = np.int32(r0[j])
+            x1 = np.int32(r1[j])
+            x2 = np.int32(r2[j])
+            x3 = np.int32(r3[j])
+            # int32 arithmetic (the truncation keeps LLVM on 32-bit lanes); exact
+            a1[j] = np.int32(a1[j] + ((x0 + x1) + (x2 + x3)))
+            f0 = np.float64(x0)
+            f1 = np.float64(x1)
+            f2 = np.float64(x2)
+            f3 = np.float64(x3)
+            a2[j] += (f0 * f0 + f1 * f1) + (f2 * f2 + f3 * f3)
+        i += 4
+    while i < depth:
+        row = flat[i * stride:i * stride + n]
+        for j in range(n):
+            x0 = np.int32(row[j])
+            a1[j] = np.int32(a1[j] + x0)
+            f0 = np.float64(x0)
+            a2[j] += f0 * f0
+        i += 1
+    nb = float(depth)
+    na = float(n_before)
+    w = na * nb / (na + nb) if n_before else 0.0
+    for j in range(n):
+        tile_sum = np.float64(a1[j])
+        m2 = (nb * a2[j] - tile_sum * tile_sum) / nb
+        if n_before == 0:
+            total[j] = tile_sum
+            varsum[j] = m2
+        else:
+            delta = (na * tile_sum - nb * total[j]) / (na * nb)
+            total[j] += tile_sum
+            varsum[j] += m2 + delta * delta * w
 
 
 @numba.njit(inline="always")

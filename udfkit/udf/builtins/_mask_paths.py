@@ -52,6 +52,9 @@ DENSE_MIN_MASKS = 2
 
 # per container: share of pixels where any mask is non-zero (made once per process)
 _density: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# per container: the kernels' cuts, {(path, origin, shape, dtype): kernel_cut(...)}
+_kernel_cuts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_cuts_lock = threading.Lock()
 
 
 def mask_density(container) -> float:
@@ -129,13 +132,26 @@ def gather_plan(cut_kn: np.ndarray, width: int):
 
 
 def kernel_cut(path: str, container, sig_slice, dtype):
-    """What the kernel of ``path`` needs for the tiles of ``sig_slice``."""
+    """What the kernel of ``path`` needs for the tiles of ``sig_slice``; made once per
+    container, path, slice and dtype (a task only looks it up: nothing proportional to the
+    masks' size happens per task)."""
+    key = (path, tuple(sig_slice.origin), sig_slice.shape.to_tuple(), np.dtype(dtype).str)
+    with _cuts_lock:
+        cuts = _kernel_cuts.get(container)
+        if cuts is None:
+            cuts = _kernel_cuts[container] = {}
+        hit = cuts.get(key)
+    if hit is not None:
+        return hit
     cut = container.get_for_sig_slice(sig_slice, dtype=dtype, sparse_backend=False,
                                       transpose=False)
     if path == "dense":
-        return ("dense", padded_masks(cut), cut.shape[0])
-    width = sig_slice.shape.to_tuple()[-1]
-    return ("gather",) + gather_plan(cut, width)
+        made = ("dense", padded_masks(cut), cut.shape[0])
+    else:
+        width = sig_slice.shape.to_tuple()[-1]
+        made = ("gather",) + gather_plan(cut, width)
+    with _cuts_lock:
+        return cuts.setdefault(key, made)
 
 
 def apply_kernel(kernel, tile: np.ndarray, out: np.ndarray, threads: int = 1) -> None:

@@ -163,8 +163,13 @@ class ApplyMasksUDF(UDF):
         if memo is not None and memo[0] is meta:
             return memo[1]
         p = self.params
+        # planning (no partition yet; once per run, in the main process) looks arrays up by
+        # content, so that masks changed in place since the last run are made again; a task
+        # trusts the object it was given (the run's one copy in this process: the main
+        # process's after that check, or the one a worker received for the run)
         container = _cached_container(p.mask_factories, meta.dataset_shape.sig.to_tuple(),
-                                      p.use_sparse, p.mask_count)
+                                      p.use_sparse, p.mask_count,
+                                      by_identity=meta.partition_shape is not None)
         self._masks_memo = (meta, container)
         return container
 
@@ -412,20 +417,31 @@ _cache: OrderedDict = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cached_container(factories, sig_shape, use_sparse, mask_count) -> MaskContainer:
+def _cached_container(factories, sig_shape, use_sparse, mask_count,
+                      by_identity: bool = False) -> MaskContainer:
+    """The container of ``factories``' masks, made once per process and content.
+
+    Callables are found by identity (a factory is expected to return the same masks each
+    time); arrays may have been changed in place, so they are found by a hash of their
+    content, unless ``by_identity`` (a task: see :attr:`ApplyMasksUDF.masks`). Hashing is
+    proportional to the masks' size, so it must not happen per task: after a hash the entry
+    points to the object just hashed, and the run's further tasks in this process find it
+    by identity.
+    """
     settings = (tuple(sig_shape), use_sparse, mask_count)
-    with _cache_lock:
-        # callables by identity (a factory is expected to return the same masks each time);
-        # arrays may have been changed in place, so they are always looked up by content
-        for key, (obj, container) in _cache.items():
-            if obj is factories and key[1:] == settings and _only_callables(factories):
-                _cache.move_to_end(key)
-                return container
+    trust = by_identity or _only_callables(factories)
+    if trust:
+        with _cache_lock:
+            for key, (obj, container) in _cache.items():
+                if obj is factories and key[1:] == settings:
+                    _cache.move_to_end(key)
+                    return container
     key = (_content_hash(factories),) + settings
     with _cache_lock:
         hit = _cache.get(key)
-    if hit is not None:
-        return hit[1]
+        if hit is not None:
+            _remember(key, factories, hit[1])
+            return hit[1]
     try:
         container = MaskContainer(factories, use_sparse=use_sparse, count=mask_count,
                                   sig_shape=sig_shape)
@@ -433,11 +449,23 @@ def _cached_container(factories, sig_shape, use_sparse, mask_count) -> MaskConta
     except MaskError as e:
         raise MaskError(f"ApplyMasksUDF: {e}") from None
     with _cache_lock:
-        # holding the factories object keeps its id() from being reused while cached
-        _cache[key] = (factories, container)
-        while len(_cache) > _CACHE_ENTRIES:
-            _cache.popitem(last=False)
+        _remember(key, factories, container)
     return container
+
+
+def _remember(key, factories, container) -> None:
+    """Cache ``container`` under ``key``, found by identity from ``factories`` on (the
+    caller holds the lock)."""
+    # an entry of the same object and settings with other content (changed in place) must
+    # not be found by identity any more
+    for other in [k for k, (obj, _) in _cache.items()
+                  if obj is factories and k[1:] == key[1:] and k != key]:
+        del _cache[other]
+    # holding the factories object keeps its id() from being reused while cached
+    _cache[key] = (factories, container)
+    _cache.move_to_end(key)
+    while len(_cache) > _CACHE_ENTRIES:
+        _cache.popitem(last=False)
 
 
 def _only_callables(factories) -> bool:

@@ -130,10 +130,26 @@ class SumUDF(_NativeSum):
             with flat_target(acc) as flat:
                 _sum_frames_numpy(tile, flat)
             return
-        from ._kernels import as_rows, sum_frames
+        from ._kernels import SMALL_INT_DEPTH, as_rows, sum_frames, sum_frames_small_int
 
         with flat_target(acc) as flat:
+            if tile.dtype.kind in "iu" and tile.dtype.itemsize <= 2 and acc.dtype.kind == "f":
+                # exact int32 partial sums per tile (see the kernel), in runs of frames that
+                # int32 holds
+                for i in range(0, tile.shape[0], SMALL_INT_DEPTH):
+                    part = tile[i:i + SMALL_INT_DEPTH]
+                    flat_rows, stride, depth, n = as_rows(part)
+                    sum_frames_small_int(flat_rows, stride, depth, n, flat,
+                                         self._int_scratch(n))
+                return
             sum_frames(*as_rows(tile), flat)
+
+    def _int_scratch(self, n):
+        """An int32 array of at least ``n`` elements, reused across this UDF's tiles."""
+        scratch = self.__dict__.get("_scratch")
+        if scratch is None or scratch.shape[0] < n:
+            scratch = self._scratch = np.empty(n, np.int32)
+        return scratch
 
     def merge(self, dest, src):
         dest.intensity += src.intensity
