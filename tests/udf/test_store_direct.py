@@ -181,3 +181,43 @@ def test_direct_false_and_hdf5(tmp_path, monkeypatch):
     assert sum(written) == 20
     with pytest.raises(ResultStoreError, match="cannot write a hdf5 store concurrently"):
         ResultStore(tmp_path / "b.h5", direct=True)
+
+
+def test_plan_shows_the_store(tmp_path):
+    ctx = shared_context("inline")
+    ds = ctx.load("memory", data=np.zeros((6, 10, 2, 4), "float32"), num_partitions=3)
+    for name, fmt, writers in [("r.zarr", "zarr", "workers write"), ("r.h5", "hdf5", "HDF5"),
+                               ("rdir", "npy", "workers write")]:
+        with chunk_bytes(8 * 8 * 4):
+            plan = ctx.plan(ds, Rows(), out=tmp_path / name)
+        assert plan.store.format == fmt and writers in plan.store.writers
+        assert plan.store.nav_bytes == 60 * 8 * 4 and plan.store.main_rows == (60 if fmt == "hdf5" else 0)
+        (arr,) = plan.store.arrays
+        assert arr["key"] == "rows" and arr["shape"] == (6, 10, 8)
+        assert arr["chunks"] == ((1, 5, 8) if fmt == "zarr" else None)
+        text = str(plan)
+        assert f"store        {tmp_path / name} ({fmt})" in text and "1.9 KiB of nav results" in text
+        assert plan.to_dict()["store"]["format"] == fmt
+        assert not (tmp_path / name).exists()  # planning writes nothing
+    assert "main process writes (direct=False)" in ctx.plan(
+        ds, Rows(), out=ResultStore(tmp_path / "x", direct=False)).store.writers
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "npy"])
+def test_partitions_cut_for_small_worker_results(fmt, tmp_path, monkeypatch):
+    """Partitions whose nav results exceed the limit are cut; results and resume unchanged."""
+    from udfkit.udf.store import plan as store_plan
+
+    monkeypatch.setattr(store_plan, "PARTITION_RESULT_BYTES", 5 * 8 * 4)  # 5 rows
+    ctx = shared_context("inline")
+    data = np.random.default_rng(4).random((4, 6, 2, 4)).astype("float32")
+    ds = ctx.load("memory", data=data, num_partitions=2)
+    out = tmp_path / FORMATS[fmt]
+    plan = ctx.plan(ds, Rows(), out=out)
+    assert len(plan.partitions) == 6 and max(p.frames for p in plan.partitions) <= 5
+    assert "cut into 6 partitions (was 2)" in plan.reasons["partitions"]
+    it = ctx.run_udf_iter(ds, Rows(), out=out)
+    next(it)
+    it.close()
+    res = ctx.run_udf(ds, Rows(), out=out, resume=True)
+    np.testing.assert_array_equal(np.asarray(res["rows"].data[...]), expected(data, None))

@@ -298,6 +298,8 @@ class RunPlan:
     inputs: _Inputs = field(repr=False)
     halo: HaloPlan | None = None
     sizing: WorkSizing | None = None
+    #: results on disk (``out=``): :class:`~udfkit.udf.store.plan.StorePlan`
+    store: object = None
 
     @property
     def tile_shape(self) -> tuple:
@@ -318,6 +320,8 @@ class RunPlan:
     def reasons(self) -> dict:
         """``{topic: sentence}``: why this tile shape, these partitions, these dtypes."""
         out = {"tiling": self.tiling_reason, "partitions": self.partition_reason}
+        if self.store is not None and self.store.cut:
+            out["partitions"] += "; " + self.store.cut
         if self.halo is not None:
             out["halo"] = self.halo.reason
         if self.sizing is not None:
@@ -377,6 +381,7 @@ class RunPlan:
             "memory_main_total": m.main_bytes,
             "reasons": self.reasons,
             "halo": None if self.halo is None else self.halo.to_dict(),
+            "store": None if self.store is None else self.store.to_dict(),
         }
 
     def __str__(self):
@@ -417,6 +422,8 @@ class RunPlan:
                              f"{str(b.result_shape):<16} {_human(b.nbytes)}"
                              f"{'' if b.use is None else ' (' + b.use + ')'}")
         lines.append(f"  results      {_human(self.result_nbytes)}")
+        if self.store is not None:
+            lines.extend(self.store.lines(_human))
         lines.append("  why")
         lines.extend(f"    {topic}: {text}" for topic, text in self.reasons.items())
         return "\n".join(lines)
@@ -455,7 +462,7 @@ def _parts(components: dict) -> str:
 
 
 def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=None,
-             negotiator: Negotiator | None = None) -> RunPlan | SeriesPlan:
+             negotiator: Negotiator | None = None, out=None) -> RunPlan | SeriesPlan:
     """Plan a run of ``udfs`` over ``dataset`` without reading data.
 
     When every UDF defines ``process_series``, the run is a series run and the plan a
@@ -476,6 +483,9 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         LiberTEM's restriction of the array backends.
     negotiator : Negotiator, optional
         Default: one with this machine's cache budget.
+    out : ResultStore, optional
+        Results on disk: the plan's ``store`` (:class:`~udfkit.udf.store.plan.StorePlan`),
+        partitions cut for the store (:mod:`udfkit.udf.store.plan`).
 
     Returns
     -------
@@ -547,6 +557,12 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
     # a halo run is scheduled in whole nav rows that read their neighbourhood (udf.halo)
     dataset_partitions = dataset.get_partitions()
     partitions, halo_plan = plan_halo(dataset, dataset_partitions, halos)
+    store_cut = None
+    if out is not None and halo_plan is None:
+        from .store.plan import cut_partitions
+
+        partitions, store_cut = cut_partitions(partitions, specs,
+                                               align=getattr(dataset, "frame_alignment", 1))
     part_plans = []
     offset = 0
     for p in partitions:
@@ -602,6 +618,12 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
                                     if placement.in_main_process else 0)),
                                 placement=placement)
         bytes_read += (halo_plan.frames_read - halo_plan.frames_owned) * frame_bytes
+    store = None
+    if out is not None:
+        from .store.plan import plan_store
+
+        store = plan_store(out, udfs, specs, nav_shape, sig_shape, total, part_plans,
+                           placement.kind, store_cut)
     return RunPlan(
         dataset=dataset.description, nav_shape=tuple(nav_shape), sig_shape=tuple(sig_shape),
         dataset_dtype=np.dtype(stored), scheme=scheme, tiling_reason=tiling_why,
@@ -612,7 +634,7 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         inputs=_Inputs(dataset=dataset, udfs=tuple(udfs), specs=tuple(specs), roi=run_roi,
                        positions=positions, corrections=correction_plan,
                        partitions=tuple(partitions)),
-        sizing=sizing)
+        sizing=sizing, store=store)
 
 
 def negotiate_tiling(dataset, requests, input_dtypes, *, roi=None, corrections=None,

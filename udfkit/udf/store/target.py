@@ -157,29 +157,45 @@ def _name(u) -> str:
     return type(u).__name__
 
 
-def _layout(run, groups) -> StoreLayout:
+def build_layout(udfs, specs, groups, nav_shape, sig_shape, total_frames, ranges) -> StoreLayout:
+    """The :class:`StoreLayout` of a run of ``udfs`` (their buffer ``specs``) whose
+    partitions cover the flat nav ``ranges`` ``[(start, stop), ...]``; refuses what a store
+    cannot hold."""
+    from ..buffers import buffer_shape
+
     arrays = []
-    for u, specs, g in zip(run.udfs, run.specs, groups):
-        has_nav = any(s.kind == "nav" for s in specs.values())
+    for u, sp, g in zip(udfs, specs, groups):
+        has_nav = any(s.kind == "nav" for s in sp.values())
         if has_nav and _overrides(type(u), "get_results"):
             raise UDFError(f"{_name(u)} computes its results in get_results(), which needs its "
-                           "whole nav buffers in memory; results on disk (out=) store nav buffers "
-                           "as they are merged. Run it without out=")
-        for name, spec in specs.items():
+                           "whole nav buffers in memory (get_results may combine any positions, "
+                           "so it cannot run piece by piece on the store); results on disk "
+                           "(out=) store nav buffers as partitions are merged. Run it without "
+                           "out=, or store the buffers it computes from with a UDF that keeps "
+                           "the default get_results")
+        for name, spec in sp.items():
             if spec.dtype.kind in "OUSV" or spec.dtype.hasobject:
                 raise UDFError(f"{_name(u)} buffer {name!r} has dtype {spec.dtype}, which a result "
                                "store cannot hold; use a numeric or bool dtype, or run without out=")
             if spec.kind == "nav":
-                arrays.append(ArraySpec(g, name, "nav", tuple(run.nav_shape) + spec.extra_shape,
+                arrays.append(ArraySpec(g, name, "nav", tuple(nav_shape) + spec.extra_shape,
                                         spec.dtype, spec.extra_shape))
             elif spec.use != "private":
-                from ..buffers import buffer_shape
-
                 arrays.append(ArraySpec(g, name, spec.kind,
-                                        buffer_shape(spec, run.total_frames, run.sig_shape),
+                                        buffer_shape(spec, total_frames, sig_shape),
                                         spec.dtype, spec.extra_shape))
-    longest = max((int(p.stop) - int(p.start) for p in run.partitions), default=0)
-    return StoreLayout(tuple(run.nav_shape), tuple(run.sig_shape), tuple(arrays), longest)
+    longest = max((int(b) - int(a) for a, b in ranges), default=0)
+    return StoreLayout(tuple(nav_shape), tuple(sig_shape), tuple(arrays), longest)
+
+
+def _layout(run, groups) -> StoreLayout:
+    return build_layout(run.udfs, run.specs, groups, run.nav_shape, run.sig_shape,
+                        run.total_frames, [(p.start, p.stop) for p in run.partitions])
+
+
+def direct_chunk(fmt: str, layout: StoreLayout, spec: ArraySpec) -> int:
+    """Flat nav positions of one chunk of ``spec`` as direct writers see it (npy: a row)."""
+    return 1 if fmt == "npy" else chunk_length(layout.chunks(spec), len(layout.nav_shape))
 
 
 def _remove_own_temporary(tmp: str) -> None:
@@ -266,7 +282,6 @@ class StoreSession:
         if self.target.direct is False or self.target.format not in DIRECT_FORMATS:
             return {}
         out = {}
-        nav_dims = len(self.layout.nav_shape)
         for ui, (u, specs, g) in enumerate(zip(run.udfs, run.specs, self.groups)):
             if _overrides(type(u), "merge"):
                 continue  # its merge sees the nav rows on the main process
@@ -274,9 +289,7 @@ class StoreSession:
                 a = self.specs_by_key.get((g, name))
                 if a is None or a.kind != "nav":
                     continue
-                chunk = 1 if self.target.format == "npy" else \
-                    chunk_length(self.layout.chunks(a), nav_dims)
-                out[(ui, name)] = (a, chunk)
+                out[(ui, name)] = (a, direct_chunk(self.target.format, self.layout, a))
         return out
 
     def attach(self, run, tasks) -> None:
