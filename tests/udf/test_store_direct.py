@@ -221,3 +221,16 @@ def test_partitions_cut_for_small_worker_results(fmt, tmp_path, monkeypatch):
     it.close()
     res = ctx.run_udf(ds, Rows(), out=out, resume=True)
     np.testing.assert_array_equal(np.asarray(res["rows"].data[...]), expected(data, None))
+
+
+def test_zarr_writes_in_steps_of_whole_chunks(tmp_path, monkeypatch):
+    """A worker assigns a few chunks at a time (memory); steps of one chunk lose nothing."""
+    monkeypatch.setattr(direct, "WRITE_STEP_BYTES", 1)
+    ctx = shared_context("inline")
+    data = np.random.default_rng(5).random((5, 6, 2, 4)).astype("float32")
+    ds = ctx.load("memory", data=data, num_partitions=2)
+    with chunk_bytes(2 * 8 * 4):
+        res = ctx.run_udf(ds, Rows(), roi=np.arange(30).reshape(5, 6) % 4 != 1,
+                          out=tmp_path / "s.zarr")
+    np.testing.assert_array_equal(np.asarray(res["rows"].data[...]),
+                                  expected(data, np.arange(30).reshape(5, 6) % 4 != 1))

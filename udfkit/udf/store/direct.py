@@ -53,6 +53,9 @@ __all__ = ["DirectWriter", "EdgeRows", "owned_range", "chunk_length", "DIRECT_FO
 #: formats whose nav arrays workers may write concurrently
 DIRECT_FORMATS = ("npy", "zarr")
 
+#: bytes of one zarr assignment of a worker (whole chunks; at least one)
+WRITE_STEP_BYTES = 8 << 20
+
 
 class _StoreFailure(ResultStoreError):
     """A :class:`ResultStoreError` that keeps its ``errno`` when it is pickled (a worker's
@@ -215,7 +218,7 @@ class DirectWriter:
                 a, b = owned_range(lo, hi, chunk, nav_size)
                 if b > a:
                     try:
-                        self._write(spec, a, b, data[a - lo:b - lo])
+                        self._write(spec, chunk, a, b, data[a - lo:b - lo])
                     except OSError as e:
                         raise store_failure(f"writing partition {p.index} of "
                                             f"{task.udfs[ui][0].__name__}[{name!r}] (on a "
@@ -224,7 +227,7 @@ class DirectWriter:
                                       np.array(data[b - lo:]), data.nbytes)
         return result
 
-    def _write(self, spec, a, b, data):
+    def _write(self, spec, chunk, a, b, data):
         if self.fmt == "npy":
             from ._npy import pwrite_rows
 
@@ -234,7 +237,15 @@ class DirectWriter:
         import zarr
 
         arr = zarr.open_array(store=self.path, path=spec.key, mode="r+")
-        for off, sl in flat_boxes(self.nav_shape, a, b):
-            shape = tuple(s.stop - s.start for s in sl)
-            size = int(np.prod(shape))
-            arr[sl] = data[off:off + size].reshape(shape + spec.extra_shape)
+        # in steps of whole chunks of about WRITE_STEP_BYTES: zarr encodes the chunks of one
+        # assignment concurrently, each with copies of its own; a whole partition at once
+        # would add several chunks' worth of memory to the worker's peak
+        row = max(1, int(np.prod(spec.extra_shape, dtype=np.int64)) * spec.dtype.itemsize)
+        step = chunk * max(1, WRITE_STEP_BYTES // (chunk * row))
+        for s0 in range(a, b, step):
+            s1 = min(b, s0 + step)
+            for off, sl in flat_boxes(self.nav_shape, s0, s1):
+                shape = tuple(s.stop - s.start for s in sl)
+                size = int(np.prod(shape))
+                o = s0 - a + off
+                arr[sl] = data[o:o + size].reshape(shape + spec.extra_shape)
