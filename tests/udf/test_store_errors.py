@@ -17,7 +17,6 @@ import pytest
 from udfkit import UDF, Context
 from udfkit.errors import ResultStoreError, ResultStoreExistsError, UDFError
 from udfkit.udf import MapUDF, SumSigUDF
-from udfkit.udf.store._npy import NpyStore
 from udfkit.udf.store.journal import Journal
 
 FORMATS = {"zarr": "r.zarr", "hdf5": "r.h5", "npy": "rdir"}

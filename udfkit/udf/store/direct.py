@@ -44,6 +44,7 @@ import os
 
 import numpy as np
 
+from ...common.allocation import discard_results
 from ...errors import ResultStoreError
 from ._layout import flat_boxes
 
@@ -225,6 +226,10 @@ class DirectWriter:
                                             "worker) to the", self.path, self.fmt, e) from None
                 bufs[name] = EdgeRows(lo, hi, a, b, np.array(data[:a - lo]),
                                       np.array(data[b - lo:]), data.nbytes)
+                # its shared-memory segment (processes) is not sent: removed now, not at
+                # the next result
+                discard_results([block])
+                block = data = None
         return result
 
     def _write(self, spec, chunk, a, b, data):
