@@ -74,6 +74,7 @@ from .series import SeriesPlan, plan_series, uses_series
 from .validation import check_buffers, check_udf, choose_backends, preferred_dtype, tiling_request
 
 if TYPE_CHECKING:  # worksize imports this module's PartitionPlan
+    from .store.plan import StorePlan
     from .worksize import WorkSizing
 
 __all__ = ["RunPlan", "UDFPlan", "BufferPlan", "PartitionPlan", "MemoryEstimate", "Placement",
@@ -299,7 +300,7 @@ class RunPlan:
     halo: HaloPlan | None = None
     sizing: WorkSizing | None = None
     #: results on disk (``out=``): :class:`~udfkit.udf.store.plan.StorePlan`
-    store: object = None
+    store: StorePlan | None = None
 
     @property
     def tile_shape(self) -> tuple:

@@ -72,7 +72,7 @@ def _rebuild_failure(message, code):
     return err
 
 
-def store_failure(what: str, path: str, fmt: str, e: OSError) -> ResultStoreError:
+def store_failure(what: str, path: str, fmt: str | None, e: OSError) -> ResultStoreError:
     """The :class:`ResultStoreError` for an ``OSError`` while ``what`` (e.g. "writing
     partition 3 of ... to the") the store, with the ``errno`` and what to do next."""
     code = getattr(e, "errno", None)

@@ -49,7 +49,7 @@ def cut_partitions(partitions, specs, align: int = 1, limit: int | None = None):
     if all(p.num_frames <= most for p in partitions):
         return list(partitions), None
     align = max(1, int(align))
-    out = []
+    out: list = []
     for p in partitions:
         start, stop = int(p.start), int(p.stop)
         pieces = max(1, ceil((stop - start) / most))
