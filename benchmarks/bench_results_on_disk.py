@@ -14,10 +14,14 @@ configuration runs in its own process, so the peak RSS of that process (and of i
 workers) is its own. Target (issue 16): within 1.3x of dask's time, peak RSS per process
 <= 300 MiB.
 
+Workers write their partitions' chunks into the zarr stores themselves (HDF5: the main
+process writes); ``udfkit-zarr-main`` (not in the default list) is ``udfkit-zarr`` with
+``ResultStore(direct=False)``, for an A/B of direct writes in the same run.
+
 ``--quick`` uses a small file of 1024 frames (written next to the outputs) to smoke-test.
 ``--num-partitions N`` cuts the file into N partitions for udfkit (default: the data set's
-choice, 8 for this file: 128 MiB of results per partition, which a worker holds while it
-runs the partition).
+choice, 8 for this file, which a run with results on disk cuts into 32 so that a worker
+holds at most 32 MiB of results, :mod:`udfkit.udf.store.plan`).
 """
 
 import argparse
@@ -67,7 +71,7 @@ def _peak_mib():
     return own, children
 
 
-def _udfkit(path, spec, target, compression, num_partitions=None):
+def _udfkit(path, spec, target, compression, num_partitions=None, direct=None):
     from udfkit import Context, ResultStore
 
     with Context() as ctx:
@@ -78,13 +82,14 @@ def _udfkit(path, spec, target, compression, num_partitions=None):
         ds = ctx.load("raw", path=path, dtype=spec["dtype"], nav_shape=spec["nav_shape"],
                       sig_shape=spec["sig_shape"], num_partitions=num_partitions)
         t0 = time.perf_counter()
-        res = ctx.run_udf(ds, _bin2_class()(), out=ResultStore(target, compression=compression))
+        res = ctx.run_udf(ds, _bin2_class()(), out=ResultStore(target, compression=compression,
+                                                                 direct=direct))
         took = time.perf_counter() - t0
         check = np.asarray(res["binned"].data[0, 0])
     return took, check
 
 
-def _dask(path, spec, target, compression, num_partitions=None):
+def _dask(path, spec, target, compression, num_partitions=None, direct=None):
     import dask.array as da
     import zarr
     from zarr import codecs
@@ -112,7 +117,8 @@ def one(config, path, spec, outdir, num_partitions=None):
                    "dask-zarr-blosc": "blosc"}.get(config)
     target = os.path.join(outdir, f"{config}.{fmt}")
     runner = _dask if config.startswith("dask") else _udfkit
-    took, check = runner(path, spec, target, compression, num_partitions)
+    took, check = runner(path, spec, target, compression, num_partitions,
+                         direct=False if config.endswith("-main") else None)
     frame = np.fromfile(path, dtype=spec["dtype"], count=int(np.prod(spec["sig_shape"])))
     sy, sx = spec["sig_shape"]
     want = frame.reshape(sy // 2, 2, sx // 2, 2).sum(axis=(1, 3), dtype=np.float32)

@@ -57,3 +57,14 @@ def test_bench_scale_smallest_run():
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines() if line.split()[:1] == ["1"]]
     assert len(rows) == 1 and len(rows[0]) == 8, out.stdout
+
+
+@pytest.mark.slow
+def test_bench_results_on_disk_quick_run(tmp_path):
+    """bench_results_on_disk.py on its small file: direct and main-process zarr writes run
+    and their first binned frame equals numpy (the script asserts it)."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "bench_results_on_disk.py"), "--quick",
+                          "--out", str(tmp_path), "--configs", "udfkit-zarr,udfkit-zarr-main"],
+                         capture_output=True, text=True, timeout=600, cwd=BENCHMARKS)
+    assert out.returncode == 0, out.stderr
+    assert "udfkit-zarr-main" in out.stdout and "failed" not in out.stdout

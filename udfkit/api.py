@@ -377,7 +377,8 @@ class Context:
         executor = self.executor.with_retries(retries)
         # the run executes its plan: what Context.plan shows is what runs
         plan = plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=executor,
-                        backends=backends, small_run_bytes=self.small_run_bytes)
+                        backends=backends, small_run_bytes=self.small_run_bytes,
+                        out=target)
         if getattr(plan, "in_main_process", False):
             executor = self._inline()
         if isinstance(plan, SeriesPlan):
@@ -399,7 +400,8 @@ class Context:
         return run.execute(executor, iterate=iterate, progress=make_reporter(progress),
                            deterministic=deterministic, store=store)
 
-    def plan(self, dataset, udf, roi=None, corrections=None, backends=None) -> RunPlan | SeriesPlan:
+    def plan(self, dataset, udf, roi=None, corrections=None, backends=None,
+             out=None) -> RunPlan | SeriesPlan:
         """What :meth:`run_udf` with these arguments will do, before a byte is read.
 
         Parameters
@@ -408,6 +410,9 @@ class Context:
         udf : UDF or list of UDF
         roi, corrections, backends
             As for :meth:`run_udf`.
+        out : str, os.PathLike or ResultStore, optional
+            As for :meth:`run_udf`: the plan then shows the store (format, arrays and
+            their chunks, bytes to write, whether workers write directly) as ``plan.store``.
 
         Returns
         -------
@@ -440,8 +445,14 @@ class Context:
             raise ValueError("udf: expected a UDF or a non-empty list of UDFs")
         _check_backends(backends, udfs)
         _check_dataset(dataset, "plan")
+        target = None
+        if out is not None:
+            from .udf.store import ResultStore
+
+            target = ResultStore.coerce(out)
         return plan_run(dataset, udfs, roi=roi, corrections=corrections, executor=self.executor,
-                        backends=backends, small_run_bytes=self.small_run_bytes)
+                        backends=backends, small_run_bytes=self.small_run_bytes,
+                        out=target)
 
     def _inline(self) -> Executor:
         """The executor of small runs (the plan's small-run rule): the calling thread."""

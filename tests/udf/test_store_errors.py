@@ -17,7 +17,6 @@ import pytest
 from udfkit import UDF, Context
 from udfkit.errors import ResultStoreError, ResultStoreExistsError, UDFError
 from udfkit.udf import MapUDF, SumSigUDF
-from udfkit.udf.store._npy import NpyStore
 from udfkit.udf.store.journal import Journal
 
 FORMATS = {"zarr": "r.zarr", "hdf5": "r.h5", "npy": "rdir"}
@@ -138,27 +137,32 @@ def test_failed_run_leaves_an_incomplete_store(ctx, ds, tmp_path, fmt):
     assert j.merged == [0, 1, 2, 3, 4] and not j.complete
 
 
-def test_write_failure_keeps_the_journal_consistent(ctx, ds, tmp_path, monkeypatch):
-    """A full disk, injected at the store layer: a clear error, then resume goes on."""
+@pytest.mark.parametrize("direct", [False, None])
+def test_write_failure_keeps_the_journal_consistent(ctx, ds, tmp_path, monkeypatch, direct):
+    """A full disk, injected at the store layer (the main process's writes, or the direct
+    writes of the worker): a clear error, then resume goes on."""
+    from udfkit import ResultStore
+    from udfkit.udf.store import _npy
+
     out = tmp_path / "rdir"
     writes = []
-    real = NpyStore.write_box
+    real = _npy._pwrite
 
-    def failing(self, spec, slices, data):
+    def failing(*args):
         writes.append(1)
         if len(writes) == 4:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, spec, slices, data)
+        return real(*args)
 
-    monkeypatch.setattr(NpyStore, "write_box", failing)
+    monkeypatch.setattr(_npy, "_pwrite", failing)
     with pytest.raises(ResultStoreError, match="No space left on device.*resume=True") as info:
-        ctx.run_udf(ds, SumSigUDF(), out=out)
+        ctx.run_udf(ds, SumSigUDF(), out=ResultStore(out, direct=direct))
     assert info.value.errno == errno.ENOSPC
     assert not _complete(out)
-    # the failure hit partition 3's merge: the journal names a prefix of the merged ones
+    # the failure hit partition 3's write: the journal names a prefix of the merged ones
     merged = Journal.read(str(out / "udfkit-journal.npz")).merged
     assert merged == list(range(len(merged))) and 1 <= len(merged) <= 3
-    monkeypatch.setattr(NpyStore, "write_box", real)
+    monkeypatch.setattr(_npy, "_pwrite", real)
     res = ctx.run_udf(ds, SumSigUDF(), out=out, resume=True)
     np.testing.assert_array_equal(res["intensity"].data[...], ctx.run_udf(ds, SumSigUDF())["intensity"].data)
     assert _complete(out)

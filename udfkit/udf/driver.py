@@ -321,6 +321,7 @@ class UDFRun:
             if store is not None:
                 merged = store.begin(self)
                 tasks = [t for t in tasks if t.index not in merged]
+                store.attach(self, tasks)
             for t in tasks:
                 t.gate = gate
             self.executed = [p for p in self.plan.partitions if p.processed]

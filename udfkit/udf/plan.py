@@ -85,6 +85,7 @@ from .series import SeriesPlan, plan_series, uses_series
 from .validation import check_buffers, check_udf, choose_backends, preferred_dtype, tiling_request
 
 if TYPE_CHECKING:  # worksize imports this module's PartitionPlan
+    from .store.plan import StorePlan
     from .worksize import WorkSizing
 
 __all__ = ["RunPlan", "UDFPlan", "BufferPlan", "PartitionPlan", "MemoryEstimate", "Placement",
@@ -337,6 +338,8 @@ class RunPlan:
         """Whether this run goes to the main process by the small-run rule (the Context's
         executor is not used; see :func:`plan_run`)."""
         return self.small_run is not None
+    #: results on disk (``out=``): :class:`~udfkit.udf.store.plan.StorePlan`
+    store: StorePlan | None = None
 
     @property
     def tile_shape(self) -> tuple:
@@ -359,6 +362,8 @@ class RunPlan:
         out = {"tiling": self.tiling_reason, "partitions": self.partition_reason}
         if self.small_run is not None:
             out["placement"] = self.small_run
+        if self.store is not None and self.store.cut:
+            out["partitions"] += "; " + self.store.cut
         if self.halo is not None:
             out["halo"] = self.halo.reason
         if self.sizing is not None:
@@ -421,6 +426,7 @@ class RunPlan:
             "memory_main_total": m.main_bytes,
             "reasons": self.reasons,
             "halo": None if self.halo is None else self.halo.to_dict(),
+            "store": None if self.store is None else self.store.to_dict(),
         }
 
     def __str__(self):
@@ -461,6 +467,8 @@ class RunPlan:
                              f"{str(b.result_shape):<16} {_human(b.nbytes)}"
                              f"{'' if b.use is None else ' (' + b.use + ')'}")
         lines.append(f"  results      {_human(self.result_nbytes)}")
+        if self.store is not None:
+            lines.extend(self.store.lines(_human))
         lines.append("  why")
         lines.extend(f"    {topic}: {text}" for topic, text in self.reasons.items())
         return "\n".join(lines)
@@ -506,7 +514,7 @@ def _parts(components: dict) -> str:
 
 def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=None,
              negotiator: Negotiator | None = None,
-             small_run_bytes: int = 0) -> RunPlan | SeriesPlan:
+             small_run_bytes: int = 0, out=None) -> RunPlan | SeriesPlan:
     """Plan a run of ``udfs`` over ``dataset`` without reading data.
 
     When every UDF defines ``process_series``, the run is a series run and the plan a
@@ -531,6 +539,9 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         The small-run rule (step 10 of the module docstring): a run of one task, not cut
         while it goes, that reads at most this many bytes is planned for the main process
         when ``executor`` runs tasks in other processes. 0 (the default here): never.
+    out : ResultStore, optional
+        Results on disk: the plan's ``store`` (:class:`~udfkit.udf.store.plan.StorePlan`),
+        partitions cut for the store (:mod:`udfkit.udf.store.plan`).
 
     Returns
     -------
@@ -602,6 +613,12 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
     # a halo run is scheduled in whole nav rows that read their neighbourhood (udf.halo)
     dataset_partitions = dataset.get_partitions()
     partitions, halo_plan = plan_halo(dataset, dataset_partitions, halos)
+    store_cut = None
+    if out is not None and halo_plan is None:
+        from .store.plan import cut_partitions
+
+        partitions, store_cut = cut_partitions(partitions, specs,
+                                               align=getattr(dataset, "frame_alignment", 1))
     part_plans = []
     offset = 0
     for p in partitions:
@@ -662,6 +679,12 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
                                     if placement.in_main_process else 0)),
                                 placement=placement)
         bytes_read += (halo_plan.frames_read - halo_plan.frames_owned) * frame_bytes
+    store = None
+    if out is not None:
+        from .store.plan import plan_store
+
+        store = plan_store(out, udfs, specs, nav_shape, sig_shape, total, part_plans,
+                           placement.kind, store_cut)
     return RunPlan(
         dataset=dataset.description, nav_shape=tuple(nav_shape), sig_shape=tuple(sig_shape),
         dataset_dtype=np.dtype(stored), scheme=scheme, tiling_reason=tiling_why,
@@ -672,7 +695,8 @@ def plan_run(dataset, udfs, roi=None, corrections=None, executor=None, backends=
         inputs=_Inputs(dataset=dataset, udfs=tuple(udfs), specs=tuple(specs), roi=run_roi,
                        positions=positions, corrections=correction_plan,
                        partitions=tuple(partitions)),
-        sizing=sizing, small_run=small_run, executor_placement=executor_placement)
+        sizing=sizing, small_run=small_run, executor_placement=executor_placement,
+        store=store)
 
 
 def _small_run(placement: Placement, sizing, part_plans, bytes_read: int, limit: int,

@@ -162,6 +162,9 @@ class PartitionTask:
         self.backends = list(backends) if backends is not None else ["numpy"] * len(udfs)
         #: a :class:`ResultGate` where the task runs in the main process (set by the run)
         self.gate = None
+        #: results on disk: ``writer(task, result) -> result`` writes the nav rows this
+        #: worker owns into the store (:mod:`udfkit.udf.store.direct`; set by the run)
+        self.writer = None
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -186,7 +189,8 @@ class PartitionTask:
         return int(self.partition.selected_positions(self.roi).size)
 
     def __call__(self, progress=None) -> PartitionResult:
-        return run_partition(self, progress)
+        result = run_partition(self, progress)
+        return result if self.writer is None else self.writer(self, result)
 
     def __repr__(self):
         return f"PartitionTask({self.partition!r}, udfs={[c.__name__ for c, _ in self.udfs]})"

@@ -182,8 +182,10 @@ def nav_chunks(nav_shape, extra_shape, dtype, target: int = CHUNK_BYTES) -> tupl
         else:
             fit = max(1, min(d, target // size))
             if nav:
-                # an inner axis is cut into equal chunks (a divisor of its length): no
-                # partial chunks inside the array, which every reader handles alike
+                # an inner axis is cut into equal chunks (a divisor of its length): every
+                # chunk is then one flat range of positions, all of one length, so that a
+                # partition's own chunks are its range rounded inwards to that length
+                # (direct writes, udf.store.direct.owned_range)
                 fit = max(k for k in range(1, fit + 1) if d % k == 0)
             head.insert(0, fit)
             head = [1] * len(nav) + head

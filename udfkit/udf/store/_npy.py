@@ -56,6 +56,38 @@ def _fill(fn: str, offset: int, spec) -> None:
         os.close(fd)
 
 
+def _header_end(fn: str) -> int:
+    with open(fn, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        read(f)
+        return f.tell()
+
+
+def _pwrite(fd: int, offset: int, spec, first: int, data) -> None:
+    """Write ``data`` (whole rows of the nav array ``spec``) from flat nav row ``first`` on."""
+    row = int(np.prod(spec.extra_shape, dtype=np.int64)) * spec.dtype.itemsize
+    view = memoryview(np.ascontiguousarray(data, dtype=spec.dtype).reshape(-1).data).cast("B")
+    pos = offset + first * row
+    while view.nbytes:
+        n = os.pwrite(fd, view, pos)
+        view = view[n:]
+        pos += n
+
+
+def pwrite_rows(fn: str, spec, first: int, data) -> None:
+    """Write rows ``[first, first + len(data))`` of the nav array ``spec`` into its file
+    ``fn`` (a worker's direct write: its own descriptor, closed before it returns, so that
+    a network file system has the bytes when the main process journals them)."""
+    offset = _header_end(fn)
+    fd = os.open(fn, os.O_WRONLY)
+    try:
+        _pwrite(fd, offset, spec, first, data)
+    finally:
+        os.close(fd)
+
+
 class NpyStore(StoreBackend):
     format = "npy"
     journal_inside = True
@@ -103,13 +135,7 @@ class NpyStore(StoreBackend):
 
     def _open_for_writing(self, spec):
         fn = self._file(spec)
-        with open(fn, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
-            read(f)
-            offset = f.tell()
-        self._maps[spec.key] = (os.open(fn, os.O_RDWR), offset)
+        self._maps[spec.key] = (os.open(fn, os.O_RDWR), _header_end(fn))
 
     def write_box(self, spec, slices, data):
         # every box is a contiguous flat range of the C-ordered array: one positioned write
@@ -117,13 +143,7 @@ class NpyStore(StoreBackend):
         fd, offset = self._maps[spec.key]
         nav_dims = len(slices)
         first = np.ravel_multi_index([s.start for s in slices], spec.shape[:nav_dims])
-        row = int(np.prod(spec.shape[nav_dims:], dtype=np.int64)) * spec.dtype.itemsize
-        view = memoryview(np.ascontiguousarray(data, dtype=spec.dtype).reshape(-1).data).cast("B")
-        pos = offset + int(first) * row
-        while view.nbytes:
-            n = os.pwrite(fd, view, pos)
-            view = view[n:]
-            pos += n
+        _pwrite(fd, offset, spec, int(first), data)
 
     def save(self, spec, array):
         fn = self._file(spec)

@@ -13,14 +13,14 @@ Rules of a run with a store
   uninterrupted run would: results are equal bit for bit.
 * The store's description says ``complete: false`` until the very end of a successful run;
   a failed run leaves it so, with a journal naming what is merged (``resume=True`` goes on).
-* Only the main process writes. Workers could write their own boxes into npy and
-  uncompressed HDF5 (byte offsets) and into zarr when partitions are snapped to chunk
-  boundaries; that is not done yet, since the UDF's ``merge`` runs on the main process.
+* Workers write the nav rows of their partition into npy and zarr stores themselves, for
+  UDFs without a ``merge`` of their own (:mod:`udfkit.udf.store.direct`: who writes which
+  chunk, how a worker that does not see the store falls back); the main process writes the
+  rest (rows in chunks two partitions share, HDF5 stores, UDFs that merge nav rows).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ import numpy as np
 from ...errors import ResultStoreError, ResultStoreExistsError, UDFError
 from ..base import _overrides
 from ._layout import ArraySpec, StoreLayout, flat_boxes, group_names
+from .direct import DIRECT_FORMATS, DirectWriter, EdgeRows, chunk_length, store_failure
 from .journal import Journal, differences, fingerprint
 
 __all__ = ["ResultStore", "StoreSession", "detect_format", "STORE_FORMATS"]
@@ -89,6 +90,12 @@ class ResultStore:
         Replace an existing udfkit result store (never anything else).
     resume : bool
         Go on with the run that an existing store's journal describes.
+    direct : bool or None
+        Whether workers write their partitions' nav rows themselves (npy and zarr; see
+        :mod:`udfkit.udf.store.direct`). ``None`` (default): where they see the store at
+        ``path`` (workers on other machines need a shared file system with the same path),
+        else the main process writes; ``True``: a worker that does not see it fails;
+        ``False``: only the main process writes.
 
     Examples
     --------
@@ -101,6 +108,7 @@ class ResultStore:
     compression: object = None
     overwrite: bool = False
     resume: bool = False
+    direct: bool | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "path", os.fspath(self.path))
@@ -119,6 +127,13 @@ class ResultStore:
         if self.overwrite and self.resume:
             raise ResultStoreError(f"result store {self.path!r}: overwrite=True and resume=True "
                                    "contradict each other; give one")
+        if self.direct not in (None, True, False):
+            raise ResultStoreError(f"result store {self.path!r}: direct must be None, True or "
+                                   f"False, got {self.direct!r}")
+        if self.direct and fmt not in DIRECT_FORMATS:
+            raise ResultStoreError(f"result store {self.path!r}: direct=True, but workers cannot "
+                                   f"write a {fmt} store concurrently (only {DIRECT_FORMATS}); "
+                                   "the main process writes HDF5 files")
 
     @classmethod
     def coerce(cls, out, overwrite: bool = False, resume: bool = False) -> ResultStore:
@@ -127,7 +142,7 @@ class ResultStore:
         if isinstance(out, ResultStore):
             if overwrite or resume:
                 return cls(out.path, out.format, out.compression, out.overwrite or overwrite,
-                           out.resume or resume)
+                           out.resume or resume, out.direct)
             return out
         if isinstance(out, (str, os.PathLike)):
             return cls(os.fspath(out), overwrite=overwrite, resume=resume)
@@ -142,29 +157,45 @@ def _name(u) -> str:
     return type(u).__name__
 
 
-def _layout(run, groups) -> StoreLayout:
+def build_layout(udfs, specs, groups, nav_shape, sig_shape, total_frames, ranges) -> StoreLayout:
+    """The :class:`StoreLayout` of a run of ``udfs`` (their buffer ``specs``) whose
+    partitions cover the flat nav ``ranges`` ``[(start, stop), ...]``; refuses what a store
+    cannot hold."""
+    from ..buffers import buffer_shape
+
     arrays = []
-    for u, specs, g in zip(run.udfs, run.specs, groups):
-        has_nav = any(s.kind == "nav" for s in specs.values())
+    for u, sp, g in zip(udfs, specs, groups):
+        has_nav = any(s.kind == "nav" for s in sp.values())
         if has_nav and _overrides(type(u), "get_results"):
             raise UDFError(f"{_name(u)} computes its results in get_results(), which needs its "
-                           "whole nav buffers in memory; results on disk (out=) store nav buffers "
-                           "as they are merged. Run it without out=")
-        for name, spec in specs.items():
+                           "whole nav buffers in memory (get_results may combine any positions, "
+                           "so it cannot run piece by piece on the store); results on disk "
+                           "(out=) store nav buffers as partitions are merged. Run it without "
+                           "out=, or store the buffers it computes from with a UDF that keeps "
+                           "the default get_results")
+        for name, spec in sp.items():
             if spec.dtype.kind in "OUSV" or spec.dtype.hasobject:
                 raise UDFError(f"{_name(u)} buffer {name!r} has dtype {spec.dtype}, which a result "
                                "store cannot hold; use a numeric or bool dtype, or run without out=")
             if spec.kind == "nav":
-                arrays.append(ArraySpec(g, name, "nav", tuple(run.nav_shape) + spec.extra_shape,
+                arrays.append(ArraySpec(g, name, "nav", tuple(nav_shape) + spec.extra_shape,
                                         spec.dtype, spec.extra_shape))
             elif spec.use != "private":
-                from ..buffers import buffer_shape
-
                 arrays.append(ArraySpec(g, name, spec.kind,
-                                        buffer_shape(spec, run.total_frames, run.sig_shape),
+                                        buffer_shape(spec, total_frames, sig_shape),
                                         spec.dtype, spec.extra_shape))
-    longest = max((int(p.stop) - int(p.start) for p in run.partitions), default=0)
-    return StoreLayout(tuple(run.nav_shape), tuple(run.sig_shape), tuple(arrays), longest)
+    longest = max((int(b) - int(a) for a, b in ranges), default=0)
+    return StoreLayout(tuple(nav_shape), tuple(sig_shape), tuple(arrays), longest)
+
+
+def _layout(run, groups) -> StoreLayout:
+    return build_layout(run.udfs, run.specs, groups, run.nav_shape, run.sig_shape,
+                        run.total_frames, [(p.start, p.stop) for p in run.partitions])
+
+
+def direct_chunk(fmt: str, layout: StoreLayout, spec: ArraySpec) -> int:
+    """Flat nav positions of one chunk of ``spec`` as direct writers see it (npy: a row)."""
+    return 1 if fmt == "npy" else chunk_length(layout.chunks(spec), len(layout.nav_shape))
 
 
 def _remove_own_temporary(tmp: str) -> None:
@@ -193,20 +224,13 @@ class StoreSession:
         self.merging = False
         self._last_checkpoint = 0.0
         self._nav_bytes = 0
+        #: this run's token in the store's description: a worker writes only where it reads
+        #: it back (see :mod:`udfkit.udf.store.direct`)
+        self.token = os.urandom(8).hex()
 
     # -- errors -------------------------------------------------------------------------
     def _fail(self, what: str, e: OSError):
-        reason = e.strerror or str(e)
-        hint = ""
-        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
-            hint = ("; the journal names the partitions written so far: free some space and "
-                    "run again with resume=True")
-        elif getattr(e, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
-            hint = "; choose a location you can write to"
-        err = ResultStoreError(f"{what} result store {self.target.path!r} ({self.target.format}) "
-                               f"failed: {reason}{hint}")
-        err.errno = getattr(e, "errno", None)
-        return err
+        return store_failure(what, self.target.path, self.target.format, e)
 
     # -- start ------------------------------------------------------------------------------
     def begin(self, run) -> set:
@@ -247,7 +271,40 @@ class StoreSession:
 
     def _meta(self, complete: bool) -> dict:
         groups = [{"group": g, "class": _name(u)} for g, u in zip(self.groups, self._udfs)]
-        return self.layout.metadata(complete, self.dataset, groups)
+        meta = self.layout.metadata(complete, self.dataset, groups)
+        if not complete:
+            meta["writer"] = self.token
+        return meta
+
+    def direct_arrays(self, run) -> dict:
+        """``{(udf index, name): (ArraySpec, chunk length)}`` of the nav buffers that workers
+        write themselves (empty where only the main process writes)."""
+        if self.target.direct is False or self.target.format not in DIRECT_FORMATS:
+            return {}
+        out = {}
+        for ui, (u, specs, g) in enumerate(zip(run.udfs, run.specs, self.groups)):
+            if _overrides(type(u), "merge"):
+                continue  # its merge sees the nav rows on the main process
+            for name, spec in specs.items():
+                a = self.specs_by_key.get((g, name))
+                if a is None or a.kind != "nav":
+                    continue
+                out[(ui, name)] = (a, direct_chunk(self.target.format, self.layout, a))
+        return out
+
+    def attach(self, run, tasks) -> None:
+        """Give every task the writer of its nav rows (workers write them, see
+        :mod:`udfkit.udf.store.direct`)."""
+        if self.finished:
+            return
+        arrays = self.direct_arrays(run)
+        if not arrays:
+            return
+        writer = DirectWriter(self.target.format, os.path.abspath(self.target.path), self.token,
+                              run.nav_shape, arrays, run.positions is not None,
+                              required=bool(self.target.direct))
+        for t in tasks:
+            t.writer = writer
 
     def _create(self):
         # made under a temporary name and renamed into place, so that a run killed while
@@ -333,6 +390,16 @@ class StoreSession:
         """Write partition ``i``'s merged rows ``block`` of UDF ``ui``'s nav buffer ``name``."""
         spec = self.specs_by_key[(self.groups[ui], name)]
         p = run.partitions[i]
+        if isinstance(block, EdgeRows):
+            # the worker wrote the chunks of its own; the rows in shared chunks are left
+            try:
+                for lo, hi, data in block.pieces():
+                    self._write_flat(run, spec, lo, hi, data)
+            except OSError as e:
+                raise self._fail(f"writing partition {p.index} of {_name(run.udfs[ui])}"
+                                 f"[{name!r}] to the", e) from None
+            self._nav_bytes += block.nbytes
+            return
         off, n = run.offsets[i], run.counts[i]
         nav_size = int(np.prod(run.nav_shape, dtype=np.int64))
         if run.positions is None:
@@ -345,14 +412,17 @@ class StoreSession:
             data = np.full((hi - lo,) + spec.extra_shape, spec.fill, dtype=spec.dtype)
             data[pos - lo] = block
         try:
-            for o, sl in flat_boxes(run.nav_shape, lo, hi):
-                shape = tuple(s.stop - s.start for s in sl)
-                size = int(np.prod(shape))
-                self.backend.write_box(spec, sl, data[o:o + size].reshape(shape + spec.extra_shape))
+            self._write_flat(run, spec, lo, hi, data)
         except OSError as e:
             raise self._fail(f"writing partition {p.index} of {_name(run.udfs[ui])}[{name!r}] to the",
                              e) from None
         self._nav_bytes += data.nbytes
+
+    def _write_flat(self, run, spec, lo, hi, data):
+        for o, sl in flat_boxes(run.nav_shape, lo, hi):
+            shape = tuple(s.stop - s.start for s in sl)
+            size = int(np.prod(shape))
+            self.backend.write_box(spec, sl, data[o:o + size].reshape(shape + spec.extra_shape))
 
     @property
     def bytes_written(self) -> int:
