@@ -54,6 +54,12 @@ __all__ = ["DaskExecutor", "DaskJobExecutor"]
 #: how often (seconds) a run that waits looks for workers of a local cluster to start again
 RESTORE_EVERY = 2.0
 
+#: a run of more than this many tasks per worker is grouped (see :meth:`DaskExecutor.tasks_per_group`)
+GROUP_FROM_TASKS_PER_WORKER = 8
+
+#: with groups, about this many groups per worker (enough for the load to balance)
+GROUPS_PER_WORKER = 4
+
 #: the name ``distributed``'s nanny gives the worker processes it spawns
 _NANNY_WORKER_NAME = "Dask Worker process (from Nanny)"
 
@@ -206,6 +212,9 @@ class DaskExecutor(Executor):
     retries : int
         How many times a task whose worker died is run again before the run fails
         (default 1; see the module docstring for remote schedulers).
+    tree_merge : bool
+        Run many partitions as groups of consecutive ones, merged on the workers
+        (:meth:`tasks_per_group`; default on).
 
     Raises
     ------
@@ -218,8 +227,9 @@ class DaskExecutor(Executor):
     kind = "dask"
 
     def __init__(self, cpus: int | None = None, scheduler: str | None = None, client=None,
-                 connect_timeout: float | str = "10s", retries: int = 1):
+                 connect_timeout: float | str = "10s", retries: int = 1, tree_merge: bool = True):
         self.retries = check_count(retries, "retries", minimum=0)
+        self.tree_merge = bool(tree_merge)
         n = default_workers() if cpus is None else check_count(cpus, "cpus")
         from distributed import Client, LocalCluster
 
@@ -268,6 +278,24 @@ class DaskExecutor(Executor):
     @property
     def num_workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def tasks_per_group(self, n_tasks: int) -> int:
+        """How many consecutive partitions a run of ``n_tasks`` should run as one dask task,
+        their results merged on the worker (:mod:`udfkit.udf.treemerge`; runs that ask for
+        determinism are not grouped).
+
+        A dask task costs milliseconds of scheduler and client time on the main process,
+        and every result it sends back is received and merged there: with more than
+        :data:`GROUP_FROM_TASKS_PER_WORKER` tasks per worker, about
+        :data:`GROUPS_PER_WORKER` groups per worker keep every worker busy (the groups are
+        handed out as workers finish, like partitions) at a fraction of those costs.
+        """
+        if not self.tree_merge:
+            return 1
+        workers = self.num_workers
+        if n_tasks <= GROUP_FROM_TASKS_PER_WORKER * workers:
+            return 1
+        return max(1, n_tasks // (GROUPS_PER_WORKER * workers))
 
     def warm_modules(self, modules) -> None:
         new = [m for m in modules if m not in self._warm]

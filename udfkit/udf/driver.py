@@ -47,6 +47,7 @@ from .plan import RunPlan, placement_of, plan_run
 from .results import BufferResult, RunResults
 from .runner import GATE_MIN_BYTES, PartitionTask, ResultGate
 from .store.results import DiskBufferResult
+from .treemerge import group_tasks
 from .validation import check_results
 from .worksize import AdaptiveTasks
 
@@ -324,6 +325,10 @@ class UDFRun:
             for t in tasks:
                 t.gate = gate
             self.executed = [p for p in self.plan.partitions if p.processed]
+            if not deterministic and gate is None:
+                # many partitions on an executor with a high cost per task: consecutive
+                # partitions run as one task and merge on the worker (udf.treemerge)
+                tasks = group_tasks(self, tasks, executor)
         try:
             self._allocate()
             if store is not None:
