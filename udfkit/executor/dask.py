@@ -42,6 +42,8 @@ the whole policy; a remote scheduler first retries by its own setting
 from __future__ import annotations
 
 import itertools
+import os
+import random
 import time
 import uuid
 
@@ -95,7 +97,9 @@ def _run_task(payload, queue_name, index, params=None):
 
         queue = Queue(queue_name)
     # dask runs a task again when its worker dies: the client tells the attempts apart
-    attempt = uuid.uuid4().hex
+    # (uuid4 reads the system's entropy pool: a noticeable part of a task's cost on a
+    # loaded machine; the process's own generator is enough here)
+    attempt = f"{os.getpid()}-{random.getrandbits(64):016x}"
 
     def report(frames):
         if _cancelled():
@@ -377,6 +381,8 @@ class _DaskRun(Adapter):
         #: content key -> future of the run's scattered shared parameter
         self.params: dict = {}
         self.nonce = uuid.uuid4().hex[:12]
+        #: submissions so far: a task run again gets a key of its own
+        self.submissions = itertools.count()
 
     def free_slots(self, in_flight):
         return self.limit - in_flight
@@ -394,7 +400,8 @@ class _DaskRun(Adapter):
         # params only where there are some: a task without calls _run_task as before
         extra = {"params": deps} if deps else {}
         return self.client.submit(_run_task, payload, self.queue_name, index, pure=False,
-                                  key=f"udfkit-task-{uuid.uuid4().hex}-{index}", **extra)
+                                  key=f"udfkit-task-{self.nonce}-{next(self.submissions)}-{index}",
+                                  **extra)
 
     def _scattered(self, key, value):
         """The future of the shared parameter ``key``, scattered to every worker the first
