@@ -54,7 +54,7 @@ def grouping(ctx, k):
     ctx.executor.tasks_per_group = lambda n: k
 
 
-@settings(max_examples=examples(25), **SETTINGS)
+@settings(max_examples=examples(12), **SETTINGS)
 @given(n=st.integers(1, 40), parts=st.integers(1, 12), k=st.integers(1, 6),
        roi_seed=st.one_of(st.none(), st.integers(0, 2**16)), data_seed=st.integers(0, 2**16))
 def test_grouped_run_equals_numpy(ctx, n, parts, k, roi_seed, data_seed):
@@ -157,3 +157,25 @@ def test_group_size_bounded_by_nav_bytes(ctx, monkeypatch):
     finally:
         grouping(ctx, 1)
     assert max(len(g.tasks) for g in groups) == 3
+
+
+def test_merge_error_in_a_group_names_the_udf(ctx):
+    """A merge that raises on the worker's fold comes back as itself, like any UDF error."""
+    class BadMerge(UDF):
+        def get_result_buffers(self):
+            return {"s": self.buffer(kind="single", dtype="float64")}
+
+        def process_frame(self, frame):
+            self.results.s[:] += frame.sum()
+
+        def merge(self, dest, src):
+            raise ValueError("BadMerge.merge refuses")
+
+    data = np.ones((8, 2, 2), dtype=np.float32)
+    ds = ctx.load("memory", data=data, sig_dims=2, num_partitions=8)
+    grouping(ctx, 4)
+    try:
+        with pytest.raises(ValueError, match="BadMerge.merge refuses"):
+            ctx.run_udf(dataset=ds, udf=BadMerge())
+    finally:
+        grouping(ctx, 1)

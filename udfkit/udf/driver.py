@@ -271,6 +271,12 @@ class UDFRun:
         """Which partitions a failed run was working on, for the error message."""
         index = getattr(error, "task_index", None)
         if index is not None and 0 <= index < len(tasks):
+            members = getattr(tasks[index], "tasks", None)
+            if members:  # a group of partitions merged on the worker (udf.treemerge)
+                first, last = members[0].partition, members[-1].partition
+                return (f"the task was partitions {first.index} to {last.index} of "
+                        f"{self.dataset.description}: frames [{first.start}, {last.stop}) of "
+                        "the flattened nav axis")
             part = tasks[index].partition
             return (f"the task was partition {part.index} of {self.dataset.description}: "
                     f"frames [{part.start}, {part.stop}) of the flattened nav axis")
