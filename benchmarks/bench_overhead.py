@@ -10,8 +10,9 @@ Printed, in the same run:
 * **per-partition cost**: SumUDF over ``--parts`` one-frame partitions of 16×16 float32
   against the same data in one partition, ``(t(N) - t(1)) / N`` (target: ≤ 1 ms on
   ``processes``, ≤ 3 ms on ``dask``); the numpy sum of the same array as the floor; dask
-  twice, with partitions merged on the workers in groups (the default) and flat
-  (``dask flat``: one task per partition, as ``deterministic=True`` runs);
+  three times: with partitions merged on the workers in groups (the default),
+  ``deterministic=True`` (``dask det``: partitions in bundles, merged on the main process
+  in order) and ``dask flat`` (``tree_merge=False``: one task per partition);
 * **task payload**: the pickled size of one partition's task of ApplyMasksUDF with a
   ``--mask-mib`` MiB float32 mask stack, the way it travelled before parameters were shared
   (the whole task pickled) and the way the processes and dask executors send it now (shared
@@ -127,17 +128,20 @@ def per_partition(kinds, cpus, parts, repeats):
     for kind in kinds:
         kw = {} if kind == "inline" else {"cpus": cpus}
         with Context.make_with(kind, **kw) as ctx:
-            # dask: also without the tree merge (every partition a task of its own, as
-            # deterministic runs go), in the same cluster
-            for tree in ((True, False) if kind == "dask" else (True,)):
+            # dask, in the same cluster: also deterministic (partitions in bundles, merged
+            # here in order) and without any grouping (every partition a task of its own)
+            variants = ([("dask", True, False), ("dask det", True, True),
+                         ("dask flat", False, False)] if kind == "dask" else [(kind, True, False)])
+            for label, tree, det in variants:
                 if kind == "dask":
                     ctx.executor.tree_merge = tree
-                label = kind if tree else f"{kind} flat"
-                _per_partition_row(ctx, label, tiny, data, parts, repeats)
+                _per_partition_row(ctx, label, tiny, data, parts, repeats, det)
 
 
-def _per_partition_row(ctx, label, tiny, data, parts, repeats):
+def _per_partition_row(ctx, label, tiny, data, parts, repeats, det=False):
     from udfkit.udf import SumUDF
+
+    ctx = _Deterministic(ctx) if det else ctx
 
     ds_tiny = ctx.load("memory", data=tiny, sig_dims=2)
     ds1 = ctx.load("memory", data=data, sig_dims=2, num_partitions=1)
@@ -152,6 +156,17 @@ def _per_partition_row(ctx, label, tiny, data, parts, repeats):
     print(f"  {label:<10} {t_tiny * 1e3:8.2f}ms {t1 * 1e3:8.2f}ms {tn * 1e3:10.1f}ms "
           f"{(tn - t1) / (parts - 1) * 1e3:8.3f}ms {(mn - m1) / (parts - 1) * 1e3:8.3f}ms "
           f"{(kn - k1) / (parts - 1) * 1e3:9.3f}ms", flush=True)
+
+
+class _Deterministic:
+    """A context whose ``run_udf`` asks for ``deterministic=True``."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.load = ctx.load
+
+    def run_udf(self, **kw):
+        return self.ctx.run_udf(deterministic=True, **kw)
 
 
 def big_param_udf():

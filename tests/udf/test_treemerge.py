@@ -15,7 +15,7 @@ from udfkit.testing.profiles import examples
 from udfkit.udf import StdDevUDF, SumSigUDF, SumUDF
 from udfkit.udf.driver import UDFRun
 from udfkit.udf.plan import plan_run
-from udfkit.udf.treemerge import GroupTask, group_tasks
+from udfkit.udf.treemerge import Bundle, GroupTask, group_tasks
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                         HealthCheck.function_scoped_fixture])
@@ -100,22 +100,42 @@ def test_groups_cover_the_tasks_in_order(ctx):
     assert groups[0].frames == 4
 
 
-def test_deterministic_runs_are_not_grouped(ctx, monkeypatch):
-    """deterministic=True keeps the flat merge in partition order (bit-identical to inline);
-    a float sum grouped differently would not be."""
+def test_deterministic_runs_are_bundled_not_folded(ctx):
+    """deterministic=True: the partitions of a bundle come back unmerged and merge here one
+    by one in partition order, bit-identical to the flat run; a float sum folded on the
+    worker could differ."""
     data = np.random.default_rng(0).random((16, 4, 4)).astype(np.float32)
     ds = ctx.load("memory", data=data, sig_dims=2, num_partitions=16)
-    asked = []
-    ctx.executor.tasks_per_group = lambda n: asked.append(n) or 4
+    run = UDFRun(plan_run(ds, [SumUDF()], executor=ctx.executor))
+    grouping(ctx, 4)
     try:
+        bundles = group_tasks(run, run.tasks(), ctx.executor, fold=False)
+        assert [len(b.tasks) for b in bundles] == [4] * 4
+        result = bundles[1]()
+        assert isinstance(result, Bundle)
+        assert [r.partition_index for r in result] == [4, 5, 6, 7]
         det = ctx.run_udf(dataset=ds, udf=SumUDF(), deterministic=True)
-        assert asked == []
-        ctx.run_udf(dataset=ds, udf=SumUDF())
-        assert asked == [16]
     finally:
         grouping(ctx, 1)
     flat = ctx.run_udf(dataset=ds, udf=SumUDF())
     assert np.array_equal(det["intensity"].data, flat["intensity"].data)
+
+
+def test_bundle_size_bounded_by_result_bytes(ctx, monkeypatch):
+    """A bundle's results (sig buffers included) stay under GROUP_RESULT_BYTES."""
+    from udfkit.udf import treemerge
+
+    data = np.ones((16, 4, 4), dtype=np.float32)
+    ds = ctx.load("memory", data=data, sig_dims=2, num_partitions=16)
+    run = UDFRun(plan_run(ds, [SumUDF()], executor=ctx.executor))
+    per_task = 16 * np.dtype(run.specs[0]["intensity"].dtype).itemsize
+    monkeypatch.setattr(treemerge, "GROUP_RESULT_BYTES", 2 * per_task)
+    grouping(ctx, 8)
+    try:
+        bundles = group_tasks(run, run.tasks(), ctx.executor, fold=False)
+    finally:
+        grouping(ctx, 1)
+    assert max(len(b.tasks) for b in bundles) == 2
 
 
 def test_progress_of_grouped_run(ctx):

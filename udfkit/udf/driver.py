@@ -47,7 +47,7 @@ from .plan import RunPlan, placement_of, plan_run
 from .results import BufferResult, RunResults
 from .runner import GATE_MIN_BYTES, PartitionTask, ResultGate
 from .store.results import DiskBufferResult
-from .treemerge import group_tasks
+from .treemerge import group_tasks, members
 from .validation import check_results
 from .worksize import AdaptiveTasks
 
@@ -331,10 +331,11 @@ class UDFRun:
             for t in tasks:
                 t.gate = gate
             self.executed = [p for p in self.plan.partitions if p.processed]
-            if not deterministic and gate is None:
+            if gate is None and store is None:
                 # many partitions on an executor with a high cost per task: consecutive
-                # partitions run as one task and merge on the worker (udf.treemerge)
-                tasks = group_tasks(self, tasks, executor)
+                # partitions run as one task and merge on the worker, or, deterministic,
+                # come back together and merge here in order (udf.treemerge)
+                tasks = group_tasks(self, tasks, executor, fold=not deterministic)
         try:
             self._allocate()
             if store is not None:
@@ -369,7 +370,7 @@ class UDFRun:
                     source.observe(result)
                 if progress is not None:
                     progress.advance(result.frames - reported.pop(index, 0))
-                ready = order.ready(index, result)
+                ready = [r for one in order.ready(index, result) for r in members(one)]
                 for r in ready:
                     self._merge(r)
                     merges += 1

@@ -23,10 +23,13 @@ partition of ``k`` partitions' rows.
 
 Floating point: the group sums its partitions before the main process adds them, so a
 non-associative merge (a float sum) may differ in the last bits from merging the
-partitions one by one. Runs that ask for ``deterministic=True`` (and runs with a result
-store, which are deterministic) are therefore never grouped; they merge partition by
-partition in partition order, bit-identical to the inline executor. Runs cut by measured
-cost (:mod:`udfkit.udf.worksize`) are not grouped either: they hand out tasks one at a time.
+partitions one by one. Runs that ask for ``deterministic=True`` therefore get
+**bundles** instead (``fold=False``): the group's partitions still run as one task, but
+their results come back unmerged, as a :class:`Bundle`, and the main process merges them
+one by one in partition order, bit-identical to the inline executor; a bundle's results
+are bounded in bytes (:data:`GROUP_RESULT_BYTES`) as they are alive together. Runs with a
+result store and runs cut by measured cost (:mod:`udfkit.udf.worksize`, which hands out
+tasks one at a time) are neither grouped nor bundled.
 """
 
 from __future__ import annotations
@@ -42,11 +45,35 @@ from .buffers import BufferNamespace
 from .meta import UDFMeta
 from .runner import PartitionResult
 
-__all__ = ["GroupTask", "group_tasks", "GROUP_NAV_BYTES"]
+__all__ = ["GroupTask", "Bundle", "group_tasks", "members", "GROUP_NAV_BYTES",
+           "GROUP_RESULT_BYTES"]
 
 #: a group's nav block (the rows of all its partitions, every UDF) is kept below this, so
 #: that a worker's memory does not grow with the group size
 GROUP_NAV_BYTES = 64 << 20
+
+#: a bundle's results (all its partitions' buffers, alive together) are kept below this
+GROUP_RESULT_BYTES = 64 << 20
+
+
+class Bundle(list):
+    """The unmerged results of a bundle's partitions, in partition order."""
+
+    @property
+    def frames(self) -> int:
+        return sum(r.frames for r in self)
+
+    @property
+    def elapsed(self) -> float:
+        return sum(r.elapsed for r in self)
+
+    def __reduce__(self):
+        return (Bundle, (list(self),))
+
+
+def members(result) -> list:
+    """The partition results in ``result``: itself, or a :class:`Bundle`'s."""
+    return list(result) if isinstance(result, Bundle) else [result]
 
 
 class GroupTask:
@@ -59,11 +86,15 @@ class GroupTask:
         Consecutive partitions of one run (their processed rows follow each other).
     key : hashable
         The group's ``partition_index`` in its result (the run knows its rows by it).
+    fold : bool
+        Merge the results on the worker (a group); without, return them as a
+        :class:`Bundle` (for deterministic runs).
     """
 
-    def __init__(self, tasks, key):
+    def __init__(self, tasks, key, fold: bool = True):
         self.tasks = list(tasks)
         self.key = key
+        self.fold = fold
 
     @property
     def partition(self):
@@ -76,6 +107,8 @@ class GroupTask:
         return sum(t.frames for t in self.tasks)
 
     def __call__(self, progress=None) -> PartitionResult:
+        if not self.fold:
+            return Bundle(task(progress) for task in self.tasks)
         started = time.perf_counter()
         first = self.tasks[0](progress)
         if len(self.tasks) == 1:
@@ -134,14 +167,15 @@ def _merging_udfs(task, n: int) -> list:
     return out
 
 
-def group_tasks(run, tasks: list, executor) -> list:
-    """``tasks`` in groups of consecutive partitions, as many per group as ``executor``
-    asks for, or ``tasks`` unchanged.
+def group_tasks(run, tasks: list, executor, fold: bool = True) -> list:
+    """``tasks`` in groups (``fold``) or bundles of consecutive partitions, as many per
+    group as ``executor`` asks for, or ``tasks`` unchanged.
 
     The executor asks through ``executor.tasks_per_group(n_tasks)`` (1, or no such
     method: no groups). The group size is cut so that a group's nav block stays under
-    :data:`GROUP_NAV_BYTES`. Each group's rows are registered with ``run`` (its
-    ``_rows``, keyed by the group's key) for the main-process merge.
+    :data:`GROUP_NAV_BYTES` (a bundle's results under :data:`GROUP_RESULT_BYTES`). Each
+    group's rows are registered with ``run`` (its ``_rows``, keyed by the group's key) for
+    the main-process merge.
     """
     ask = getattr(executor, "tasks_per_group", None)
     if ask is None or len(tasks) < 2:
@@ -153,16 +187,24 @@ def group_tasks(run, tasks: list, executor) -> list:
                         for specs in run.specs for s in specs.values()
                         if s.kind == "nav" and s.use != "result_only")
     frames = max(1, run.total_frames)
-    if nav_per_frame:
-        per_task = nav_per_frame * frames / len(tasks)
-        k = min(k, max(1, int(GROUP_NAV_BYTES // max(1.0, per_task))))
+    per_task = nav_per_frame * frames / len(tasks)
+    if not fold:
+        sig = int(np.prod(run.sig_shape, dtype=np.int64))
+        per_task += sum((sig if s.kind == "sig" else 1)
+                        * int(np.prod(s.extra_shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize
+                        for specs in run.specs for s in specs.values()
+                        if s.kind != "nav" and s.use != "result_only")
+    limit = GROUP_NAV_BYTES if fold else GROUP_RESULT_BYTES
+    if per_task:
+        k = min(k, max(1, int(limit // max(1.0, per_task))))
     if k < 2:
         return tasks
     groups = []
     for start in range(0, len(tasks), k):
-        members = tasks[start:start + k]
-        key = ("group", members[0].partition.index)
-        first_off, _ = run._rows[members[0].partition.index]
-        run._rows[key] = (first_off, sum(run._rows[t.partition.index][1] for t in members))
-        groups.append(GroupTask(members, key))
+        part = tasks[start:start + k]
+        key = ("group", part[0].partition.index)
+        if fold:
+            first_off, _ = run._rows[part[0].partition.index]
+            run._rows[key] = (first_off, sum(run._rows[t.partition.index][1] for t in part))
+        groups.append(GroupTask(part, key, fold))
     return groups
