@@ -38,6 +38,9 @@ class MaxFrame(UDF):
         np.maximum(self.results.maxframe, frame, out=self.results.maxframe)
 
     def merge(self, dest, src):
+        # on a worker as on the main process: a mask of what was merged before
+        merged = self.meta.get_valid_nav_mask()
+        assert merged is not None and merged.sum() + len(src.maxval) <= merged.size
         dest.maxval[:] = src.maxval
         np.maximum(dest.maxframe, src.maxframe, out=dest.maxframe)
         dest.merges[:] += src.merges + 1

@@ -7,7 +7,15 @@ processes bound to 127.0.0.1; ``Context.make_with("dask", scheduler="tcp://host:
 
 The run loop is the shared one (:mod:`udfkit.executor._schedule`); this module is its
 adapter: one future per task, at most ``2 ×`` workers tasks submitted at a time, more as
-results come back. A run's large parameters are scattered once to every worker and the tasks
+results come back. Two per worker on purpose: a worker starts its next task while the
+client fetches the last result (a round trip of milliseconds), and dask's scheduler gives a
+one-thread worker at most two tasks at once (``worker-saturation`` 1.1). A worker's memory
+is then one running task's buffers, the result of the task before it until the client has
+fetched it (results are released as soon as they are fetched), and the payload of a queued
+task; only a client much slower than its workers lets finished results pile up on one
+worker, and never more than ``2 ×`` workers of them. Runs of many partitions go as groups
+merged on the workers (:meth:`DaskExecutor.tasks_per_group`), whose result is one
+partition's sig and single buffers plus the group's nav rows. A run's large parameters are scattered once to every worker and the tasks
 depend on them (:mod:`udfkit.executor._params`). Partition results are gathered and merged
 on the client. Progress reports of running partitions travel through a
 ``distributed.Queue`` named after the run. A run that stops early (an error, Ctrl-C, a ``run_udf_iter`` generator closed) cancels its tasks; those

@@ -18,7 +18,9 @@ computed them, ``preprocess`` included) are the destination, and every later par
 merged into them by ``merge(dest, src)`` with ``dest``'s nav buffers the rows of that
 partition in the group's nav block (zeros before the merge, as on the main process). The
 first partition's nav rows are copied into the block, which is what the default merge (and
-any merge that places nav rows) does. The main process then merges the group like a
+any merge that places nav rows) does. In a worker's merge, ``meta.get_valid_nav_mask()``
+marks the group's rows merged before the partition being merged (the main process's
+merge marks all rows merged so far). The main process then merges the group like a
 partition of ``k`` partitions' rows.
 
 Floating point: the group sums its partitions before the main process adds them, so a
@@ -134,12 +136,25 @@ class GroupTask:
         first = None
         frames = counts[0]
         offset = counts[0]
+        # what merge sees as merged so far (meta.get_valid_nav_mask): the group's rows
+        # before the partition being merged, in the run's processed rows
+        task0 = self.tasks[0]
+        roi = task0.run_roi
+        total = (int(np.count_nonzero(roi)) if roi is not None
+                 else int(np.prod(task0.dataset_shape.nav.to_tuple())))
+        start = task0.processed_offset
+        valid = np.zeros(max(total, start + sum(counts)), dtype=bool)
         for task, n in zip(self.tasks[1:], counts[1:]):
             result = task(progress)
+            valid[start:start + offset] = True
             for (udf, specs), arrays, src in zip(udfs, dest, result.buffers):
                 view = {name: (arrays[name][offset:offset + n] if specs[name].kind == "nav"
                                else arrays[name]) for name in src}
-                udf.merge(BufferNamespace(view, specs), BufferNamespace(src, specs))
+                udf.meta.set_valid_nav_mask(valid.copy())
+                try:
+                    udf.merge(BufferNamespace(view, specs), BufferNamespace(src, specs))
+                finally:
+                    udf.meta.set_valid_nav_mask(None)
             discard_results(arr for src in result.buffers for arr in src.values())
             result = None
             offset += n
