@@ -108,7 +108,7 @@ class GroupTask:
         """Frames the group will process (for progress reporting)."""
         return sum(t.frames for t in self.tasks)
 
-    def __call__(self, progress=None) -> PartitionResult:
+    def __call__(self, progress=None) -> PartitionResult | Bundle:
         if not self.fold:
             return Bundle(task(progress) for task in self.tasks)
         started = time.perf_counter()
