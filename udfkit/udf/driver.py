@@ -271,9 +271,9 @@ class UDFRun:
         """Which partitions a failed run was working on, for the error message."""
         index = getattr(error, "task_index", None)
         if index is not None and 0 <= index < len(tasks):
-            members = getattr(tasks[index], "tasks", None)
-            if members:  # a group of partitions merged on the worker (udf.treemerge)
-                first, last = members[0].partition, members[-1].partition
+            grouped = getattr(tasks[index], "tasks", None)
+            if grouped:  # a group of partitions merged on the worker (udf.treemerge)
+                first, last = grouped[0].partition, grouped[-1].partition
                 return (f"the task was partitions {first.index} to {last.index} of "
                         f"{self.dataset.description}: frames [{first.start}, {last.stop}) of "
                         "the flattened nav axis")
