@@ -10,7 +10,10 @@ Printed, in the same run:
   the default ``Context()`` (kind ``default``), which runs such a small run in the main process;
 * **per-partition cost**: SumUDF over ``--parts`` one-frame partitions of 16×16 float32
   against the same data in one partition, ``(t(N) - t(1)) / N`` (target: ≤ 1 ms on
-  ``processes``, ≤ 3 ms on ``dask``); the numpy sum of the same array as the floor;
+  ``processes``, ≤ 3 ms on ``dask``); the numpy sum of the same array as the floor; dask
+  three times: with partitions merged on the workers in groups (the default),
+  ``deterministic=True`` (``dask det``: partitions in bundles, merged on the main process
+  in order) and ``dask flat`` (``tree_merge=False``: one task per partition);
 * **task payload**: the pickled size of one partition's task of ApplyMasksUDF with a
   ``--mask-mib`` MiB float32 mask stack, the way it travelled before parameters were shared
   (the whole task pickled) and the way the processes and dask executors send it now (shared
@@ -113,7 +116,6 @@ def cpu_per_run(fn, repeats):
 
 def per_partition(kinds, cpus, parts, repeats):
     from udfkit import Context
-    from udfkit.udf import SumUDF
 
     tiny = np.random.default_rng(0).random((4, 4, 8, 8)).astype(np.float32)
     data = np.random.default_rng(1).random((parts, 16, 16)).astype(np.float32)
@@ -138,19 +140,45 @@ def per_partition(kinds, cpus, parts, repeats):
             continue
         kw = {} if kind == "inline" else {"cpus": cpus}
         with Context.make_with(kind, **kw) as ctx:
-            ds_tiny = ctx.load("memory", data=tiny, sig_dims=2)
-            ds1 = ctx.load("memory", data=data, sig_dims=2, num_partitions=1)
-            dsn = ctx.load("memory", data=data, sig_dims=2, num_partitions=parts)
-            for ds in (ds_tiny, ds1, dsn):
-                ctx.run_udf(dataset=ds, udf=SumUDF())  # warm up workers and caches
-            t_tiny = best(lambda: ctx.run_udf(dataset=ds_tiny, udf=SumUDF()), repeats * 4)
-            t1 = best(lambda: ctx.run_udf(dataset=ds1, udf=SumUDF()), repeats)
-            tn = best(lambda: ctx.run_udf(dataset=dsn, udf=SumUDF()), repeats)
-            m1, k1 = cpu_per_run(lambda: ctx.run_udf(dataset=ds1, udf=SumUDF()), repeats)
-            mn, kn = cpu_per_run(lambda: ctx.run_udf(dataset=dsn, udf=SumUDF()), repeats)
-        print(f"  {kind:<10} {t_tiny * 1e3:8.2f}ms {t1 * 1e3:8.2f}ms {tn * 1e3:10.1f}ms "
-              f"{(tn - t1) / (parts - 1) * 1e3:8.3f}ms {(mn - m1) / (parts - 1) * 1e3:8.3f}ms "
-              f"{(kn - k1) / (parts - 1) * 1e3:9.3f}ms")
+            # dask, in the same cluster: also deterministic (partitions in bundles, merged
+            # here in order) and without any grouping (every partition a task of its own)
+            variants = ([("dask", True, False), ("dask det", True, True),
+                         ("dask flat", False, False)] if kind == "dask" else [(kind, True, False)])
+            for label, tree, det in variants:
+                if kind == "dask":
+                    ctx.executor.tree_merge = tree
+                _per_partition_row(ctx, label, tiny, data, parts, repeats, det)
+
+
+def _per_partition_row(ctx, label, tiny, data, parts, repeats, det=False):
+    from udfkit.udf import SumUDF
+
+    ctx = _Deterministic(ctx) if det else ctx
+
+    ds_tiny = ctx.load("memory", data=tiny, sig_dims=2)
+    ds1 = ctx.load("memory", data=data, sig_dims=2, num_partitions=1)
+    dsn = ctx.load("memory", data=data, sig_dims=2, num_partitions=parts)
+    for ds in (ds_tiny, ds1, dsn):
+        ctx.run_udf(dataset=ds, udf=SumUDF())  # warm up workers and caches
+    t_tiny = best(lambda: ctx.run_udf(dataset=ds_tiny, udf=SumUDF()), repeats * 4)
+    t1 = best(lambda: ctx.run_udf(dataset=ds1, udf=SumUDF()), repeats)
+    tn = best(lambda: ctx.run_udf(dataset=dsn, udf=SumUDF()), repeats)
+    m1, k1 = cpu_per_run(lambda: ctx.run_udf(dataset=ds1, udf=SumUDF()), repeats)
+    mn, kn = cpu_per_run(lambda: ctx.run_udf(dataset=dsn, udf=SumUDF()), repeats)
+    print(f"  {label:<10} {t_tiny * 1e3:8.2f}ms {t1 * 1e3:8.2f}ms {tn * 1e3:10.1f}ms "
+          f"{(tn - t1) / (parts - 1) * 1e3:8.3f}ms {(mn - m1) / (parts - 1) * 1e3:8.3f}ms "
+          f"{(kn - k1) / (parts - 1) * 1e3:9.3f}ms", flush=True)
+
+
+class _Deterministic:
+    """A context whose ``run_udf`` asks for ``deterministic=True``."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.load = ctx.load
+
+    def run_udf(self, **kw):
+        return self.ctx.run_udf(deterministic=True, **kw)
 
 
 def big_param_udf():

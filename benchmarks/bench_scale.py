@@ -16,6 +16,10 @@ throughput), printed per cluster size, in the same run:
 * **merge cost per partition**: the same with ``--sig``×``--sig`` frames (a float64 sig
   buffer of ``8 · sig²`` bytes per partition travels back and is merged on the main process),
   minus the 16×16 figure; and the main process's part of it, timed in the run's own merge;
+* both run figures twice: **flat** (every partition a dask task, its result merged on the
+  main process, as ``deterministic=True`` runs go) and with the **tree merge** (the default:
+  groups of consecutive partitions merged on the workers, :mod:`udfkit.udf.treemerge`;
+  grouped from ``8 ×`` workers partitions on);
 * **parameter shipping**: a run over ``2 ×`` workers partitions of a UDF with a
   ``--param-mib`` MiB parameter that it barely reads, minus the same run with a 4-byte one:
   hashing the parameter, scattering it once to every worker and unpickling it there;
@@ -101,8 +105,11 @@ def main(argv=None):
     tiny_param = param[:1].copy()
     print(f"dask, {parts} partitions; per-task figures in ms; numpy sum of the {args.sig}x{args.sig} "
           f"frames: {work * 1e3:.2f} ms")
-    print(f"{'workers':>7} {'sched/task':>11} {'run/part':>9} {'sig run/part':>13} "
-          f"{'merge/part':>11} {'main merge':>11} {'ship ' + str(args.param_mib) + ' MiB':>13} {'per worker':>11}")
+    print("flat: one dask task per partition, merged on the main process; tree: groups of "
+          "partitions merged on the workers")
+    print(f"{'workers':>7} {'sched/task':>11} {'run/part':>9} {'tree':>6} {'sig run/part':>13} "
+          f"{'tree':>6} {'merge/part':>11} {'tree':>6} {'main merge':>11} "
+          f"{'ship ' + str(args.param_mib) + ' MiB':>13} {'per worker':>11}")
     with tmp:
         for w in [int(x) for x in args.workers.split(",") if x]:
             with Context.make_with("dask", cpus=w) as ctx:
@@ -114,19 +121,24 @@ def main(argv=None):
                 for ds in (ds1, dsn, bg1, bgn):
                     ctx.run_udf(dataset=ds, udf=SumUDF())
                 t1 = best(lambda: ctx.run_udf(dataset=ds1, udf=SumUDF()), args.repeats)
-                tn = best(lambda: ctx.run_udf(dataset=dsn, udf=SumUDF()), args.repeats)
                 b1 = best(lambda: ctx.run_udf(dataset=bg1, udf=SumUDF()), args.repeats)
-                bn = best(lambda: ctx.run_udf(dataset=bgn, udf=SumUDF()), args.repeats)
-                per_part = (tn - t1) / (parts - 1)
-                per_part_sig = (bn - b1) / (parts - 1)
+                figures = {}
+                for tree in (False, True):
+                    ctx.executor.tree_merge = tree
+                    tn = best(lambda: ctx.run_udf(dataset=dsn, udf=SumUDF()), args.repeats)
+                    bn = best(lambda: ctx.run_udf(dataset=bgn, udf=SumUDF()), args.repeats)
+                    figures[tree] = ((tn - t1) / (parts - 1), (bn - b1) / (parts - 1))
+                (per_part, per_part_sig), (tree_part, tree_part_sig) = figures[False], figures[True]
                 c_merge_main = merge_main_cost(ctx, args.sig, args.repeats)
                 pds = ctx.load("raw", **small, num_partitions=2 * w)
                 ctx.run_udf(dataset=pds, udf=udf_class(tiny_param))
                 t_small = best(lambda: ctx.run_udf(dataset=pds, udf=udf_class(tiny_param)), args.repeats)
                 t_big = best(lambda: ctx.run_udf(dataset=pds, udf=udf_class(param)), args.repeats)
             ship = max(0.0, t_big - t_small)
-            print(f"{w:>7} {c_sched * 1e3:11.2f} {per_part * 1e3:9.2f} {per_part_sig * 1e3:13.2f} "
-                  f"{(per_part_sig - per_part) * 1e3:11.2f} {c_merge_main * 1e3:11.3f} "
+            print(f"{w:>7} {c_sched * 1e3:11.2f} {per_part * 1e3:9.2f} {tree_part * 1e3:6.2f} "
+                  f"{per_part_sig * 1e3:13.2f} {tree_part_sig * 1e3:6.2f} "
+                  f"{(per_part_sig - per_part) * 1e3:11.2f} {(tree_part_sig - tree_part) * 1e3:6.2f} "
+                  f"{c_merge_main * 1e3:11.3f} "
                   f"{ship * 1e3:13.1f} {ship / w * 1e3:11.1f}", flush=True)
 
 

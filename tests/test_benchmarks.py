@@ -56,7 +56,7 @@ def test_bench_scale_smallest_run():
                          capture_output=True, text=True, timeout=300, cwd=BENCHMARKS)
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines() if line.split()[:1] == ["1"]]
-    assert len(rows) == 1 and len(rows[0]) == 8, out.stdout
+    assert len(rows) == 1 and len(rows[0]) == 11, out.stdout
 
 
 @pytest.mark.slow

@@ -7,7 +7,15 @@ processes bound to 127.0.0.1; ``Context.make_with("dask", scheduler="tcp://host:
 
 The run loop is the shared one (:mod:`udfkit.executor._schedule`); this module is its
 adapter: one future per task, at most ``2 ×`` workers tasks submitted at a time, more as
-results come back. A run's large parameters are scattered once to every worker and the tasks
+results come back. Two per worker on purpose: a worker starts its next task while the
+client fetches the last result (a round trip of milliseconds), and dask's scheduler gives a
+one-thread worker at most two tasks at once (``worker-saturation`` 1.1). A worker's memory
+is then one running task's buffers, the result of the task before it until the client has
+fetched it (results are released as soon as they are fetched), and the payload of a queued
+task; only a client much slower than its workers lets finished results pile up on one
+worker, and never more than ``2 ×`` workers of them. Runs of many partitions go as groups
+merged on the workers (:meth:`DaskExecutor.tasks_per_group`), whose result is one
+partition's sig and single buffers plus the group's nav rows. A run's large parameters are scattered once to every worker and the tasks
 depend on them (:mod:`udfkit.executor._params`). Partition results are gathered and merged
 on the client. Progress reports of running partitions travel through a
 ``distributed.Queue`` named after the run. A run that stops early (an error, Ctrl-C, a ``run_udf_iter`` generator closed) cancels its tasks; those
@@ -42,6 +50,8 @@ the whole policy; a remote scheduler first retries by its own setting
 from __future__ import annotations
 
 import itertools
+import os
+import random
 import time
 import uuid
 
@@ -53,6 +63,12 @@ __all__ = ["DaskExecutor", "DaskJobExecutor"]
 
 #: how often (seconds) a run that waits looks for workers of a local cluster to start again
 RESTORE_EVERY = 2.0
+
+#: a run of more than this many tasks per worker is grouped (see :meth:`DaskExecutor.tasks_per_group`)
+GROUP_FROM_TASKS_PER_WORKER = 8
+
+#: with groups, about this many groups per worker (enough for the load to balance)
+GROUPS_PER_WORKER = 4
 
 #: the name ``distributed``'s nanny gives the worker processes it spawns
 _NANNY_WORKER_NAME = "Dask Worker process (from Nanny)"
@@ -89,7 +105,9 @@ def _run_task(payload, queue_name, index, params=None):
 
         queue = Queue(queue_name)
     # dask runs a task again when its worker dies: the client tells the attempts apart
-    attempt = uuid.uuid4().hex
+    # (uuid4 reads the system's entropy pool: a noticeable part of a task's cost on a
+    # loaded machine; the process's own generator is enough here)
+    attempt = f"{os.getpid()}-{random.getrandbits(64):016x}"
 
     def report(frames):
         if _cancelled():
@@ -206,6 +224,9 @@ class DaskExecutor(Executor):
     retries : int
         How many times a task whose worker died is run again before the run fails
         (default 1; see the module docstring for remote schedulers).
+    tree_merge : bool
+        Run many partitions as groups of consecutive ones, merged on the workers
+        (:meth:`tasks_per_group`; default on).
 
     Raises
     ------
@@ -218,8 +239,9 @@ class DaskExecutor(Executor):
     kind = "dask"
 
     def __init__(self, cpus: int | None = None, scheduler: str | None = None, client=None,
-                 connect_timeout: float | str = "10s", retries: int = 1):
+                 connect_timeout: float | str = "10s", retries: int = 1, tree_merge: bool = True):
         self.retries = check_count(retries, "retries", minimum=0)
+        self.tree_merge = bool(tree_merge)
         n = default_workers() if cpus is None else check_count(cpus, "cpus")
         from distributed import Client, LocalCluster
 
@@ -268,6 +290,24 @@ class DaskExecutor(Executor):
     @property
     def num_workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def tasks_per_group(self, n_tasks: int) -> int:
+        """How many consecutive partitions a run of ``n_tasks`` should run as one dask task,
+        their results merged on the worker (:mod:`udfkit.udf.treemerge`; runs that ask for
+        determinism are not grouped).
+
+        A dask task costs milliseconds of scheduler and client time on the main process,
+        and every result it sends back is received and merged there: with more than
+        :data:`GROUP_FROM_TASKS_PER_WORKER` tasks per worker, about
+        :data:`GROUPS_PER_WORKER` groups per worker keep every worker busy (the groups are
+        handed out as workers finish, like partitions) at a fraction of those costs.
+        """
+        if not self.tree_merge:
+            return 1
+        workers = self.num_workers
+        if n_tasks <= GROUP_FROM_TASKS_PER_WORKER * workers:
+            return 1
+        return max(1, n_tasks // (GROUPS_PER_WORKER * workers))
 
     def warm_modules(self, modules) -> None:
         new = [m for m in modules if m not in self._warm]
@@ -349,6 +389,8 @@ class _DaskRun(Adapter):
         #: content key -> future of the run's scattered shared parameter
         self.params: dict = {}
         self.nonce = uuid.uuid4().hex[:12]
+        #: submissions so far: a task run again gets a key of its own
+        self.submissions = itertools.count()
 
     def free_slots(self, in_flight):
         return self.limit - in_flight
@@ -366,7 +408,8 @@ class _DaskRun(Adapter):
         # params only where there are some: a task without calls _run_task as before
         extra = {"params": deps} if deps else {}
         return self.client.submit(_run_task, payload, self.queue_name, index, pure=False,
-                                  key=f"udfkit-task-{uuid.uuid4().hex}-{index}", **extra)
+                                  key=f"udfkit-task-{self.nonce}-{next(self.submissions)}-{index}",
+                                  **extra)
 
     def _scattered(self, key, value):
         """The future of the shared parameter ``key``, scattered to every worker the first

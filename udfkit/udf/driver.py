@@ -47,6 +47,7 @@ from .plan import RunPlan, placement_of, plan_run
 from .results import BufferResult, RunResults
 from .runner import GATE_MIN_BYTES, PartitionTask, ResultGate
 from .store.results import DiskBufferResult
+from .treemerge import group_tasks, members
 from .validation import check_results
 from .worksize import AdaptiveTasks
 
@@ -270,6 +271,12 @@ class UDFRun:
         """Which partitions a failed run was working on, for the error message."""
         index = getattr(error, "task_index", None)
         if index is not None and 0 <= index < len(tasks):
+            grouped = getattr(tasks[index], "tasks", None)
+            if grouped:  # a group of partitions merged on the worker (udf.treemerge)
+                first, last = grouped[0].partition, grouped[-1].partition
+                return (f"the task was partitions {first.index} to {last.index} of "
+                        f"{self.dataset.description}: frames [{first.start}, {last.stop}) of "
+                        "the flattened nav axis")
             part = tasks[index].partition
             return (f"the task was partition {part.index} of {self.dataset.description}: "
                     f"frames [{part.start}, {part.stop}) of the flattened nav axis")
@@ -325,6 +332,11 @@ class UDFRun:
             for t in tasks:
                 t.gate = gate
             self.executed = [p for p in self.plan.partitions if p.processed]
+            if gate is None and store is None:
+                # many partitions on an executor with a high cost per task: consecutive
+                # partitions run as one task and merge on the worker, or, deterministic,
+                # come back together and merge here in order (udf.treemerge)
+                tasks = group_tasks(self, tasks, executor, fold=not deterministic)
         try:
             self._allocate()
             if store is not None:
@@ -359,7 +371,7 @@ class UDFRun:
                     source.observe(result)
                 if progress is not None:
                     progress.advance(result.frames - reported.pop(index, 0))
-                ready = order.ready(index, result)
+                ready = [r for one in order.ready(index, result) for r in members(one)]
                 for r in ready:
                     self._merge(r)
                     merges += 1
