@@ -4,7 +4,8 @@
     What ``python -m pytest`` runs: hypothesis' defaults, each property test with its own
     example count.
 ``ci``
-    The same example counts, derandomised (a failure reproduces on rerun and on another
+    Half the example counts (the default run stays within ten minutes on 2 cores),
+    derandomised (a failure reproduces on rerun and on another
     machine), no example database, no deadline, the reproduction blob printed.
 ``nightly``
     Ten times the examples of every property test (``-m slow`` runs the long cases too):

@@ -50,7 +50,7 @@ def run_probe(tmp_path, env_profile, *args):
 
 @pytest.mark.parametrize("env_profile, args, expect", [
     ("nightly", (), "max_examples=1000 derandomize=False scaled=200 ran=30"),
-    ("nightly", ("--hypothesis-profile=ci",), "max_examples=100 derandomize=True scaled=20 ran=3"),
+    ("nightly", ("--hypothesis-profile=ci",), "max_examples=50 derandomize=True scaled=10 ran=2"),
 ], ids=["env-nightly", "option-ci-wins"])
 def test_profile_selection(tmp_path, env_profile, args, expect):
     proc = run_probe(tmp_path, env_profile, *args)
