@@ -288,6 +288,10 @@ def test_an_early_end_stops_running_tasks_and_keeps_their_workers():
 
         it = ex.run_tasks([Task(0), functools.partial(time.sleep, 5)])
         assert next(it) == (0, 0)
+        # closed once the worker runs it (a task not started yet is skipped, worker kept)
+        t0 = time.perf_counter()
+        while not any(w.current.value for w in ex._workers) and time.perf_counter() - t0 < 10:
+            time.sleep(0.005)
         t0 = time.perf_counter()
         it.close()
         assert GRACE <= time.perf_counter() - t0 < 4

@@ -123,7 +123,7 @@ def test_square_cases_draw_square_frames():
         assert case.data.shape == case.nav_shape + case.sig_shape
 
     check()
-    assert len(seen) == 20
+    assert len(seen) == examples(20)
 
 
 # -- the real sample file ---------------------------------------------------------------------

@@ -151,7 +151,7 @@ def test_empad_cases_have_empad_frames():
         assert case.data.shape == case.nav_shape + (128, 128)
 
     check()
-    assert len(seen) == 10
+    assert len(seen) == examples(10)
 
 
 # -- the real XML -----------------------------------------------------------------------------
